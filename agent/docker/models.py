@@ -1,0 +1,214 @@
+"""Typed models for the Engine API objects dockwatch uses; raw JSON stops here."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# Labels Docker itself sets: compose and swarm identity.
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+STACK_NAMESPACE = "com.docker.stack.namespace"
+SWARM_SERVICE = "com.docker.swarm.service.name"
+SWARM_TASK = "com.docker.swarm.task.name"
+SWARM_NODE_ID = "com.docker.swarm.node.id"
+# A container opts out of log shipping everywhere with this label set to "false".
+LOGS_OPT_OUT = "dockwatch.logs"
+
+
+class EngineError(Exception):
+    """The engine answered with an error, or could not be reached."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(EngineError):
+    """The object (container, network) no longer exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkAttachment:
+    """One entry of a container's NetworkSettings.Networks."""
+
+    name: str
+    network_id: str
+    ip: str = ""
+    prefix_len: int = 0
+    ipv6: str = ""
+    ipv6_prefix_len: int = 0
+    mac: str = ""
+
+    @property
+    def subnet(self) -> ipaddress.IPv4Network | None:
+        if not self.ip or not self.prefix_len:
+            return None
+        return ipaddress.IPv4Network(f"{self.ip}/{self.prefix_len}", strict=False)
+
+    @property
+    def subnet6(self) -> ipaddress.IPv6Network | None:
+        if not self.ipv6 or not self.ipv6_prefix_len:
+            return None
+        return ipaddress.IPv6Network(f"{self.ipv6}/{self.ipv6_prefix_len}", strict=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """An engine network (from GET /networks) with its IPAM subnets."""
+
+    id: str
+    name: str
+    driver: str
+    scope: str
+    subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Network:
+        subnets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for cfg in (raw.get("IPAM") or {}).get("Config") or []:
+            sub = cfg.get("Subnet")
+            if sub:
+                try:
+                    subnets.append(ipaddress.ip_network(sub, strict=False))
+                except ValueError:
+                    continue
+        return cls(
+            id=raw.get("Id", ""),
+            name=raw.get("Name", ""),
+            driver=raw.get("Driver", ""),
+            scope=raw.get("Scope", ""),
+            subnets=tuple(subnets),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """What the agent knows about one running container (from GET /containers/{id}/json)."""
+
+    id: str
+    name: str  # without the leading "/"
+    image: str  # as the user named it (Config.Image)
+    image_id: str
+    pid: int
+    network_mode: str  # HostConfig.NetworkMode: default, bridge, host, none, container:<id>, <network>
+    labels: Mapping[str, str] = field(default_factory=dict)
+    env: tuple[str, ...] = ()
+    networks: tuple[NetworkAttachment, ...] = ()
+    log_driver: str = ""
+    log_path: str = ""
+    health: str = ""  # "", starting, healthy, unhealthy
+    tty: bool = False
+    created: str = ""
+    started_at: str = ""
+    hostname: str = ""
+    command: str = ""
+
+    @classmethod
+    def from_inspect(cls, raw: Mapping[str, Any]) -> Container:
+        cfg = raw.get("Config") or {}
+        host_cfg = raw.get("HostConfig") or {}
+        state = raw.get("State") or {}
+        nets = ((raw.get("NetworkSettings") or {}).get("Networks")) or {}
+        attachments = tuple(
+            NetworkAttachment(
+                name=net_name,
+                network_id=n.get("NetworkID") or "",
+                ip=n.get("IPAddress") or "",
+                prefix_len=int(n.get("IPPrefixLen") or 0),
+                ipv6=n.get("GlobalIPv6Address") or "",
+                ipv6_prefix_len=int(n.get("GlobalIPv6PrefixLen") or 0),
+                mac=n.get("MacAddress") or "",
+            )
+            for net_name, n in sorted(nets.items())
+            if n is not None
+        )
+        health = ((state.get("Health") or {}).get("Status")) or ""
+        cmd = [raw.get("Path") or "", *(raw.get("Args") or [])]
+        return cls(
+            id=raw["Id"],
+            name=(raw.get("Name") or "").lstrip("/"),
+            image=cfg.get("Image") or "",
+            image_id=raw.get("Image") or "",
+            pid=int(state.get("Pid") or 0),
+            network_mode=host_cfg.get("NetworkMode") or "",
+            labels=dict(cfg.get("Labels") or {}),
+            env=tuple(cfg.get("Env") or ()),
+            networks=attachments,
+            log_driver=((host_cfg.get("LogConfig") or {}).get("Type")) or "",
+            log_path=raw.get("LogPath") or "",
+            health=health,
+            tty=bool(cfg.get("Tty")),
+            created=raw.get("Created") or "",
+            started_at=state.get("StartedAt") or "",
+            hostname=cfg.get("Hostname") or "",
+            command=" ".join(c for c in cmd if c),
+        )
+
+    # --- identity -------------------------------------------------------------------------------
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def compose_project(self) -> str:
+        return self.labels.get(COMPOSE_PROJECT, "")
+
+    @property
+    def compose_service(self) -> str:
+        return self.labels.get(COMPOSE_SERVICE, "")
+
+    @property
+    def stack(self) -> str:
+        return self.labels.get(STACK_NAMESPACE, "")
+
+    @property
+    def service(self) -> str:
+        return self.labels.get(SWARM_SERVICE, "")
+
+    @property
+    def task(self) -> str:
+        return self.labels.get(SWARM_TASK, "")
+
+    @property
+    def joins(self) -> str:
+        """Id or name of the container whose network namespace this one joins, else ""."""
+        mode = self.network_mode
+        return mode.removeprefix("container:") if mode.startswith("container:") else ""
+
+    @property
+    def host_network(self) -> bool:
+        return self.network_mode == "host"
+
+    @property
+    def env_map(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for kv in self.env:
+            k, _, v = kv.partition("=")
+            out[k] = v
+        return out
+
+
+def parse_engine_time(value: str) -> datetime | None:
+    """Engine timestamps are RFC 3339 with up to 9 fractional digits; Python takes 6."""
+    if not value or value.startswith("0001-"):
+        return None
+    head, dot, frac = value.partition(".")
+    tz = ""
+    if dot:
+        digits = frac.rstrip("Z")
+        for sep in ("+", "-"):
+            if sep in digits:
+                digits, tz = digits.split(sep, 1)
+                tz = sep + tz
+                break
+        value = f"{head}.{digits[:6]:0<6}{tz or '+00:00'}"
+    elif value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

@@ -1,0 +1,1 @@
+"""Log pipeline: the record type, sources, delivery with checkpoints."""

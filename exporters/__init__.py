@@ -1,0 +1,1 @@
+"""Exposition (Prometheus) and log sinks; depends only on the agent models."""

@@ -1,0 +1,1 @@
+"""Prometheus exposition: metric names, collectors, HTTP server."""

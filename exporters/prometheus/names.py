@@ -1,0 +1,352 @@
+"""Every metric dockwatch exports, on one page.
+
+Dashboard authors and reviewers read this file; README's metric table is generated from it
+(`python -m exporters.prometheus.names --markdown`).
+
+Label scheme:
+  IDENTITY  on every per-container series, so dashboards filter without joins.
+  device    series add `interface` and `network` (the Docker network the interface is on).
+Where cAdvisor has the identical meaning we use its name and its `name`, `image`, `interface` labels,
+so existing dashboards' network panels keep working.
+
+A network namespace is reported once, attributed to its owner: `container:X` joiners appear only on
+`dockwatch_container_info` (with `netns_owner`), host-network containers likewise; the host's own
+namespace, when exported, has `name=""` and `image=""` like cAdvisor's root cgroup, so the usual
+`image!=""` container filters leave it out.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    INFO = "gauge"  # exposed as gauge with value 1 (Prometheus text format has no info type)
+
+
+# Labels on every per-container series, in exposition order.
+IDENTITY: tuple[str, ...] = (
+    "node",
+    "name",
+    "image",
+    "compose_project",
+    "compose_service",
+    "stack",
+    "service",
+    "task",
+)
+DEVICE: tuple[str, ...] = ("interface", "network")
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...] = ()
+    # Where the number comes from: kernel file and field, or the agent itself.
+    source: str = ""
+
+
+def _dev(name: str, help_: str, field: str) -> Metric:
+    return Metric(name, Kind.COUNTER, help_, IDENTITY + DEVICE, f"net/dev {field}")
+
+
+def _tcp(name: str, kind: Kind, help_: str, source: str) -> Metric:
+    return Metric(name, kind, help_, IDENTITY, source)
+
+
+# --- per interface (net/dev) -------------------------------------------------------------------
+RX_BYTES = _dev("container_network_receive_bytes_total", "Bytes received.", "rx bytes")
+RX_PACKETS = _dev("container_network_receive_packets_total", "Packets received.", "rx packets")
+RX_ERRORS = _dev("container_network_receive_errors_total", "Receive errors.", "rx errs")
+RX_DROPPED = _dev("container_network_receive_packets_dropped_total", "Received packets dropped.", "rx drop")
+TX_BYTES = _dev("container_network_transmit_bytes_total", "Bytes transmitted.", "tx bytes")
+TX_PACKETS = _dev("container_network_transmit_packets_total", "Packets transmitted.", "tx packets")
+TX_ERRORS = _dev("container_network_transmit_errors_total", "Transmit errors.", "tx errs")
+TX_DROPPED = _dev(
+    "container_network_transmit_packets_dropped_total", "Transmitted packets dropped.", "tx drop"
+)
+DEVICE_METRICS: tuple[tuple[Metric, str], ...] = (
+    (RX_BYTES, "rx_bytes"),
+    (RX_PACKETS, "rx_packets"),
+    (RX_ERRORS, "rx_errors"),
+    (RX_DROPPED, "rx_dropped"),
+    (TX_BYTES, "tx_bytes"),
+    (TX_PACKETS, "tx_packets"),
+    (TX_ERRORS, "tx_errors"),
+    (TX_DROPPED, "tx_dropped"),
+)
+
+# --- per namespace: TCP (net/snmp Tcp:, net/netstat TcpExt:, net/sockstat) ----------------------
+# (metric, file section, field). IPv4 and IPv6 share the Tcp: MIB in Linux.
+TCP_ESTABLISHED = _tcp(
+    "container_network_tcp_connections_established",
+    Kind.GAUGE,
+    "TCP connections in ESTABLISHED or CLOSE-WAIT state (IPv4 and IPv6).",
+    "net/snmp Tcp CurrEstab",
+)
+TCP_INUSE = Metric(
+    "container_network_tcp_sockets_in_use",
+    Kind.GAUGE,
+    "TCP sockets in use, all states but TIME-WAIT, by IP version.",
+    (*IDENTITY, "ip_version"),
+    "net/sockstat TCP inuse, net/sockstat6 TCP6 inuse",
+)
+TCP_TIME_WAIT = _tcp(
+    "container_network_tcp_sockets_time_wait",
+    Kind.GAUGE,
+    "TCP sockets in TIME-WAIT (IPv4 and IPv6).",
+    "net/sockstat TCP tw",
+)
+TCP_ACTIVE_OPENS = _tcp(
+    "container_network_tcp_active_opens_total",
+    Kind.COUNTER,
+    "Outgoing TCP connection attempts (SYN sent).",
+    "net/snmp Tcp ActiveOpens",
+)
+TCP_PASSIVE_OPENS = _tcp(
+    "container_network_tcp_passive_opens_total",
+    Kind.COUNTER,
+    "Incoming TCP connections accepted into SYN-RECV.",
+    "net/snmp Tcp PassiveOpens",
+)
+TCP_FAILED = _tcp(
+    "container_network_tcp_failed_connection_attempts_total",
+    Kind.COUNTER,
+    "TCP connection attempts that failed (SYN-SENT/SYN-RECV to CLOSED, or SYN-RECV to LISTEN).",
+    "net/snmp Tcp AttemptFails",
+)
+TCP_ESTAB_RESETS = _tcp(
+    "container_network_tcp_established_resets_total",
+    Kind.COUNTER,
+    "TCP connections reset from ESTABLISHED or CLOSE-WAIT.",
+    "net/snmp Tcp EstabResets",
+)
+TCP_OUT_RSTS = _tcp(
+    "container_network_tcp_resets_sent_total",
+    Kind.COUNTER,
+    "TCP segments sent with the RST flag.",
+    "net/snmp Tcp OutRsts",
+)
+TCP_RETRANS = _tcp(
+    "container_network_tcp_retransmitted_segments_total",
+    Kind.COUNTER,
+    "TCP segments retransmitted.",
+    "net/snmp Tcp RetransSegs",
+)
+TCP_IN_SEGS = _tcp(
+    "container_network_tcp_segments_received_total",
+    Kind.COUNTER,
+    "TCP segments received, including those in error.",
+    "net/snmp Tcp InSegs",
+)
+TCP_OUT_SEGS = _tcp(
+    "container_network_tcp_segments_sent_total",
+    Kind.COUNTER,
+    "TCP segments sent, excluding retransmissions.",
+    "net/snmp Tcp OutSegs",
+)
+TCP_IN_ERRS = _tcp(
+    "container_network_tcp_receive_errors_total",
+    Kind.COUNTER,
+    "TCP segments received in error (bad checksum, short).",
+    "net/snmp Tcp InErrs",
+)
+TCP_LISTEN_OVERFLOWS = _tcp(
+    "container_network_tcp_listen_overflows_total",
+    Kind.COUNTER,
+    "Times a listening socket's accept queue was full.",
+    "net/netstat TcpExt ListenOverflows",
+)
+TCP_LISTEN_DROPS = _tcp(
+    "container_network_tcp_listen_drops_total",
+    Kind.COUNTER,
+    "SYNs dropped on a listening socket (overflows included).",
+    "net/netstat TcpExt ListenDrops",
+)
+TCP_TIMEOUTS = _tcp(
+    "container_network_tcp_timeouts_total",
+    Kind.COUNTER,
+    "TCP retransmission timer expirations.",
+    "net/netstat TcpExt TCPTimeouts",
+)
+TCP_SYN_RETRANS = _tcp(
+    "container_network_tcp_syn_retransmits_total",
+    Kind.COUNTER,
+    "SYN and SYN/ACK retransmissions.",
+    "net/netstat TcpExt TCPSynRetrans",
+)
+TCP_ABORT_TIMEOUT = _tcp(
+    "container_network_tcp_aborted_on_timeout_total",
+    Kind.COUNTER,
+    "TCP connections aborted because a timer expired too often.",
+    "net/netstat TcpExt TCPAbortOnTimeout",
+)
+
+# (metric, section, field): from the parsed net/snmp + net/netstat tables.
+TCP_MIB_METRICS: tuple[tuple[Metric, str, str], ...] = (
+    (TCP_ESTABLISHED, "Tcp", "CurrEstab"),
+    (TCP_ACTIVE_OPENS, "Tcp", "ActiveOpens"),
+    (TCP_PASSIVE_OPENS, "Tcp", "PassiveOpens"),
+    (TCP_FAILED, "Tcp", "AttemptFails"),
+    (TCP_ESTAB_RESETS, "Tcp", "EstabResets"),
+    (TCP_OUT_RSTS, "Tcp", "OutRsts"),
+    (TCP_RETRANS, "Tcp", "RetransSegs"),
+    (TCP_IN_SEGS, "Tcp", "InSegs"),
+    (TCP_OUT_SEGS, "Tcp", "OutSegs"),
+    (TCP_IN_ERRS, "Tcp", "InErrs"),
+    (TCP_LISTEN_OVERFLOWS, "TcpExt", "ListenOverflows"),
+    (TCP_LISTEN_DROPS, "TcpExt", "ListenDrops"),
+    (TCP_TIMEOUTS, "TcpExt", "TCPTimeouts"),
+    (TCP_SYN_RETRANS, "TcpExt", "TCPSynRetrans"),
+    (TCP_ABORT_TIMEOUT, "TcpExt", "TCPAbortOnTimeout"),
+)
+
+# --- per namespace: UDP (net/snmp Udp:, net/snmp6 Udp6*) ---------------------------------------
+_UDP_LABELS = (*IDENTITY, "ip_version")
+
+
+def _udp(name: str, help_: str, field: str) -> Metric:
+    return Metric(name, Kind.COUNTER, help_, _UDP_LABELS, f"net/snmp Udp {field}, net/snmp6 Udp6{field}")
+
+
+UDP_IN = _udp("container_network_udp_datagrams_received_total", "UDP datagrams delivered.", "InDatagrams")
+UDP_OUT = _udp("container_network_udp_datagrams_sent_total", "UDP datagrams sent.", "OutDatagrams")
+UDP_NO_PORTS = _udp(
+    "container_network_udp_no_port_total", "UDP datagrams received for a port nobody listens on.", "NoPorts"
+)
+UDP_IN_ERRORS = _udp(
+    "container_network_udp_receive_errors_total", "UDP datagrams that could not be delivered.", "InErrors"
+)
+UDP_RCVBUF = _udp(
+    "container_network_udp_receive_buffer_errors_total", "UDP receive buffer overflows.", "RcvbufErrors"
+)
+UDP_SNDBUF = _udp("container_network_udp_send_buffer_errors_total", "UDP send buffer errors.", "SndbufErrors")
+UDP_METRICS: tuple[tuple[Metric, str], ...] = (
+    (UDP_IN, "InDatagrams"),
+    (UDP_OUT, "OutDatagrams"),
+    (UDP_NO_PORTS, "NoPorts"),
+    (UDP_IN_ERRORS, "InErrors"),
+    (UDP_RCVBUF, "RcvbufErrors"),
+    (UDP_SNDBUF, "SndbufErrors"),
+)
+UDP_INUSE = Metric(
+    "container_network_udp_sockets_in_use",
+    Kind.GAUGE,
+    "UDP sockets in use.",
+    _UDP_LABELS,
+    "net/sockstat UDP inuse, net/sockstat6 UDP6 inuse",
+)
+
+# --- opt-in tier: TCP sockets by state (net/tcp + net/tcp6; ~10 ms per namespace) ---------------
+TCP_STATES = Metric(
+    "container_network_tcp_connections",
+    Kind.GAUGE,
+    "TCP sockets by state, IPv4 and IPv6 (opt-in: --collect.tcp-states; refreshed on its own interval).",
+    (*IDENTITY, "state"),
+    "net/tcp, net/tcp6 st column",
+)
+
+# --- inventory and events ----------------------------------------------------------------------
+CONTAINER_INFO = Metric(
+    "dockwatch_container_info",
+    Kind.INFO,
+    "One series per running container; network_mode and netns_owner show shared namespaces.",
+    (*IDENTITY, "container_id", "network_mode", "netns_owner", "node_id"),
+    "docker inspect",
+)
+CONTAINER_HEALTH = Metric(
+    "dockwatch_container_healthy",
+    Kind.GAUGE,
+    "1 if the healthcheck reports healthy, 0 if unhealthy or starting (only containers with one).",
+    IDENTITY,
+    "docker inspect State.Health / health_status events",
+)
+CONTAINER_EVENTS = Metric(
+    "dockwatch_container_events_total",
+    Kind.COUNTER,
+    "Docker events per running container since the agent saw it start (die, oom, kill, health_status...).",
+    (*IDENTITY, "action"),
+    "docker /events",
+)
+HOST_NETWORK_MODE = "host"
+
+# --- self metrics (registered on the agent's own registry) --------------------------------------
+DOCKER_EVENTS = Metric(
+    "dockwatch_docker_events_total",
+    Kind.COUNTER,
+    "Docker events received, by type and action.",
+    ("type", "action"),
+    "docker /events",
+)
+COLLECTOR_SUCCESS = Metric(
+    "dockwatch_scrape_collector_success",
+    Kind.GAUGE,
+    "1 if the collector's last run succeeded for every namespace it could still see.",
+    ("collector",),
+    "agent",
+)
+COLLECTOR_DURATION = Metric(
+    "dockwatch_scrape_collector_duration_seconds",
+    Kind.GAUGE,
+    "Wall time of the collector's last run.",
+    ("collector",),
+    "agent",
+)
+CONTAINERS_TRACKED = Metric(
+    "dockwatch_containers_tracked",
+    Kind.GAUGE,
+    "Running containers in the agent's inventory.",
+    (),
+    "agent",
+)
+NETNS_TRACKED = Metric(
+    "dockwatch_network_namespaces_tracked",
+    Kind.GAUGE,
+    "Distinct network namespaces read on the last scrape.",
+    (),
+    "agent",
+)
+ENGINE_CONNECTED = Metric(
+    "dockwatch_engine_connected",
+    Kind.GAUGE,
+    "1 while the agent follows the engine's event stream.",
+    (),
+    "agent",
+)
+ENGINE_RECONNECTS = Metric(
+    "dockwatch_engine_reconnects_total",
+    Kind.COUNTER,
+    "Times the agent lost and re-established the engine connection.",
+    (),
+    "agent",
+)
+BUILD_INFO = Metric(
+    "dockwatch_build_info",
+    Kind.INFO,
+    "Agent version and the engine it talks to.",
+    ("version", "engine_version", "api_version", "node", "node_id"),
+    "agent",
+)
+
+ALL: tuple[Metric, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Metric))
+
+
+def markdown_table() -> str:
+    """The README's metric table."""
+    rows = ["| metric | type | labels (besides identity) | source |", "|---|---|---|---|"]
+    for m in sorted(ALL, key=lambda m: m.name):
+        extra = [lbl for lbl in m.labels if lbl not in IDENTITY]
+        ident = "identity + " if set(IDENTITY) <= set(m.labels) else ""
+        rows.append(f"| `{m.name}` | {m.kind.value} | {ident}{', '.join(extra) or '-'} | {m.source} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--markdown"]:
+        print(markdown_table())

@@ -1,0 +1,216 @@
+"""A private Docker engine for the tests: its own data root, exec root and socket.
+
+The tests start it themselves (so `pytest` works on a fresh machine once `docker.io` and
+`busybox-static` are installed), or reuse one already answering on the same socket, or use
+the engine named by DOCKWATCH_TEST_DOCKER_HOST. Test images are made with `docker import`
+from a root filesystem built here: no registry is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUSYBOX_IMAGE = "dockwatch-test/busybox:latest"
+ENGINE_ROOT = Path(os.environ.get("DOCKWATCH_TEST_ENGINE_ROOT", "/tmp/dwtest-engine"))
+# Applets the test images link to the static busybox.
+APPLETS = (
+    "sh ash cat cp dd echo env false grep head hostname httpd id ifconfig ip kill ls mkdir "
+    "nc netstat ping printf ps rm route seq sleep tail tee timeout touch true uname wc wget xargs yes"
+).split()
+
+
+def wait_for(
+    cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    """Poll `cond` until it returns a truthy value or the deadline passes; return that value."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = cond()
+            if value:
+                return value
+        except Exception as exc:  # the condition may fail until the thing exists
+            last_exc = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}") from last_exc
+        time.sleep(interval)
+
+
+@dataclass
+class Engine:
+    """Handle on the test engine: the docker CLI bound to it, and restart for the chaos tests."""
+
+    host: str  # unix:///path/docker.sock
+    root: Path
+    owned: bool
+    proc: subprocess.Popen[bytes] | None = None
+    _made: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def socket_path(self) -> str:
+        return self.host.removeprefix("unix://")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.host}
+
+    # --- CLI -----------------------------------------------------------------------------------
+    def docker(self, *args: str, check: bool = True, timeout: float = 120, input: bytes | None = None) -> str:
+        res = subprocess.run(
+            ["docker", *args], env=self.env, capture_output=True, timeout=timeout, input=input
+        )
+        if check and res.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)} failed: {res.stderr.decode(errors='replace')}")
+        return res.stdout.decode(errors="replace").strip()
+
+    def inspect(self, obj: str) -> dict[str, Any]:
+        data = json.loads(self.docker("inspect", obj))
+        return dict(data[0])
+
+    def pid(self, container: str) -> int:
+        return int(self.inspect(container)["State"]["Pid"])
+
+    def run(self, *args: str, name: str | None = None) -> str:
+        """`docker run -d` a container that the session cleans up; returns its full id."""
+        name = name or f"dwt-{uuid.uuid4().hex[:8]}"
+        cid = self.docker("run", "-d", "--name", name, "--label", "dockwatch.test=1", *args)
+        self._made.append(("container", cid))
+        return cid
+
+    def network(self, name: str, *args: str) -> str:
+        nid = self.docker("network", "create", "--label", "dockwatch.test=1", *args, name)
+        self._made.append(("network", nid))
+        return nid
+
+    def cleanup(self) -> None:
+        """Remove what this handle made, newest first (containers before their networks)."""
+        for kind, obj in reversed(self._made):
+            if kind == "container":
+                self.docker("rm", "-f", "-v", obj, check=False)
+            else:
+                self.docker("network", "rm", obj, check=False)
+        self._made.clear()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def ping(self) -> bool:
+        res = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            env=self.env,
+            capture_output=True,
+            timeout=10,
+        )
+        return res.returncode == 0
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.root / "dockerd.log", "ab")  # noqa: SIM115 - lives as long as dockerd
+        self.proc = subprocess.Popen(
+            [
+                "dockerd",
+                "--iptables=false",
+                f"--data-root={self.root / 'data'}",
+                f"--exec-root={self.root / 'exec'}",
+                f"--pidfile={self.root / 'dockerd.pid'}",
+                f"--host={self.host}",
+                "--userland-proxy=false",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(self.ping, timeout=60, interval=0.2, what=f"dockerd on {self.host} (log: {log.name})")
+        self.owned = True
+
+    def stop(self) -> None:
+        pid = self._dockerd_pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+        def gone() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            if self.proc is not None and self.proc.pid == pid:
+                return self.proc.poll() is not None
+            return False
+
+        wait_for(gone, timeout=60, interval=0.1, what="dockerd to exit")
+
+    def restart(self) -> None:
+        """Stop and start dockerd on the same socket (the agent must survive this)."""
+        self.stop()
+        self.start()
+
+    def _dockerd_pid(self) -> int | None:
+        if self.proc is not None and self.proc.poll() is None:
+            return self.proc.pid
+        try:
+            return int((self.root / "dockerd.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    # --- images ------------------------------------------------------------------------------------
+    def ensure_busybox_image(self) -> str:
+        if self.docker("images", "-q", BUSYBOX_IMAGE):
+            return BUSYBOX_IMAGE
+        busybox = shutil.which("busybox")
+        if busybox is None:
+            raise RuntimeError("busybox not found: install Debian's busybox-static")
+        with tempfile.TemporaryDirectory() as tmp:
+            tar_path = Path(tmp) / "rootfs.tar"
+            with tarfile.open(tar_path, "w") as tar:
+                for d in ("bin", "tmp", "etc", "proc", "sys", "dev", "var/www"):
+                    info = tarfile.TarInfo(d)
+                    info.type = tarfile.DIRTYPE
+                    info.mode = 0o1777 if d == "tmp" else 0o755
+                    tar.addfile(info)
+                tar.add(busybox, arcname="bin/busybox")
+                for applet in APPLETS:
+                    info = tarfile.TarInfo(f"bin/{applet}")
+                    info.type = tarfile.SYMTYPE
+                    info.linkname = "busybox"
+                    tar.addfile(info)
+            self.docker("import", "--change", 'CMD ["sh"]', str(tar_path), BUSYBOX_IMAGE, timeout=300)
+        return BUSYBOX_IMAGE
+
+
+@contextlib.contextmanager
+def test_engine() -> Iterator[Engine]:
+    """The engine for a test session; started here unless one already answers."""
+    given = os.environ.get("DOCKWATCH_TEST_DOCKER_HOST")
+    if given:
+        eng = Engine(host=given, root=ENGINE_ROOT, owned=False)
+        if not eng.ping():
+            raise RuntimeError(f"DOCKWATCH_TEST_DOCKER_HOST={given} does not answer")
+    else:
+        eng = Engine(host=f"unix://{ENGINE_ROOT / 'docker.sock'}", root=ENGINE_ROOT, owned=False)
+        if not eng.ping():
+            if shutil.which("dockerd") is None:
+                raise RuntimeError("dockerd not found: install Debian's docker.io (see README, Tests)")
+            eng.start()
+    eng.ensure_busybox_image()
+    try:
+        yield eng
+    finally:
+        eng.cleanup()
+        # An engine the tests started is stopped, so CI leaves nothing running; keep it for
+        # faster local reruns with DOCKWATCH_TEST_KEEP_ENGINE=1.
+        if eng.owned and not os.environ.get("DOCKWATCH_TEST_KEEP_ENGINE"):
+            eng.stop()
