@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from engine import Engine, test_engine  # noqa: E402
+from engine import Engine, test_engine
 
 DATA = Path(__file__).parent / "data"
 
@@ -24,8 +24,12 @@ def engine_session() -> Iterator[Engine]:
 @pytest.fixture
 def engine(engine_session: Engine) -> Iterator[Engine]:
     """The session's engine; containers and networks made through it are removed after the test."""
-    handle = Engine(host=engine_session.host, root=engine_session.root, owned=engine_session.owned,
-                    proc=engine_session.proc)
+    handle = Engine(
+        host=engine_session.host,
+        root=engine_session.root,
+        owned=engine_session.owned,
+        proc=engine_session.proc,
+    )
     try:
         yield handle
     finally:
