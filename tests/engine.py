@@ -210,7 +210,7 @@ def test_engine() -> Iterator[Engine]:
         yield eng
     finally:
         eng.cleanup()
-        # An engine the tests started is stopped, so CI leaves nothing running; keep it for
-        # faster local reruns with DOCKWATCH_TEST_KEEP_ENGINE=1.
-        if eng.owned and not os.environ.get("DOCKWATCH_TEST_KEEP_ENGINE"):
+        # An engine the tests started is stopped in CI (and by tests/run.sh) so nothing is left
+        # running; otherwise it stays up for fast reruns, and other test sessions may share it.
+        if eng.owned and (os.environ.get("CI") or os.environ.get("DOCKWATCH_TEST_STOP_ENGINE")):
             eng.stop()
