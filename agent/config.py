@@ -1,0 +1,271 @@
+"""Typed configuration: each key declared once, with type, default and help.
+
+Precedence: command-line flag > DOCKWATCH_<KEY> environment variable > YAML file > default.
+Keys are spelled like the flags without the dashes (`web.listen-address`); in YAML they may
+also be nested (`web: {listen-address: ...}`); in the environment dots and dashes become
+underscores (DOCKWATCH_WEB_LISTEN_ADDRESS). Unknown keys are refused by name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent import hostfs
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; str() names the key and what was expected. Exit code 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    name: str  # flag name without "--"
+    kind: str  # "str", "bool", "duration", "int", "regex", "list", "address"
+    default: Any
+    help: str
+    metavar: str = ""
+
+    @property
+    def env(self) -> str:
+        return "DOCKWATCH_" + re.sub(r"[.-]", "_", self.name).upper()
+
+    @property
+    def attr(self) -> str:
+        return re.sub(r"[.-]", "_", self.name)
+
+
+# Every key, once. The CLI, the env lookup, the YAML reader and the README read this table.
+KEYS: tuple[Key, ...] = (
+    Key("web.listen-address", "address", ":9105", "Address for /metrics, /healthz and /readyz.", "HOST:PORT"),
+    Key(
+        "docker.host",
+        "str",
+        None,
+        f"Engine API endpoint (default: $DOCKER_HOST, else {hostfs.DEFAULT_DOCKER_HOST}).",
+        "URL",
+    ),
+    Key("docker.timeout", "duration", 10.0, "Timeout for one Engine API request.", "DURATION"),
+    Key("path.procfs", "str", hostfs.DEFAULT_PROCFS, "Host procfs root (/host/proc in a container).", "PATH"),
+    Key(
+        "path.docker-root",
+        "str",
+        hostfs.DEFAULT_DOCKER_ROOT,
+        "Docker's data root, for reading json-file logs (/host/var/lib/docker in a container).",
+        "PATH",
+    ),
+    Key(
+        "path.state",
+        "str",
+        "/var/lib/dockwatch",
+        "Directory for log checkpoints (a volume in a container).",
+        "PATH",
+    ),
+    Key("node-name", "str", None, "Value of the `node` label (default: the engine's host name).", "NAME"),
+    Key("collect.loopback", "bool", False, "Export the lo interface's traffic too.", ""),
+    Key(
+        "collect.host-netns",
+        "bool",
+        True,
+        'Export the host network namespace once (name="", physical interfaces only).',
+        "",
+    ),
+    Key(
+        "collect.tcp-states",
+        "bool",
+        False,
+        "Opt-in: TCP sockets by state from net/tcp{,6} (~10 ms CPU per namespace; own interval).",
+        "",
+    ),
+    Key(
+        "collect.tcp-states-interval",
+        "duration",
+        30.0,
+        "How often the TCP-state tier reads net/tcp{,6}.",
+        "DURATION",
+    ),
+    Key(
+        "collect.interfaces-ignore",
+        "regex",
+        r"^(tunl0|sit0|ip6tnl0|ip6gre0|gre0|gretap0|erspan0|ip_vti0|ip6_vti0)$",
+        "Interfaces never exported (the kernel's per-namespace fallback tunnel devices by default).",
+        "REGEX",
+    ),
+    Key(
+        "collect.host-interfaces-ignore",
+        "regex",
+        r"^(lo|veth.*|docker.*|br-.*|vx-.*|ifb\d+)$",
+        "Host-namespace interfaces not exported (container veths and bridges count as container traffic).",
+        "REGEX",
+    ),
+    Key("log-level", "str", "info", "Agent log level: debug, info, warning, error.", "LEVEL"),
+)
+KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    web_listen_address: tuple[str, int] = ("0.0.0.0", 9105)
+    docker_host: str = hostfs.DEFAULT_DOCKER_HOST
+    docker_timeout: float = 10.0
+    path_procfs: str = hostfs.DEFAULT_PROCFS
+    path_docker_root: str = hostfs.DEFAULT_DOCKER_ROOT
+    path_state: str = "/var/lib/dockwatch"
+    node_name: str | None = None
+    collect_loopback: bool = False
+    collect_host_netns: bool = True
+    collect_tcp_states: bool = False
+    collect_tcp_states_interval: float = 30.0
+    collect_interfaces_ignore: re.Pattern[str] = field(
+        default_factory=lambda: re.compile(KEYS_BY_NAME["collect.interfaces-ignore"].default)
+    )
+    collect_host_interfaces_ignore: re.Pattern[str] = field(
+        default_factory=lambda: re.compile(KEYS_BY_NAME["collect.host-interfaces-ignore"].default)
+    )
+    log_level: str = "info"
+
+    @property
+    def hostfs(self) -> hostfs.HostFS:
+        return hostfs.HostFS(procfs=Path(self.path_procfs), docker_root=Path(self.path_docker_root))
+
+
+# --- value parsing ------------------------------------------------------------------------------
+_DUR = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+
+
+def _parse_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_duration(v: Any) -> float:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        seconds = float(v)
+    else:
+        m = _DUR.match(str(v).strip())
+        if not m:
+            raise ValueError("expected a duration such as 500ms, 10s, 1m")
+        seconds = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    if seconds <= 0:
+        raise ValueError("expected a duration greater than zero")
+    return seconds
+
+
+def _parse_address(v: Any) -> tuple[str, int]:
+    s = str(v).strip()
+    host, sep, port = s.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected HOST:PORT or :PORT, e.g. :9105 or 127.0.0.1:9105")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def _parse_regex(v: Any) -> re.Pattern[str]:
+    try:
+        return re.compile(str(v))
+    except re.error as exc:
+        raise ValueError(f"expected a regular expression ({exc})") from None
+
+
+def _parse_str(v: Any) -> str:
+    if isinstance(v, dict | list):
+        raise ValueError("expected a string")
+    return str(v)
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "str": _parse_str,
+    "bool": _parse_bool,
+    "duration": _parse_duration,
+    "address": _parse_address,
+    "regex": _parse_regex,
+}
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested YAML mappings become dotted keys, unless the dotted prefix is itself a key."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and key not in KEYS_BY_NAME:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: {path} must be a mapping of keys to values")
+    return _flatten(data)
+
+
+def load(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    file_values: Mapping[str, Any] | None = None,
+    extra_keys: Sequence[str] = (),
+) -> Config:
+    """Merge the sources (flags > env > file > default) into a Config; raise ConfigError by key.
+
+    `extra_keys` are file keys owned by other parts (log sinks) that load() passes over.
+    """
+    env = os.environ if env is None else env
+    file_values = file_values or {}
+    unknown = sorted(k for k in file_values if k not in KEYS_BY_NAME and k.split(".")[0] not in extra_keys)
+    if unknown:
+        raise ConfigError(
+            f"config key {unknown[0]!r}: unknown (known keys: {', '.join(k.name for k in KEYS)})"
+        )
+    values: dict[str, Any] = {}
+    for key in KEYS:
+        if flags.get(key.name) is not None:
+            raw, where = flags[key.name], f"--{key.name}"
+        elif key.env in env:
+            raw, where = env[key.env], key.env
+        elif key.name in file_values:
+            raw, where = file_values[key.name], f"config key {key.name!r}"
+        else:
+            continue
+        try:
+            values[key.attr] = _PARSERS[key.kind](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {raw!r} is invalid: {exc}") from None
+    if "docker_host" not in values:
+        values["docker_host"] = env.get("DOCKER_HOST") or hostfs.DEFAULT_DOCKER_HOST
+    if values.get("log_level", "info") not in _LEVELS:
+        raise ConfigError(
+            f"log-level: {values['log_level']!r} is invalid: expected one of {', '.join(_LEVELS)}"
+        )
+    if not str(values["docker_host"]).startswith(("unix://", "tcp://", "http://")):
+        raise ConfigError(
+            f"docker.host: {values['docker_host']!r} is invalid: expected unix:///path, tcp://host:port or http://"
+        )
+    return Config(**values)
+
+
+def default_node_name() -> str:
+    return socket.gethostname()

@@ -1,0 +1,208 @@
+"""A thin, read-only Engine API client over the unix socket (or tcp://), on aiohttp.
+
+Only GET requests. Errors are normalised once here: EngineError (unreachable, 5xx, bad JSON)
+and NotFound (404); callers never see aiohttp exceptions or raw error bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from agent.docker.models import Container, EngineError, Network, NotFound
+
+log = logging.getLogger(__name__)
+
+# The newest API version we have read the docs of; older engines are talked to in their own.
+MAX_API_VERSION = (1, 45)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One message of GET /events."""
+
+    type: str  # container, network, image, volume, daemon, service, node, ...
+    action: str  # normalised: "health_status: healthy" → "health_status", "exec_start: sh" → "exec_start"
+    actor_id: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    time_nano: int = 0
+    raw_action: str = ""
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Event:
+        actor = raw.get("Actor") or {}
+        action = str(raw.get("Action") or raw.get("status") or "")
+        return cls(
+            type=str(raw.get("Type") or ""),
+            # Docker appends free text after ": " to some actions; keep labels bounded.
+            action=action.split(":", 1)[0].strip(),
+            actor_id=str(actor.get("ID") or raw.get("id") or ""),
+            attributes=dict(actor.get("Attributes") or {}),
+            time_nano=int(raw.get("timeNano") or 0),
+            raw_action=action,
+        )
+
+
+class JsonLinesDecoder:
+    """Pure decoder for the events stream: bytes in, JSON objects out (newline-delimited)."""
+
+    MAX_LINE = 1 << 20  # an event larger than 1 MiB is not an event: drop it rather than grow
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.skipped = 0
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self._buf += data
+        out: list[dict[str, Any]] = []
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                if len(self._buf) > self.MAX_LINE:
+                    self._buf.clear()
+                    self.skipped += 1
+                return out
+            line = bytes(self._buf[:nl]).strip()
+            del self._buf[: nl + 1]
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                self.skipped += 1
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+
+
+class DockerClient:
+    def __init__(self, host: str, timeout: float = 10.0) -> None:
+        self.host = host
+        self.timeout = timeout
+        self.api_version = ""
+        if host.startswith("unix://"):
+            self._connector_args: dict[str, Any] = {"path": host.removeprefix("unix://")}
+            self._base = "http://docker"
+        else:
+            self._connector_args = {}
+            self._base = "http://" + host.split("://", 1)[1].rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> DockerClient:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _sess(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector: aiohttp.BaseConnector = (
+                aiohttp.UnixConnector(**self._connector_args)
+                if self._connector_args
+                else aiohttp.TCPConnector()
+            )
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    def _url(self, path: str) -> str:
+        prefix = f"/v{self.api_version}" if self.api_version else ""
+        return f"{self._base}{prefix}{path}"
+
+    async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        try:
+            async with self._sess().get(
+                self._url(path), params=params, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            ) as resp:
+                body = await resp.read()
+                if resp.status == 404:
+                    raise NotFound(_message(body) or f"{path}: not found", 404)
+                if resp.status >= 400:
+                    raise EngineError(f"GET {path}: {resp.status} {_message(body)}", resp.status)
+                return json.loads(body)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise EngineError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:
+            raise EngineError(f"GET {path}: response is not JSON") from exc
+
+    async def negotiate(self) -> dict[str, Any]:
+        """GET /version (unversioned) and talk the lower of its API version and ours from then on."""
+        self.api_version = ""
+        ver: dict[str, Any] = await self.get_json("/version")
+        server = tuple(int(x) for x in str(ver.get("ApiVersion", "1.24")).split("."))
+        use = min(server, MAX_API_VERSION)
+        self.api_version = f"{use[0]}.{use[1]}"
+        return ver
+
+    async def info(self) -> dict[str, Any]:
+        data: dict[str, Any] = await self.get_json("/info")
+        return data
+
+    async def running_container_ids(self) -> list[str]:
+        data = await self.get_json("/containers/json")
+        return [str(c["Id"]) for c in data]
+
+    async def inspect(self, container_id: str) -> Container:
+        return Container.from_inspect(await self.get_json(f"/containers/{quote(container_id)}/json"))
+
+    async def networks(self) -> list[Network]:
+        return [Network.from_api(n) for n in await self.get_json("/networks")]
+
+    async def events(self, since: str | None = None) -> AsyncIterator[Event]:
+        """Follow GET /events until the stream ends or fails (then EngineError)."""
+        params = {"since": since} if since else None
+        try:
+            async with self._sess().get(
+                self._url("/events"),
+                params=params,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None),
+            ) as resp:
+                if resp.status >= 400:
+                    raise EngineError(
+                        f"GET /events: {resp.status} {_message(await resp.read())}", resp.status
+                    )
+                decoder = JsonLinesDecoder()
+                yield Event(type="dockwatch", action="subscribed", actor_id="")
+                async for chunk in resp.content.iter_any():
+                    for obj in decoder.feed(chunk):
+                        yield Event.from_api(obj)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise EngineError(f"GET /events: {type(exc).__name__}: {exc}") from exc
+        raise EngineError("GET /events: the engine closed the stream")
+
+    async def stream(self, path: str, params: Mapping[str, str] | None = None) -> AsyncIterator[bytes]:
+        """GET a streaming endpoint (container logs) and yield raw chunks until it ends."""
+        try:
+            async with self._sess().get(
+                self._url(path),
+                params=params,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None),
+            ) as resp:
+                if resp.status == 404:
+                    raise NotFound(_message(await resp.read()) or f"{path}: not found", 404)
+                if resp.status >= 400:
+                    raise EngineError(f"GET {path}: {resp.status} {_message(await resp.read())}", resp.status)
+                async for chunk in resp.content.iter_any():
+                    yield chunk
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise EngineError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _message(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("message", ""))
+    except (ValueError, AttributeError):
+        return body[:200].decode(errors="replace")
