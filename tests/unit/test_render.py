@@ -1,0 +1,118 @@
+"""The exposition: valid text format, right labels, escaping, one series per namespace."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.docker.models import Container
+from agent.netstats import CollectResult, Membership, NetnsSample
+from agent.procnet import DevCounters
+from exporters.prometheus import names as n
+from exporters.prometheus.render import Renderer, escape
+
+
+def container(cid: str, name: str, mode: str = "bridge", **labels: str) -> Container:
+    return Container(
+        id=cid * 64,
+        name=name,
+        image="img:1",
+        image_id="sha256:x",
+        pid=1,
+        network_mode=mode,
+        labels=labels,
+        created=cid,
+    )
+
+
+def sample(owner: Container | None, rx: int) -> NetnsSample:
+    ctr = DevCounters(rx, 2, 3, 4, 5, 6, 7, 8)
+    return NetnsSample(
+        inode=rx,
+        owner=owner,
+        devices={"eth0": ctr},
+        networks={"eth0": "host" if owner is None else "front"},
+        mib={
+            "Tcp": {"CurrEstab": 9, "AttemptFails": 11},
+            "TcpExt": {"ListenOverflows": 12},
+            "Udp": {"NoPorts": 13},
+        },
+        udp6={"NoPorts": 14},
+        sockstat={"TCP": {"inuse": 15, "tw": 16}, "TCP6": {"inuse": 17}},
+    )
+
+
+def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def test_escape() -> None:
+    assert escape('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+    assert escape("plain") == "plain"
+
+
+def test_render_round_trips_through_the_reference_parser() -> None:
+    web = container(
+        "a", 'we"b', **{"com.docker.compose.project": "shop", "com.docker.swarm.service.name": "s1"}
+    )
+    joiner = container("b", "sidecar", mode="container:" + "a" * 64)
+    hostc = container("c", "hostnet", mode="host")
+    res = CollectResult(
+        samples=[sample(web, 100), sample(None, 1000)],
+        members=[Membership(web, 100, web), Membership(joiner, 100, web), Membership(hostc, 1000, None)],
+    )
+    text = Renderer().render("node1", "nid", res, {web.id: {"die": 2}}, {web.id: web}, [web])
+    got = parse(text)
+
+    rx = got["container_network_receive_bytes_total"]
+    assert len(rx) == 2  # one per namespace: the joiner and the host-network container add none
+    by_name = {labels["name"]: (labels, v) for labels, v in rx}
+    labels, v = by_name['we"b']
+    assert v == 100
+    assert labels["compose_project"] == "shop" and labels["service"] == "s1" and labels["node"] == "node1"
+    assert labels["interface"] == "eth0" and labels["network"] == "front"
+    host_labels, hv = by_name[""]
+    assert hv == 1000 and host_labels["image"] == "" and host_labels["network"] == "host"
+
+    assert got["container_network_transmit_packets_dropped_total"][0][1] == 8
+    fails = {lbl["name"]: v for lbl, v in got["container_network_tcp_failed_connection_attempts_total"]}
+    assert fails == {'we"b': 11, "": 11}
+    udp = {(lbl["name"], lbl["ip_version"]): v for lbl, v in got["container_network_udp_no_port_total"]}
+    assert udp == {('we"b', "4"): 13, ('we"b', "6"): 14, ("", "4"): 13, ("", "6"): 14}
+    assert {
+        lbl["ip_version"]: v for lbl, v in got["container_network_tcp_sockets_in_use"] if lbl["name"]
+    } == {
+        "4": 15,
+        "6": 17,
+    }
+
+    info = {lbl["name"]: lbl for lbl, _ in got["dockwatch_container_info"]}
+    assert info["sidecar"]["netns_owner"] == 'we"b' and info["sidecar"]["network_mode"] == "container"
+    assert info["hostnet"]["netns_owner"] == "host" and info["hostnet"]["network_mode"] == "host"
+    assert got["dockwatch_container_events_total"] == [
+        ({**labels_without_device(labels), "action": "die"}, 2)
+    ]
+
+
+def labels_without_device(labels: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if k in n.IDENTITY}
+
+
+def test_every_family_has_help_and_type_and_counters_end_in_total() -> None:
+    for m in n.ALL:
+        if m.kind == n.Kind.COUNTER:
+            assert m.name.endswith("_total"), m.name
+        else:
+            assert not m.name.endswith("_total"), m.name
+        assert m.help.endswith("."), m.name
+
+
+def test_identity_cache_follows_container_changes() -> None:
+    r = Renderer()
+    a = container("a", "old")
+    assert 'name="old"' in r.identity(a, "n")
+    renamed = Container(**{**{f: getattr(a, f) for f in a.__slots__}, "name": "new"})
+    assert 'name="new"' in r.identity(renamed, "n")
