@@ -77,6 +77,11 @@ class Engine:
             raise RuntimeError(f"docker {' '.join(args)} failed: {res.stderr.decode(errors='replace')}")
         return res.stdout.decode(errors="replace").strip()
 
+    def ok(self, *args: str, timeout: float = 60) -> bool:
+        """True when `docker <args>` exits 0 (e.g. an exec that may fail while a server starts)."""
+        res = subprocess.run(["docker", *args], env=self.env, capture_output=True, timeout=timeout)
+        return res.returncode == 0
+
     def inspect(self, obj: str) -> dict[str, Any]:
         data = json.loads(self.docker("inspect", obj))
         return dict(data[0])
