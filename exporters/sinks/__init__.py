@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from exporters.sinks.base import Sink
+from exporters.sinks.fluentd import FluentdSink
 
 # driver name -> Sink class; a new sink is one module plus one line here.
-SINKS: dict[str, type[Sink]] = {}
+SINKS: dict[str, type[Sink]] = {
+    FluentdSink.driver: FluentdSink,
+}
