@@ -269,3 +269,19 @@ def load(
 
 def default_node_name() -> str:
     return socket.gethostname()
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    rows = ["| flag / YAML key | environment | default | meaning |", "|---|---|---|---|"]
+    for k in KEYS:
+        default = "" if k.default is None else f"`{k.default}`"
+        rows.append(f"| `--{k.name}` | `{k.env}` | {default.replace('|', '&#124;')} | {k.help} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--markdown"]:
+        print(markdown_table())

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The README's test command. On a Debian machine, as root: installs what the tests need
+# (Debian packages only if missing, the project with its test extra), lints, and runs the
+# whole suite. The tests start their own private dockerd (tests/engine.py); this script
+# asks them to stop it at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real peers the tests run against: dockerd, busybox for test images, rsyslog (+TLS),
+# prometheus/promtool, debootstrap for the agent's image base, iproute2 for veth pairs.
+PKGS=(docker.io busybox-static iproute2 rsyslog rsyslog-gnutls gnutls-bin openssl prometheus debootstrap ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "== installing Debian packages: ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+echo "== installing dockwatch with its test extra"
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+
+echo "== lint"
+python3 -m ruff check .
+python3 -m ruff format --check .
+python3 -m mypy agent exporters
+
+echo "== tests"
+export DOCKWATCH_TEST_STOP_ENGINE=1
+exec python3 -m pytest -q -p no:cacheprovider "$@"
