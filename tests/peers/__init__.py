@@ -1,0 +1,1 @@
+"""Real protocol peers the integration tests talk to."""
