@@ -95,6 +95,7 @@ class ForwardReceiver:
         wrong_ack: bool = False,
         keepalive: bool = True,
         hostname: str = "receiver.test",
+        keep_events: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -106,6 +107,8 @@ class ForwardReceiver:
         self.wrong_ack = wrong_ack
         self.keepalive = keepalive
         self.hostname = hostname
+        self.keep_events = keep_events  # False: only count (benchmarks), and keep no raw messages
+        self.count = 0
         self.events: list[Event] = []
         self.connections: list[Connection] = []
         self.raw_messages: list[list[Any]] = []  # each decoded top-level message, as received
@@ -256,7 +259,8 @@ class ForwardReceiver:
     async def _message(self, conn: Connection, msg: Any, writer: asyncio.StreamWriter) -> None:
         if not (isinstance(msg, list) and len(msg) >= 2 and isinstance(msg[0], str)):
             raise ValueError(f"not a Forward-protocol message: {msg!r}")
-        self.raw_messages.append(msg)
+        if self.keep_events:
+            self.raw_messages.append(msg)
         tag, second = msg[0], msg[1]
         events: list[tuple[Any, Any]]
         if isinstance(second, list):  # Forward: [tag, [[time, record], ...], option?]
@@ -277,9 +281,10 @@ class ForwardReceiver:
         else:  # Message: [tag, time, record, option?]
             mode, events, option = "Message", [(second, msg[2])], msg[3] if len(msg) > 3 else {}
         conn.modes.add(mode)
-        conn.options.append(option)
-        for t, record in events:
-            self.events.append(Event(tag, t, record, mode, conn.index))
+        self.count += len(events)
+        if self.keep_events:
+            conn.options.append(option)
+            self.events.extend(Event(tag, t, record, mode, conn.index) for t, record in events)
         chunk = option.get("chunk") if isinstance(option, dict) else None
         if chunk is not None:
             conn.chunks.append(chunk)
