@@ -37,7 +37,7 @@ class App:
             ignore=cfg.collect_interfaces_ignore,
             host_ignore=cfg.collect_host_interfaces_ignore,
         )
-        self.scraper = Scraper(self.inventory, self.collector)
+        self.scraper = Scraper(self.inventory, self.collector, interval=cfg.collect_interval)
         self.stopping = asyncio.Event()
 
     async def _tcp_states_loop(self) -> None:
@@ -63,6 +63,8 @@ class App:
             await self.client.close()
             return 1
         tasks = [asyncio.create_task(self.inventory.run(), name="inventory")]
+        if self.cfg.collect_interval > 0:
+            tasks.append(asyncio.create_task(self.scraper.run_interval(), name="collect-interval"))
         if self.cfg.collect_tcp_states:
             tasks.append(asyncio.create_task(self._tcp_states_loop(), name="tcp-states"))
         stop = asyncio.create_task(self.stopping.wait(), name="stop")

@@ -78,6 +78,14 @@ KEYS: tuple[Key, ...] = (
         "",
     ),
     Key(
+        "collect.interval",
+        "duration0",
+        0.0,
+        "0: collect at scrape time. >0: collect in the background this often (and at once on any "
+        "container change); /metrics answers from the last collection. For hundreds of containers.",
+        "DURATION",
+    ),
+    Key(
         "collect.tcp-states",
         "bool",
         False,
@@ -122,6 +130,7 @@ class Config:
     node_name: str | None = None
     collect_loopback: bool = False
     collect_host_netns: bool = True
+    collect_interval: float = 0.0
     collect_tcp_states: bool = False
     collect_tcp_states_interval: float = 30.0
     collect_interfaces_ignore: re.Pattern[str] = field(
@@ -165,6 +174,12 @@ def _parse_duration(v: Any) -> float:
     return seconds
 
 
+def _parse_duration0(v: Any) -> float:
+    if str(v).strip() in ("0", "0s", "0.0"):
+        return 0.0
+    return _parse_duration(v)
+
+
 def _parse_address(v: Any) -> tuple[str, int]:
     s = str(v).strip()
     host, sep, port = s.rpartition(":")
@@ -191,6 +206,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "str": _parse_str,
     "bool": _parse_bool,
     "duration": _parse_duration,
+    "duration0": _parse_duration0,
     "address": _parse_address,
     "regex": _parse_regex,
 }

@@ -51,6 +51,7 @@ class Inventory:
         self._node_override = node_name
         self._snap = Snapshot()
         self.ready = asyncio.Event()  # set once the first full listing is in
+        self.changed = asyncio.Event()  # set on every new snapshot; consumers clear it
         self.connected = False
         self.reconnects = 0
         self.events_total: dict[tuple[str, str], int] = {}
@@ -132,6 +133,7 @@ class Inventory:
             api_version=self.client.api_version,
             generation=self._snap.generation + 1,
         )
+        self.changed.set()
         for c in found:
             self._remember(c)
             self._notify("updated" if c.id in old else "added", c)
@@ -187,6 +189,7 @@ class Inventory:
         self._snap = Snapshot(
             s.containers, nets, s.node, s.node_id, s.engine_version, s.api_version, s.generation + 1
         )
+        self.changed.set()
 
     def _remove(self, cid: str) -> None:
         c = self._snap.containers.get(cid)
@@ -200,6 +203,7 @@ class Inventory:
         self._snap = Snapshot(
             containers, s.networks, s.node, s.node_id, s.engine_version, s.api_version, s.generation + 1
         )
+        self.changed.set()
 
     def _remember(self, c: Container) -> None:
         self._known[c.id] = c

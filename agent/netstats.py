@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -68,11 +69,44 @@ class _Gone(Exception):
 
 
 def _read(path: str) -> str:
+    """The whole file, with raw reads: no buffered text layer on the hot path."""
     try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            return fh.read()
+        fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, ProcessLookupError) as exc:
         raise _Gone(path) from exc
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 65536)
+            chunks.append(b)
+            # seq_file reads fill the buffer until EOF: a short read is the end, which saves
+            # the second read() that would only return b"".
+            if len(b) < 65536:
+                break
+    except ProcessLookupError as exc:
+        raise _Gone(path) from exc
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii", "replace")
+
+
+# The net/snmp and net/netstat fields we export (see exporters/prometheus/names.py).
+WANTED_MIB: dict[str, tuple[str, ...]] = {
+    "Tcp": (
+        "CurrEstab",
+        "ActiveOpens",
+        "PassiveOpens",
+        "AttemptFails",
+        "EstabResets",
+        "OutRsts",
+        "RetransSegs",
+        "InSegs",
+        "OutSegs",
+        "InErrs",
+    ),
+    "Udp": ("InDatagrams", "OutDatagrams", "NoPorts", "InErrors", "RcvbufErrors", "SndbufErrors"),
+    "TcpExt": ("ListenOverflows", "ListenDrops", "TCPTimeouts", "TCPSynRetrans", "TCPAbortOnTimeout"),
+}
 
 
 class NetCollector:
@@ -190,15 +224,14 @@ class NetCollector:
             for name, ctr in dev.items()
             if (name != "lo" or self.loopback) and not (ignore and ignore.match(name))
         }
-        mib = procnet.parse_net_snmp(_read(net + "snmp"))
-        mib.update(procnet.parse_net_snmp(_read(net + "netstat")))
+        mib = procnet.pick_net_snmp(_read(net + "snmp"), WANTED_MIB)
+        mib.update(procnet.pick_net_snmp(_read(net + "netstat"), WANTED_MIB))
         sockstat = procnet.parse_sockstat(_read(net + "sockstat"))
         try:
             sockstat.update(procnet.parse_sockstat(_read(net + "sockstat6")))
-            snmp6 = procnet.parse_net_snmp6(_read(net + "snmp6"))
+            udp6 = procnet.pick_net_snmp6(_read(net + "snmp6"), "Udp6")
         except _Gone:  # IPv6 disabled in this namespace: the v6 files do not exist
-            snmp6 = {}
-        udp6 = {k[4:]: v for k, v in snmp6.items() if k.startswith("Udp6")}
+            udp6 = {}
         if owner is None:
             netmap = dict.fromkeys(devices, HOST_NETWORK)
         else:

@@ -85,6 +85,54 @@ def parse_net_snmp(text: str) -> dict[str, dict[str, int]]:
     return out
 
 
+# header line -> field -> column; the kernel prints the same header every time, so the
+# name lookup is done once per distinct header, not per scrape.
+_HEADER_INDEX: dict[str, dict[str, int]] = {}
+
+
+def pick_net_snmp(text: str, wanted: dict[str, tuple[str, ...]]) -> dict[str, dict[str, int]]:
+    """Like parse_net_snmp, but converts only the `wanted` section fields (the hot path).
+
+    net/netstat's TcpExt alone has over a hundred fields; we export five of them.
+    """
+    out: dict[str, dict[str, int]] = {}
+    lines = text.split("\n")
+    for i in range(0, len(lines) - 1, 2):
+        names = lines[i]
+        sec, _, _ = names.partition(":")
+        fields = wanted.get(sec)
+        if fields is None:
+            continue
+        idx = _HEADER_INDEX.get(names)
+        if idx is None:
+            idx = {k: j for j, k in enumerate(names.split()[1:])}
+            if len(_HEADER_INDEX) < 64:
+                _HEADER_INDEX[names] = idx
+        vals = lines[i + 1].split()[1:]
+        got: dict[str, int] = {}
+        for f in fields:
+            j = idx.get(f)
+            if j is not None and j < len(vals):
+                got[f] = int(vals[j])
+        out[sec] = got
+    return out
+
+
+def pick_net_snmp6(text: str, prefix: str) -> dict[str, int]:
+    """The fields of net/snmp6 that start with `prefix` (e.g. "Udp6"), prefix removed."""
+    start = text.find("\n" + prefix)
+    if start < 0:
+        return {}
+    out: dict[str, int] = {}
+    for line in text[start + 1 :].split("\n"):
+        if not line.startswith(prefix):
+            break
+        name, _, value = line.partition(" ")
+        if name[len(prefix)].isupper():  # Udp6InDatagrams, not UdpLite6...
+            out[name[len(prefix) :]] = int(value)
+    return out
+
+
 def parse_net_snmp6(text: str) -> dict[str, int]:
     """net/snmp6 → field → value (one "Name value" pair per line)."""
     out: dict[str, int] = {}

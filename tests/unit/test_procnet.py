@@ -104,3 +104,22 @@ def test_parsers_survive_empty_and_truncated_input(name: str) -> None:
     parse("")
     full = text("container", name)
     parse(full[: len(full) // 2])
+
+
+@pytest.mark.parametrize("which", ["container", "host"])
+def test_pick_agrees_with_full_parse(which: str) -> None:
+    wanted = {
+        "Tcp": ("CurrEstab", "AttemptFails", "OutRsts"),
+        "TcpExt": ("ListenDrops", "TCPTimeouts"),
+        "Udp": ("NoPorts",),
+    }
+    for name in ("snmp", "netstat"):
+        full = procnet.parse_net_snmp(text(which, name))
+        picked = procnet.pick_net_snmp(text(which, name), wanted)
+        for sec, fields in picked.items():
+            assert fields == {f: full[sec][f] for f in wanted[sec]}
+        assert set(picked) == {s for s in wanted if s in full}
+    full6 = procnet.parse_net_snmp6(text(which, "snmp6"))
+    udp6 = procnet.pick_net_snmp6(text(which, "snmp6"), "Udp6")
+    assert udp6 == {k[4:]: v for k, v in full6.items() if k.startswith("Udp6")}
+    assert "InDatagrams" in udp6 and not any(k.startswith("Lite") for k in udp6)
