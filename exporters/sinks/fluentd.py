@@ -587,21 +587,32 @@ class FluentdSink(Sink):
                     await asyncio.wait_for(conn.writer.wait_closed(), 5.0)
 
     async def _deliver(self, conn: _Conn, frames: Sequence[Frame]) -> None:
-        # Write every message, then collect the acks: one round trip per batch, not per line.
-        for frame in frames:
-            conn.writer.write(frame.data)
-        await asyncio.wait_for(conn.writer.drain(), self.write_timeout)
-        pending = [f.chunk for f in frames if f.chunk is not None]
-        if pending:
-            await asyncio.wait_for(self._acks(conn, pending), self.ack_timeout)
+        """Write every message and collect the acks: one round trip per batch, not one per line."""
+        pending = {f.chunk for f in frames if f.chunk is not None}
 
-    async def _acks(self, conn: _Conn, pending: list[str]) -> None:
-        # in_forward answers in the order it received the messages on one connection
-        for chunk in pending:
+        async def write() -> None:
+            for frame in frames:
+                conn.writer.write(frame.data)
+            await asyncio.wait_for(conn.writer.drain(), self.write_timeout)
+
+        if not pending:
+            await write()
+            return
+        # Read acks while writing: a server blocked on sending acks we do not read stops reading.
+        try:
+            async with asyncio.timeout(self.ack_timeout), asyncio.TaskGroup() as tg:
+                tg.create_task(write())
+                tg.create_task(self._acks(conn, pending))
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
+
+    async def _acks(self, conn: _Conn, pending: set[str]) -> None:
+        while pending:
             got = await conn.read_obj()
             ack = got.get("ack") if isinstance(got, dict) else None
-            if ack != chunk:
-                raise ProtocolError(f"expected ack {chunk!r}, got {got!r}")
+            if ack not in pending:
+                raise ProtocolError(f"unexpected answer {got!r} while waiting for {len(pending)} acks")
+            pending.discard(ack)
 
     async def _connection(self) -> _Conn:
         if self._conn is not None and self._conn.usable:

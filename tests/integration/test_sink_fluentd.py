@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import ssl
+import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -366,6 +367,21 @@ async def test_concurrent_sends_with_ack_each_get_their_own_ack() -> None:
         await s.close()
     assert outcomes == [Outcome.OK] * 8 and len(rx.connections) == 1
     assert got(events) == expected([r for b in batches for r in b])
+
+
+async def test_receiver_reads_fluentds_own_encodings() -> None:
+    """Fluentd's out_forward packs entries as str and may send ext8 EventTime and nil heartbeats."""
+    ext8 = b"\xc7\x08\x00" + struct.pack(">II", 1_763_884_800, 5)
+    entries = b"\x92" + ext8 + msgpack.packb({"log": "a"}) + b"\x92\x01" + msgpack.packb({"log": "b"})
+    wire = b"\x93\xa1t" + b"\xdb" + struct.pack(">I", len(entries)) + entries + msgpack.packb({"size": 2})
+    async with ForwardReceiver() as rx:
+        _, w = await asyncio.open_connection("127.0.0.1", rx.port)
+        w.write(b"\xc0" + wire)  # a heartbeat, then PackedForward with str32 entries
+        await w.drain()
+        events = await rx.wait_events(2)
+        w.close()
+    assert [(e.time_ns, e.record["log"]) for e in events] == [(T0 + 5, "a"), (10**9, "b")]
+    assert rx.connections[0].entries_types == {"str"} and rx.connections[0].modes == {"PackedForward"}
 
 
 async def _until(cond: Callable[[], object]) -> None:
