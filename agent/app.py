@@ -12,12 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import time
 
 from agent.config import Config
 from agent.docker.client import DockerClient
-from agent.inventory import Inventory
+from agent.docker.models import (
+    COMPOSE_PROJECT,
+    COMPOSE_SERVICE,
+    STACK_NAMESPACE,
+    SWARM_SERVICE,
+    Container,
+)
+from agent.inventory import Inventory, SidecarInventory
 from agent.netstats import NetCollector
 from exporters.prometheus.scrape import CollectorStatus, Scraper
 from exporters.prometheus.server import make_app, serve
@@ -25,17 +34,43 @@ from exporters.prometheus.server import make_app, serve
 log = logging.getLogger("dockwatch")
 
 
+def sidecar_container(cfg: Config) -> Container:
+    """The one "container" a sidecar watches: itself, in the app's network namespace."""
+    name = cfg.sidecar_name or socket.gethostname()
+    labels = {}
+    if cfg.sidecar_service:
+        labels[COMPOSE_SERVICE] = labels[SWARM_SERVICE] = cfg.sidecar_service
+    if cfg.sidecar_project:
+        labels[COMPOSE_PROJECT] = labels[STACK_NAMESPACE] = cfg.sidecar_project
+    return Container(
+        id=f"sidecar-{name}",
+        name=name,
+        image=cfg.sidecar_image,
+        image_id="",
+        pid=os.getpid(),
+        network_mode="sidecar",
+        labels=labels,
+    )
+
+
 class App:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.client = DockerClient(cfg.docker_host, cfg.docker_timeout)
-        self.inventory = Inventory(self.client, cfg.node_name)
+        self.inventory: Inventory
+        if cfg.sidecar:
+            node = cfg.node_name or socket.gethostname()
+            self.inventory = SidecarInventory(sidecar_container(cfg), node)
+            log.info("sidecar mode: watching this process's own network namespace as %r", cfg.sidecar_name)
+        else:
+            self.inventory = Inventory(self.client, cfg.node_name)
         self.collector = NetCollector(
             cfg.hostfs,
             loopback=cfg.collect_loopback,
-            host_netns=cfg.collect_host_netns,
+            host_netns=cfg.collect_host_netns and not cfg.sidecar,
             ignore=cfg.collect_interfaces_ignore,
             host_ignore=cfg.collect_host_interfaces_ignore,
+            sidecar=cfg.sidecar,
         )
         self.scraper = Scraper(self.inventory, self.collector, interval=cfg.collect_interval)
         self.stopping = asyncio.Event()

@@ -113,6 +113,19 @@ KEYS: tuple[Key, ...] = (
         "Host-namespace interfaces not exported (container veths and bridges count as container traffic).",
         "REGEX",
     ),
+    Key(
+        "sidecar",
+        "bool",
+        False,
+        "Sidecar mode: watch only this process's own network namespace (share it with the app via "
+        "network_mode: service:app); no Docker socket needed. Also chosen when no socket is mounted "
+        "in a container.",
+        "",
+    ),
+    Key("sidecar.name", "str", None, "Sidecar mode: the `name` label (default: this host name).", "NAME"),
+    Key("sidecar.service", "str", "", "Sidecar mode: the `compose_service` / `service` labels.", "NAME"),
+    Key("sidecar.project", "str", "", "Sidecar mode: the `compose_project` / `stack` labels.", "NAME"),
+    Key("sidecar.image", "str", "", "Sidecar mode: the `image` label.", "IMAGE"),
     Key("log-level", "str", "info", "Agent log level: debug, info, warning, error.", "LEVEL"),
 )
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
@@ -139,6 +152,11 @@ class Config:
     collect_host_interfaces_ignore: re.Pattern[str] = field(
         default_factory=lambda: re.compile(KEYS_BY_NAME["collect.host-interfaces-ignore"].default)
     )
+    sidecar: bool = False
+    sidecar_name: str | None = None
+    sidecar_service: str = ""
+    sidecar_project: str = ""
+    sidecar_image: str = ""
     log_level: str = "info"
 
     @property
@@ -272,6 +290,15 @@ def load(
             raise ConfigError(f"{where}: {raw!r} is invalid: {exc}") from None
     if "docker_host" not in values:
         values["docker_host"] = env.get("DOCKER_HOST") or hostfs.DEFAULT_DOCKER_HOST
+        # In a container with no socket mounted, the only thing to watch is our own namespace.
+        socket_path = str(values["docker_host"]).removeprefix("unix://")
+        if (
+            "sidecar" not in values
+            and os.path.exists("/.dockerenv")
+            and str(values["docker_host"]).startswith("unix://")
+            and not os.path.exists(socket_path)
+        ):
+            values["sidecar"] = True
     if values.get("log_level", "info") not in _LEVELS:
         raise ConfigError(
             f"log-level: {values['log_level']!r} is invalid: expected one of {', '.join(_LEVELS)}"

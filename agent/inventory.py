@@ -46,7 +46,7 @@ class Snapshot:
 
 
 class Inventory:
-    def __init__(self, client: DockerClient, node_name: str | None = None) -> None:
+    def __init__(self, client: DockerClient | None, node_name: str | None = None) -> None:
         self.client = client
         self._node_override = node_name
         self._snap = Snapshot()
@@ -65,6 +65,11 @@ class Inventory:
     @property
     def snapshot(self) -> Snapshot:
         return self._snap
+
+    @property
+    def is_ready(self) -> bool:
+        """Connected to the engine with the inventory loaded (what /readyz reports)."""
+        return self.ready.is_set() and self.connected
 
     def known(self, container_id: str) -> Container | None:
         """A running or recently exited container (for labelling its event counters)."""
@@ -95,6 +100,7 @@ class Inventory:
             backoff = min(backoff * 2, 5.0)
 
     async def _follow(self) -> None:
+        assert self.client is not None
         ver = await self.client.negotiate()
         info = await self.client.info()
         async for ev in self.client.events():
@@ -107,19 +113,21 @@ class Inventory:
             await self._on_event(ev)
 
     async def _relist(self, ver: Mapping[str, object], info: Mapping[str, object]) -> None:
-        ids = await self.client.running_container_ids()
+        assert self.client is not None
+        client = self.client
+        ids = await client.running_container_ids()
         sem = asyncio.Semaphore(16)
 
         async def one(cid: str) -> Container | None:
             async with sem:
                 try:
-                    c = await self.client.inspect(cid)
+                    c = await client.inspect(cid)
                 except NotFound:
                     return None
             return c if c.pid > 0 else None
 
         found = [c for c in await asyncio.gather(*(one(i) for i in ids)) if c is not None]
-        networks = {n.id: n for n in await self.client.networks()}
+        networks = {n.id: n for n in await client.networks()}
         swarm = info.get("Swarm")
         node_id = str(swarm.get("NodeID") or "") if isinstance(swarm, Mapping) else ""
         old = self._snap.containers
@@ -130,7 +138,7 @@ class Inventory:
             node=self._node_override or str(info.get("Name") or ""),
             node_id=node_id,
             engine_version=str(ver.get("Version") or ""),
-            api_version=self.client.api_version,
+            api_version=client.api_version,
             generation=self._snap.generation + 1,
         )
         self.changed.set()
@@ -167,6 +175,7 @@ class Inventory:
                 await self._refresh_networks()
 
     async def _refresh(self, cid: str) -> None:
+        assert self.client is not None
         try:
             c = await self.client.inspect(cid)
         except NotFound:
@@ -181,6 +190,7 @@ class Inventory:
         self._notify("updated" if existed else "added", c)
 
     async def _refresh_networks(self) -> None:
+        assert self.client is not None
         try:
             nets = {n.id: n for n in await self.client.networks()}
         except NotFound:
@@ -224,3 +234,24 @@ class Inventory:
                 fn(kind, c)
             except Exception:  # a listener's bug must not stop the inventory
                 log.exception("inventory listener failed on %s %s", kind, c.short_id)
+
+
+class SidecarInventory(Inventory):
+    """Sidecar mode: one fixed "container", this process's own network namespace; no engine.
+
+    A sidecar shares the app's namespace (`network_mode: service:app`), so /proc/self/net is
+    the app's. Its identity comes from flags, since there is no socket to ask.
+    """
+
+    def __init__(self, me: Container, node: str) -> None:
+        super().__init__(client=None, node_name=node)
+        self._snap = Snapshot(containers={me.id: me}, node=node, generation=1)
+        self._remember(me)
+
+    @property
+    def is_ready(self) -> bool:
+        return True
+
+    async def run(self) -> None:
+        self.ready.set()
+        await asyncio.Event().wait()  # nothing to follow; live until cancelled

@@ -118,8 +118,11 @@ class NetCollector:
         host_netns: bool = True,
         ignore: re.Pattern[str] | None = None,
         host_ignore: re.Pattern[str] | None = None,
+        sidecar: bool = False,
     ) -> None:
         self.fs = fs
+        # In a sidecar, pid 1 is in the app's namespace, not the host's: never call it "host".
+        self.sidecar = sidecar
         self.loopback = loopback
         self.host_netns = host_netns
         self.ignore = ignore
@@ -147,7 +150,7 @@ class NetCollector:
         cs = list(containers)
         for c in cs:
             by_ref[c.id] = by_ref[c.name] = c
-        host_key: NsKey = self.host_inode() or HOST_KEY
+        host_key: NsKey = HOST_KEY if self.sidecar else (self.host_inode() or HOST_KEY)
         keys: dict[str, NsKey] = {}
         vanished = 0
 

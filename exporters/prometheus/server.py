@@ -29,7 +29,7 @@ def make_app(scraper: Scraper, inventory: Inventory) -> web.Application:
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        if inventory.ready.is_set() and inventory.connected:
+        if inventory.is_ready:
             return web.Response(text="ready\n")
         why = inventory.last_error or "inventory not loaded yet"
         return web.Response(status=503, text=f"not ready: {why}\n")

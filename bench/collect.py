@@ -1,0 +1,201 @@
+"""Collection cost on a real engine: N idle containers, the agent against Docker's stats API.
+
+Usage (as root, on a machine with docker.io and busybox-static; starts the tests' private
+engine if none answers):
+
+    python3 bench/collect.py 10 100 300 [500]
+
+For each N it starts N idle busybox containers, runs the real agent as a subprocess, and
+prints per N:
+  - collect CPU/ns: CPU time of one collection (thread CPU, in-process NetCollector.collect),
+    divided by the namespaces read;
+  - agent CPU/scrape: the agent process's utime+stime per /metrics request (collection,
+    rendering and HTTP), from /proc/<pid>/stat over 20 scrapes;
+  - /metrics p50/p90 wall time and body size; agent RSS;
+  - the peer, in the same run: Docker's stats API per container, stream=false (two 1 s
+    collection cycles) and one-shot=true (API >= 1.41), and dockerd's CPU per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from agentproc import Agent, one, parse  # noqa: E402
+from engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
+
+from agent.docker.client import DockerClient  # noqa: E402
+from agent.hostfs import HostFS  # noqa: E402
+from agent.netstats import NetCollector  # noqa: E402
+
+LABEL = "dockwatch.bench=1"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / TICK
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def dockerd_pid(eng: Engine) -> int:
+    return int((eng.root / "dockerd.pid").read_text())
+
+
+def scale_to(eng: Engine, n: int) -> None:
+    have = eng.docker("ps", "-q", "--filter", f"label={LABEL}").split()
+    for i in range(len(have), n):
+        eng.docker("run", "-d", "--label", LABEL, "--name", f"dwbench-{i}", BUSYBOX_IMAGE, "sleep", "86400")
+
+
+def cleanup(eng: Engine) -> None:
+    ids = eng.docker("ps", "-aq", "--filter", f"label={LABEL}").split()
+    if ids:
+        eng.docker("rm", "-f", *ids, timeout=600)
+
+
+async def inprocess_collect(eng: Engine, rounds: int = 20) -> tuple[float, int]:
+    """CPU seconds per namespace for NetCollector.collect, and the namespaces read."""
+    client = DockerClient(eng.host)
+    try:
+        await client.negotiate()
+        cs = [await client.inspect(i) for i in await client.running_container_ids()]
+        nets = {n.id: n for n in await client.networks()}
+    finally:
+        await client.close()
+    col = NetCollector(HostFS())
+    col.collect(cs, nets)  # warm the route cache, as a running agent has
+    t0 = time.thread_time()
+    for _ in range(rounds):
+        res = col.collect(cs, nets)
+    cpu = (time.thread_time() - t0) / rounds
+    return cpu / max(len(res.samples), 1), len(res.samples)
+
+
+async def stats_api(eng: Engine, sample: int) -> tuple[float, float, float]:
+    """Mean seconds per container for stats stream=false and one-shot=true; dockerd CPU per call."""
+    client = DockerClient(eng.host, timeout=30)
+    try:
+        await client.negotiate()
+        # Only the bench's own containers: other containers may come and go meanwhile.
+        listed = await client.get_json("/containers/json", {"filters": json.dumps({"label": [LABEL]})})
+        ids = [c["Id"] for c in listed][:sample]
+        dpid = dockerd_pid(eng)
+        out = []
+        for params in ({"stream": "false"}, {"stream": "false", "one-shot": "true"}):
+            c0, t0 = proc_cpu(dpid), time.perf_counter()
+            for cid in ids:
+                await client.get_json(f"/containers/{cid}/stats", params)
+            out.append((time.perf_counter() - t0) / len(ids))
+            cpu = (proc_cpu(dpid) - c0) / len(ids)
+        return out[0], out[1], cpu
+    finally:
+        await client.close()
+
+
+def measure(eng: Engine, n: int) -> dict[str, float]:
+    scale_to(eng, n)
+    running = len(eng.docker("ps", "-q").split())
+    per_ns_cpu, namespaces = asyncio.run(inprocess_collect(eng))
+    agent = Agent(eng).start()
+    try:
+        assert agent.proc is not None
+        deadline = time.monotonic() + 60
+        while one(agent.scrape(), "dockwatch_containers_tracked") < running:
+            assert time.monotonic() < deadline, "agent never saw every container"
+        walls, size = [], 0
+        c0 = proc_cpu(agent.proc.pid)
+        for _ in range(20):
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(agent.url + "/metrics", timeout=30) as resp:
+                body = resp.read()
+            walls.append(time.perf_counter() - t0)
+            size = len(body)
+        cpu_per_scrape = (proc_cpu(agent.proc.pid) - c0) / 20
+        series = sum(len(v) for v in parse(body.decode()).values())
+        rss = rss_mib(agent.proc.pid)
+    finally:
+        agent.stop()
+    # The same agent in interval mode: /metrics answers from the last collection.
+    agent = Agent(eng, "--collect.interval=5s").start()
+    try:
+        assert agent.proc is not None
+        while one(agent.scrape(), "dockwatch_containers_tracked") < running:
+            assert time.monotonic() < deadline + 60, "agent never saw every container"
+        iwalls = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(agent.url + "/metrics", timeout=30) as resp:
+                resp.read()
+            iwalls.append(time.perf_counter() - t0)
+        c0, t0 = proc_cpu(agent.proc.pid), time.monotonic()
+        time.sleep(10)  # idle: what collecting every 5 s costs with nobody scraping
+        idle_cpu = (proc_cpu(agent.proc.pid) - c0) / (time.monotonic() - t0)
+    finally:
+        agent.stop()
+    stream_false, one_shot, dockerd_cpu = asyncio.run(stats_api(eng, min(n, 20)))
+    q = statistics.quantiles(walls, n=10)
+    return {
+        "n": n,
+        "namespaces": namespaces,
+        "collect_us_per_ns": per_ns_cpu * 1e6,
+        "agent_cpu_ms_per_scrape": cpu_per_scrape * 1e3,
+        "p50_ms": statistics.median(walls) * 1e3,
+        "p90_ms": q[8] * 1e3,
+        "size_kib": size / 1024,
+        "series": series,
+        "rss_mib": rss,
+        "interval_p50_ms": statistics.median(iwalls) * 1e3,
+        "interval_idle_cpu_pct": idle_cpu * 100,
+        "stats_ms": stream_false * 1e3,
+        "oneshot_ms": one_shot * 1e3,
+        "dockerd_cpu_ms": dockerd_cpu * 1e3,
+    }
+
+
+def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [10, 100, 300]
+    rows = []
+    with test_engine() as eng:
+        try:
+            for n in sizes:
+                rows.append(measure(eng, n))
+                print(f"measured N={n}", file=sys.stderr, flush=True)
+        finally:
+            cleanup(eng)
+    print(
+        "| N | netns | collect CPU/ns | agent CPU/scrape | /metrics p50 | p90 | size | series | agent RSS "
+        "| interval mode p50 | interval 5s idle CPU "
+        "| stats API stream=false /ctr | one-shot /ctr | dockerd CPU /call | /metrics vs stats for all N |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        # The peer's cost to get every container's network numbers once: one-shot calls x N.
+        ratio = (r["oneshot_ms"] * r["n"]) / r["p50_ms"]
+        print(
+            f"| {r['n']} | {r['namespaces']} | {r['collect_us_per_ns']:.0f} µs "
+            f"| {r['agent_cpu_ms_per_scrape']:.1f} ms "
+            f"| {r['p50_ms']:.1f} ms | {r['p90_ms']:.1f} ms | {r['size_kib']:.0f} KiB | {r['series']} "
+            f"| {r['rss_mib']:.0f} MiB | {r['interval_p50_ms']:.1f} ms | {r['interval_idle_cpu_pct']:.1f} % "
+            f"| {r['stats_ms']:.0f} ms | {r['oneshot_ms']:.1f} ms "
+            f"| {r['dockerd_cpu_ms']:.1f} ms | {ratio:.0f}x faster |"
+        )
+
+
+if __name__ == "__main__":
+    main()
