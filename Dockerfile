@@ -1,0 +1,67 @@
+# dockwatch agent image.
+#
+#   docker build -t dockwatch .
+#   docker run -d --name dockwatch -p 9105:9105 \
+#     -v /var/run/docker.sock:/var/run/docker.sock:ro \
+#     -v /proc:/host/proc:ro \
+#     -v /var/lib/docker:/host/var/lib/docker:ro \
+#     -v dockwatch-state:/var/lib/dockwatch \
+#     --cap-drop ALL dockwatch
+#
+# No privileges, no pid: host, no added capabilities: the agent reads
+# /host/proc/<pid>/net/* of each container's process (docs/run.md says why each mount is there).
+# Written for the classic builder and BuildKit alike (no heredocs, no --mount).
+
+# Any Debian-like image with Python >= 3.11 and its venv module; CI builds a debootstrapped one.
+ARG BASE_IMAGE=python:3.12-slim
+
+FROM ${BASE_IMAGE} AS build
+WORKDIR /src
+# The interpreter is `python3` on Debian and both `python3` and `python` on the official images.
+RUN py="$(command -v python3 || command -v python)" \
+ && "$py" -m venv /opt/dockwatch
+ENV PATH=/opt/dockwatch/bin:$PATH
+# Dependencies first, read from pyproject.toml, so code changes reuse this layer.
+COPY pyproject.toml README.md ./
+RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
+ && pip install --no-cache-dir --disable-pip-version-check "setuptools>=68" -r /tmp/requirements.txt
+COPY agent ./agent
+COPY exporters ./exporters
+# pip and setuptools are only needed to build: drop them so the runtime venv is just the agent.
+RUN pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation . \
+ && python -m pip uninstall -y -q setuptools pip \
+ && find /opt/dockwatch -name __pycache__ -prune -exec rm -rf {} + \
+ && dockwatch --version
+
+FROM ${BASE_IMAGE}
+ARG BASE_IMAGE=python:3.12-slim
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="dockwatch" \
+      org.opencontainers.image.description="Per-container network, connection and log agent for Docker hosts and swarms; Prometheus metrics on :9105" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+COPY --from=build /opt/dockwatch /opt/dockwatch
+# State (log checkpoints) lives here; mount a volume over it. Sticky and world-writable so it
+# works both as root without capabilities (no DAC override) and as a non-root --user.
+RUN mkdir -p /var/lib/dockwatch && chmod 1777 /var/lib/dockwatch
+# Defaults for the documented mounts; each may be overridden by the same variable or a flag.
+# The socket is the agent's own default (unix:///var/run/docker.sock) and deliberately not set
+# here: with no socket mounted and no docker.host given, the agent picks sidecar mode itself.
+ENV PATH=/opt/dockwatch/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    DOCKWATCH_PATH_PROCFS=/host/proc \
+    DOCKWATCH_PATH_DOCKER_ROOT=/host/var/lib/docker \
+    DOCKWATCH_PATH_STATE=/var/lib/dockwatch
+# Root (uid 0) by default: the socket (root:docker 0660), Docker's data root (0710) and the
+# json logs (0640) are root's. Capabilities are not needed (run with --cap-drop ALL); metrics
+# alone also work as any --user that has the socket's group (docs/run.md, "Running as non-root").
+USER 0
+EXPOSE 9105
+# /healthz on the port from DOCKWATCH_WEB_LISTEN_ADDRESS (set that, not the flag, to move it).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request as u; h, _, p = os.environ.get('DOCKWATCH_WEB_LISTEN_ADDRESS', ':9105').rpartition(':'); h = h.strip('[]'); u.urlopen('http://%s:%s/healthz' % (h if h not in ('', '0.0.0.0', '::') else '127.0.0.1', p), timeout=4)"]
+ENTRYPOINT ["/opt/dockwatch/bin/dockwatch", "run"]
