@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import re
 import struct
 
 import msgpack
@@ -104,8 +105,6 @@ def test_extra_attributes_labels_then_env_and_env_wins():
 
 
 def test_extra_attributes_regexes_are_unanchored_like_go():
-    import re
-
     extras = Extras(labels_regex=re.compile(r"example"), env_regex=re.compile(r"^APP_"))
     assert extras.attributes(WEB) == {"com.example.team": "core", "APP_ENV": "prod"}
 
