@@ -16,8 +16,9 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 
-from agent.config import Config
+from agent.config import Config, ConfigError
 from agent.docker.client import DockerClient
 from agent.docker.models import (
     COMPOSE_PROJECT,
@@ -27,9 +28,15 @@ from agent.docker.models import (
     Container,
 )
 from agent.inventory import Inventory, SidecarInventory
+from agent.logs.delivery import SinkRunner, TailOptions
+from agent.logs.filters import SinkSpec, parse_log_opts
+from agent.logs.pipeline import LogPipeline
 from agent.netstats import NetCollector
+from exporters.prometheus.logmetrics import LogMetrics
 from exporters.prometheus.scrape import CollectorStatus, Scraper
 from exporters.prometheus.server import make_app, serve
+from exporters.sinks import SINKS
+from exporters.sinks.base import SinkConfigError
 
 log = logging.getLogger("dockwatch")
 
@@ -53,6 +60,39 @@ def sidecar_container(cfg: Config) -> Container:
     )
 
 
+def build_log_pipeline(cfg: Config, client: DockerClient, inventory: Inventory) -> LogPipeline | None:
+    """The sinks from --log-sink/--log-opt and `logs.sinks`; ConfigError names a bad option."""
+    specs = list(cfg.logs_sinks)
+    if cfg.log_sink:
+        try:
+            opts = parse_log_opts(cfg.log_opt)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        specs.insert(0, SinkSpec(cfg.log_sink, cfg.log_sink, opts))
+    if not specs or cfg.sidecar:
+        return None
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"log sinks: two sinks named {names[0]!r}; name the logs.sinks entries apart")
+    hostname = socket.gethostname()
+    runners = []
+    for spec in specs:
+        cls = SINKS.get(spec.driver)
+        if cls is None:
+            known = ", ".join(sorted(SINKS))
+            raise ConfigError(f"log sink {spec.name!r}: unknown driver {spec.driver!r} (known: {known})")
+        try:
+            sink = cls(spec.options, name=spec.name, hostname=hostname)
+        except SinkConfigError as exc:
+            raise ConfigError(f"log sink {spec.name!r}: {exc}") from None
+        runners.append(SinkRunner(spec, sink))
+    tail_opts = TailOptions(join_partial=cfg.logs_join_partial, start_at_end=cfg.logs_start_at == "end")
+    pipeline = LogPipeline(runners, cfg.hostfs, Path(cfg.path_state), client, tail_opts)
+    inventory.add_listener(pipeline.on_container)
+    log.info("shipping container logs to %s", ", ".join(f"{s.name} ({s.driver})" for s in specs))
+    return pipeline
+
+
 class App:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -74,6 +114,9 @@ class App:
         )
         self.scraper = Scraper(self.inventory, self.collector, interval=cfg.collect_interval)
         self.stopping = asyncio.Event()
+        self.logs = build_log_pipeline(cfg, self.client, self.inventory)
+        if self.logs is not None:
+            self.scraper.registry.register(LogMetrics(self.logs))
 
     async def _tcp_states_loop(self) -> None:
         """The opt-in slow tier, off the scrape path: net/tcp{,6} per namespace every interval."""
@@ -85,6 +128,12 @@ class App:
             st.success = 0.0 if failed else 1.0
             st.duration = time.perf_counter() - t0
             await asyncio.sleep(self.cfg.collect_tcp_states_interval)
+
+    async def _logs_listing_done(self) -> None:
+        await self.inventory.ready.wait()
+        assert self.logs is not None
+        self.logs.listing_done()
+        await asyncio.Event().wait()  # live as long as the app
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -102,6 +151,8 @@ class App:
             tasks.append(asyncio.create_task(self.scraper.run_interval(), name="collect-interval"))
         if self.cfg.collect_tcp_states:
             tasks.append(asyncio.create_task(self._tcp_states_loop(), name="tcp-states"))
+        if self.logs is not None:
+            tasks.append(asyncio.create_task(self._logs_listing_done(), name="logs-listing"))
         stop = asyncio.create_task(self.stopping.wait(), name="stop")
         rc = 0
         try:
@@ -111,6 +162,8 @@ class App:
                     log.error("%s stopped unexpectedly", t.get_name(), exc_info=t.exception())
                     rc = 1
         finally:
+            if self.logs is not None:  # drain first: in-flight batches finish, checkpoints are written
+                await self.logs.stop(self.cfg.logs_drain_timeout)
             for t in [stop, *tasks]:
                 t.cancel()
             for t in [stop, *tasks]:

@@ -33,6 +33,15 @@ def _add_options(p: argparse.ArgumentParser) -> None:
                 default=argparse.SUPPRESS,
                 help=f"{key.help}{default} [env: {key.env}]",
             )
+        elif key.kind == "list":  # repeatable, as `docker run --log-opt`
+            p.add_argument(
+                f"--{key.name}",
+                metavar=key.metavar or "VALUE",
+                dest=key.attr,
+                action="append",
+                default=argparse.SUPPRESS,
+                help=f"{key.help} [env: {key.env}]",
+            )
         else:
             p.add_argument(
                 f"--{key.name}",
@@ -86,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agent.app import App  # imported late: `--help` and config errors stay fast
 
     try:
-        return asyncio.run(App(cfg).run())
+        app = App(cfg)
+    except ConfigError as exc:  # e.g. an unknown or invalid log sink option, named
+        print(f"dockwatch: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return asyncio.run(app.run())
     except KeyboardInterrupt:
         return 130

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from agent import hostfs
+from agent.logs.filters import SinkSpec, parse_sinks
 
 
 class ConfigError(ValueError):
@@ -127,6 +128,50 @@ KEYS: tuple[Key, ...] = (
     Key("sidecar.project", "str", "", "Sidecar mode: the `compose_project` / `stack` labels.", "NAME"),
     Key("sidecar.image", "str", "", "Sidecar mode: the `image` label.", "IMAGE"),
     Key("log-level", "str", "info", "Agent log level: debug, info, warning, error.", "LEVEL"),
+    # --- log shipping (agent/logs) ---
+    Key(
+        "log-sink",
+        "str",
+        None,
+        "Ship container logs to this sink, named as Docker's driver: json-file, syslog, fluentd.",
+        "DRIVER",
+    ),
+    Key(
+        "log-opt",
+        "list",
+        (),
+        "KEY=VALUE option of --log-sink, as `docker run --log-opt`; repeat the flag (env: one per line).",
+        "KEY=VALUE",
+    ),
+    Key(
+        "logs.sinks",
+        "sinks",
+        (),
+        "Several sinks (YAML list): name, driver, options, include/exclude {name, image, label} regexes.",
+        "YAML",
+    ),
+    Key(
+        "logs.start-at",
+        "str",
+        "beginning",
+        "Where to start on a container already running at the agent's first start, with no checkpoint: "
+        "beginning (all Docker still has) or end. Containers started later: from their first line.",
+        "WHERE",
+    ),
+    Key(
+        "logs.join-partial",
+        "bool",
+        True,
+        "Rejoin Docker's 16 KiB chunks into one line (up to 1 MiB); false: pass partial metadata through.",
+        "",
+    ),
+    Key(
+        "logs.drain-timeout",
+        "duration",
+        10.0,
+        "On SIGTERM, how long in-flight log batches may take before the agent exits.",
+        "DURATION",
+    ),
 )
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
 _LEVELS = ("debug", "info", "warning", "error")
@@ -158,6 +203,12 @@ class Config:
     sidecar_project: str = ""
     sidecar_image: str = ""
     log_level: str = "info"
+    log_sink: str | None = None
+    log_opt: tuple[str, ...] = ()
+    logs_sinks: tuple[SinkSpec, ...] = ()
+    logs_start_at: str = "beginning"
+    logs_join_partial: bool = True
+    logs_drain_timeout: float = 10.0
 
     @property
     def hostfs(self) -> hostfs.HostFS:
@@ -220,6 +271,23 @@ def _parse_str(v: Any) -> str:
     return str(v)
 
 
+def _parse_list(v: Any) -> tuple[str, ...]:
+    if isinstance(v, list | tuple):
+        return tuple(str(x) for x in v)
+    if isinstance(v, dict):
+        raise ValueError("expected a list of strings")
+    return tuple(line for line in str(v).splitlines() if line.strip())
+
+
+def _parse_sinks(v: Any) -> tuple[SinkSpec, ...]:
+    if isinstance(v, str):  # from the environment: YAML (or JSON) text
+        try:
+            v = yaml.safe_load(v)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not YAML: {exc}") from None
+    return parse_sinks(v)
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "str": _parse_str,
     "bool": _parse_bool,
@@ -227,6 +295,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "duration0": _parse_duration0,
     "address": _parse_address,
     "regex": _parse_regex,
+    "list": _parse_list,
+    "sinks": _parse_sinks,
 }
 
 
@@ -303,6 +373,10 @@ def load(
         raise ConfigError(
             f"log-level: {values['log_level']!r} is invalid: expected one of {', '.join(_LEVELS)}"
         )
+    if values.get("logs_start_at", "beginning") not in ("beginning", "end"):
+        raise ConfigError(f"logs.start-at: {values['logs_start_at']!r} is invalid: expected beginning or end")
+    if values.get("log_opt") and not values.get("log_sink"):
+        raise ConfigError("--log-opt: given without --log-sink (the options are for that sink)")
     if not str(values["docker_host"]).startswith(("unix://", "tcp://", "http://")):
         raise ConfigError(
             f"docker.host: {values['docker_host']!r} is invalid: expected unix:///path, tcp://host:port or http://"

@@ -334,6 +334,73 @@ BUILD_INFO = Metric(
     "agent",
 )
 
+# --- log shipping (agent/logs; per sink by its configured name) ------------------------------------
+LOG_SINK_RECORDS_SENT = Metric(
+    "dockwatch_log_sink_records_sent_total",
+    Kind.COUNTER,
+    "Log records the sink accepted (OK).",
+    ("sink",),
+    "agent",
+)
+LOG_SINK_BYTES_SENT = Metric(
+    "dockwatch_log_sink_bytes_sent_total",
+    Kind.COUNTER,
+    "Bytes of log lines (without newline) the sink accepted.",
+    ("sink",),
+    "agent",
+)
+LOG_SINK_RETRIES = Metric(
+    "dockwatch_log_sink_retries_total",
+    Kind.COUNTER,
+    "Batches the sink could not take now (peer down, timeout): sent again after backoff.",
+    ("sink",),
+    "agent",
+)
+LOG_SINK_RECORDS_DROPPED = Metric(
+    "dockwatch_log_sink_records_dropped_total",
+    Kind.COUNTER,
+    "Log records never delivered: corrupt (unparsable json-file line), rejected (sink said FAIL), "
+    "rotated (Docker rotated the file away before it was read).",
+    ("sink", "reason"),
+    "agent",
+)
+LOG_SINK_BACKLOG_BYTES = Metric(
+    "dockwatch_log_sink_backlog_bytes",
+    Kind.GAUGE,
+    "Bytes of Docker's json-file logs not yet delivered to the sink (read ahead of the checkpoint).",
+    ("sink",),
+    "agent",
+)
+LOG_SINK_DELIVERY_LAG = Metric(
+    "dockwatch_log_sink_delivery_lag_seconds",
+    Kind.GAUGE,
+    "Age of the newest record of the last delivered batch when the sink took it.",
+    ("sink",),
+    "agent",
+)
+LOG_SINK_LAST_SUCCESS = Metric(
+    "dockwatch_log_sink_last_success_timestamp_seconds",
+    Kind.GAUGE,
+    "Unix time of the sink's last successful delivery (0: none yet).",
+    ("sink",),
+    "agent",
+)
+LOG_SINK_CONTAINERS = Metric(
+    "dockwatch_log_sink_containers",
+    Kind.GAUGE,
+    "Containers whose logs the sink is following.",
+    ("sink",),
+    "agent",
+)
+LOG_CONTAINERS_UNREADABLE = Metric(
+    "dockwatch_log_containers_unreadable",
+    Kind.GAUGE,
+    "Running containers whose logs cannot be read, by reason (driver_none, driver_<name> without "
+    "the dual-logging cache, tty on a non-json-file driver).",
+    ("reason",),
+    "agent",
+)
+
 ALL: tuple[Metric, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Metric))
 
 

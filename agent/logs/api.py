@@ -1,0 +1,164 @@
+"""The Engine API source: GET /containers/{id}/logs?follow=1&timestamps=1&since=… for one (container, sink).
+
+For drivers whose logs only the engine can read back: `local`, `journald`, and any driver with the
+dual-logging cache. `since` is inclusive and has nanosecond resolution, so the checkpoint is
+(time of the last delivered entry, how many entries with exactly that time were delivered) and the
+boundary duplicates are dropped on resume (moby `daemon/logger/local/read.go` filters `Before(since)`).
+
+    stream reader task ──chunks──► bounded queue ──► demux → timestamp → Joiner → batch ─► SinkRunner
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from agent.docker.client import DockerClient
+from agent.docker.models import Container, EngineError, NotFound
+from agent.logs.checkpoint import ApiPos, CheckpointStore, Position
+from agent.logs.delivery import SinkRunner, Tail, TailOptions
+from agent.logs.jsonfile import CorruptLine
+from agent.logs.partial import Joiner
+from agent.logs.stdcopy import FramingError, StdcopyDecoder, since_param, split_timestamp
+
+log = logging.getLogger(__name__)
+
+QUEUE_CHUNKS = 64
+_EOF = b""
+
+
+class Unreadable(Exception):
+    """The engine cannot read this container's logs back (driver without reading support)."""
+
+
+class ApiTail(Tail):
+    kind = "api"
+
+    def __init__(
+        self,
+        container: Container,
+        runner: SinkRunner,
+        store: CheckpointStore,
+        opts: TailOptions,
+        client: DockerClient,
+        on_unreadable: Callable[[Container, str], None],
+        preexisting: bool = False,
+    ) -> None:
+        super().__init__(container, runner, store, opts)
+        self.client = client
+        self.on_unreadable = on_unreadable
+        self.preexisting = preexisting
+        self.joiner: Joiner[Position] = Joiner(join=opts.join_partial, flush_after=opts.flush_after)
+        self.read_pos: ApiPos | None = None
+
+    async def run(self) -> None:
+        pos = await self.load()
+        if isinstance(pos, ApiPos):
+            self.committed = self.read_pos = pos
+        elif self.preexisting and self.opts.start_at_end:
+            self.read_pos = ApiPos(time.time_ns(), 0)
+        backoff = 0.2
+        while not self.stopping:
+            try:
+                ended = await self._follow()
+            except Unreadable as exc:
+                self.on_unreadable(self.container, str(exc))
+                return
+            except (EngineError, FramingError) as exc:
+                if isinstance(exc, NotFound):
+                    ended = True
+                else:
+                    log.warning("container %s logs: %s; reconnecting", self.cid[:12], exc)
+                    ended = False
+            for o in self.joiner.flush(force=True):
+                self.add(o.stream, o.time_ns, o.line, o.partial, o.pos)
+            if self.batch:
+                await self.flush()
+            if self.stopping or (ended and self.finishing):
+                return
+            if ended:
+                # A followed stream ends when the container stops; wait for the inventory to say so
+                # (or for a restart, which resumes from the position).
+                await self.idle(1.0)
+                backoff = 0.2
+                continue
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _follow(self) -> bool:
+        """One connection; True when the engine ended the stream (container stopped)."""
+        params = {"follow": "1", "stdout": "1", "stderr": "1", "timestamps": "1"}
+        if self.read_pos is not None:
+            params["since"] = since_param(self.read_pos.time_ns)
+        queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue(QUEUE_CHUNKS)
+
+        async def reader() -> None:
+            try:
+                async for chunk in self.client.stream(f"/containers/{self.cid}/logs", params):
+                    if chunk:
+                        await queue.put(chunk)
+                await queue.put(_EOF)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                await queue.put(exc)
+
+        task = asyncio.create_task(reader(), name=f"logs-api-{self.cid[:12]}")
+        decoder = StdcopyDecoder()
+        skip = self.read_pos
+        cur_ts, cur_n = (skip.time_ns, skip.n) if skip else (0, 0)
+        seen_at_boundary = 0
+        try:
+            while True:
+                item = await queue.get()
+                items = [item]
+                while len(items) < QUEUE_CHUNKS and not queue.empty():
+                    items.append(queue.get_nowait())
+                for item in items:
+                    if isinstance(item, BaseException):
+                        if isinstance(item, EngineError) and item.status in (400, 501):
+                            raise Unreadable(str(item))
+                        raise item
+                    if item == _EOF:
+                        return True
+                    for stream, payload in decoder.feed(item):
+                        if stream not in ("stdout", "stderr"):
+                            continue
+                        try:
+                            ts, msg, complete = split_timestamp(payload)
+                        except CorruptLine:
+                            self.runner.stats.drop("corrupt")
+                            continue
+                        if skip is not None:
+                            if ts < skip.time_ns:
+                                continue
+                            if ts == skip.time_ns and seen_at_boundary < skip.n:
+                                seen_at_boundary += 1  # delivered before: `since` is inclusive
+                                continue
+                            skip = None
+                        start = ApiPos(cur_ts, cur_n)
+                        if ts == cur_ts:
+                            cur_n += 1
+                        else:
+                            cur_ts, cur_n = ts, 1
+                        end = self.read_pos = ApiPos(cur_ts, cur_n)
+                        outs = self.joiner.feed(
+                            stream, ts, msg, complete, start, end, f"{self.cid}:{start.time_ns}:{start.n}"
+                        )
+                        for o in outs:
+                            self.add(o.stream, o.time_ns, o.line, o.partial, o.pos)
+                        if self.full:
+                            await self.flush()
+                if self.stopping:
+                    return False
+                for o in self.joiner.flush():
+                    self.add(o.stream, o.time_ns, o.line, o.partial, o.pos)
+                if self.batch and queue.empty():
+                    await self.flush()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,236 @@
+"""Delivery to one sink: batches, the one retry/backoff loop, per-sink counters, checkpoint commits.
+
+    FileTail / ApiTail (one per container x sink)            SinkRunner (one per sink)
+      read → parse → join → batch ──── deliver(batch) ────►  [lock] open? send → OK    → commit position
+                                                                          └─► RETRY → backoff, same batch
+                                                                          └─► FAIL  → counted, commit past
+
+A sink that is down holds only its own tails: each waits with its batch (bounded) while Docker's
+files keep the rest; other sinks read on. Sinks come from exporters/ (agent/ does not import them):
+anything with `name`, `open()`, `send(batch)` returning an outcome whose `.value` is "ok", "retry"
+or "fail", and `close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.docker.models import Container
+from agent.logs.checkpoint import CheckpointStore, Position
+from agent.logs.filters import SinkSpec
+from agent.logs.record import LogRecord
+
+log = logging.getLogger(__name__)
+
+BATCH_RECORDS = 1000
+BATCH_BYTES = 1 << 20
+BACKOFF_BASE = 0.2
+BACKOFF_CAP = 5.0
+
+
+class SinkLike(Protocol):
+    name: str
+
+    async def open(self) -> None: ...
+
+    async def send(self, batch: Sequence[LogRecord]) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class SinkStats:
+    """Read by the metrics collector in a scrape thread: plain numbers only."""
+
+    sent: int = 0
+    bytes: int = 0
+    retries: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    last_success: float = 0.0
+    lag: float = 0.0
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        if n > 0:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+
+class SinkRunner:
+    """One sink: sends one batch at a time, owns the backoff, keeps the counters."""
+
+    def __init__(
+        self,
+        spec: SinkSpec,
+        sink: SinkLike,
+        *,
+        backoff_base: float = BACKOFF_BASE,
+        backoff_cap: float = BACKOFF_CAP,
+    ) -> None:
+        self.spec = spec
+        self.sink = sink
+        self.name = spec.name
+        self.stats = SinkStats()
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._backoff = 0.0
+        self._lock = asyncio.Lock()
+        self._opened = False
+        self._down_since = 0.0
+
+    async def deliver(self, batch: Sequence[LogRecord]) -> bool:
+        """Send until the sink takes the batch (True) or rejects it for good (False, counted)."""
+        while True:
+            async with self._lock:
+                outcome = await self._attempt(batch)
+                if outcome == "ok":
+                    self._up(batch)
+                    return True
+                if outcome == "fail":
+                    self.stats.drop("rejected", len(batch))
+                    log.error("sink %s rejected a batch of %d records; skipped", self.name, len(batch))
+                    return False
+                self.stats.retries += 1
+                # Capped, jittered exponential backoff; under the lock, so every tail of this sink
+                # waits behind the one probe instead of hammering a peer that is down.
+                self._backoff = min(self.backoff_cap, self._backoff * 2 or self.backoff_base)
+                if not self._down_since:
+                    self._down_since = time.monotonic()
+                await asyncio.sleep(self._backoff * (0.75 + random.random() / 2))
+
+    async def _attempt(self, batch: Sequence[LogRecord]) -> str:
+        try:
+            if not self._opened:
+                await self.sink.open()
+                self._opened = True
+            res = await self.sink.send(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a sink's bug or a refused open(): retry, never crash the pipeline
+            log.warning("sink %s: %s: %s; will retry", self.name, type(exc).__name__, exc)
+            return "retry"
+        value = str(getattr(res, "value", res)).lower()
+        return value if value in ("ok", "fail") else "retry"
+
+    def _up(self, batch: Sequence[LogRecord]) -> None:
+        st = self.stats
+        if self._down_since:
+            log.info("sink %s delivering again after %.1fs", self.name, time.monotonic() - self._down_since)
+            self._down_since = 0.0
+        self._backoff = 0.0
+        st.sent += len(batch)
+        st.bytes += sum(len(r.line) for r in batch)
+        now = time.time()
+        st.last_success = now
+        if batch:
+            st.lag = max(0.0, now - batch[-1].time_ns / 1e9)
+
+    async def close(self) -> None:
+        if self._opened:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.sink.close(), 10)
+
+
+@dataclass(frozen=True, slots=True)
+class TailOptions:
+    join_partial: bool = True
+    start_at_end: bool = False  # only for containers already running at the agent's first start
+    batch_records: int = BATCH_RECORDS
+    batch_bytes: int = BATCH_BYTES
+    poll_interval: float = 0.25
+    flush_after: float = 5.0
+
+
+class Tail:
+    """Common part of a source for one (container, sink): batch, deliver, commit, stop."""
+
+    kind = "tail"
+
+    def __init__(
+        self, container: Container, runner: SinkRunner, store: CheckpointStore, opts: TailOptions
+    ) -> None:
+        self.container = container
+        self.runner = runner
+        self.store = store
+        self.opts = opts
+        self.batch: list[LogRecord] = []
+        self.batch_bytes = 0
+        self.batch_pos: Position | None = None
+        self.committed: Position | None = None
+        self.finishing = False  # the container is gone: read what is left, then end
+        self.stopping = False  # the agent is shutting down: deliver what is batched, then end
+        self.wake = asyncio.Event()
+        self.backlog_bytes = 0
+        self._save_failed = False
+
+    @property
+    def cid(self) -> str:
+        return self.container.id
+
+    def finish(self) -> None:
+        self.finishing = True
+        self.wake.set()
+
+    def resume(self, container: Container) -> None:
+        self.container = container
+        self.finishing = False
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+
+    def add(self, stream: str, time_ns: int, line: bytes, partial: Any, pos: Position) -> None:
+        self.batch.append(LogRecord(self.container, stream, time_ns, line, partial))
+        self.batch_bytes += len(line)
+        self.batch_pos = pos
+
+    def advance(self, pos: Position, pending: bool = False) -> None:
+        """Nothing to ship up to `pos` (skipped or corrupt lines): let the next commit cover them,
+        unless a line is still being joined (`pending`), whose start the commit must not pass."""
+        if not pending:
+            self.batch_pos = pos
+
+    @property
+    def full(self) -> bool:
+        return len(self.batch) >= self.opts.batch_records or self.batch_bytes >= self.opts.batch_bytes
+
+    async def flush(self) -> None:
+        """Deliver the batch (retrying as long as it takes) and commit its position."""
+        batch, pos = self.batch, self.batch_pos
+        if batch:
+            await self.runner.deliver(batch)
+            self.batch = []
+            self.batch_bytes = 0
+        if pos is not None and pos != self.committed:
+            await self.commit(pos)
+
+    async def commit(self, pos: Position) -> None:
+        try:
+            await asyncio.to_thread(self.store.save, self.runner.name, self.cid, pos)
+        except OSError as exc:
+            if not self._save_failed:
+                log.error("cannot save log checkpoint for %s: %s (delivery goes on)", self.cid[:12], exc)
+            self._save_failed = True
+        else:
+            self._save_failed = False
+        self.committed = pos
+
+    async def load(self) -> Position | None:
+        try:
+            return await asyncio.to_thread(self.store.load, self.runner.name, self.cid)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read log checkpoint for %s: %s", self.cid[:12], exc)
+            return None
+
+    async def idle(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout)
+        self.wake.clear()
+
+    async def run(self) -> None:
+        raise NotImplementedError

@@ -1,0 +1,149 @@
+"""Pure parsing of Docker's json-file log format (moby `daemon/logger/jsonfilelog`).
+
+One line per entry: `{"log":"…","stream":"stdout","attrs":{…},"time":"…"}\\n`. `log` keeps its
+trailing newline except on a 16 KiB partial chunk; `time` is Go's RFC3339Nano (UTC, trailing zeros
+trimmed, so 0-9 fraction digits). No I/O here: `tail.py` reads the files and feeds these.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+from dataclasses import dataclass
+
+# A json-file line holds at most one 16 KiB chunk, escaped (x6 at worst) plus keys and attrs;
+# anything longer without a newline is not Docker's, so the splitter drops it rather than grow.
+MAX_RAW_LINE = 1 << 20
+FINGERPRINT_MAX = 4096
+
+
+class CorruptLine(ValueError):
+    """A line that is not a json-file entry (garbage, invalid UTF-8, truncated, wrong types)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One parsed json-file line: one complete line, or one chunk of a split line."""
+
+    stream: str
+    time_ns: int
+    data: bytes  # without the trailing newline
+    complete: bool  # the `log` value ended in "\n"
+
+
+_epoch_cache: dict[str, int] = {}
+
+
+def parse_time(value: str) -> int:
+    """RFC3339Nano (`2026-11-23T08:19:30.74470478Z`, 0-9 fraction digits, or an offset) → ns since epoch."""
+    # The seconds part repeats for every line in a second: cache its conversion.
+    head = value[:19]
+    secs = _epoch_cache.get(head)
+    if secs is None:
+        try:
+            y, mo, d = int(head[0:4]), int(head[5:7]), int(head[8:10])
+            h, mi, s = int(head[11:13]), int(head[14:16]), int(head[17:19])
+        except ValueError:
+            raise CorruptLine(f"bad time {value!r}") from None
+        if head[4] != "-" or head[10] not in "Tt" or head[13] != ":":
+            raise CorruptLine(f"bad time {value!r}")
+        secs = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
+        if len(_epoch_cache) > 4096:
+            _epoch_cache.clear()
+        _epoch_cache[head] = secs
+    rest = value[19:]
+    frac_ns = 0
+    if rest.startswith("."):
+        i = 1
+        while i < len(rest) and rest[i].isdigit():
+            i += 1
+        digits = rest[1:i]
+        if not digits or len(digits) > 9:
+            raise CorruptLine(f"bad time {value!r}")
+        frac_ns = int(digits.ljust(9, "0"))
+        rest = rest[i:]
+    if rest in ("Z", "z"):
+        offset = 0
+    elif len(rest) == 6 and rest[0] in "+-" and rest[3] == ":":
+        try:
+            offset = (int(rest[1:3]) * 3600 + int(rest[4:6]) * 60) * (1 if rest[0] == "+" else -1)
+        except ValueError:
+            raise CorruptLine(f"bad time {value!r}") from None
+    else:
+        raise CorruptLine(f"bad time {value!r}")
+    return (secs - offset) * 1_000_000_000 + frac_ns
+
+
+def parse_line(raw: bytes) -> Entry:
+    """One json-file line (without its newline) → Entry; CorruptLine if it is not one."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise CorruptLine("not JSON") from None
+    if not isinstance(obj, dict):
+        raise CorruptLine("not a JSON object")
+    log = obj.get("log", "")
+    stream = obj.get("stream", "")
+    ts = obj.get("time")
+    if not isinstance(log, str) or not isinstance(stream, str) or not isinstance(ts, str):
+        raise CorruptLine("log/stream/time of the wrong type")
+    # surrogatepass: a lone surrogate escape (\ud800) is valid JSON but not UTF-8; keep the line.
+    data = log.encode("utf-8", "surrogatepass")
+    complete = data.endswith(b"\n")
+    if complete:
+        data = data[:-1]
+    return Entry(stream or "stdout", parse_time(ts), data, complete)
+
+
+class LineSplitter:
+    """Bytes in, (line, end offset) out; bounded: an over-long line is skipped and counted."""
+
+    def __init__(self, offset: int = 0) -> None:
+        self._buf = bytearray()
+        self.offset = offset  # file offset of the first byte of _buf
+        self._skipping = False
+        self.oversized = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[tuple[bytes, int]]:
+        out: list[tuple[bytes, int]] = []
+        buf = self._buf
+        buf += data
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            end = nl + 1
+            if self._skipping:
+                self._skipping = False
+            else:
+                out.append((bytes(buf[start:nl]), self.offset + end))
+            start = end
+        if start:
+            del buf[:start]
+            self.offset += start
+        if len(buf) > MAX_RAW_LINE:
+            self.offset += len(buf)
+            buf.clear()
+            if not self._skipping:
+                self.oversized += 1
+            self._skipping = True
+        return out
+
+
+def fingerprint(head: bytes) -> str:
+    """Identity of a log file by its first line (unique: it holds a nanosecond time); "" if not yet known.
+
+    Survives rename and gzip (`.1` → `.1.gz`), unlike the inode.
+    """
+    nl = head.find(b"\n", 0, FINGERPRINT_MAX)
+    if nl >= 0:
+        return hashlib.sha256(head[: nl + 1]).hexdigest()[:32]
+    if len(head) >= FINGERPRINT_MAX:  # a first line longer than that: its prefix is as stable
+        return hashlib.sha256(head[:FINGERPRINT_MAX]).hexdigest()[:32]
+    return ""

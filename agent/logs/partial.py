@@ -1,0 +1,137 @@
+"""Rejoin Docker's 16 KiB partial chunks into lines, or pass their metadata through (pure).
+
+Docker's copier splits a line longer than 16 KiB into chunks; every chunk carries the first chunk's
+time, and only the last one ended in "\\n" (moby `daemon/logger/copier.go`). json-file keeps no
+partial id or ordinal, so in pass-through mode we derive a stable id from where the line starts
+(the same id after a restart). Joining is bounded: a line grows to at most `max_bytes`, then goes
+out as chunks with partial metadata; a last chunk that never comes is flushed after `flush_after`.
+
+Positions are opaque to the joiner (a file offset, an API timestamp): each output carries the
+position a checkpoint may move to once it is delivered, which never skips the start of a line
+still pending on the other stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from agent.logs.record import Partial
+
+P = TypeVar("P")
+MAX_LINE = 1 << 20
+FLUSH_AFTER = 5.0
+
+
+@dataclass(slots=True)
+class Out(Generic[P]):
+    """One record-to-be: what the tail wraps into a LogRecord, and its commit position."""
+
+    stream: str
+    time_ns: int
+    line: bytes
+    partial: Partial | None
+    pos: P
+    chunks: int = 1  # source entries it was made of
+
+
+@dataclass(slots=True)
+class _Pending(Generic[P]):
+    pid: str
+    time_ns: int
+    start: P
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+    ordinal: int = 0  # chunks already emitted (pass-through, or over max_bytes)
+    chunks: int = 0
+    last_seen: float = 0.0
+
+
+class Joiner(Generic[P]):
+    def __init__(
+        self, *, join: bool = True, max_bytes: int = MAX_LINE, flush_after: float = FLUSH_AFTER
+    ) -> None:
+        self.join = join
+        self.max_bytes = max_bytes
+        self.flush_after = flush_after
+        self._pending: dict[str, _Pending[P]] = {}
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def _commit(self, stream: str, pos: P) -> P:
+        # A line still open on the other stream started earlier: do not let a checkpoint pass it.
+        for s, p in self._pending.items():
+            if s != stream:
+                return p.start
+        return pos
+
+    def feed(
+        self, stream: str, time_ns: int, data: bytes, complete: bool, start: P, end: P, seed: str
+    ) -> list[Out[P]]:
+        """One entry; `start`/`end` are the positions before and after it, `seed` names its start."""
+        p = self._pending.get(stream)
+        if p is None:
+            if complete:
+                return [Out(stream, time_ns, data, None, self._commit(stream, end))]
+            pid = hashlib.sha256(seed.encode()).hexdigest()
+            p = self._pending[stream] = _Pending(pid, time_ns, start)
+        p.last_seen = time.monotonic()
+        p.chunks += 1
+        out: list[Out[P]] = []
+        if not self.join:
+            p.ordinal += 1
+            if complete:
+                del self._pending[stream]
+            out.append(
+                Out(stream, p.time_ns, data, Partial(p.pid, p.ordinal, complete), self._commit(stream, end))
+            )
+            return out
+        p.parts.append(data)
+        p.size += len(data)
+        if complete:
+            del self._pending[stream]
+            line = b"".join(p.parts)
+            partial = Partial(p.pid, p.ordinal + 1, True) if p.ordinal else None
+            out.append(Out(stream, p.time_ns, line, partial, self._commit(stream, end), p.chunks))
+        elif p.size >= self.max_bytes:
+            # Bounded memory: what we have goes out as a chunk; the rest follows with the same id.
+            p.ordinal += 1
+            line = b"".join(p.parts)
+            p.parts.clear()
+            p.size = 0
+            chunks, p.chunks = p.chunks, 0
+            del self._pending[stream]
+            commit = self._commit(stream, end)
+            self._pending[stream] = p
+            p.start = end
+            out.append(Out(stream, p.time_ns, line, Partial(p.pid, p.ordinal, False), commit, chunks))
+        return out
+
+    def flush(self, now: float | None = None, end: P | None = None, force: bool = False) -> list[Out[P]]:
+        """Emit lines whose last chunk is overdue (or all, with force) as unterminated partials."""
+        now = time.monotonic() if now is None else now
+        out: list[Out[P]] = []
+        for stream, p in list(self._pending.items()):
+            if not force and now - p.last_seen < self.flush_after:
+                continue
+            del self._pending[stream]
+            if p.parts:
+                commit = self._commit(stream, end if end is not None else p.start)
+                out.append(
+                    Out(
+                        stream,
+                        p.time_ns,
+                        b"".join(p.parts),
+                        Partial(p.pid, p.ordinal + 1, False),
+                        commit,
+                        p.chunks,
+                    )
+                )
+        return out
+
+    def reset(self) -> None:
+        self._pending.clear()

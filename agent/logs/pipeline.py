@@ -1,0 +1,163 @@
+"""The log pipeline: one tail per (container, sink), started and finished by the inventory.
+
+    Inventory ──added/updated/removed──► LogPipeline ──► FileTail | ApiTail  (per container x sink)
+                                              │                 └─► SinkRunner (per sink) ─► Sink
+                                              └─► unreadable containers (metric + one log line each)
+
+Source per container: `json-file` → Docker's files; a TTY or the `none` driver → unreadable;
+anything else → the Engine API (local, journald, or a driver with the dual-logging cache; if the
+engine answers that it cannot read them, the container is listed as unreadable).
+Shutdown (`stop`): tails stop reading, in-flight batches get `timeout` seconds to finish, their
+checkpoints are written, then the sinks are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent.docker.client import DockerClient
+from agent.docker.models import Container
+from agent.hostfs import HostFS
+from agent.logs.api import ApiTail
+from agent.logs.checkpoint import CheckpointStore
+from agent.logs.delivery import SinkRunner, Tail, TailOptions
+from agent.logs.filters import opted_out
+from agent.logs.tail import FileTail
+
+log = logging.getLogger(__name__)
+
+FILE_DRIVERS = ("json-file",)
+
+
+class LogPipeline:
+    def __init__(
+        self,
+        runners: Sequence[SinkRunner],
+        hostfs: HostFS,
+        state_dir: Path,
+        client: DockerClient | None,
+        opts: TailOptions,
+    ) -> None:
+        self.runners = list(runners)
+        self.hostfs = hostfs
+        self.store = CheckpointStore(state_dir)
+        self.client = client
+        self.opts = opts
+        self.tails: dict[tuple[str, str], Tail] = {}
+        self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.unreadable: dict[str, str] = {}  # container id -> reason
+        self._first_listing = True
+        self._stopping = False
+
+    # --- inventory listener (called on the event loop) ------------------------------------------
+    def on_container(self, kind: str, c: Container) -> None:
+        if self._stopping:
+            return
+        if kind == "removed":
+            self.unreadable.pop(c.id, None)
+            for (cid, _), tail in list(self.tails.items()):
+                if cid == c.id:
+                    tail.finish()
+            return
+        self._start(c)
+
+    def listing_done(self) -> None:
+        """The first inventory listing is in: containers seen later are new, read from their start."""
+        self._first_listing = False
+
+    def _start(self, c: Container) -> None:
+        reason = self._unreadable_reason(c)
+        if reason:
+            if c.id not in self.unreadable:
+                log.warning(
+                    "container %s (%s): logs cannot be read (%s); not shipped", c.name, c.short_id, reason
+                )
+            self.unreadable[c.id] = reason
+            return
+        self.unreadable.pop(c.id, None)
+        for r in self.runners:
+            key = (c.id, r.name)
+            tail = self.tails.get(key)
+            if tail is not None:
+                tail.resume(c)
+                continue
+            if opted_out(c) or not r.spec.wants(c):
+                continue
+            tail = self._make_tail(c, r)
+            self.tails[key] = tail
+            task = asyncio.create_task(self._run_tail(key, tail), name=f"logs-{r.name}-{c.short_id}")
+            self.tasks[key] = task
+
+    def _unreadable_reason(self, c: Container) -> str:
+        if c.log_driver == "none":
+            return "driver_none"
+        if c.log_driver not in FILE_DRIVERS and c.tty:
+            return "tty"  # the API's raw TTY stream has no frame boundaries to find partial lines by
+        if c.log_driver not in FILE_DRIVERS and self.client is None:
+            return f"driver_{c.log_driver or 'unknown'}"
+        return ""
+
+    def _make_tail(self, c: Container, r: SinkRunner) -> Tail:
+        pre = self._first_listing
+        if c.log_driver in FILE_DRIVERS:
+            path = self.hostfs.container_dir(c.id) / f"{c.id}-json.log"
+            return FileTail(c, r, self.store, self.opts, path, preexisting=pre)
+        assert self.client is not None
+        return ApiTail(c, r, self.store, self.opts, self.client, self._mark_unreadable, preexisting=pre)
+
+    def _mark_unreadable(self, c: Container, why: str) -> None:
+        reason = f"driver_{c.log_driver or 'unknown'}"
+        if c.id not in self.unreadable:
+            log.warning(
+                "container %s (%s): the engine cannot read its logs (%s); skipped", c.name, c.short_id, why
+            )
+        self.unreadable[c.id] = reason
+
+    async def _run_tail(self, key: tuple[str, str], tail: Tail) -> None:
+        try:
+            await tail.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("log tail %s/%s failed", key[1], key[0][:12])
+        finally:
+            if self.tails.get(key) is tail:
+                del self.tails[key]
+                self.tasks.pop(key, None)
+            if tail.finishing and not self._stopping:
+                await self._forget_if_destroyed(tail)
+
+    async def _forget_if_destroyed(self, tail: Tail) -> None:
+        """A destroyed container's checkpoint goes with it; a stopped one's stays for its restart."""
+        if tail.container.log_driver in FILE_DRIVERS and not self.hostfs.container_dir(tail.cid).exists():
+            await asyncio.to_thread(self.store.delete, tail.runner.name, tail.cid)
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+    def backlog(self, sink: str) -> int:
+        return sum(t.backlog_bytes for (_, s), t in list(self.tails.items()) if s == sink)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop reading; let in-flight batches finish (up to `timeout`), commit, close the sinks."""
+        self._stopping = True
+        for t in list(self.tails.values()):
+            t.stop()
+        tasks = list(self.tasks.values())
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            if late:
+                log.warning(
+                    "%d log tails did not finish within %.0fs; their last batch is sent again on start",
+                    len(late),
+                    timeout,
+                )
+            for task in late:
+                task.cancel()
+            for task in late:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        for r in self.runners:
+            await r.close()
