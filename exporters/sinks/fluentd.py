@@ -23,8 +23,9 @@ Docker's options, accepted with Docker's names and syntax so a daemon.json can b
 - `fluentd-sub-second-precision`: EventTime (ext type 0) instead of integer seconds, as Docker.
 - `fluentd-request-ack`: one `chunk` per message; OK only once every matching `{"ack": chunk}` arrived.
 - `fluentd-write-timeout`: bounds connect and write; 0 = unbounded, as Docker.
-- `fluentd-read-timeout`: bounds the wait for acks and for the handshake. 0 means 190 s for acks here
-  (Fluentd's own `ack_response_timeout`), not Docker's forever: one silent peer must not stall the pipeline.
+- `fluentd-read-timeout`: bounds the wait for acks and for the handshake. 0 means 190 s for acks
+  (Fluentd's own `ack_response_timeout`) and 30 s for the handshake here, not Docker's forever: one
+  silent peer must not stall the pipeline.
 - `tag` (default `{{.ID}}`), `labels`, `labels-regex`, `env`, `env-regex`: as Docker.
 
 dockwatch's own options:
@@ -42,6 +43,8 @@ dockwatch's own options:
 
 Delivery: with `fluentd-request-ack` a batch is at-least-once (a lost ack re-sends it). Without it the
 peer says nothing, so a connection lost after the kernel took the bytes loses them, as with Docker.
+One lock covers writing a batch and reading its acks, so concurrent sends never take each other's
+acks (fluent-logger-golang reads acks outside its write lock; dockerd then re-sends lines).
 """
 
 from __future__ import annotations
