@@ -404,16 +404,16 @@ class SyslogSink(Sink):
         async with self._lock:
             start = 0
             for attempt in (1, 2):
-                reused = self._conn is not None and self._conn.usable
+                fresh = True
                 try:
-                    conn = await self._connection()
+                    conn, fresh = await self._connection()
                     await conn.send(msgs, start)
                     return Outcome.OK
                 except Exception as exc:  # a sink never raises into the pipeline
                     if isinstance(self._conn, _Datagram):
                         start = self._conn.resume  # what went before is with the kernel (or lost, as UDP is)
                     self._drop()
-                    if attempt == 1 and reused:  # srslog: one reconnect and resend
+                    if attempt == 1 and not fresh:  # srslog: one reconnect and resend
                         log.info("syslog sink %s: %s: %s; reconnecting", self.name, self.address, _why(exc))
                         continue
                     if isinstance(exc, OSError | TimeoutError | EOFError):
@@ -433,12 +433,18 @@ class SyslogSink(Sink):
             elif conn is not None:
                 conn.close()
 
-    async def _connection(self) -> _Conn:
+    async def _connection(self) -> tuple[_Conn, bool]:
+        """The connection, and whether it was dialled just now."""
+        if isinstance(self._conn, _Stream):
+            # Two loop turns: the first polls the socket, the second runs its callbacks, so a FIN the
+            # peer already sent shows as EOF now, not as a RST after our write "succeeded".
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
         if self._conn is not None and self._conn.usable:
-            return self._conn
+            return self._conn, False
         self._drop()
         self._conn = await asyncio.wait_for(self._dial(), CONNECT_TIMEOUT)
-        return self._conn
+        return self._conn, True
 
     async def _dial(self) -> _Conn:
         a = self.address
