@@ -23,6 +23,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from agent.docker.models import Container
 from agent.logs.checkpoint import CheckpointStore, FilePos, Position
@@ -47,6 +48,7 @@ class LogFile:
     offset: int = 0  # next byte (uncompressed) to read
     fp: str = ""
     _gzf: gzip.GzipFile | None = field(default=None, repr=False)
+    _raw: BinaryIO | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: str | Path) -> LogFile:
@@ -58,6 +60,7 @@ class LogFile:
     def head(self) -> bytes:
         if self.gz:
             with open(os.dup(self.fd), "rb") as raw, gzip.GzipFile(fileobj=raw) as g:
+                raw.seek(0)  # a dup shares the file offset with every other reader of this fd
                 try:
                     return g.read(FINGERPRINT_MAX)
                 except (OSError, EOFError):
@@ -79,7 +82,9 @@ class LogFile:
         else:
             gzf = self._gzf
             if gzf is None:
-                gzf = self._gzf = gzip.GzipFile(fileobj=open(os.dup(self.fd), "rb"))  # noqa: SIM115
+                raw = self._raw = open(os.dup(self.fd), "rb")  # noqa: SIM115 - closed in close()
+                raw.seek(0)
+                gzf = self._gzf = gzip.GzipFile(fileobj=raw)
                 gzf.seek(self.offset)
             try:
                 data = gzf.read(n)
@@ -93,6 +98,9 @@ class LogFile:
         if self._gzf is not None:
             with contextlib.suppress(Exception):
                 self._gzf.close()
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self._raw.close()
         with contextlib.suppress(OSError):
             os.close(self.fd)
 

@@ -1,0 +1,59 @@
+"""Rejoining 16 KiB chunks, and passing their metadata through (pure)."""
+
+from __future__ import annotations
+
+from agent.logs.partial import Joiner
+
+K16 = b"k" * 16384
+
+
+def test_join_interleaved_streams_and_commit_positions() -> None:
+    j: Joiner[int] = Joiner()
+    out = j.feed("stdout", 1, K16, False, 0, 1, "s1")
+    out += j.feed("stderr", 2, b"err", True, 1, 2, "s2")  # other stream completes mid-line
+    out += j.feed("stdout", 1, b"end", True, 2, 3, "s3")
+    assert [(o.stream, o.line, o.partial, o.pos) for o in out] == [
+        # the checkpoint after "err" must not pass the start of the open stdout line
+        ("stderr", b"err", None, 0),
+        ("stdout", K16 + b"end", None, 3),
+    ]
+    assert out[1].time_ns == 1 and out[1].chunks == 2
+
+
+def test_pass_through_metadata_is_stable() -> None:
+    def run() -> list:
+        j: Joiner[int] = Joiner(join=False)
+        out = []
+        for i, (data, last) in enumerate([(K16, False), (K16, False), (b"x", True)]):
+            out += j.feed("stdout", 5, data, last, i, i + 1, "c:fp:0" if i == 0 else f"c:fp:{i}")
+        return out
+
+    a, b = run(), run()
+    assert [(o.partial.ordinal, o.partial.last) for o in a] == [(1, False), (2, False), (3, True)]
+    assert len({o.partial.id for o in a}) == 1 and len(a[0].partial.id) == 64
+    assert [o.partial.id for o in a] == [o.partial.id for o in b]  # same id after a restart
+
+
+def test_bounded_join_splits_with_metadata() -> None:
+    j: Joiner[int] = Joiner(max_bytes=40000)
+    out = []
+    for i in range(5):
+        out += j.feed("stdout", 9, K16, False, i, i + 1, f"s{i}")
+    out += j.feed("stdout", 9, b"end", True, 5, 6, "s5")
+    assert sum(len(o.line) for o in out) == 5 * 16384 + 3
+    assert all(len(o.line) <= 40000 + 16384 for o in out)
+    parts = [o.partial for o in out]
+    assert all(p is not None for p in parts)
+    assert [p.ordinal for p in parts] == list(range(1, len(parts) + 1)) and parts[-1].last
+    assert len({p.id for p in parts}) == 1
+
+
+def test_flush_timeout() -> None:
+    j: Joiner[int] = Joiner(flush_after=5.0)
+    j.feed("stdout", 1, b"no newline yet", False, 0, 1, "s")
+    assert j.flush(now=0.0) == []
+    import time
+
+    out = j.flush(now=time.monotonic() + 6, end=1)
+    assert len(out) == 1 and out[0].line == b"no newline yet" and out[0].partial and not out[0].partial.last
+    assert not j.pending
