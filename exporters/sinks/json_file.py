@@ -402,8 +402,13 @@ class JsonFileSink(Sink):
             return Outcome.OK
         async with self._lock:  # one batch at a time keeps each file's lines in order
             try:
-                await asyncio.to_thread(self._write_batch, batch)
-            except (OSError, ValueError) as exc:
+                lines = await asyncio.to_thread(self._encode, batch)
+            except Exception:  # cannot be encoded now, nor on any retry
+                log.exception("json-file sink %s: cannot encode a batch of %d records", self.name, len(batch))
+                return Outcome.FAIL
+            try:
+                await asyncio.to_thread(self._write, lines)
+            except OSError as exc:  # disk full, permissions, a path in the way: may heal
                 log.warning("json-file sink %s: %s; will retry", self.name, exc)
                 return Outcome.RETRY
             except Exception:  # a sink never takes the pipeline down
@@ -411,10 +416,14 @@ class JsonFileSink(Sink):
                 return Outcome.RETRY
         return Outcome.OK
 
-    def _write_batch(self, batch: Sequence[LogRecord]) -> None:
+    def _encode(self, batch: Sequence[LogRecord]) -> dict[str, list[tuple[int, bytes]]]:
+        """Pure and CPU-bound (escaping up to 16 KiB per line): runs in a worker thread."""
         by_container: dict[str, list[tuple[int, bytes]]] = {}
         for rec in batch:
             by_container.setdefault(rec.container.id, []).append((rec.time_ns, self.encoder.line(rec)))
+        return by_container
+
+    def _write(self, by_container: Mapping[str, Sequence[tuple[int, bytes]]]) -> None:
         for cid, lines in by_container.items():
             self._file(cid).write_lines(lines, self._pool)
 

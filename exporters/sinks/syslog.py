@@ -47,6 +47,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import socket
 import ssl
 import time
@@ -135,9 +136,14 @@ def parse_facility(value: str) -> int:
         return FACILITIES["daemon"]
     if value in FACILITIES:
         return FACILITIES[value]
-    if value.lstrip("+-").isdigit() and 0 <= int(value) <= 23:
+    if re.fullmatch(r"[+-]?[0-9]+", value) and 0 <= int(value) <= 23:
         return int(value)
     raise ValueError("invalid syslog facility")
+
+
+def parse_tag(value: str) -> Tag:
+    """ParseLogTag with syslog's default: an empty tag means `{{.ID}}`, as in Docker."""
+    return Tag(value or "{{.ID}}")
 
 
 def parse_format(value: str) -> str:
@@ -318,7 +324,7 @@ class SyslogSink(Sink):
         Option("syslog-tls-cert", "client certificate (tcp+tls)", None),
         Option("syslog-tls-key", "client key (tcp+tls)", None),
         Option("syslog-tls-skip-verify", "present: do not verify the receiver (any value, as Docker)", None),
-        Option("tag", "Docker tag template: TAG, APP-NAME and MSGID", "{{.ID}}", Tag),
+        Option("tag", "Docker tag template: TAG, APP-NAME and MSGID", "{{.ID}}", parse_tag),
         Option("labels", "accepted, not sent (as Docker)", None),
         Option("labels-regex", "accepted, not sent (as Docker)", None),
         Option("env", "accepted, not sent (as Docker)", None),

@@ -224,6 +224,7 @@ DOCKER_CASES = [
 async def test_same_fields_as_dockerd(engine: Engine, rsyslog: Rsyslog, transport: str, fmt: str) -> None:
     lines = [*LINES, ("stdout", b"L" * (CHUNK + 500)), ("stderr", b"last line")]
     opts = sink_opts(rsyslog, transport, fmt, **{"syslog-facility": "local3"})
+    start = time.time()
     cid = engine.run(
         "--log-driver",
         "syslog",
@@ -246,6 +247,9 @@ async def test_same_fields_as_dockerd(engine: Engine, rsyslog: Rsyslog, transpor
     assert len(ours) == want and all(m["procid"] == docker_pid for m in theirs)
     # stdout and stderr are copied by separate goroutines: compare as multisets
     assert sorted(map(normalized, theirs)) == sorted(map(normalized, ours))
+    # Both stamp the send time in local time (so the times differ, but both lie within the test).
+    for m in theirs + ours:
+        assert int(start) - 1 <= epoch(m["timestamp"]) <= time.time() + 1
     assert all("TIME" in n[-1] and ("PID" in n[-1]) for n in map(normalized, ours))
 
 

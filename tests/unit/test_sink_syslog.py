@@ -150,7 +150,8 @@ def test_parse_facility() -> None:
     assert parse_facility("local0") == 16
     assert parse_facility("23") == 23
     assert parse_facility("0") == 0
-    for bad in ("24", "-1", "daemons", "1.5"):
+    assert parse_facility("+3") == 3  # strconv.Atoi takes a sign
+    for bad in ("24", "-1", "daemons", "1.5", "+-3", "²"):
         with pytest.raises(ValueError):
             parse_facility(bad)
 
@@ -221,3 +222,8 @@ def test_skip_verify_is_presence() -> None:
     assert s._ssl is not None and s._ssl.verify_mode == ssl.CERT_NONE
     s = SyslogSink({"syslog-address": "tcp+tls://127.0.0.1"})
     assert s._ssl is not None and s._ssl.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_empty_tag_is_the_default_as_in_docker() -> None:
+    s = SyslogSink({"tag": ""})
+    assert s.formatter.tag.render(C) == "5e5e5e5e5e5e"
