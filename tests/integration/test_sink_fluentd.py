@@ -331,6 +331,25 @@ async def test_missing_or_wrong_ack_is_retry(behaviour: str) -> None:
     assert len(rx.events) == 3  # delivered but unconfirmed: the pipeline re-sends (at-least-once)
 
 
+async def test_peer_that_stops_reading_is_a_write_timeout_retry() -> None:
+    stalled = asyncio.Event()
+
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await stalled.wait()  # the socket buffers fill up, then the sender's drain blocks
+        writer.close()
+
+    server = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    recs = [LogRecord(WEB, "stdout", T0, b"%08d" % i + b"z" * 1000) for i in range(30_000)]  # ~30 MB
+    s = FluentdSink({"fluentd-address": f"tcp://127.0.0.1:{port}", "fluentd-write-timeout": "500ms"})
+    try:
+        assert await asyncio.wait_for(s.send(recs), 30) is Outcome.RETRY
+    finally:
+        stalled.set()
+        await s.close()
+        server.close()
+
+
 async def test_reconnect_interval_holds_back_redials() -> None:
     rx = ForwardReceiver()
     await rx.start()
