@@ -282,10 +282,15 @@ class _Datagram:
     async def send(self, msgs: Sequence[bytes], start: int) -> None:
         loop = asyncio.get_running_loop()
         for i in range(start, len(msgs)):
+            if i % 256 == 255:
+                await asyncio.sleep(0)  # a long batch of datagrams must not hold the event loop
             # A refusal raised by this send was earned by the datagram before (its ICMP came late).
             self.resume = max(start, i - 1)
             try:
-                await asyncio.wait_for(loop.sock_sendall(self.sock, msgs[i]), WRITE_TIMEOUT)
+                try:
+                    self.sock.send(msgs[i])  # the common case: room in the socket buffer, no await
+                except BlockingIOError:
+                    await asyncio.wait_for(loop.sock_sendall(self.sock, msgs[i]), WRITE_TIMEOUT)
             except OSError as exc:
                 if exc.errno == errno.EMSGSIZE:  # can never go as one datagram; dockerd drops it too
                     log.warning(
