@@ -430,54 +430,34 @@ def docker_split(line: bytes) -> list[tuple[bytes, int, bool] | tuple[bytes, Non
     return parts
 
 
-REFERENCE_CASES = {
-    "tag-labels-env-subsecond": (
-        [
-            *(
-                "--log-opt",
-                "tag=docker.{{.Name}}",
-                "--log-opt",
-                "labels=app,tier",
-                "--log-opt",
-                "env=APP_ENV,tier",
-            ),
-            *("--log-opt", "fluentd-sub-second-precision=true"),
-        ],
-        {
-            "tag": "docker.{{.Name}}",
-            "labels": "app,tier",
-            "env": "APP_ENV,tier",
-            "fluentd-sub-second-precision": "true",
-        },
-    ),
+# Docker log-opts given to dockerd's driver and, unchanged, to our sink.
+REFERENCE_CASES: dict[str, dict[str, str]] = {
+    "tag-labels-env-subsecond": {
+        "tag": "docker.{{.Name}}",
+        "labels": "app,tier",
+        "env": "APP_ENV,tier",
+        "fluentd-sub-second-precision": "true",
+    },
     # stdout only: dockerd's driver reads acks outside its write lock, so with stdout and stderr
     # logging at once the two copiers take each other's acks, reconnect and send lines twice
     # (fluent-logger-golang fluent.go write(): syncWriteMessage, then syncReadAck).
-    "defaults-regex-ack": (
-        [
-            "--log-opt",
-            "labels-regex=^app$",
-            "--log-opt",
-            "env-regex=^APP_",
-            "--log-opt",
-            "fluentd-request-ack=true",
-        ],
-        {"labels-regex": "^app$", "env-regex": "^APP_", "fluentd-request-ack": "true"},
-    ),
+    "defaults-regex-ack": {"labels-regex": "^app$", "env-regex": "^APP_", "fluentd-request-ack": "true"},
+    "unix-socket": {"labels": "app", "tag": "{{.FullID}}"},
 }
 
 
 @pytest.mark.docker
 @pytest.mark.parametrize("case", list(REFERENCE_CASES))
-async def test_records_match_dockerds_fluentd_driver(engine: Engine, case: str) -> None:
-    docker_opts, our_opts = REFERENCE_CASES[case]
-    stderr = STDERR if "fluentd-request-ack" not in our_opts else []
-    async with ForwardReceiver() as rx:
+async def test_records_match_dockerds_fluentd_driver(engine: Engine, case: str, tmp_path: Path) -> None:
+    log_opts = REFERENCE_CASES[case]
+    stderr = STDERR if "fluentd-request-ack" not in log_opts else []
+    unix = str(tmp_path / "fluentd.sock") if case == "unix-socket" else None
+    async with ForwardReceiver(unix_path=unix) as rx:
         cid = await asyncio.to_thread(
             engine.run,
             "--log-driver", "fluentd",
-            "--log-opt", f"fluentd-address=tcp://127.0.0.1:{rx.port}",
-            *docker_opts,
+            "--log-opt", f"fluentd-address={rx.address}",
+            *(arg for k, v in log_opts.items() for arg in ("--log-opt", f"{k}={v}")),
             "--label", "app=shop", "--label", "tier=front",
             "-e", "APP_ENV=prod", "-e", "tier=from-env",
             BUSYBOX_IMAGE, "sh", "-c", SCRIPT.format(stderr="echo 'to stderr' >&2;" if stderr else ""),
@@ -498,7 +478,7 @@ async def test_records_match_dockerds_fluentd_driver(engine: Engine, case: str) 
                         Partial(pid, ordinal, last) if ordinal is not None and last is not None else None
                     )
                     recs.append(LogRecord(container, stream, next(times), chunk, partial))
-        s = FluentdSink({"fluentd-address": rx.address, **our_opts}, hostname="ignored")
+        s = FluentdSink({"fluentd-address": rx.address, **log_opts}, hostname="ignored")
         try:
             assert await s.send(recs) is Outcome.OK
             ours = (await rx.wait_events(2 * n))[n:]
@@ -530,6 +510,8 @@ async def test_records_match_dockerds_fluentd_driver(engine: Engine, case: str) 
             "prod",
         )
         assert all(not isinstance(e.time, int) for e in theirs)
-    else:
+    elif case == "defaults-regex-ack":
         assert sample.tag == cid[:12] and sample.record["app"] == "shop" and "tier" not in sample.record
         assert all(isinstance(e.time, int) for e in theirs) and rx.connections[0].chunks
+    else:
+        assert rx.address.startswith("unix://") and sample.tag == cid and "tier" not in sample.record
