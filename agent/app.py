@@ -133,6 +133,7 @@ class App:
         await self.inventory.ready.wait()
         assert self.logs is not None
         self.logs.listing_done()
+        await self.logs.resume_stopped()
         await asyncio.Event().wait()  # live as long as the app
 
     async def run(self) -> int:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent.docker.client import DockerClient
-from agent.docker.models import Container
+from agent.docker.models import Container, EngineError, NotFound
 from agent.hostfs import HostFS
 from agent.logs.api import ApiTail
 from agent.logs.checkpoint import CheckpointStore
@@ -68,6 +68,33 @@ class LogPipeline:
     def listing_done(self) -> None:
         """The first inventory listing is in: containers seen later are new, read from their start."""
         self._first_listing = False
+
+    async def resume_stopped(self) -> None:
+        """Containers that stopped while the agent was down still have lines past their checkpoint:
+        read those to the end. A checkpoint whose container is gone is deleted."""
+        if self.client is None:
+            return
+        for r in self.runners:
+            for cid in await asyncio.to_thread(self.store.containers, r.name):
+                if (cid, r.name) in self.tails or self._stopping:
+                    continue
+                try:
+                    c = await self.client.inspect(cid)
+                except NotFound:
+                    await asyncio.to_thread(self.store.delete, r.name, cid)
+                    continue
+                except EngineError as exc:
+                    log.warning("cannot inspect %s to finish its logs: %s", cid[:12], exc)
+                    continue
+                if (cid, r.name) in self.tails or self._unreadable_reason(c):
+                    continue
+                tail = self._make_tail(c, r)
+                tail.finishing = True
+                key = (cid, r.name)
+                self.tails[key] = tail
+                self.tasks[key] = asyncio.create_task(
+                    self._run_tail(key, tail), name=f"logs-{r.name}-{c.short_id}"
+                )
 
     def _start(self, c: Container) -> None:
         reason = self._unreadable_reason(c)
