@@ -324,6 +324,34 @@ async def test_appends_and_keeps_counting_after_reopen(tmp_path: Path) -> None:
     assert len(rotated) > 10 and sum(map(len, rotated[:-1])) < 1000 <= sum(map(len, rotated))
 
 
+async def test_many_containers_beyond_the_open_file_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files closed for lack of descriptors reopen where they were: appended, rotated on their real size."""
+    import exporters.sinks.json_file as jf
+
+    monkeypatch.setattr(jf, "MAX_OPEN_FILES", 2)
+    cs = [
+        Container(id=f"{i}a" * 32, name=f"c{i}", image="", image_id="", pid=1, network_mode="default")
+        for i in range(5)
+    ]
+    t0 = 1_763_884_800_000_000_000
+    recs = [LogRecord(cs[i % 5], "stdout", t0 + i, b"n=%04d" % i) for i in range(200)]
+    sink = JsonFileSink({"path": str(tmp_path), "max-size": "1k", "max-file": "2"})
+    for i in range(0, len(recs), 3):  # small batches touch every container in turn
+        assert await sink.send(recs[i : i + 3]) is Outcome.OK
+    assert len(sink._files) <= 2
+    await sink.close()
+    for n, c in enumerate(cs):
+        base = tmp_path / c.id / f"{c.id}-json.log"
+        rotated = (base.parent / (base.name + ".1")).read_bytes().splitlines(keepends=True)
+        live = base.read_bytes().splitlines(keepends=True)
+        got = [json.loads(ln)["log"] for ln in rotated + live]
+        mine = [f"n={i:04d}\n" for i in range(n, 200, 5)]
+        assert got == mine[len(mine) - len(got) :]  # the newest lines, in order, none missing
+        assert sum(map(len, rotated[:-1])) < 1000 <= sum(map(len, rotated))  # rotated at the real size
+
+
 async def test_unwritable_directory_is_retry_not_exception(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -60,53 +60,21 @@ def make_certs(d: Path) -> TlsFiles:
 
     for ca in ("ca", "other-ca"):
         run(
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
+            *f"req -x509 -newkey rsa:2048 -nodes -days 2 -keyout {ca}.key -out {ca}.pem".split(),
             "-subj",
-            f"/CN=dockwatch test {ca}",
-            "-keyout",
-            f"{ca}.key",
-            "-out",
-            f"{ca}.pem",
+            f"/CN={ca}",
         )
     for name, ext in (
         ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
         ("client", "extendedKeyUsage=clientAuth"),
     ):
         run(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            f"/CN={name}",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
+            *f"req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr".split(), "-subj", f"/CN={name}"
         )
         (d / f"{name}.ext").write_text(ext + "\n")
         run(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            f"{name}.ext",
-            "-out",
-            f"{name}.pem",
+            *f"x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2".split(),
+            *f"-extfile {name}.ext -out {name}.pem".split(),
         )
     return TlsFiles(
         d / "ca.pem",
