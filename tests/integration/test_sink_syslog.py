@@ -262,19 +262,16 @@ async def test_tcp_dead_peer_is_retry_then_ok(tmp_path: Path) -> None:
     port = free_port()
     sink = SyslogSink({"syslog-address": f"tcp://127.0.0.1:{port}"}, hostname=HOST)
     assert await sink.send(one()) is Outcome.RETRY
-    got: list[bytes] = []
+    got: asyncio.Queue[bytes] = asyncio.Queue()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        got.append(await reader.readline())
+        await got.put(await reader.readline())
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", port)
     try:
         assert await sink.send(one(b"after start")) is Outcome.OK
-        async with asyncio.timeout(10):
-            while not got:
-                await asyncio.sleep(0.01)
-        assert got[0].endswith(b": after start\n")
+        assert (await asyncio.wait_for(got.get(), 10)).endswith(b": after start\n")
     finally:
         await sink.close()
         server.close()
