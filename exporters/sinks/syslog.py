@@ -36,8 +36,10 @@ the sink starts: until it does, send() returns RETRY.
 
 Delivery: send() returns OK once every message is handed to the kernel (syslog has no acks), RETRY when
 the peer cannot be reached or the connection breaks (after one immediate reconnect, as srslog does),
-and never raises. UDP cannot tell delivery from loss; a refused datagram (ICMP port unreachable, seen
-on a later send) makes the batch RETRY from the message before the refused one.
+and never raises. A TLS 1.3 server that refuses our client certificate says so only after the
+handshake, so those lines are lost as with Docker (the receiver logs it). UDP cannot tell delivery
+from loss; a refused datagram (ICMP port unreachable: at once on loopback, else seen on a later send)
+makes the batch RETRY from the refused message (or the one before it).
 """
 
 from __future__ import annotations

@@ -353,3 +353,21 @@ async def test_tls_verification(rsyslog: Rsyslog, certs: TlsFiles) -> None:
     )
     await send_all(skip, [LogRecord(c, "stdout", time.time_ns(), b"unverified but encrypted")])
     assert rsyslog.wait_messages(by_app(c.short_id), 1)[0]["msg"] == "unverified but encrypted"
+
+
+async def test_tls_client_certificate(rsyslog: Rsyslog, certs: TlsFiles) -> None:
+    """syslog-tls-cert/-key are presented: an input taking only certificates signed by the CA accepts us."""
+    c = container()
+    sink = SyslogSink(
+        {
+            "syslog-address": f"tcp+tls://127.0.0.1:{rsyslog.mtls_port}",
+            "syslog-format": "rfc5424",
+            "syslog-tls-ca-cert": str(certs.ca),
+            "syslog-tls-cert": str(certs.client_cert),
+            "syslog-tls-key": str(certs.client_key),
+        },
+        hostname=HOST,
+    )
+    await send_all(sink, [LogRecord(c, "stdout", time.time_ns(), b"mutual tls")])
+    got = rsyslog.wait_messages(by_app(c.short_id), 1)[0]
+    assert (got["msg"], got["input"]) == ("mutual tls", "mtls")

@@ -1,7 +1,8 @@
-"""A private rsyslogd for the tests: UDP, TCP, TCP+TLS, unix stream and unixgram inputs on loopback / in a
-temp dir, its own config (no system config, no imklog/imjournal), writing every parsed message as one
-JSON object per line: pri, facility, severity, timestamp, hostname, syslogtag, app-name, procid, msgid,
-msg, rawmsg and the input that took it.
+"""A private rsyslogd for the tests, with its own config (no system config, no imklog/imjournal).
+
+Inputs: UDP, TCP, TCP+TLS (anonymous, and one that wants a client certificate) on loopback, unix stream
+and unixgram in a temp dir. Every parsed message is written as one JSON object per line: pri, facility,
+severity, timestamp, hostname, syslogtag, app-name, procid, msgid, msg, rawmsg and the input that took it.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Rsyslog:
         self.udp = free_port(socket.SOCK_DGRAM)
         self.tcp = free_port()
         self.tls_port = free_port()
+        self.mtls_port = free_port()  # TLS that also wants a client certificate signed by tls.ca
         self.unix = workdir / "stream.sock"
         self.unixgram = workdir / "dgram.sock"
         self.out = workdir / "messages.jsonl"
@@ -124,6 +126,8 @@ input(type="imudp" address="127.0.0.1" port="{self.udp}")
 input(type="imptcp" address="127.0.0.1" port="{self.tcp}")
 input(type="imptcp" path="{self.unix}" unlink="on")
 input(type="imtcp" address="127.0.0.1" port="{self.tls_port}")
+input(type="imtcp" address="127.0.0.1" port="{self.mtls_port}" name="mtls"
+      streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
 input(type="imuxsock" socket="{self.unixgram}" useSpecialParser="off" parseHostname="on"
       ignoreTimestamp="off" useSysTimeStamp="off" ratelimit.interval="0" annotate="off")
 template(name="fields" type="list" option.jsonf="on") {{
@@ -150,7 +154,7 @@ action(type="omfile" file="{self.out}" template="fields")
     def ready(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
             raise RuntimeError(f"rsyslogd exited: {(self.dir / 'rsyslogd.log').read_text()[-2000:]}")
-        for port in (self.tcp, self.tls_port):
+        for port in (self.tcp, self.tls_port, self.mtls_port):
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) != 0:
                     return False
