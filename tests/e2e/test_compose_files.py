@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import DEPLOY, REPO
+from harness import DEPLOY, REPO
 
 GRAFANA = REPO / "grafana"
 AGENT_BINDS = {

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from agentproc import Series, parse
-from conftest import http_get
 from engine import BUSYBOX_IMAGE, Engine, wait_for
+from harness import http_get
 
 from agent import procnet
 
@@ -67,6 +67,7 @@ def quiet_equal(
     scrape: Callable[[], dict[str, Series]],
     pid: int,
     check: Callable[[dict[str, Series], procnet.DevCounters], bool],
+    timeout: float = 30,
 ) -> dict[str, Series]:
     """Scrape until the kernel's eth0 counters stood still around the scrape and `check` holds."""
 
@@ -75,7 +76,7 @@ def quiet_equal(
         m = scrape()
         return m if kernel_dev(pid) == before and check(m, before) else None
 
-    return wait_for(attempt, timeout=30, interval=0.2, what="agent counters equal to the kernel's")
+    return wait_for(attempt, timeout=timeout, interval=0.2, what="agent counters equal to the kernel's")
 
 
 def run_agent(engine: Engine, image: str, *opts: str, args: tuple[str, ...] = ()) -> str:
@@ -219,7 +220,7 @@ def _sidecar_reports_app_traffic(engine: Engine, agent_image: str, *opts: str) -
             v for _, v in tx
         ] == [k.tx_bytes]
 
-    m = quiet_equal(scrape, engine.pid(app), check)
+    m = quiet_equal(scrape, engine.pid(app), check, timeout=15)
     assert series(m, "container_network_transmit_bytes_total")[0][1] > 3 * BLOB
 
 

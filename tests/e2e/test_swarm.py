@@ -29,8 +29,8 @@ import pytest
 import yaml
 from agentproc import free_port
 from baseimage import BASE_IMAGE
-from conftest import DEPLOY, http_json
 from engine import BUSYBOX_IMAGE, Engine, wait_for
+from harness import DEPLOY, http_json
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
@@ -63,7 +63,7 @@ def _bind(volume: dict[str, Any], sources: dict[str, str]) -> dict[str, Any]:
     return volume
 
 
-def stack_for_test(engine: Engine, agent_port: int) -> dict[str, Any]:
+def stack_for_test(engine: Engine, agent_image: str, agent_port: int) -> dict[str, Any]:
     """deploy/stack.yaml's agent and Prometheus, adapted to this engine, plus the traffic pair."""
     doc = yaml.safe_load((DEPLOY / "stack.yaml").read_text())
     root = engine.docker("info", "--format", "{{.DockerRootDir}}")
@@ -72,7 +72,7 @@ def stack_for_test(engine: Engine, agent_port: int) -> dict[str, Any]:
         "/var/lib/docker": root,
     }
     agent = copy.deepcopy(doc["services"]["dockwatch"])
-    agent["image"] = "dockwatch-test/dockwatch:e2e"
+    agent["image"] = agent_image
     agent["volumes"] = [_bind(v, sources) for v in agent["volumes"]]
     # Discovery gives the overlay target the *published* port, so both move together.
     for p in agent["ports"]:
@@ -172,7 +172,7 @@ def test_global_agent_is_discovered_and_reports_overlay_traffic(
     engine: Engine, swarm: str, agent_image: str, tmp_path: Path
 ) -> None:
     node = swarm
-    stack = stack_for_test(engine, free_port())
+    stack = stack_for_test(engine, agent_image, free_port())
     with deployed(engine, stack, tmp_path):
         agent = wait_for(lambda: task_container(engine, "dockwatch"), timeout=90, what="the agent task")
         prom_task = wait_for(lambda: task_container(engine, "prometheus"), timeout=90, what="Prometheus")

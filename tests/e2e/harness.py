@@ -1,0 +1,56 @@
+"""End-to-end helpers: the repo's paths, the agent's image build, HTTP against a target."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from baseimage import BASE_IMAGE, ensure_base_image
+from engine import Engine
+
+REPO = Path(__file__).parents[2]
+DEPLOY = REPO / "deploy"
+# Cached on the engine like the busybox image: rebuilt (from layer cache) every session.
+AGENT_IMAGE = "dockwatch-test/dockwatch:e2e"
+
+
+def build_agent_image(engine: Engine) -> dict[str, float]:
+    """Base image (cached) + `docker build` of the repo's Dockerfile; seconds spent on each."""
+    took = {"base": ensure_base_image(["docker"], engine.env, engine.root / "debootstrap.log")}
+    t0 = time.monotonic()
+    res = subprocess.run(
+        [
+            "docker",
+            "build",
+            "--network",
+            "host",
+            "--build-arg",
+            f"BASE_IMAGE={BASE_IMAGE}",
+            "-t",
+            AGENT_IMAGE,
+            str(REPO),
+        ],
+        env=engine.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"docker build failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    took["build"] = time.monotonic() - t0
+    # The previous build's image, untagged now; its build-stage layers stay as cache.
+    engine.docker("image", "prune", "-f", "--filter", "label=org.opencontainers.image.title=dockwatch")
+    return took
+
+
+def http_get(url: str, timeout: float = 5) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return str(resp.read().decode())
+
+
+def http_json(url: str, timeout: float = 5) -> Any:
+    return json.loads(http_get(url, timeout))
