@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -54,3 +55,12 @@ def http_get(url: str, timeout: float = 5) -> str:
 
 def http_json(url: str, timeout: float = 5) -> Any:
     return json.loads(http_get(url, timeout))
+
+
+def compose_tool() -> list[str] | None:
+    """`docker compose` (v2 plugin) if it answers, else `docker-compose` (v1), else None."""
+    if shutil.which("docker"):
+        res = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+        if res.returncode == 0:
+            return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None

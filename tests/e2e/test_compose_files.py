@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import DEPLOY, REPO
+from harness import DEPLOY, REPO, compose_tool
 
 GRAFANA = REPO / "grafana"
 AGENT_BINDS = {
@@ -28,15 +28,6 @@ FORBIDDEN = ("privileged", "cap_add", "pid")
 
 def load(name: str) -> dict[str, Any]:
     return dict(yaml.safe_load((DEPLOY / name).read_text()))
-
-
-def compose_tool() -> list[str] | None:
-    """`docker compose` (v2 plugin) if it answers, else `docker-compose` (v1), else None."""
-    if shutil.which("docker"):
-        res = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
-        if res.returncode == 0:
-            return ["docker", "compose"]
-    return ["docker-compose"] if shutil.which("docker-compose") else None
 
 
 def binds(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
