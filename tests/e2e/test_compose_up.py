@@ -55,12 +55,13 @@ def compose(engine: Engine, tmp_path: Path) -> Iterator[tuple[list[str], Path]]:
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus package is not installed")
+@pytest.mark.parametrize("files", [["compose.yaml"], ["compose.yaml", "compose.docker-sd.yaml"]])
 def test_compose_up_prometheus_scrapes_the_agent(
-    engine: Engine, agent_image: str, compose: tuple[list[str], Path]
+    engine: Engine, agent_image: str, compose: tuple[list[str], Path], files: list[str]
 ) -> None:
     cmd, path = compose
     resolved = subprocess.run(
-        [*cmd[: cmd.index("-f")], "-f", str(DEPLOY / "compose.yaml"), "config"],
+        [*cmd[: cmd.index("-f")], *(a for f in files for a in ("-f", str(DEPLOY / f))), "config"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -107,8 +108,20 @@ def test_compose_up_prometheus_scrapes_the_agent(
         assert mine[0]["health"] == "up", f"{mine[0]['scrapeUrl']}: {mine[0]['lastError']}"
         return dict(mine[0])
 
-    t = wait_for(target, timeout=90, interval=1, what="Prometheus to scrape dockwatch:9105")
-    assert t["labels"]["instance"] == "dockwatch:9105"
+    t = wait_for(target, timeout=90, interval=1, what="Prometheus to scrape the agent")
+    if "compose.docker-sd.yaml" in files:
+        # Found through the socket by its label; instance = the container's name.
+        agent_id = engine.docker(
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={PROJECT}",
+            "--filter",
+            "label=com.docker.compose.service=dockwatch",
+        )
+        assert t["labels"]["instance"] == engine.inspect(agent_id)["Name"].lstrip("/")
+    else:
+        assert t["labels"]["instance"] == "dockwatch:9105"
 
     # What Prometheus stored from the agent: its own container, with its compose identity.
     def own_series() -> list[dict[str, Any]]:
