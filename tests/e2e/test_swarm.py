@@ -184,6 +184,7 @@ def test_global_agent_is_discovered_and_reports_overlay_traffic(
         assert not host_config["CapAdd"]
         assert host_config["CapDrop"] == ["ALL"]
         assert host_config["PidMode"] != "host"
+        assert host_config["ReadonlyRootfs"] is True
 
         # Discovery: one target, the agent task on this node, up, instance = the node's host name.
         def agent_target() -> dict[str, Any]:
