@@ -8,6 +8,7 @@ names one file expects from another (job label, network name, Grafana paths and 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -217,4 +218,15 @@ def test_stack_provisions_every_grafana_file() -> None:
             want["/etc/grafana/" + str(rel)] = "../grafana/" + str(rel)
         elif rel.parts[0] == "dashboards":
             want["/var/lib/grafana/" + str(rel)] = "../grafana/" + str(rel)
-    assert targets == want
+    # On a mismatch, print the entries the stack should have (config names: path, snake_case).
+    names = {
+        t: "grafana_" + re.sub(r"[^a-z0-9]+", "_", f.removeprefix("../grafana/").lower())
+        for t, f in want.items()
+    }
+    hint = "\n".join(
+        ["services.grafana.configs:"]
+        + [f"  - {{source: {names[t]}, target: {t}}}" for t in want]
+        + ["configs:"]
+        + [f"  {names[t]}: {{file: {f}}}" for t, f in want.items()]
+    )
+    assert targets == want, hint
