@@ -6,13 +6,15 @@
     → Prometheus discovers the agent task and scrapes it → assert what it stored → stack rm,
     swarm leave.
 
-What the copy of the stack file changes, and why: images (no registry here); bind-mount sources
-(this engine's socket and data root are not /var/run/docker.sock and /var/lib/docker); the
-agent's port (the engine holds published ports on 0.0.0.0 of this shared machine, so a free
-one is used, as published and listen port alike); Grafana is left out (no image). The test engine runs with
---iptables=false --userland-proxy=false, so no published port answers: that is why the
-shipped config scrapes the agent on the shared overlay network, and the test reaches
-Prometheus through its docker_gwbridge address, as the host can.
+What the copy of the stack file changes, and why: images (no registry here); bind-mount
+sources (this engine's socket and data root are not /var/run/docker.sock and /var/lib/docker);
+the agent's port (the engine reserves published ports on 0.0.0.0 of this shared machine, so a
+free one is used, as published and listen port alike); the web service resolves by DNS round
+robin (a service VIP needs IPVS rules this engine does not make); Grafana is left out (no
+image). The test engine runs with --iptables=false --userland-proxy=false, so no published port
+answers: Prometheus therefore runs in the swarm as the stack has it, scrapes the agent on the
+overlay network they share (the shipped config's choice), and the test reaches Prometheus
+through its docker_gwbridge address, which the host routes to.
 """
 
 from __future__ import annotations
