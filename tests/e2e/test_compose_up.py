@@ -1,4 +1,4 @@
-"""deploy/compose.yaml brought up by the compose tool: Prometheus scrapes the agent by its static target.
+"""deploy/compose.yaml and deploy/sidecar-compose.yaml brought up by the compose tool.
 
 The compose file is resolved by the tool itself (`config`), then adapted to this engine: the
 agent image is the one built from the Dockerfile, Prometheus is Debian's binary in the local
@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
+from agentproc import parse
 from baseimage import BASE_IMAGE
-from engine import Engine, wait_for
+from engine import BUSYBOX_IMAGE, Engine, wait_for
 from harness import DEPLOY, compose_tool, http_json
 
 pytestmark = pytest.mark.docker
@@ -36,6 +37,14 @@ def _retarget(volume: str | dict[str, Any], sources: dict[str, str]) -> str | di
     if volume.get("type") == "bind" and volume["source"] in sources:
         return {**volume, "source": sources[volume["source"]]}
     return volume
+
+
+def resolve(cmd: list[str], *files: str) -> dict[str, Any]:
+    """The deploy/ files merged and interpolated by the compose tool itself (`config`)."""
+    tool = cmd[: cmd.index("-p")]
+    args = [a for f in files for a in ("-f", str(DEPLOY / f))]
+    res = subprocess.run([*tool, *args, "config"], capture_output=True, text=True, timeout=60, check=True)
+    return dict(yaml.safe_load(res.stdout))
 
 
 @pytest.fixture
@@ -60,14 +69,7 @@ def test_compose_up_prometheus_scrapes_the_agent(
     engine: Engine, agent_image: str, compose: tuple[list[str], Path], files: list[str]
 ) -> None:
     cmd, path = compose
-    resolved = subprocess.run(
-        [*cmd[: cmd.index("-f")], *(a for f in files for a in ("-f", str(DEPLOY / f))), "config"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    doc = yaml.safe_load(resolved.stdout)
+    doc = resolve(cmd, *files)
     root = engine.docker("info", "--format", "{{.DockerRootDir}}")
     sources = {"/var/run/docker.sock": engine.socket_path, "/var/lib/docker": root}
     services = doc["services"]
@@ -86,18 +88,7 @@ def test_compose_up_prometheus_scrapes_the_agent(
     up = subprocess.run([*cmd, "up", "-d"], env=engine.env, capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stderr
 
-    prom_id = wait_for(
-        lambda: engine.docker(
-            "ps",
-            "-q",
-            "--filter",
-            f"label=com.docker.compose.project={PROJECT}",
-            "--filter",
-            "label=com.docker.compose.service=prometheus",
-        ),
-        timeout=60,
-        what="the Prometheus container",
-    )
+    prom_id = wait_for(lambda: container(engine, "prometheus"), timeout=60, what="the Prometheus container")
     nets = engine.inspect(prom_id)["NetworkSettings"]["Networks"]
     url = f"http://{next(iter(nets.values()))['IPAddress']}:9090"
 
@@ -111,14 +102,7 @@ def test_compose_up_prometheus_scrapes_the_agent(
     t = wait_for(target, timeout=90, interval=1, what="Prometheus to scrape the agent")
     if "compose.docker-sd.yaml" in files:
         # Found through the socket by its label; instance = the container's name.
-        agent_id = engine.docker(
-            "ps",
-            "-q",
-            "--filter",
-            f"label=com.docker.compose.project={PROJECT}",
-            "--filter",
-            "label=com.docker.compose.service=dockwatch",
-        )
+        agent_id = container(engine, "dockwatch")
         assert t["labels"]["instance"] == engine.inspect(agent_id)["Name"].lstrip("/")
     else:
         assert t["labels"]["instance"] == "dockwatch:9105"
@@ -131,3 +115,45 @@ def test_compose_up_prometheus_scrapes_the_agent(
 
     series = wait_for(own_series, timeout=60, interval=1, what="the project's series in Prometheus")
     assert {s["metric"]["compose_service"] for s in series} >= {"dockwatch", "prometheus"}
+
+
+def test_sidecar_compose_up(engine: Engine, agent_image: str, compose: tuple[list[str], Path]) -> None:
+    """deploy/sidecar-compose.yaml as the tool resolves it; the app is a busybox httpd here."""
+    cmd, path = compose
+    doc = resolve(cmd, "sidecar-compose.yaml")
+    app, side = doc["services"]["app"], doc["services"]["dockwatch"]
+    app["image"] = BUSYBOX_IMAGE
+    app["command"] = ["sh", "-c", "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www"]
+    app.pop("ports", None)
+    side["image"] = agent_image
+    side.pop("build", None)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    up = subprocess.run([*cmd, "up", "-d"], env=engine.env, capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, up.stderr
+
+    app_id = wait_for(lambda: container(engine, "app"), timeout=60, what="the app container")
+    side_id = wait_for(lambda: container(engine, "dockwatch"), timeout=60, what="the sidecar container")
+    assert engine.inspect(side_id)["HostConfig"]["NetworkMode"] == f"container:{engine.inspect(app_id)['Id']}"
+
+    # The sidecar listens in the app's namespace: scrape it from inside the app.
+    def eth0() -> list[tuple[dict[str, str], float]]:
+        out = engine.docker(
+            "exec", app_id, "wget", "-q", "-O", "-", "http://127.0.0.1:9105/metrics", check=False
+        )
+        rx = parse(out).get("container_network_receive_bytes_total", []) if out else []
+        return [(lbl, v) for lbl, v in rx if lbl["interface"] == "eth0"]
+
+    (labels, _), *rest = wait_for(eth0, timeout=30, what="the sidecar's eth0 series")
+    assert not rest
+    assert labels["name"] == "app" and labels["compose_service"] == "app"
+
+
+def container(engine: Engine, service: str) -> str:
+    return engine.docker(
+        "ps",
+        "-q",
+        "--filter",
+        f"label=com.docker.compose.project={PROJECT}",
+        "--filter",
+        f"label=com.docker.compose.service={service}",
+    )
