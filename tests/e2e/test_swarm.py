@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import shutil
+import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,8 +127,18 @@ def stack_for_test(engine: Engine, agent_image: str, agent_port: int) -> dict[st
 def deployed(engine: Engine, stack: dict[str, Any], tmp_path: Path) -> Iterator[None]:
     path = tmp_path / "stack.yaml"
     path.write_text(yaml.safe_dump(stack, sort_keys=False))
-    engine.docker("stack", "deploy", "--resolve-image", "never", "-c", str(path), STACK, timeout=180)
+    res = subprocess.run(
+        ["docker", "stack", "deploy", "--resolve-image", "never", "-c", str(path), STACK],
+        env=engine.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     try:
+        assert res.returncode == 0, res.stderr
+        # The CLI drops keys swarm cannot do with only a warning (e.g. privileged, cap_add on old
+        # engines): none of ours may be among them.
+        assert "Ignoring unsupported options" not in res.stdout + res.stderr, res.stdout + res.stderr
         yield
     finally:
         engine.docker("stack", "rm", STACK, check=False)
