@@ -69,7 +69,7 @@ def build_log_pipeline(cfg: Config, client: DockerClient, inventory: Inventory) 
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         specs.insert(0, SinkSpec(cfg.log_sink, cfg.log_sink, opts))
-    if not specs or cfg.sidecar:
+    if not specs:
         return None
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
@@ -86,6 +86,9 @@ def build_log_pipeline(cfg: Config, client: DockerClient, inventory: Inventory) 
         except SinkConfigError as exc:
             raise ConfigError(f"log sink {spec.name!r}: {exc}") from None
         runners.append(SinkRunner(spec, sink))
+    if cfg.sidecar:  # validated above all the same: a typo fails now, not when the mode changes
+        log.warning("sidecar mode: no engine to read container logs from; log sinks are not started")
+        return None
     tail_opts = TailOptions(join_partial=cfg.logs_join_partial, start_at_end=cfg.logs_start_at == "end")
     pipeline = LogPipeline(runners, cfg.hostfs, Path(cfg.path_state), client, tail_opts)
     inventory.add_listener(pipeline.on_container)
