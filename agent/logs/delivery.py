@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.docker.models import Container
-from agent.logs.checkpoint import CheckpointStore, Position
+from agent.logs.checkpoint import ApiPos, CheckpointStore, FilePos, Position
 from agent.logs.filters import SinkSpec
 from agent.logs.record import LogRecord
 
@@ -160,7 +160,8 @@ class Tail:
         self.opts = opts
         self.batch: list[LogRecord] = []
         self.batch_bytes = 0
-        self.batch_pos: Position | None = None
+        # Where a commit after this batch may move to; in the source's own cheap form (to_position).
+        self.batch_pos: Any = None
         self.committed: Position | None = None
         self.finishing = False  # the container is gone: read what is left, then end
         self.stopping = False  # the agent is shutting down: deliver what is batched, then end
@@ -184,12 +185,17 @@ class Tail:
         self.stopping = True
         self.wake.set()
 
-    def add(self, stream: str, time_ns: int, line: bytes, partial: Any, pos: Position) -> None:
+    def to_position(self, raw: Any) -> Position:
+        """The source's in-memory position → what the checkpoint stores."""
+        assert isinstance(raw, FilePos | ApiPos)
+        return raw
+
+    def add(self, stream: str, time_ns: int, line: bytes, partial: Any, pos: Any) -> None:
         self.batch.append(LogRecord(self.container, stream, time_ns, line, partial))
         self.batch_bytes += len(line)
         self.batch_pos = pos
 
-    def advance(self, pos: Position, pending: bool = False) -> None:
+    def advance(self, pos: Any, pending: bool = False) -> None:
         """Nothing to ship up to `pos` (skipped or corrupt lines): let the next commit cover them,
         unless a line is still being joined (`pending`), whose start the commit must not pass."""
         if not pending:
@@ -201,13 +207,15 @@ class Tail:
 
     async def flush(self) -> None:
         """Deliver the batch (retrying as long as it takes) and commit its position."""
-        batch, pos = self.batch, self.batch_pos
+        batch, raw = self.batch, self.batch_pos
         if batch:
             await self.runner.deliver(batch)
             self.batch = []
             self.batch_bytes = 0
-        if pos is not None and pos != self.committed:
-            await self.commit(pos)
+        if raw is not None:
+            pos = self.to_position(raw)
+            if pos != self.committed:
+                await self.commit(pos)
 
     async def commit(self, pos: Position) -> None:
         try:

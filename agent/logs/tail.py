@@ -23,19 +23,21 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from agent.docker.models import Container
 from agent.logs.checkpoint import CheckpointStore, FilePos, Position
 from agent.logs.delivery import SinkRunner, Tail, TailOptions
-from agent.logs.jsonfile import FINGERPRINT_MAX, CorruptLine, LineSplitter, fingerprint, parse_line
+from agent.logs.jsonfile import FINGERPRINT_MAX, CorruptLine, LineSplitter, fingerprint, parse_fields
 from agent.logs.partial import Joiner
+from agent.logs.record import LogRecord
 
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
 MAX_HELD = 32  # rotated files kept open for a slow sink; beyond that the oldest is counted lost
 MAX_WALK = 64
+RawPos = tuple["LogFile", int, int]  # (file, offset after the line, its time_ns)
 
 
 @dataclass(eq=False)
@@ -146,7 +148,9 @@ class FileTail(Tail):
         self.path = path
         self.preexisting = preexisting
         self.files: list[LogFile] = []
-        self.joiner: Joiner[Position] = Joiner(join=opts.join_partial, flush_after=opts.flush_after)
+        # Positions inside the tail are (file, offset, time_ns) tuples: cheap per line; a FilePos
+        # is made only when a checkpoint is written.
+        self.joiner: Joiner[RawPos] = Joiner(join=opts.join_partial, flush_after=opts.flush_after)
         self.splitter = LineSplitter()
         self._splitting: LogFile | None = None  # the file the splitter is positioned in
         self.skip_until_ns = 0  # resume by time when the checkpointed file is gone
@@ -323,7 +327,9 @@ class FileTail(Tail):
             # Caught up with the live file.
             for o in self.joiner.flush(end=self._pos_here(f)):
                 self.add(o.stream, o.time_ns, o.line, o.partial, o.pos)
-            if self.batch or self.batch_pos != self.committed:
+            if self.batch or (
+                self.batch_pos is not None and self.to_position(self.batch_pos) != self.committed
+            ):
                 await self.flush()
                 continue
             if self.finishing:
@@ -338,46 +344,53 @@ class FileTail(Tail):
         if self.batch:
             await self.flush()
 
-    def _pos_here(self, f: LogFile) -> FilePos:
-        return FilePos(f.inode, f.refresh_fp(), self.splitter.offset, 0)
+    def _pos_here(self, f: LogFile) -> RawPos:
+        return (f, self.splitter.offset, 0)
+
+    def to_position(self, raw: Any) -> Position:
+        f, offset, time_ns = raw
+        return FilePos(f.inode, f.refresh_fp(), offset, time_ns)
 
     async def _consume(self, f: LogFile, data: bytes) -> None:
         before = self.splitter.oversized
         lines = self.splitter.feed(data)
+        stats = self.runner.stats
         if self.splitter.oversized != before:
-            self.runner.stats.drop("corrupt", self.splitter.oversized - before)
+            stats.drop("corrupt", self.splitter.oversized - before)
         if not f.fp:
             f.refresh_fp()
-        fp, ino, cid = f.fp, f.inode, self.cid
+        cid, container, joiner = self.cid, self.container, self.joiner
         skip = self.skip_until_ns
+        max_records, max_bytes = self.opts.batch_records, self.opts.batch_bytes
+        batch = self.batch
         for raw, end in lines:
-            start = end - len(raw) - 1
             try:
-                e = parse_line(raw)
+                stream, time_ns, line, complete = parse_fields(raw)
             except CorruptLine:
                 self.corrupt += 1
-                self.runner.stats.drop("corrupt")
-                log.debug("container %s: corrupt json-file line at offset %d skipped", cid[:12], start)
-                self.advance(FilePos(ino, fp, end, 0), self.joiner.pending)
+                stats.drop("corrupt")
+                log.debug("container %s: corrupt json-file line before offset %d skipped", cid[:12], end)
+                self.advance((f, end, 0), joiner.pending)
                 continue
             if skip:
-                if e.time_ns <= skip:
-                    self.advance(FilePos(ino, fp, end, e.time_ns), self.joiner.pending)
+                if time_ns <= skip:
+                    self.advance((f, end, time_ns), joiner.pending)
                     continue
                 skip = self.skip_until_ns = 0
-            outs = self.joiner.feed(
-                e.stream,
-                e.time_ns,
-                e.data,
-                e.complete,
-                FilePos(ino, fp, start, e.time_ns),
-                FilePos(ino, fp, end, e.time_ns),
-                f"{cid}:{fp}:{start}",
-            )
-            for o in outs:
-                self.add(o.stream, o.time_ns, o.line, o.partial, o.pos)
-            if self.full:
+            if complete and not joiner.pending:
+                # The common case, inlined: one record per line, nothing to join.
+                batch.append(LogRecord(container, stream, time_ns, line))
+                self.batch_bytes += len(line)
+                self.batch_pos = (f, end, time_ns)
+            else:
+                start = end - len(raw) - 1
+                seed = f"{cid}:{f.fp}:{start}"
+                before_pos, after_pos = (f, start, time_ns), (f, end, time_ns)
+                for o in joiner.feed(stream, time_ns, line, complete, before_pos, after_pos, seed):
+                    self.add(o.stream, o.time_ns, o.line, o.partial, o.pos)
+            if len(batch) >= max_records or self.batch_bytes >= max_bytes:
                 await self.flush()
+                batch = self.batch
                 if self.stopping:
                     return
 
