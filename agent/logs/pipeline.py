@@ -145,12 +145,23 @@ class LogPipeline:
         self.unreadable[c.id] = reason
 
     async def _run_tail(self, key: tuple[str, str], tail: Tail) -> None:
+        delay = 1.0
         try:
-            await tail.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("log tail %s/%s failed", key[1], key[0][:12])
+            while True:
+                try:
+                    await tail.run()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("log tail %s/%s failed; restarting from checkpoint", key[1], key[0][:12])
+                if tail.stopping or self._stopping:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                fresh = self._make_tail(tail.container, tail.runner)
+                fresh.finishing = tail.finishing
+                self.tails[key] = tail = fresh
         finally:
             if self.tails.get(key) is tail:
                 del self.tails[key]
