@@ -1,15 +1,17 @@
 """Benchmark: the log pipeline from Docker's json-file logs to a sink, against `docker logs`.
 
-    python bench/log_pipeline.py [--lines 200000] [--repeat 3] [--sinks json-file,fluentd]
+    python bench/log_pipeline.py [--lines 200000] [--repeat 3] [--sinks json-file,fluentd] [--wide]
 
-A busybox container writes N lines (`seq N`, or 100-byte lines with --wide) and exits; then the real
-agent (`python -m agent run`, a subprocess) is started with a sink that follows only that container,
-and is timed until its `dockwatch_log_sink_records_sent_total` reaches N: a backlog read as fast as
-the agent can. CPU is the agent's utime+stime from /proc minus an idle start of the agent (startup
-and imports) measured in the same run. The peer: `docker logs <id> > /dev/null` on the same
-container, i.e. dockerd reading the same files and serving them over the API (dockerd's CPU from
-/proc). The fluentd sink sends to the counting Forward receiver of bench/fluentd_sink.py, in its own
-process. Uses the tests' engine.
+A busybox container writes N lines (`seq N`, or 100-byte lines with --wide) and stays up; then the
+real agent (`python -m agent run`, a subprocess) is started with one sink that follows only that
+container. It is timed until its checkpoint reaches the end of Docker's file (polled every 10 ms
+from here: scraping /metrics would charge the agent for every other container's network metrics),
+so this is a backlog read as fast as the agent can. CPU is the agent's utime+stime from /proc minus
+an idle start of the agent (imports, until /readyz) measured in the same run.
+
+The peer: `docker logs <id> > /dev/null` on the same container, i.e. dockerd reading the same files
+and serving them over the API (dockerd's CPU from /proc). The fluentd sink sends to the counting
+Forward receiver of bench/fluentd_sink.py, in its own process. Uses the tests' engine.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from agentproc import free_port, parse  # noqa: E402
+from agentproc import free_port  # noqa: E402
 from engine import BUSYBOX_IMAGE, Engine, test_engine, wait_for  # noqa: E402
 from fluentd_sink import Receiver  # noqa: E402
 
@@ -56,6 +59,8 @@ def make_container(engine: Engine, lines: int, wide: bool) -> str:
 class AgentRun:
     def __init__(self, engine: Engine, tmp: Path, sink: dict) -> None:
         self.port = free_port()
+        self.state = tmp / ("state-" + uuid.uuid4().hex[:6])
+        self.sink = sink.get("name", "")
         cfg = tmp / f"cfg-{uuid.uuid4().hex[:6]}.yml"
         cfg.write_text(json.dumps({"logs": {"sinks": [sink]}}))
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -70,7 +75,7 @@ class AgentRun:
                 f"--docker.host={engine.host}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 f"--path.docker-root={engine.root / 'data'}",
-                f"--path.state={tmp / ('state-' + uuid.uuid4().hex[:6])}",
+                f"--path.state={self.state}",
                 f"--config={cfg}",
                 "--log-level=warning",
             ],
@@ -80,18 +85,27 @@ class AgentRun:
             stderr=subprocess.DEVNULL,
         )
 
-    def sent(self) -> float:
-        import urllib.request
-
+    def ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-                m = parse(r.read().decode())
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=5) as r:
+                return r.status == 200
         except OSError:
-            return -1.0
-        return sum(v for _, v in m.get("dockwatch_log_sink_records_sent_total", []))
+            return False
 
-    def wait_sent(self, n: int, timeout: float) -> tuple[float, float]:
-        wait_for(lambda: self.sent() >= n, timeout=timeout, interval=0.02, what=f"{n} records sent")
+    def wait_ready(self, timeout: float) -> tuple[float, float]:
+        wait_for(self.ready, timeout=timeout, interval=0.01, what="agent up")
+        return time.monotonic() - self.t0, cpu_seconds(self.proc.pid)
+
+    def wait_done(self, cid: str, size: int, timeout: float) -> tuple[float, float]:
+        ckpt = self.state / "logs" / self.sink / f"{cid}.json"
+
+        def done() -> bool:
+            try:
+                return int(json.loads(ckpt.read_bytes())["file"]["offset"]) >= size
+            except (OSError, ValueError, KeyError):
+                return False
+
+        wait_for(done, timeout=timeout, interval=0.01, what="the checkpoint at the end of the file")
         return time.monotonic() - self.t0, cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
@@ -125,6 +139,7 @@ def main() -> None:
         tmp = Path(tmpd)
         cid = make_container(engine, n, a.wide)
         name = engine.inspect(cid)["Name"].lstrip("/")
+        size = (engine.root / "data" / "containers" / cid / f"{cid}-json.log").stat().st_size
         try:
             # Idle start: the agent with a sink that matches nothing, until it serves /metrics.
             idle = AgentRun(
@@ -137,7 +152,7 @@ def main() -> None:
                     "include": {"name": "^nothing-matches$"},
                 },
             )
-            idle_wall, idle_cpu = idle.wait_sent(0, 60)
+            idle_wall, idle_cpu = idle.wait_ready(60)
             idle.stop()
             sinks = {
                 "json-file": lambda: {
@@ -168,7 +183,7 @@ def main() -> None:
                     spec = {"name": "bench", **sinks[label](), "include": {"name": f"^{name}$"}}
                     run = AgentRun(engine, tmp, spec)
                     try:
-                        wall, cpu = run.wait_sent(n, 600)
+                        wall, cpu = run.wait_done(cid, size, 600)
                     finally:
                         run.stop()
                     rows.setdefault(f"dockwatch → {label} sink", []).append(

@@ -62,7 +62,10 @@ def parse_time(value: str) -> int:
             raise CorruptLine(f"bad time {value!r}") from None
         if head[4] != "-" or head[10] not in "Tt" or head[13] != ":":
             raise CorruptLine(f"bad time {value!r}")
-        secs = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
+        try:
+            secs = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
+        except (ValueError, OverflowError):  # month 13 and the like
+            raise CorruptLine(f"bad time {value!r}") from None
         if len(_epoch_cache) > 4096:
             _epoch_cache.clear()
         _epoch_cache[head] = secs

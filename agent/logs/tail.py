@@ -71,7 +71,10 @@ class LogFile:
 
     def refresh_fp(self) -> str:
         if not self.fp:
-            self.fp = fingerprint(self.head())
+            try:
+                self.fp = fingerprint(self.head())
+            except OSError:  # closed or unreadable: identify by inode alone
+                return ""
         return self.fp
 
     def size(self) -> int:

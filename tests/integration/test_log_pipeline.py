@@ -166,6 +166,40 @@ def test_long_line_invalid_utf8_and_binary(engine: Engine, tmp_path: Path) -> No
         assert agent.stop() == 0
 
 
+def test_corrupt_lines_in_a_copy_of_dockers_file(engine: Engine, tmp_path: Path) -> None:
+    """Garbage between real lines, in a copy of dockerd's file under a fake docker root (dockerd's
+    own file is left alone): no crash, each bad line counted, every neighbour delivered."""
+    cid = run_logger(engine, logger_script(10) + "; sleep 60")
+    real = engine.root / "data" / "containers" / cid / f"{cid}-json.log"
+    wait_for(lambda: real.read_bytes().count(b"\n") >= 10, timeout=20, what="dockerd to write 10 lines")
+    lines = real.read_bytes().splitlines(keepends=True)
+    garbage = [
+        b"garbage, not json\n",
+        b'{"log":"\xff\xfe invalid utf-8\\n","stream":"stdout","time":"2026-11-23T08:19:30.1Z"}\n',
+        b"\x00\x01\x02\x89PNG\r\x1a binary\n",
+        b'{"log":"line-x\\n","stream":"stdout","time":"2026-13-01T08:19:30Z"}\n',
+        b'{"log":"truncated\\n","stream":"std\n',
+    ]
+    fake = tmp_path / "root" / "containers" / cid
+    fake.mkdir(parents=True)
+    (fake / real.name).write_bytes(b"".join(lines[:5] + garbage + lines[5:]))
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path, [json_sink(out)])
+    agent = start_agent(engine, tmp_path, cfg, f"--path.docker-root={tmp_path / 'root'}")
+    try:
+        got = wait_lines(out, cid, 10, timeout=30)
+        assert got == [f"line-{i}" for i in range(10)]
+        m = scrape_until(
+            agent,
+            lambda m: one(m, "dockwatch_log_sink_records_dropped_total", sink="files", reason="corrupt") == 5,
+            timeout=10,
+            what="5 corrupt lines counted",
+        )
+        assert one(m, "dockwatch_log_sink_records_sent_total", sink="files") == 10
+    finally:
+        assert agent.stop() == 0
+
+
 def test_killed_agent_resumes_from_checkpoint(engine: Engine, tmp_path: Path) -> None:
     out = tmp_path / "out"
     cfg = write_config(tmp_path, [json_sink(out)])
@@ -298,31 +332,34 @@ async def test_receiver_down_10s_loses_nothing(engine: Engine, tmp_path: Path) -
         cfg = write_config(tmp_path, [sink])
         agent = await asyncio.to_thread(start_agent, engine, tmp_path, cfg)
         try:
-            n = 3000  # 50 lines / 0.1 s: about 6 s of logging at full speed
-            cid = await asyncio.to_thread(run_logger, engine, logger_script(n, per_tick=25, tick="0.05"))
+            n = 2000  # per container, 25 lines / 0.05 s: about 5 s of logging at full speed
+            script = logger_script(n, per_tick=25, tick="0.05")
+            cids = [await asyncio.to_thread(run_logger, engine, script) for _ in range(3)]
 
-            def mine() -> list[str]:
+            def mine(cid: str) -> list[str]:
                 return [str(e.record.get("log")) for e in rx.events if e.record.get("container_id") == cid]
 
             deadline = time.monotonic() + 30
-            while len(mine()) < 100:
+            while min(len(mine(c)) for c in cids) < 100:
                 assert time.monotonic() < deadline, "no lines before the outage"
                 await asyncio.sleep(0.05)
             await rx.stop()
-            down_at = len(mine())
+            down_at = [len(mine(c)) for c in cids]
             await asyncio.sleep(10)  # the outage itself (the scenario), not a wait for a condition
             m = await asyncio.to_thread(agent.scrape)
             assert one(m, "dockwatch_log_sink_retries_total", sink="central") > 0
+            assert one(m, "dockwatch_log_sink_backlog_bytes", sink="central") > 0
             await rx.start()
             deadline = time.monotonic() + 60
-            while len(numbered_counts(mine())) < n:
-                assert time.monotonic() < deadline, f"{len(numbered_counts(mine()))}/{n} after the outage"
+            while min(len(numbered_counts(mine(c))) for c in cids) < n:
+                assert time.monotonic() < deadline, f"{[len(numbered_counts(mine(c))) for c in cids]} of {n}"
                 await asyncio.sleep(0.1)
-            assert down_at < n, "the container finished before the outage: log more slowly"
-            counts = numbered_counts(mine())
-            assert [i for i in range(n) if counts[i] == 0] == []
-            # An ack lost as the receiver went down may make one batch come twice; no more.
-            assert sum(c - 1 for c in counts.values()) <= BATCH_RECORDS
+            assert max(down_at) < n, "the containers finished before the outage: log more slowly"
+            for c in cids:
+                counts = numbered_counts(mine(c))
+                assert [i for i in range(n) if counts[i] == 0] == []
+                # An ack lost as the receiver went down may make one batch come twice; no more.
+                assert sum(v - 1 for v in counts.values()) <= BATCH_RECORDS
             m = await asyncio.to_thread(agent.scrape)
             assert one(m, "dockwatch_log_sink_last_success_timestamp_seconds", sink="central") > 0
         finally:

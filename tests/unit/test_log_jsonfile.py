@@ -90,6 +90,8 @@ def test_time_with_offset() -> None:
         b"garbage",
         b'{"log":"x\\n","stream":"stdout"}',  # no time
         b'{"log":"x\\n","stream":"stdout","time":"yesterday"}',
+        b'{"log":"x\\n","stream":"stdout","time":"2026-13-01T08:19:30.1Z"}',  # month 13
+        b'{"log":"x\\n","stream":"stdout","time":"2026-11-23T08:19:3"}',
         b'{"log":"x\\n","stream":"stdout","time":"2026-11-23T08:19:30.1234567890Z"}',  # 10 digits
         b'{"log":"x\\n","stream":"stdout","time":"2026-11-23T08:19:30.1Z"',  # truncated
         b'{"log":"\xff\xfe","stream":"stdout","time":"2026-11-23T08:19:30.1Z"}',  # invalid UTF-8
