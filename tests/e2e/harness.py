@@ -64,3 +64,12 @@ def compose_tool() -> list[str] | None:
         if res.returncode == 0:
             return ["docker", "compose"]
     return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+RULES_IN_CONTAINER = "/etc/prometheus/rules/dockwatch.rules.yml"
+
+
+def rule_groups(prometheus: str) -> list[str]:
+    """Names of the rule groups Prometheus loaded from grafana/alerts' file."""
+    groups = http_json(f"{prometheus}/api/v1/rules")["data"]["groups"]
+    return [g["name"] for g in groups if g["file"] == RULES_IN_CONTAINER]

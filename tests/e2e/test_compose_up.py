@@ -21,7 +21,7 @@ import yaml
 from agentproc import parse
 from baseimage import BASE_IMAGE
 from engine import BUSYBOX_IMAGE, Engine, wait_for
-from harness import DEPLOY, compose_tool, http_json
+from harness import DEPLOY, compose_tool, http_json, rule_groups
 
 pytestmark = pytest.mark.docker
 
@@ -100,6 +100,7 @@ def test_compose_up_prometheus_scrapes_the_agent(
         return dict(mine[0])
 
     t = wait_for(target, timeout=90, interval=1, what="Prometheus to scrape the agent")
+    assert rule_groups(url), "no alerting rules loaded from grafana/alerts"
     if "compose.docker-sd.yaml" in files:
         # Found through the socket by its label; instance = the container's name.
         agent_id = container(engine, "dockwatch")

@@ -33,7 +33,7 @@ import yaml
 from agentproc import free_port
 from baseimage import BASE_IMAGE
 from engine import BUSYBOX_IMAGE, Engine, wait_for
-from harness import DEPLOY, http_json
+from harness import DEPLOY, http_json, rule_groups
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
@@ -209,6 +209,7 @@ def test_global_agent_is_discovered_and_reports_overlay_traffic(
             return dict(mine[0])
 
         target = wait_for(agent_target, timeout=120, interval=1, what="Prometheus to scrape the agent task")
+        assert rule_groups(prom), "no alerting rules loaded from the stack's config"
         assert target["labels"]["instance"] == node
         assert target["discoveredLabels"]["__meta_dockerswarm_service_name"] == f"{STACK}_dockwatch"
         assert target["discoveredLabels"]["__meta_dockerswarm_network_name"] == "dockwatch-monitoring"
