@@ -303,7 +303,7 @@ def variables(*, container_multi: bool = True, network: bool = False) -> list[Js
     vs = [
         datasource_var(),
         # All = the jobs that have agents (a regex of them), not every job Prometheus scrapes.
-        query_var("job", "Job", "label_values(dockwatch_build_info, job)", all_value=None),
+        query_var("job", "Job", 'label_values(dockwatch_build_info{job!=""}, job)', all_value=None),
         query_var("node", "Node", f"label_values(dockwatch_build_info{{{JOB}}}, node)"),
         query_var("stack", "Stack", f"label_values({info}{{{JOB},{NODE}}}, stack)"),
         query_var("service", "Service", f'label_values({info}{{{JOB},{NODE},stack=~"$stack"}}, service)'),
@@ -412,7 +412,7 @@ def traffic() -> Json:
             "Network namespaces",
             "Distinct container network namespaces with traffic series: a shared namespace counts once.",
             "short",
-            t(f"count(count by (node, name) ({sel(RX_BYTES, cn)}))"),
+            t(f"count(count by (node, name) ({rate(RX_BYTES, cn)}))"),
         ),
         stat(
             "Errors",
@@ -1293,7 +1293,7 @@ def agent() -> Json:
     ]
     templating = [
         datasource_var(),
-        query_var("job", "Job", "label_values(dockwatch_build_info, job)", all_value=None),
+        query_var("job", "Job", 'label_values(dockwatch_build_info{job!=""}, job)', all_value=None),
         query_var("node", "Node", f"label_values(dockwatch_build_info{{{JOB}}}, node)"),
         query_var("sink", "Log sink", f"label_values(dockwatch_log_sink_records_sent_total{{{JOB}}}, sink)"),
     ]

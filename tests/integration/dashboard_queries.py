@@ -102,3 +102,22 @@ def dashboard_queries(
                 expr = substitute(raw, values)
                 src = f"panel {panel['id']} {panel['title']!r} {target['refId']}"
                 yield Query(uid, src, expr, raw, needs(expr))
+
+
+# --- PromQL text helpers (shared with the unit tests' lint rules) ---------------------------------
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"' + r"|'(?:[^'\\]|\\.)*'" + r"|`[^`]*`")
+_SELECTOR = re.compile(r"([a-zA-Z_:][\w:]*)\s*\{([^}]*)\}")
+
+
+def strip_strings(expr: str) -> str:
+    """The expression with every string literal emptied, so label values cannot look like syntax."""
+    return _STRING.sub('""', expr)
+
+
+def selectors(expr: str) -> list[tuple[str, str]]:
+    """(metric, matchers text) of every `metric{...}` selector; matcher values kept as written."""
+    return _SELECTOR.findall(expr)
+
+
+def metric_names(expr: str) -> set[str]:
+    return {name for name, _ in selectors(strip_strings(expr))}

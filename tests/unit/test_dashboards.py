@@ -1,0 +1,422 @@
+"""grafana/: the committed dashboards are what build.py makes, every query parses (promtool), and
+dashboard-linter's rules hold, plus ours: metrics exist in names.py, shared namespaces counted once."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from exporters.prometheus import names
+
+REPO = Path(__file__).resolve().parents[2]
+GRAFANA = REPO / "grafana"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(mod)
+    return mod
+
+
+build = _load("dockwatch_grafana_build", GRAFANA / "build.py")
+dq = _load("dockwatch_dashboard_queries", REPO / "tests" / "integration" / "dashboard_queries.py")
+
+DS = {"type": "prometheus", "uid": "${datasource}"}
+UIDS = {
+    "traffic.json": "dockwatch-traffic",
+    "container.json": "dockwatch-container",
+    "connections.json": "dockwatch-connections",
+    "events.json": "dockwatch-events",
+    "agent.json": "dockwatch-agent",
+}
+# Prometheus's own per-target series, not the agent's.
+BUILTIN_METRICS = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+KNOWN_METRICS = {m.name for m in names.ALL} | BUILTIN_METRICS
+IDENTITY_METRICS = {m.name for m in names.ALL if "name" in m.labels}
+COUNTERS = {m.name for m in names.ALL if m.kind is names.Kind.COUNTER}
+PANEL_TYPES = {"timeseries", "stat", "table", "state-timeline"}
+GRAFANA_BUILTIN_VARS = {"__rate_interval", "__interval", "__range", "__url_time_range", "__all"}
+# Panel field links use Grafana's ${__field...} / ${__value...} and ${var:queryparam}.
+PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    return {p.name: json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards").glob("*.json"))}
+
+
+def panels(dash: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield from dash["panels"]
+
+
+def targets() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    for fname, dash in dashboards().items():
+        for p in panels(dash):
+            for tg in p["targets"]:
+                yield fname, p, tg
+
+
+def all_exprs() -> list[tuple[str, str]]:
+    """(where, raw expr) of every panel target and query variable."""
+    return [(f"{q.dashboard} {q.source}", q.raw) for q in dq.dashboard_queries()]
+
+
+# --- the builder ------------------------------------------------------------------------------------
+def test_committed_json_is_what_build_py_makes() -> None:
+    res = subprocess.run(
+        [sys.executable, str(GRAFANA / "build.py"), "--check"], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    rendered = build.render_all()
+    assert set(rendered) == set(dashboards()) == set(UIDS)
+    for name, text in rendered.items():
+        on_disk = (GRAFANA / "dashboards" / name).read_text()
+        assert on_disk == text
+        assert text.endswith("}\n")
+        # Deterministic: sorted keys, and a second build gives the same bytes.
+        assert json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n" == text
+    assert build.render_all() == rendered
+
+
+def test_check_fails_on_an_edited_or_stale_file(tmp_path: Path) -> None:
+    for p in (GRAFANA / "dashboards").glob("*.json"):
+        shutil.copy(p, tmp_path / p.name)
+    cmd = [sys.executable, str(GRAFANA / "build.py"), "--check", "--dir", str(tmp_path)]
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    edited = tmp_path / "traffic.json"
+    edited.write_text(edited.read_text().replace("Traffic by node", "Traffic per node"))
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 1 and "traffic.json" in res.stderr
+    shutil.copy(GRAFANA / "dashboards" / "traffic.json", edited)
+    (tmp_path / "old.json").write_text("{}\n")
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 1 and "old.json" in res.stderr
+
+
+# --- dashboard model ---------------------------------------------------------------------------------
+def test_dashboard_model() -> None:
+    for fname, dash in dashboards().items():
+        assert dash["uid"] == UIDS[fname]
+        assert dash["schemaVersion"] >= 39
+        assert "dockwatch" in dash["tags"]
+        assert dash["title"] and dash["description"]
+        # Links between dashboards: the tag link, keeping time range and variables.
+        assert any(
+            lk["type"] == "dashboards"
+            and lk["tags"] == ["dockwatch"]
+            and lk["includeVars"]
+            and lk["keepTime"]
+            for lk in dash["links"]
+        ), fname
+
+
+def test_panels_lint_rules() -> None:
+    """dashboard-linter: panel-datasource, panel-title-description, panel-units, panel-no-targets."""
+    for fname, dash in dashboards().items():
+        ids = [p["id"] for p in panels(dash)]
+        assert len(ids) == len(set(ids)), fname
+        cells: set[tuple[int, int]] = set()
+        for p in panels(dash):
+            where = f"{fname} {p['title']!r}"
+            assert p["type"] in PANEL_TYPES, where  # no Angular graph/singlestat, no rows
+            assert p["datasource"] == DS, where
+            assert p["title"] and p["description"].strip(), where
+            assert p["fieldConfig"]["defaults"]["unit"], where
+            assert p["targets"], where
+            for tg in p["targets"]:
+                assert tg["datasource"] == DS, where
+                assert tg["expr"].strip(), where
+            refs = [tg["refId"] for tg in p["targets"]]
+            assert len(refs) == len(set(refs)), where
+            g = p["gridPos"]
+            assert g["x"] + g["w"] <= 24 and g["w"] > 0 and g["h"] > 0, where
+            mine = {(g["x"] + dx, g["y"] + dy) for dx in range(g["w"]) for dy in range(g["h"])}
+            assert not mine & cells, f"{where} overlaps another panel"
+            cells |= mine
+
+
+def test_data_links_point_at_our_dashboards() -> None:
+    uids = set(UIDS.values())
+    for fname, dash in dashboards().items():
+        linked = re.findall(r"/d/([\w-]+)/", json.dumps(dash))
+        assert set(linked) <= uids, fname
+    # The overview dashboards link into the container dashboard.
+    for fname in ("traffic.json", "connections.json", "events.json"):
+        assert "/d/dockwatch-container/" in json.dumps(dashboards()[fname]), fname
+
+
+def test_variables() -> None:
+    want = {
+        "traffic.json": {"datasource", "job", "node", "stack", "service", "container", "network"},
+        "container.json": {"datasource", "job", "node", "stack", "service", "container", "network"},
+        "connections.json": {"datasource", "job", "node", "stack", "service", "container"},
+        "events.json": {"datasource", "job", "node", "stack", "service", "container"},
+        "agent.json": {"datasource", "job", "node", "sink"},
+    }
+    for fname, dash in dashboards().items():
+        vs = {v["name"]: v for v in dash["templating"]["list"]}
+        assert want[fname] <= set(vs), fname
+        ds = vs["datasource"]
+        assert ds["type"] == "datasource" and ds["query"] == "prometheus"
+        assert ds["current"]["value"] == build.DATASOURCE_UID
+        for v in vs.values():
+            if v["type"] != "query":
+                continue
+            assert v["datasource"] == DS, (fname, v["name"])
+            assert v["definition"] == v["query"]["query"], (fname, v["name"])
+            assert v["definition"].startswith("label_values("), (fname, v["name"])
+            if v.get("includeAll") and v["name"] != "job":
+                assert v["allValue"] == ".*", (fname, v["name"])
+        if "network" in vs:
+            net = vs["network"]
+            assert net["multi"] and net["includeAll"] and net["allValue"] == ".*"
+        if "container" in vs:
+            assert vs["container"]["definition"].endswith(", name)")
+        # Every variable an expression uses is defined on that dashboard (or is Grafana's).
+        text = json.dumps(dash)
+        used = set(re.findall(r"\$\{?([A-Za-z_]\w*)", text))
+        assert used <= set(vs) | GRAFANA_BUILTIN_VARS | {"__field", "__value"}, (fname, used - set(vs))
+
+
+# --- PromQL: parse and lint ------------------------------------------------------------------------
+def test_every_query_parses_with_promtool(tmp_path: Path, promtool: str) -> None:
+    queries = list(dq.dashboard_queries())
+    n_targets = sum(1 for _ in targets())
+    n_vars = sum(1 for d in dashboards().values() for v in d["templating"]["list"] if v["type"] == "query")
+    assert len(queries) == n_targets + n_vars
+    for q in queries:
+        assert "$" not in q.expr.replace("$1", ""), q
+    rules = [{"record": f"dashboard:query_{i}", "expr": q.expr} for i, q in enumerate(queries)]
+    f = tmp_path / "queries.yml"
+    f.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    res = subprocess.run([promtool, "check", "rules", str(f)], capture_output=True, text=True)
+    index = "\n".join(f"{i}: {q.dashboard} {q.source}: {q.expr}" for i, q in enumerate(queries))
+    assert res.returncode == 0, res.stdout + res.stderr + "\n" + index
+
+
+def test_promtool_rejects_a_broken_query(tmp_path: Path, promtool: str) -> None:
+    """The parse test above can fail: an unbalanced expression is refused."""
+    f = tmp_path / "bad.yml"
+    bad = dq.substitute('sum(rate(container_network_receive_bytes_total{job=~"$job"}[$__rate_interval])')
+    f.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": [{"record": "x:y", "expr": bad}]}]}))
+    assert subprocess.run([promtool, "check", "rules", str(f)], capture_output=True).returncode != 0
+
+
+def test_counters_only_inside_rate_or_increase() -> None:
+    """dashboard-linter target-counter-agg, for every *_total our exprs name."""
+    for where, raw in all_exprs():
+        expr = dq.strip_strings(raw)
+        for name in dq.metric_names(expr):
+            if not name.endswith("_total"):
+                continue
+            assert name in COUNTERS, (where, name)
+            total = len(re.findall(rf"\b{name}\s*\{{", expr))
+            wrapped = len(re.findall(rf"\b(?:rate|irate|increase)\(\s*{name}\s*\{{[^}}]*\}}\s*\[", expr))
+            if where.split()[1] == "variable":
+                continue  # label_values(counter{...}, label) reads labels, not values
+            assert total == wrapped, (where, name)
+
+
+def test_every_range_is_rate_interval() -> None:
+    """dashboard-linter target-rate-interval: no fixed windows that break at other scrape intervals."""
+    n = 0
+    for where, raw in all_exprs():
+        for rng in re.findall(r"\[([^\]]*)\]", dq.strip_strings(raw)):
+            assert rng == "$__rate_interval", (where, rng)
+            n += 1
+        for fn in re.findall(r"\b(rate|irate|increase)\(", raw):
+            assert fn in ("rate", "increase"), where  # irate hides everything between two samples
+    assert n > 50
+
+
+def test_no_cgroup_id_selectors() -> None:
+    for where, raw in all_exprs():
+        assert not re.search(r"[{,]\s*id\s*(=|!=|=~|!~)", raw), where
+
+
+def test_every_metric_exists() -> None:
+    """Each selector names a metric of names.py (log sinks included) or Prometheus's per-target ones,
+    and nothing else in an expr could be a bare metric name that this check would miss."""
+    for where, raw in all_exprs():
+        expr = dq.strip_strings(raw)
+        assert dq.metric_names(expr) <= KNOWN_METRICS, (where, dq.metric_names(expr) - KNOWN_METRICS)
+        rest = re.sub(r"\{[^}]*\}", "", expr)
+        rest = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", rest)
+        rest = re.sub(r"\[[^\]]*\]", "", rest)
+        rest = re.sub(r"\b[a-zA-Z_]\w*\s*\(", "(", rest)  # function names
+        words = set(re.findall(r"\b[a-zA-Z_:][\w:]*\b", rest)) - PROMQL_KEYWORDS
+        # What is left must be the metric names of the selectors just removed.
+        assert words <= dq.metric_names(expr), (where, words)
+
+
+def test_container_panels_filter_the_host_namespace() -> None:
+    """Identity series either select containers (name!="" or one container) or the host (name="").
+    Variables only look label values up, so they are not held to it."""
+    for where, raw in all_exprs():
+        if where.split()[1] == "variable":
+            continue
+        for metric, matchers in dq.selectors(raw):
+            if metric not in IDENTITY_METRICS:
+                continue
+            ms = [m.strip() for m in matchers.split(",")]
+            assert 'name!=""' in ms or 'name=""' in ms, (where, metric, matchers)
+
+
+def test_info_is_joined_one_series_per_namespace() -> None:
+    """A query mixing per-namespace series with dockwatch_container_info must collapse info to one
+    series per (node, netns_owner) first, or a shared namespace would be multiplied by its members."""
+    joins = 0
+    for where, raw in all_exprs():
+        found = dq.metric_names(raw)
+        if "dockwatch_container_info" not in found or not (found & IDENTITY_METRICS) - {
+            "dockwatch_container_info"
+        }:
+            continue
+        occurrences = raw.count("dockwatch_container_info{")
+        grouped = raw.count("group by (node, netns_owner) (dockwatch_container_info{")
+        assert occurrences == grouped, where
+        joins += 1
+    assert joins >= 2  # the container dashboard's namespace-traffic panel (rx and tx)
+
+
+def test_every_names_py_metric_is_on_a_dashboard() -> None:
+    used: set[str] = set()
+    for _, raw in all_exprs():
+        used |= dq.metric_names(raw)
+    # Deliberate exceptions: none. Add `name: reason` here to leave a metric off the dashboards.
+    exceptions: dict[str, str] = {}
+    missing = {m.name for m in names.ALL} - used - set(exceptions)
+    assert not missing, sorted(missing)
+
+
+def test_log_sink_panels_say_they_are_empty_without_a_sink() -> None:
+    agent = dashboards()["agent.json"]
+    sink_panels = [p for p in panels(agent) if "dockwatch_log_sink_" in json.dumps(p["targets"])]
+    assert len(sink_panels) >= 6
+    for p in sink_panels:
+        assert "until a log sink is configured" in p["fieldConfig"]["defaults"]["noValue"], p["title"]
+
+
+# --- semantics on synthetic series (promtool test rules) -------------------------------------------
+def _panel_expr(fname: str, title: str, ref: str = "A", **values: str) -> str:
+    p = next(p for p in panels(dashboards()[fname]) if p["title"] == title)
+    raw = next(tg["expr"] for tg in p["targets"] if tg["refId"] == ref)
+    return dq.substitute(raw, values)
+
+
+def test_shared_namespace_is_counted_once(tmp_path: Path, promtool: str) -> None:
+    """`app` owns a namespace that `sidecar` joins (network_mode container:app): the agent reports
+    the traffic once, as name=app. The overview totals and the container dashboard's namespace panel
+    must show 1 B/s, never 2, whether the sidecar, the app or All is selected."""
+    ident = 'job="dockwatch",instance="n1",node="n1",image="img"'
+    eth0 = 'name="app",interface="eth0",network="net"'
+
+    def info(cid: str, mode: str, name: str) -> str:
+        extra = f'container_id="{cid}",network_mode="{mode}",netns_owner="app",name="{name}"'
+        return f"dockwatch_container_info{{{ident},{extra}}}"
+
+    series = [
+        (f"container_network_receive_bytes_total{{{ident},{eth0}}}", "0+60x20"),  # 1 B/s
+        (f"container_network_transmit_bytes_total{{{ident},{eth0}}}", "0+120x20"),  # 2 B/s
+        (info("a1", "bridge", "app"), "1x20"),
+        (info("s1", "container", "sidecar"), "1x20"),
+        ('dockwatch_build_info{job="dockwatch",instance="n1",node="n1",version="x"}', "1x20"),
+    ]
+    ns = "Namespace traffic (via netns owner)"
+    # record name -> (dashboard expr, expected labels of the one result, expected value)
+    cases = {
+        "total_rx": (_panel_expr("traffic.json", "Receive"), "", 1),
+        "by_node_rx": (_panel_expr("traffic.json", "Traffic by node"), '{node="n1"}', 1),
+        "ns_all": (_panel_expr("container.json", ns), '{interface="eth0",name="app"}', 1),
+        "ns_app": (_panel_expr("container.json", ns, container="app"), '{interface="eth0",name="app"}', 1),
+        "ns_sidecar": (
+            _panel_expr("container.json", ns, container="sidecar"),
+            '{interface="eth0",name="app"}',
+            1,
+        ),
+        "ns_sidecar_tx": (
+            _panel_expr("container.json", ns, "B", container="sidecar"),
+            '{interface="eth0",name="app"}',
+            2,
+        ),
+        "running": (_panel_expr("traffic.json", "Running containers"), "", 2),
+    }
+    rules = tmp_path / "rules.yml"
+    recs = [{"record": f"dash:{k}", "expr": e} for k, (e, _, _) in cases.items()]
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": recs}]}))
+    checks = [
+        {"expr": f"dash:{k}", "eval_time": "10m", "exp_samples": [{"labels": f"dash:{k}{lbl}", "value": v}]}
+        for k, (_, lbl, v) in cases.items()
+    ]
+    test_file = tmp_path / "test.yml"
+    test_file.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(rules)],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": [{"series": sr, "values": v} for sr, v in series],
+                        "promql_expr_test": checks,
+                    }
+                ],
+            }
+        )
+    )
+    res = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr + "\n" + rules.read_text()
+
+
+# --- provisioning and docs --------------------------------------------------------------------------
+def test_provisioning() -> None:
+    ds_doc = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text())
+    assert ds_doc["apiVersion"] == 1
+    (ds,) = ds_doc["datasources"]
+    assert ds["uid"] == build.DATASOURCE_UID == "dockwatch-prometheus"
+    assert ds["type"] == "prometheus" and ds["url"] == "http://prometheus:9090" and ds["access"] == "proxy"
+    prov = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "dockwatch.yaml").read_text())
+    assert prov["apiVersion"] == 1
+    (pr,) = prov["providers"]
+    assert pr["type"] == "file" and pr["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_readme_documents_dashboards_and_log_sink_contract() -> None:
+    text = (GRAFANA / "README.md").read_text()
+    for uid in UIDS.values():
+        assert f"`{uid}`" in text, uid
+    assert "/var/lib/grafana/dashboards" in text
+    for m in names.ALL:
+        if m.name.startswith("dockwatch_log_"):
+            assert f"`{m.name}`" in text, m.name
+
+
+def test_query_extraction_needs_markers() -> None:
+    qs = list(dq.dashboard_queries())
+    by_need: dict[str | None, int] = {}
+    for q in qs:
+        by_need[q.needs] = by_need.get(q.needs, 0) + 1
+    # Most queries must be non-empty on any agent with containers; the rest say what they need.
+    assert by_need[None] > len(qs) // 2
+    assert {"a log sink configured", "--collect.tcp-states", "--collect.host-netns"} <= set(by_need)
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("promtool not installed (Debian: apt-get install prometheus)")
+    return path
