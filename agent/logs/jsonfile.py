@@ -40,7 +40,9 @@ _SCALE: tuple[int, ...] = tuple(int(10 ** (9 - n)) for n in range(10))  # fracti
 _scanstring: Callable[[str, int], tuple[str, int]] = vars(json.decoder)["scanstring"]
 _decoder = json.JSONDecoder()
 # What follows `"log":"…"` in dockerd's lines: keys in the order log, stream, attrs, time.
-_TAIL = re.compile(r'"stream":"(\w+)"(?:,"attrs":.*)?,"time":"([0-9T:.Zz+-]{19,35})"\}')
+_TAIL = re.compile(
+    r',"stream":"(\w+)"(?:,"attrs":.*)?,"time":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z"\}'
+)
 
 
 def parse_time(value: str) -> int:
@@ -104,17 +106,24 @@ def parse_fields(raw: bytes) -> tuple[str, int, bytes, bool]:
     except UnicodeDecodeError:
         raise CorruptLine("not UTF-8") from None
     if text.startswith('{"log":"'):
-        # dockerd's own layout: scan the log string in C, match the rest; anything else is JSON-parsed.
+        # dockerd's own layout (UTC time): scan the log string in C, match the rest with one regex;
+        # anything else goes through the JSON decoder.
         try:
             log, end = _scanstring(text, 8)
         except ValueError:
             raise CorruptLine("not JSON") from None
-        if text.startswith(",", end):
-            m = _TAIL.fullmatch(text, end + 1)
-            if m is not None:
-                data = log.encode("utf-8", "surrogatepass")
-                complete = data.endswith(b"\n")
-                return m.group(1), parse_time(m.group(2)), data[:-1] if complete else data, complete
+        m = _TAIL.fullmatch(text, end)
+        if m is not None:
+            stream, head, frac = m.groups()
+            secs = _epoch_cache.get(head)
+            if secs is not None:
+                ns = secs * 1_000_000_000 + (int(frac) * _SCALE[len(frac)] if frac else 0)
+            else:
+                ns = parse_time(text[m.start(2) : m.end(3) if frac else m.end(2)] + "Z")
+            data = log.encode("utf-8", "surrogatepass")
+            if data.endswith(b"\n"):
+                return stream, ns, data[:-1], True
+            return stream, ns, data, False
     try:
         obj = _decoder.decode(text)
     except ValueError:
@@ -148,29 +157,28 @@ class LineSplitter:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[tuple[bytes, int]]:
-        out: list[tuple[bytes, int]] = []
         buf = self._buf
-        buf += data
-        start = 0
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                break
-            end = nl + 1
-            if self._skipping:
-                self._skipping = False
-            else:
-                out.append((bytes(buf[start:nl]), self.offset + end))
-            start = end
-        if start:
-            del buf[:start]
-            self.offset += start
-        if len(buf) > MAX_RAW_LINE:
-            self.offset += len(buf)
+        if buf:
+            data = bytes(buf) + data
             buf.clear()
+        parts = data.split(b"\n")  # in C; the last part is the unterminated rest
+        rest = parts.pop()
+        out: list[tuple[bytes, int]] = []
+        off = self.offset
+        for i, line in enumerate(parts):
+            off += len(line) + 1
+            if i == 0 and self._skipping:  # the end of an over-long line we are dropping
+                self._skipping = False
+                continue
+            out.append((line, off))
+        self.offset = off
+        if len(rest) > MAX_RAW_LINE:
+            self.offset += len(rest)
             if not self._skipping:
                 self.oversized += 1
             self._skipping = True
+        elif rest:
+            buf += rest
         return out
 
 
