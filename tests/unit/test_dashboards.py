@@ -381,6 +381,143 @@ def test_shared_namespace_is_counted_once(tmp_path: Path, promtool: str) -> None
     assert res.returncode == 0, res.stdout + res.stderr + "\n" + rules.read_text()
 
 
+def _exposition() -> list[tuple[str, dict[str, str], float, bool]]:
+    """(name, labels, value, is_counter) of what an agent on node n1 exports, from the real
+    renderer and self-metrics collector; log-sink series from their names.py declaration."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from agent.docker.models import Container
+    from agent.inventory import SidecarInventory
+    from agent.netstats import CollectResult, Membership, NetnsSample
+    from agent.procnet import DevCounters
+    from exporters.prometheus.render import Renderer
+    from exporters.prometheus.scrape import CollectorStatus, SelfMetrics
+
+    def ctr(cid: str, name: str, mode: str = "bridge", health: str = "", **labels: str) -> Container:
+        return Container(
+            id=cid * 64,
+            name=name,
+            image="img:1",
+            image_id="sha256:x",
+            pid=1,
+            network_mode=mode,
+            labels=labels,
+            health=health,
+        )
+
+    swarm = {
+        "com.docker.stack.namespace": "shop",
+        "com.docker.swarm.service.name": "shop_web",
+        "com.docker.swarm.task.name": "shop_web.1.x",
+    }
+    web = ctr("a", "shop_web.1.x", health="healthy", **swarm)
+    app = ctr(
+        "b",
+        "app",
+        health="unhealthy",
+        **{"com.docker.compose.project": "p", "com.docker.compose.service": "app"},
+    )
+    side = ctr("c", "sidecar", mode="container:" + app.id)
+    hostc = ctr("d", "hostc", mode="host")
+
+    def ns(owner: Container | None, ino: int, net: str) -> NetnsSample:
+        return NetnsSample(
+            inode=ino,
+            owner=owner,
+            devices={"eth0": DevCounters(100, 10, 1, 2, 200, 20, 3, 4)},
+            networks={"eth0": net},
+            mib={
+                "Tcp": {f: 5 for _, sec, f in names.TCP_MIB_METRICS if sec == "Tcp"},
+                "TcpExt": {f: 6 for _, sec, f in names.TCP_MIB_METRICS if sec == "TcpExt"},
+                "Udp": {f: 7 for _, f in names.UDP_METRICS},
+            },
+            udp6={f: 8 for _, f in names.UDP_METRICS},
+            sockstat={"TCP": {"inuse": 9, "tw": 10}, "TCP6": {"inuse": 11}, "UDP": {"inuse": 12}},
+            tcp_states={"established": 3, "time_wait": 2},
+        )
+
+    result = CollectResult(
+        samples=[ns(web, 1, "shop_front"), ns(app, 2, "p_default"), ns(None, 3, "")],
+        members=[
+            Membership(web, 1, web),
+            Membership(app, 2, app),
+            Membership(side, 2, app),
+            Membership(hostc, 3, None),
+        ],
+    )
+    actions = {"die": 3, "start": 4, "restart": 1, "oom": 1, "kill": 1, "health_status": 2}
+    events = {web.id: actions, app.id: actions}
+    known = {c.id: c for c in (web, app)}
+    text = Renderer().render("n1", "nid", result, events, known, [web, app, side, hostc])
+    inv = SidecarInventory(web, "n1")
+    inv.events_total = {("container", a): v for a, v in actions.items()}
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SelfMetrics(inv, {"netns": CollectorStatus()}, [3]))
+    text += generate_latest(registry).decode()
+    out = []
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            if smp.name.endswith("_created"):
+                continue
+            out.append((smp.name, dict(smp.labels), float(smp.value), fam.type == "counter"))
+    values = {"sink": "syslog", "reason": "rejected"}
+    for m in names.ALL:
+        if m.name.startswith("dockwatch_log_"):
+            labels = {lbl: values[lbl] for lbl in m.labels}
+            out.append((m.name, labels, 5.0, m.kind is names.Kind.COUNTER))
+    return out
+
+
+def test_every_query_returns_data_on_the_agents_exposition(tmp_path: Path, promtool: str) -> None:
+    """Each panel and variable query, variables at All, is non-empty on series shaped exactly like
+    the agent's exposition (host namespace, tcp-states, healthchecks, events and a sink present).
+    Catches a label or join that parses but matches nothing."""
+    target = {"job": "dockwatch", "instance": "n1:9105"}
+
+    def series(name: str, labels: dict[str, str]) -> str:
+        body = ",".join(f'{k}="{v}"' for k, v in sorted({**labels, **target}.items()))
+        return f"{name}{{{body}}}"
+
+    inputs = [
+        {"series": series(n, lbl), "values": f"{v:g}+{max(v, 1):g}x40" if counter else f"{v:g}x40"}
+        for n, lbl, v, counter in _exposition()
+    ]
+    inputs += [
+        {"series": series("up", {}), "values": "1x40"},
+        {"series": series("scrape_duration_seconds", {}), "values": "0.01x40"},
+        {"series": series("scrape_samples_scraped", {}), "values": "900x40"},
+    ]
+    exported = {i["series"].split("{")[0] for i in inputs}
+    assert {m.name for m in names.ALL} <= exported  # the fixture covers every metric
+    queries = list(dq.dashboard_queries())
+    checks = [
+        {
+            "expr": f"(count({q.expr}) > bool 0) or vector(0)",
+            "eval_time": "8m",
+            "exp_samples": [{"labels": "{}", "value": 1}],
+        }
+        for q in queries
+    ]
+    empty = tmp_path / "empty.yml"
+    empty.write_text("groups: []\n")
+    test_file = tmp_path / "test.yml"
+    test_file.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(empty)],
+                "evaluation_interval": "15s",
+                "tests": [{"interval": "15s", "input_series": inputs, "promql_expr_test": checks}],
+            }
+        )
+    )
+    res = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True)
+    # promtool quotes the failing expr Go-style, which for these strings is JSON's quoting.
+    out = res.stdout + res.stderr
+    failed = [q for q in queries if json.dumps(f"(count({q.expr}) > bool 0) or vector(0)") in out]
+    assert res.returncode == 0, "\n".join(f"{q.dashboard} {q.source}: {q.expr}" for q in failed) or out
+
+
 # --- provisioning and docs --------------------------------------------------------------------------
 def test_provisioning() -> None:
     ds_doc = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text())
