@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agent import procnet
 from agent.docker.models import Container, Network
@@ -120,7 +121,9 @@ class NetCollector:
         host_ignore: re.Pattern[str] | None = None,
         sidecar: bool = False,
     ) -> None:
-        self.fs = fs
+        # A sidecar reads its own process's namespace, always through its own /proc: the
+        # configured procfs (/host/proc in the image) is the host's, where our pid means nothing.
+        self.fs = HostFS(procfs=Path("/proc"), docker_root=fs.docker_root) if sidecar else fs
         # In a sidecar, pid 1 is in the app's namespace, not the host's: never call it "host".
         self.sidecar = sidecar
         self.loopback = loopback
@@ -190,6 +193,9 @@ class NetCollector:
         t0 = time.perf_counter()
         res = CollectResult()
         groups, res.vanished, host_key = self.group(containers)
+        if self.sidecar and res.vanished:  # see _Gone below: for a sidecar that is an error
+            res.errors += res.vanished
+            log.warning("sidecar: cannot read this process's network namespace under %s", self.fs.procfs)
         for ino, members in groups.items():
             is_host = ino == host_key
             owner = None if is_host else self.owner_of(members)
@@ -199,8 +205,12 @@ class NetCollector:
                 continue  # the host namespace is read once below, not per host-network container
             try:
                 res.samples.append(self._sample(ino, owner.pid if owner else 1, owner, networks))
-            except _Gone:
-                res.vanished += 1
+            except _Gone as exc:
+                if self.sidecar:  # our own process cannot vanish: the files are not where we look
+                    res.errors += 1
+                    log.warning("sidecar: cannot read this process's namespace: %s", exc)
+                else:
+                    res.vanished += 1
             except (OSError, ValueError, IndexError) as exc:
                 res.errors += 1
                 log.warning("reading namespace of %s failed: %s", owner.name if owner else "host", exc)

@@ -229,13 +229,6 @@ def test_sidecar_as_in_sidecar_compose(engine: Engine, agent_image: str) -> None
     _sidecar_reports_app_traffic(engine, agent_image, "-e", "DOCKWATCH_PATH_PROCFS=/proc")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent: in sidecar mode the collector reads <path.procfs>/<own pid>/net (agent/app.py "
-    "sidecar_container, pid=os.getpid()), and the image sets path.procfs=/host/proc; with no "
-    "/host/proc mounted it exports nothing and still reports success 1. Fix: read /proc/self/net in "
-    "sidecar mode whatever path.procfs says.",
-)
 def test_sidecar_plain_image_defaults(engine: Engine, agent_image: str) -> None:
     """`docker run --network container:app dockwatch --sidecar ...` with nothing else set."""
     _sidecar_reports_app_traffic(engine, agent_image)
