@@ -58,6 +58,11 @@ def increase(metric: str, *matchers: str) -> str:
     return f"increase({sel(metric, *matchers)}{RI})"
 
 
+def increase_range(metric: str, *matchers: str) -> str:
+    """Increase over the whole dashboard range: for instant "in range" stats only."""
+    return f"increase({sel(metric, *matchers)}[$__range])"
+
+
 def action(a: str) -> str:
     return f'action="{a}"'
 
@@ -676,10 +681,10 @@ def container() -> Json:
         ),
         stat(
             "Dies in range",
-            "die events per interval for this container, summed over the shown range.",
+            "die events of this container over the shown time range (a die that created the "
+            "series, the first the agent saw, is not counted by increase()).",
             "short",
-            t(f"sum({increase(CEVENTS, c, action('die'))})"),
-            options={"reduceOptions": {"calcs": ["sum"], "fields": "", "values": False}},
+            instant(f"sum({increase_range(CEVENTS, c, action('die'))})"),
         ),
         if_pair(
             "Traffic by interface",
@@ -987,17 +992,15 @@ def events() -> Json:
         ),
         stat(
             "Dies",
-            "die events per interval, summed over the shown range.",
+            "die events over the shown time range, selected containers.",
             "short",
-            t(f"sum({increase(CEVENTS, c, action('die'))})"),
-            options={"reduceOptions": {"calcs": ["sum"], "fields": "", "values": False}},
+            instant(f"sum({increase_range(CEVENTS, c, action('die'))})"),
         ),
         stat(
             "OOMs",
-            "oom events per interval, summed over the shown range.",
+            "oom events (the kernel killed a process for memory) over the shown time range.",
             "short",
-            t(f"sum({increase(CEVENTS, c, action('oom'))})"),
-            options={"reduceOptions": {"calcs": ["sum"], "fields": "", "values": False}},
+            instant(f"sum({increase_range(CEVENTS, c, action('oom'))})"),
         ),
         ts(
             "Engine events by type and action",

@@ -233,9 +233,12 @@ def test_counters_only_inside_rate_or_increase() -> None:
 def test_every_range_is_rate_interval() -> None:
     """dashboard-linter target-rate-interval: no fixed windows that break at other scrape intervals."""
     n = 0
+    # An instant "over the shown range" stat may use $__range; everything else $__rate_interval.
+    instant_exprs = {tg["expr"] for _, _, tg in targets() if tg.get("instant")}
     for where, raw in all_exprs():
+        allowed = {"$__rate_interval", "$__range"} if raw in instant_exprs else {"$__rate_interval"}
         for rng in re.findall(r"\[([^\]]*)\]", dq.strip_strings(raw)):
-            assert rng == "$__rate_interval", (where, rng)
+            assert rng in allowed, (where, rng)
             n += 1
         for fn in re.findall(r"\b(rate|irate|increase)\(", raw):
             assert fn in ("rate", "increase"), where  # irate hides everything between two samples
