@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from agent.docker.models import Container
 from agent.logs.record import LogRecord
 
 
@@ -107,6 +108,38 @@ def parse_int(value: str) -> int:
         return int(value)
     except ValueError:
         raise ValueError("expected an integer") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraAttributes:
+    """Docker's extra-attribute options (`labels`, `labels-regex`, `env`, `env-regex`), shared by
+    the sinks that carry them (json-file's attrs, fluentd's record keys)."""
+
+    labels: tuple[str, ...] = ()
+    labels_regex: re.Pattern[str] | None = None
+    env: tuple[str, ...] = ()
+    env_regex: re.Pattern[str] | None = None
+
+    def attributes(self, container: Container) -> dict[str, str]:
+        """logger.Info.ExtraAttributes: labels first, then env, so env wins on the same key."""
+        out: dict[str, str] = {}
+        for name in self.labels:
+            if name in container.labels:
+                out[name] = container.labels[name]
+        if self.labels_regex is not None:
+            # Go's MatchString is unanchored, like re.search.
+            out |= {k: v for k, v in container.labels.items() if self.labels_regex.search(k)}
+        env: dict[str, str] = {}
+        for kv in container.env:
+            k, eq, v = kv.partition("=")
+            if eq:  # Docker skips entries without "=" (strings.Cut)
+                env[k] = v
+        for name in self.env:
+            if name in env:
+                out[name] = env[name]
+        if self.env_regex is not None:
+            out |= {k: v for k, v in env.items() if self.env_regex.search(k)}
+        return out
 
 
 class Sink(abc.ABC):

@@ -71,6 +71,7 @@ import msgpack
 from agent.docker.models import Container
 from agent.logs.record import LogRecord
 from exporters.sinks.base import (
+    ExtraAttributes,
     Option,
     Outcome,
     Sink,
@@ -206,40 +207,6 @@ def event_time(time_ns: int, sub_second: bool) -> int | msgpack.ExtType:
     return EventTime(sec, nsec).to_ext() if sub_second else sec
 
 
-@dataclass(frozen=True, slots=True)
-class Extras:
-    """Docker's extra-attribute options (`labels`, `labels-regex`, `env`, `env-regex`)."""
-
-    labels: tuple[str, ...] = ()
-    labels_regex: re.Pattern[str] | None = None
-    env: tuple[str, ...] = ()
-    env_regex: re.Pattern[str] | None = None
-
-    def attributes(self, container: Container) -> dict[str, str]:
-        """logger.Info.ExtraAttributes: labels first, then env, so env wins on the same key."""
-        out: dict[str, str] = {}
-        for name in self.labels:
-            if name in container.labels:
-                out[name] = container.labels[name]
-        if self.labels_regex is not None:
-            for k, v in container.labels.items():
-                if self.labels_regex.search(k):  # Go's MatchString is unanchored
-                    out[k] = v
-        env: dict[str, str] = {}
-        for kv in container.env:
-            k, eq, v = kv.partition("=")
-            if eq:  # Docker skips entries without "=" (strings.Cut)
-                env[k] = v
-        for name in self.env:
-            if name in env:
-                out[name] = env[name]
-        if self.env_regex is not None:
-            for k, v in env.items():
-                if self.env_regex.search(k):
-                    out[k] = v
-        return out
-
-
 def record_map(rec: LogRecord, extra: Mapping[str, str]) -> dict[str, str | bytes]:
     """The record dockerd's fluentd driver posts for one line or chunk.
 
@@ -282,7 +249,7 @@ class ForwardEncoder:
         self,
         *,
         tag: Tag,
-        extras: Extras,
+        extras: ExtraAttributes,
         mode: str = "PackedForward",
         compress: str = "",
         sub_second: bool = False,
@@ -494,7 +461,7 @@ class FluentdSink(Sink):
         self.password: str = o["fluentd-password"] or ""
         self.encoder = ForwardEncoder(
             tag=o["tag"],
-            extras=Extras(o["labels"], o["labels-regex"], o["env"], o["env-regex"]),
+            extras=ExtraAttributes(o["labels"], o["labels-regex"], o["env"], o["env-regex"]),
             mode=o["fluentd-mode"],
             compress=o["fluentd-compress"],
             sub_second=o["fluentd-sub-second-precision"],

@@ -58,7 +58,15 @@ from dataclasses import dataclass
 
 from agent.docker.models import Container
 from agent.logs.record import LogRecord
-from exporters.sinks.base import Option, Outcome, Sink, SinkConfigError, parse_bool, parse_size
+from exporters.sinks.base import (
+    ExtraAttributes,
+    Option,
+    Outcome,
+    Sink,
+    SinkConfigError,
+    parse_bool,
+    parse_size,
+)
 from exporters.sinks.tag import Tag
 
 log = logging.getLogger(__name__)
@@ -170,33 +178,14 @@ def format_line(rec: LogRecord, attrs_json: bytes = b"") -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Attrs:
-    """Docker's extra attributes (`labels`, `labels-regex`, `env`, `env-regex`) plus json-file's `tag`."""
+class Attrs(ExtraAttributes):
+    """Docker's extra attributes plus json-file's `tag`."""
 
-    labels: tuple[str, ...] = ()
-    labels_regex: re.Pattern[str] | None = None
-    env: tuple[str, ...] = ()
-    env_regex: re.Pattern[str] | None = None
     tag: Tag | None = None
 
     def of(self, container: Container, hostname: str = "") -> dict[str, str]:
         """logger.Info.ExtraAttributes (labels first, env wins), then `tag` over both."""
-        out: dict[str, str] = {}
-        for name in self.labels:
-            if name in container.labels:
-                out[name] = container.labels[name]
-        if self.labels_regex is not None:
-            out |= {k: v for k, v in container.labels.items() if self.labels_regex.search(k)}
-        env: dict[str, str] = {}
-        for kv in container.env:
-            k, eq, v = kv.partition("=")
-            if eq:  # strings.Cut: entries without "=" are skipped
-                env[k] = v
-        for name in self.env:
-            if name in env:
-                out[name] = env[name]
-        if self.env_regex is not None:
-            out |= {k: v for k, v in env.items() if self.env_regex.search(k)}
+        out = self.attributes(container)
         if self.tag is not None:
             tag = self.tag.render(container, hostname)
             if tag:

@@ -14,10 +14,9 @@ import pytest
 from agent.docker.models import Container
 from agent.logs.record import LogRecord, Partial
 from exporters.sinks import SINKS
-from exporters.sinks.base import SinkConfigError
+from exporters.sinks.base import ExtraAttributes, SinkConfigError
 from exporters.sinks.fluentd import (
     Address,
-    Extras,
     FluentdSink,
     ForwardEncoder,
     event_time,
@@ -56,7 +55,7 @@ def rec(
 def encoder(**kw) -> ForwardEncoder:
     ids = iter(f"chunk-{i}" for i in range(1000))
     kw.setdefault("tag", Tag("{{.ID}}"))
-    kw.setdefault("extras", Extras())
+    kw.setdefault("extras", ExtraAttributes())
     return ForwardEncoder(chunk_id=lambda: next(ids), **kw)
 
 
@@ -100,12 +99,12 @@ def test_partial_keys_win_over_extra_attributes_as_in_docker():
 
 
 def test_extra_attributes_labels_then_env_and_env_wins():
-    extras = Extras(labels=("app", "tier", "missing"), env=("APP_ENV", "tier", "NOVALUE", "NOPE"))
+    extras = ExtraAttributes(labels=("app", "tier", "missing"), env=("APP_ENV", "tier", "NOVALUE", "NOPE"))
     assert extras.attributes(WEB) == {"app": "shop", "tier": "from-env", "APP_ENV": "prod"}
 
 
 def test_extra_attributes_regexes_are_unanchored_like_go():
-    extras = Extras(labels_regex=re.compile(r"example"), env_regex=re.compile(r"^APP_"))
+    extras = ExtraAttributes(labels_regex=re.compile(r"example"), env_regex=re.compile(r"^APP_"))
     assert extras.attributes(WEB) == {"com.example.team": "core", "APP_ENV": "prod"}
 
 
@@ -184,7 +183,7 @@ def test_a_batch_is_grouped_by_tag_keeping_order_within_each_container():
 
 
 def test_tag_template_and_extras_apply_per_container():
-    enc = encoder(tag=Tag("docker.{{.Name}}"), extras=Extras(labels=("app",)), mode="Message")
+    enc = encoder(tag=Tag("docker.{{.Name}}"), extras=ExtraAttributes(labels=("app",)), mode="Message")
     tag, _, record, _ = unpack(enc.encode([rec(b"x")])[0].data)
     assert tag == b"docker.web-1" and record[b"app"] == b"shop"
 
@@ -207,7 +206,7 @@ def test_large_batches_split_into_messages_under_the_size_limit_without_reorderi
 
 
 def test_default_chunk_ids_are_base64_of_128_bits_and_unique():
-    enc = ForwardEncoder(tag=Tag("{{.ID}}"), extras=Extras(), request_ack=True)
+    enc = ForwardEncoder(tag=Tag("{{.ID}}"), extras=ExtraAttributes(), request_ack=True)
     ids = [f.chunk for f in enc.encode([rec(b"a"), rec(b"b", c=DB)])]
     assert all(id_ is not None and len(base64.b64decode(id_)) == 16 for id_ in ids)
     assert len(set(ids)) == 2
