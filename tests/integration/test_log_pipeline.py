@@ -364,3 +364,43 @@ async def test_receiver_down_10s_loses_nothing(engine: Engine, tmp_path: Path) -
             assert one(m, "dockwatch_log_sink_last_success_timestamp_seconds", sink="central") > 0
         finally:
             assert await asyncio.to_thread(agent.stop) == 0
+
+
+async def test_flags_one_sink_partial_metadata_passed_through(engine: Engine, tmp_path: Path) -> None:
+    """`--log-sink fluentd --log-opt ...` from the command line; with --no-logs.join-partial the
+    16 KiB chunks reach the receiver with Docker's partial_* keys, as dockerd's fluentd driver sends."""
+    async with ForwardReceiver() as rx:
+        agent = Agent(
+            engine,
+            f"--path.state={tmp_path / 'state'}",
+            "--log-sink=fluentd",
+            f"--log-opt=fluentd-address={rx.address}",
+            "--log-opt=fluentd-async=true",
+            "--log-opt=tag=docker.{{.Name}}",
+            "--no-logs.join-partial",
+            "--logs.start-at=end",  # other tests' containers on the engine: only what they write from now
+        )
+        await asyncio.to_thread(agent.start)
+        try:
+            script = "head -c 40000 /dev/zero | tr '\\0' p; echo; echo line-0"
+            cid = await asyncio.to_thread(run_logger, engine, script)
+            name = (await asyncio.to_thread(engine.inspect, cid))["Name"].lstrip("/")
+
+            def mine() -> list:
+                return [e for e in rx.events if e.record.get("container_id") == cid]
+
+            deadline = time.monotonic() + 30
+            while len(mine()) < 4:
+                assert time.monotonic() < deadline, f"{len(mine())} of 4 records"
+                await asyncio.sleep(0.05)
+            evs = mine()
+            assert {e.tag for e in evs} == {f"docker.{name}"}
+            chunks = [e.record for e in evs[:3]]
+            assert [len(r["log"]) for r in chunks] == [16384, 16384, 40000 - 2 * 16384]
+            assert [r["partial_ordinal"] for r in chunks] == ["1", "2", "3"]
+            assert [r["partial_last"] for r in chunks] == ["false", "false", "true"]
+            assert {r["partial_message"] for r in chunks} == {"true"}
+            assert len({r["partial_id"] for r in chunks}) == 1
+            assert evs[3].record["log"] in ("line-0", b"line-0") and "partial_message" not in evs[3].record
+        finally:
+            assert await asyncio.to_thread(agent.stop) == 0
