@@ -92,6 +92,7 @@ def build_log_pipeline(cfg: Config, client: DockerClient, inventory: Inventory) 
     tail_opts = TailOptions(join_partial=cfg.logs_join_partial, start_at_end=cfg.logs_start_at == "end")
     pipeline = LogPipeline(runners, cfg.hostfs, Path(cfg.path_state), client, tail_opts)
     inventory.add_listener(pipeline.on_container)
+    inventory.add_event_listener(pipeline.on_event)
     log.info("shipping container logs to %s", ", ".join(f"{s.name} ({s.driver})" for s in specs))
     return pipeline
 

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.docker.client import DockerClient
+from agent.docker.client import DockerClient, Event
 from agent.docker.models import Container, EngineError, NotFound
 from agent.hostfs import HostFS
 from agent.logs.api import ApiTail
@@ -52,6 +52,7 @@ class LogPipeline:
         self.unreadable: dict[str, str] = {}  # container id -> reason
         self._first_listing = True
         self._stopping = False
+        self._aux: set[asyncio.Task[None]] = set()
 
     # --- inventory listener (called on the event loop) ------------------------------------------
     def on_container(self, kind: str, c: Container) -> None:
@@ -64,6 +65,39 @@ class LogPipeline:
                     tail.finish()
             return
         self._start(c)
+
+    def on_event(self, ev: Event) -> None:
+        """A container that exited before the inventory saw it running (a fast `docker run`) still
+        wrote logs: on its `die`, read them from the start if no tail has."""
+        if self._stopping or ev.type != "container" or ev.action != "die" or self.client is None:
+            return
+        if any(cid == ev.actor_id for cid, _ in self.tails):
+            return
+        task = asyncio.create_task(self._catch_up(ev.actor_id), name=f"logs-catch-up-{ev.actor_id[:12]}")
+        self._aux.add(task)
+        task.add_done_callback(self._aux.discard)
+
+    async def _catch_up(self, cid: str) -> None:
+        assert self.client is not None
+        try:
+            c = await self.client.inspect(cid)
+        except EngineError:
+            return  # gone already (`--rm`): nothing left to read
+        self._start_finishing(c)
+
+    def _start_finishing(self, c: Container, runners: Sequence[SinkRunner] | None = None) -> None:
+        """Tails that read a stopped container's logs to the end, then end."""
+        if self._stopping or opted_out(c) or self._unreadable_reason(c):
+            return
+        for r in self.runners if runners is None else runners:
+            key = (c.id, r.name)
+            if key in self.tails or not r.spec.wants(c):
+                continue
+            tail = self._make_tail(c, r)
+            tail.finishing = True
+            self.tails[key] = tail
+            name = f"logs-{r.name}-{c.short_id}"
+            self.tasks[key] = asyncio.create_task(self._run_tail(key, tail), name=name)
 
     def listing_done(self) -> None:
         """The first inventory listing is in: containers seen later are new, read from their start."""
@@ -86,17 +120,12 @@ class LogPipeline:
                 except EngineError as exc:
                     log.warning("cannot inspect %s to finish its logs: %s", cid[:12], exc)
                     continue
-                if (cid, r.name) in self.tails or self._unreadable_reason(c):
-                    continue
-                tail = self._make_tail(c, r)
-                tail.finishing = True
-                key = (cid, r.name)
-                self.tails[key] = tail
-                self.tasks[key] = asyncio.create_task(
-                    self._run_tail(key, tail), name=f"logs-{r.name}-{c.short_id}"
-                )
+                self._start_finishing(c, [r])
 
     def _start(self, c: Container) -> None:
+        if opted_out(c) or not any(r.spec.wants(c) for r in self.runners):
+            self.unreadable.pop(c.id, None)  # nobody wants its logs: not a gap worth reporting
+            return
         reason = self._unreadable_reason(c)
         if reason:
             if c.id not in self.unreadable:

@@ -118,6 +118,23 @@ def test_every_line_exactly_once(engine: Engine, tmp_path: Path) -> None:
         assert agent.stop() == 0
 
 
+@pytest.mark.parametrize("driver", ["json-file", "local"])
+def test_container_that_exits_at_once(engine: Engine, tmp_path: Path, driver: str) -> None:
+    """A container that is gone before the inventory could see it running: read from its `die`."""
+    out = tmp_path / "out"
+    agent = start_agent(engine, tmp_path, write_config(tmp_path, [json_sink(out)]))
+    try:
+        n = 200
+        script = f"seq 0 {n - 1} | while read i; do echo line-$i; done"
+        cid = run_logger(engine, script, "--log-driver", driver)
+        engine.docker("wait", cid)
+        wait_lines(out, cid, n, timeout=30)
+        time.sleep(0.5)
+        assert_each_once(read_sink_lines(out, cid), n)
+    finally:
+        assert agent.stop() == 0
+
+
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "compress"])
 def test_rotation_loses_and_repeats_nothing(engine: Engine, tmp_path: Path, compress: bool) -> None:
     out = tmp_path / "out"
@@ -264,17 +281,38 @@ def test_local_driver_via_api_exactly_once_across_restart(engine: Engine, tmp_pa
         assert agent2.stop() == 0
 
 
+def test_syslog_driver_read_through_dual_logging_cache(engine: Engine, tmp_path: Path) -> None:
+    """A syslog-driver container (its syslog goes to an unused loopback UDP port) keeps Docker's local
+    cache by default; the agent reads that through the Engine API."""
+    out = tmp_path / "out"
+    agent = start_agent(engine, tmp_path, write_config(tmp_path, [json_sink(out)]))
+    try:
+        n = 1000
+        syslog = ["--log-driver", "syslog", "--log-opt", "syslog-address=udp://127.0.0.1:9"]
+        cid = run_logger(engine, logger_script(n, per_tick=100, tick="0.02"), *syslog)
+        wait_lines(out, cid, n, timeout=60)
+        engine.docker("wait", cid)
+        time.sleep(0.5)
+        assert_each_once(read_sink_lines(out, cid), n)
+    finally:
+        assert agent.stop() == 0
+
+
 def test_unreadable_containers_are_listed(engine: Engine, tmp_path: Path) -> None:
     out = tmp_path / "out"
     agent = start_agent(engine, tmp_path, write_config(tmp_path, [json_sink(out)]))
     try:
         run_logger(engine, "sleep 60", "--log-driver", "none")
         run_logger(engine, "sleep 60", "--log-driver", "local", "-t")
+        no_cache = ["--log-opt", "syslog-address=udp://127.0.0.1:9", "--log-opt", "cache-disabled=true"]
+        run_logger(engine, "sleep 60", "--log-driver", "syslog", *no_cache)
+        # Only containers some sink wants are counted (the sink follows dwlog-* only): exactly ours.
         m = scrape_until(
             agent,
             lambda m: (
-                one(m, "dockwatch_log_containers_unreadable", reason="driver_none") >= 1
-                and one(m, "dockwatch_log_containers_unreadable", reason="tty") >= 1
+                one(m, "dockwatch_log_containers_unreadable", reason="driver_none") == 1
+                and one(m, "dockwatch_log_containers_unreadable", reason="tty") == 1
+                and one(m, "dockwatch_log_containers_unreadable", reason="driver_syslog") == 1
             ),
             timeout=20,
             what="unreadable containers in the metric",
