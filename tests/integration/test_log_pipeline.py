@@ -3,7 +3,8 @@
 Containers log numbered lines (`line-0`, `line-1`, ...) at a bounded rate; every test checks that
 each number arrives, and how often. The json-file sink (read back with our own parser) and the
 fluentd sink into the Forward receiver (tests/peers/forward.py) are the far ends. The agent only
-follows containers named `dwlog-*`, so other tests' containers on the shared engine do not interfere.
+follows containers named `dwlog<session>-*`, so other tests' containers on the shared engine (and
+other sessions running these same tests) do not interfere.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from agent.logs.jsonfile import CorruptLine, parse_line
 pytestmark = pytest.mark.docker
 
 BATCH_RECORDS = 1000  # agent/logs/delivery.py: the most a crash can make us send twice
+PREFIX = f"dwlog{uuid.uuid4().hex[:6]}-"  # this session's containers
 
 
 def logger_script(n: int, per_tick: int = 50, tick: str = "0.05", start: int = 0) -> str:
@@ -46,7 +48,7 @@ def write_config(tmp: Path, sinks: list[dict]) -> Path:
 
 def json_sink(out: Path, name: str = "files", **extra: object) -> dict:
     opts = {"path": str(out)}
-    return {"name": name, "driver": "json-file", "options": opts, "include": {"name": "^dwlog-"}, **extra}
+    return {"name": name, "driver": "json-file", "options": opts, "include": {"name": f"^{PREFIX}"}, **extra}
 
 
 def start_agent(engine: Engine, tmp: Path, cfg: Path, *extra: str) -> Agent:
@@ -84,7 +86,7 @@ def assert_each_once(lines: list[str], n: int) -> None:
 
 
 def run_logger(engine: Engine, script: str, *opts: str) -> str:
-    return engine.run(*opts, BUSYBOX_IMAGE, "sh", "-c", script, name=f"dwlog-{uuid.uuid4().hex[:8]}")
+    return engine.run(*opts, BUSYBOX_IMAGE, "sh", "-c", script, name=f"{PREFIX}{uuid.uuid4().hex[:8]}")
 
 
 def wait_lines(out: Path, cid: str, n: int, timeout: float) -> list[str]:
@@ -306,7 +308,7 @@ def test_unreadable_containers_are_listed(engine: Engine, tmp_path: Path) -> Non
         run_logger(engine, "sleep 60", "--log-driver", "local", "-t")
         no_cache = ["--log-opt", "syslog-address=udp://127.0.0.1:9", "--log-opt", "cache-disabled=true"]
         run_logger(engine, "sleep 60", "--log-driver", "syslog", *no_cache)
-        # Only containers some sink wants are counted (the sink follows dwlog-* only): exactly ours.
+        # Only containers some sink wants are counted (the sink follows this session's only): exactly ours.
         m = scrape_until(
             agent,
             lambda m: (
@@ -328,21 +330,21 @@ def test_filters_and_opt_out(engine: Engine, tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path,
         [
-            json_sink(out_a, "web-only", include={"name": "^dwlog-web-"}),
+            json_sink(out_a, "web-only", include={"name": f"^{PREFIX}web-"}),
             json_sink(out_b, "no-debug", exclude={"label": "^tier=debug$"}),
         ],
     )
     agent = start_agent(engine, tmp_path, cfg)
     try:
         script = logger_script(20) + "; sleep 30"
-        web = engine.run(BUSYBOX_IMAGE, "sh", "-c", script, name=f"dwlog-web-{uuid.uuid4().hex[:6]}")
-        dbg_name, off_name = f"dwlog-db-{uuid.uuid4().hex[:6]}", f"dwlog-web-{uuid.uuid4().hex[:6]}"
+        web = engine.run(BUSYBOX_IMAGE, "sh", "-c", script, name=f"{PREFIX}web-{uuid.uuid4().hex[:6]}")
+        dbg_name, off_name = f"{PREFIX}db-{uuid.uuid4().hex[:6]}", f"{PREFIX}web-{uuid.uuid4().hex[:6]}"
         dbg = engine.run("--label", "tier=debug", BUSYBOX_IMAGE, "sh", "-c", script, name=dbg_name)
         off = engine.run("--label", "dockwatch.logs=false", BUSYBOX_IMAGE, "sh", "-c", script, name=off_name)
         wait_lines(out_a, web, 20, timeout=30)
         wait_lines(out_b, web, 20, timeout=30)
         # A later container proves the agent has looked at the earlier ones by then.
-        last = engine.run(BUSYBOX_IMAGE, "sh", "-c", script, name=f"dwlog-web-{uuid.uuid4().hex[:6]}")
+        last = engine.run(BUSYBOX_IMAGE, "sh", "-c", script, name=f"{PREFIX}web-{uuid.uuid4().hex[:6]}")
         wait_lines(out_a, last, 20, timeout=30)
         wait_lines(out_b, last, 20, timeout=30)
         assert not (out_a / dbg).exists()  # not included by name
@@ -368,7 +370,7 @@ async def test_receiver_down_10s_loses_nothing(engine: Engine, tmp_path: Path) -
                 "fluentd-write-timeout": "2s",
                 "fluentd-read-timeout": "2s",
             },
-            "include": {"name": "^dwlog-"},
+            "include": {"name": f"^{PREFIX}"},
         }
         cfg = write_config(tmp_path, [sink, json_sink(out)])
         agent = await asyncio.to_thread(start_agent, engine, tmp_path, cfg)
