@@ -73,8 +73,11 @@ class ApiTail(Tail):
                 else:
                     log.warning("container %s logs: %s; reconnecting", self.cid[:12], exc)
                     ended = False
-            for o in self.joiner.flush(force=True):
-                self.add(o.stream, o.time_ns, o.line, o.partial, o.pos)
+            if ended and self.finishing:
+                # The container is gone: a line it never finished goes out as it is. After a mere
+                # reconnect the open line stays pending; the next stream continues it.
+                for o in self.joiner.flush(force=True):
+                    self.add(o.stream, o.time_ns, o.line, o.partial, o.pos)
             if self.batch:
                 await self.flush()
             if self.stopping or (ended and self.finishing):
