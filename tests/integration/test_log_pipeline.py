@@ -451,3 +451,46 @@ async def test_flags_one_sink_partial_metadata_passed_through(engine: Engine, tm
             assert evs[3].record["log"] in ("line-0", b"line-0") and "partial_message" not in evs[3].record
         finally:
             assert await asyncio.to_thread(agent.stop) == 0
+
+
+async def test_sigterm_with_sink_down_exits_within_drain_timeout(engine: Engine, tmp_path: Path) -> None:
+    """SIGTERM while the only sink is down: the agent gives in-flight batches --logs.drain-timeout,
+    exits 0, and has committed nothing undelivered: after a restart every line arrives."""
+    async with ForwardReceiver() as rx:
+        sink = {
+            "name": "central",
+            "driver": "fluentd",
+            "options": {
+                "fluentd-address": rx.address,
+                "fluentd-async": "true",
+                "fluentd-request-ack": "true",
+            },
+            "include": {"name": f"^{PREFIX}"},
+        }
+        cfg = write_config(tmp_path, [sink])
+        n = 300
+        await rx.stop()
+        agent = await asyncio.to_thread(start_agent, engine, tmp_path, cfg, "--logs.drain-timeout=2s")
+        cid = await asyncio.to_thread(run_logger, engine, logger_script(n) + "; sleep 60")
+
+        def retrying() -> bool:
+            return one(agent.scrape(), "dockwatch_log_sink_retries_total", sink="central") > 0
+
+        await asyncio.to_thread(wait_for, retrying, 20, 0.1, "retries while the receiver is down")
+        t0 = time.monotonic()
+        assert await asyncio.to_thread(agent.stop) == 0
+        assert time.monotonic() - t0 < 8, "SIGTERM took longer than the drain timeout allows"
+        assert rx.events == []
+        await rx.start()
+        agent2 = await asyncio.to_thread(start_agent, engine, tmp_path, cfg)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                got = [str(e.record.get("log")) for e in rx.events if e.record.get("container_id") == cid]
+                if len(numbered_counts(got)) >= n:
+                    break
+                assert time.monotonic() < deadline, f"{len(numbered_counts(got))} of {n} after the restart"
+                await asyncio.sleep(0.05)
+            assert_each_once(got, n)
+        finally:
+            assert await asyncio.to_thread(agent2.stop) == 0
