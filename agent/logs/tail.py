@@ -219,6 +219,7 @@ class FileTail(Tail):
         held_inodes = {f.inode for f in self.files}
         held_fps = {f.refresh_fp() for f in self.files} - {""}
         between: list[LogFile] = []
+        found_held = False
         if newest is not None:
             base = str(self.path)
             for j in range(1, MAX_WALK):
@@ -226,6 +227,7 @@ class FileTail(Tail):
                 try:
                     if plain.exists():
                         if os.stat(plain).st_ino in held_inodes:
+                            found_held = True
                             break
                         f = LogFile.open(plain)
                     elif gz.exists():
@@ -236,8 +238,19 @@ class FileTail(Tail):
                     break
                 if f.inode in held_inodes or (f.fp and f.fp in held_fps):
                     f.close()
+                    found_held = True
                     break
                 between.append(f)
+            if between and not found_held:
+                # Our newest file has left Docker's chain (max-file) and every file still there is
+                # newer: Docker may have rotated away whole files we never saw. How many lines that
+                # was is unknowable; say so.
+                log.warning(
+                    "container %s sink %s: Docker rotated past max-file faster than the agent followed; "
+                    "lines may be lost",
+                    self.cid[:12],
+                    self.runner.name,
+                )
         try:
             live = LogFile.open(self.path)
         except OSError:
