@@ -26,6 +26,7 @@ from agent.docker.models import (
     STACK_NAMESPACE,
     SWARM_SERVICE,
     Container,
+    EngineError,
 )
 from agent.inventory import Inventory, SidecarInventory
 from agent.logs.delivery import SinkRunner, TailOptions
@@ -60,7 +61,33 @@ def sidecar_container(cfg: Config) -> Container:
     )
 
 
-def build_log_pipeline(cfg: Config, client: DockerClient, inventory: Inventory) -> LogPipeline | None:
+def engine_hostname(cfg: Config) -> str:
+    """The Docker host's name, which Docker's drivers put in syslog HOST and `{{.Hostname}}`.
+
+    Inside a container socket.gethostname() is the container's id, so ask the engine (/info
+    Name) once at start; --node-name wins; this host's name is the fallback when the engine does
+    not answer yet (the inventory keeps retrying; sinks keep what they were given).
+    """
+    if cfg.node_name:
+        return cfg.node_name
+    if cfg.sidecar:
+        return socket.gethostname()
+
+    async def ask() -> str:
+        async with DockerClient(cfg.docker_host, timeout=min(cfg.docker_timeout, 3.0)) as client:
+            return str((await client.info()).get("Name") or "")
+
+    try:
+        name = asyncio.run(ask())
+    except EngineError as exc:
+        log.warning("engine not reachable at start (%s); log sinks use this host's name", exc)
+        name = ""
+    return name or socket.gethostname()
+
+
+def build_log_pipeline(
+    cfg: Config, client: DockerClient, inventory: Inventory, hostname: str | None = None
+) -> LogPipeline | None:
     """The sinks from --log-sink/--log-opt and `logs.sinks`; ConfigError names a bad option."""
     specs = list(cfg.logs_sinks)
     if cfg.log_sink:
@@ -74,7 +101,7 @@ def build_log_pipeline(cfg: Config, client: DockerClient, inventory: Inventory) 
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"log sinks: two sinks named {names[0]!r}; name the logs.sinks entries apart")
-    hostname = socket.gethostname()
+    hostname = hostname or socket.gethostname()
     runners = []
     for spec in specs:
         cls = SINKS.get(spec.driver)
@@ -118,7 +145,9 @@ class App:
         )
         self.scraper = Scraper(self.inventory, self.collector, interval=cfg.collect_interval)
         self.stopping = asyncio.Event()
-        self.logs = build_log_pipeline(cfg, self.client, self.inventory)
+        wants_logs = bool(cfg.log_sink or cfg.logs_sinks)
+        hostname = engine_hostname(cfg) if wants_logs else None
+        self.logs = build_log_pipeline(cfg, self.client, self.inventory, hostname)
         if self.logs is not None:
             self.scraper.registry.register(LogMetrics(self.logs))
 
