@@ -51,7 +51,10 @@ class ApiTail(Tail):
         self.client = client
         self.on_unreadable = on_unreadable
         self.preexisting = preexisting
-        self.joiner: Joiner[Position] = Joiner(join=opts.join_partial, flush_after=opts.flush_after)
+        # hold_last: through the API the last chunk of a split line may lack its newline.
+        self.joiner: Joiner[Position] = Joiner(
+            join=opts.join_partial, flush_after=opts.flush_after, hold_last=True
+        )
         self.read_pos: ApiPos | None = None
 
     async def run(self) -> None:
@@ -148,7 +151,9 @@ class ApiTail(Tail):
                         else:
                             cur_ts, cur_n = ts, 1
                         end = self.read_pos = ApiPos(cur_ts, cur_n)
-                        outs = self.joiner.feed(
+                        # A line's chunks share its first chunk's time: another time ends it.
+                        outs = self.joiner.close(stream, ts)
+                        outs += self.joiner.feed(
                             stream, ts, msg, complete, start, end, f"{self.cid}:{start.time_ns}:{start.n}"
                         )
                         for o in outs:

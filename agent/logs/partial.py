@@ -47,13 +47,29 @@ class _Pending(Generic[P]):
     ordinal: int = 0  # chunks already emitted (pass-through, or over max_bytes)
     chunks: int = 0
     last_seen: float = 0.0
+    end: P | None = None  # position after the newest chunk
+    held: bytes | None = None  # hold_last mode: the newest chunk, not yet known to be the last
 
 
 class Joiner(Generic[P]):
+    """Rejoins chunks per stream.
+
+    `hold_last` is for sources where the last chunk may come without its newline (the Engine API
+    over Docker's local/dual-logging cache, dockerd 20.10): in pass-through mode each chunk is
+    held until the next entry shows whether it was the last, and `close()` ends a line when an
+    entry with another timestamp arrives (every chunk of one line carries the first's time).
+    """
+
     def __init__(
-        self, *, join: bool = True, max_bytes: int = MAX_LINE, flush_after: float = FLUSH_AFTER
+        self,
+        *,
+        join: bool = True,
+        max_bytes: int = MAX_LINE,
+        flush_after: float = FLUSH_AFTER,
+        hold_last: bool = False,
     ) -> None:
         self.join = join
+        self.hold_last = hold_last
         self.max_bytes = max_bytes
         self.flush_after = flush_after
         self._pending: dict[str, _Pending[P]] = {}
@@ -81,7 +97,30 @@ class Joiner(Generic[P]):
             p = self._pending[stream] = _Pending(pid, time_ns, start)
         p.last_seen = time.monotonic()
         p.chunks += 1
+        p.end = end
         out: list[Out[P]] = []
+        if not self.join and self.hold_last:
+            if p.held is not None:  # a chunk came after it: it was not the last
+                p.ordinal += 1
+                out.append(
+                    Out(
+                        stream,
+                        p.time_ns,
+                        p.held,
+                        Partial(p.pid, p.ordinal, False),
+                        self._commit(stream, start),
+                    )
+                )
+                p.held = None
+            if complete:
+                p.ordinal += 1
+                del self._pending[stream]
+                out.append(
+                    Out(stream, p.time_ns, data, Partial(p.pid, p.ordinal, True), self._commit(stream, end))
+                )
+            else:
+                p.held = data
+            return out
         if not self.join:
             p.ordinal += 1
             if complete:
@@ -111,6 +150,23 @@ class Joiner(Generic[P]):
             out.append(Out(stream, p.time_ns, line, Partial(p.pid, p.ordinal, False), commit, chunks))
         return out
 
+    def close(self, stream: str, time_ns: int) -> list[Out[P]]:
+        """End a pending line on `stream` if the next entry carries another time: its newest chunk
+        was the last one, though no newline said so."""
+        p = self._pending.get(stream)
+        if p is None or p.time_ns == time_ns:
+            return []
+        del self._pending[stream]
+        assert p.end is not None
+        commit = self._commit(stream, p.end)
+        if not self.join:
+            if p.held is None:
+                return []
+            return [Out(stream, p.time_ns, p.held, Partial(p.pid, p.ordinal + 1, True), commit)]
+        line = b"".join(p.parts)
+        partial = Partial(p.pid, p.ordinal + 1, True) if p.ordinal else None
+        return [Out(stream, p.time_ns, line, partial, commit, p.chunks)]
+
     def flush(self, now: float | None = None, end: P | None = None, force: bool = False) -> list[Out[P]]:
         """Emit lines whose last chunk is overdue (or all, with force) as unterminated partials."""
         now = time.monotonic() if now is None else now
@@ -119,6 +175,9 @@ class Joiner(Generic[P]):
             if not force and now - p.last_seen < self.flush_after:
                 continue
             del self._pending[stream]
+            if p.held is not None:  # an unterminated last chunk stays Last=false, as in Docker
+                commit = self._commit(stream, end if end is not None else p.start)
+                out.append(Out(stream, p.time_ns, p.held, Partial(p.pid, p.ordinal + 1, False), commit))
             if p.parts:
                 commit = self._commit(stream, end if end is not None else p.start)
                 out.append(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from agent.logs.partial import Joiner
 
 K16 = b"k" * 16384
@@ -57,3 +59,42 @@ def test_flush_timeout() -> None:
     out = j.flush(now=time.monotonic() + 6, end=1)
     assert len(out) == 1 and out[0].line == b"no newline yet" and out[0].partial and not out[0].partial.last
     assert not j.pending
+
+
+def test_hold_last_marks_the_chunk_before_a_new_time_as_last() -> None:
+    """Through the Engine API the last chunk can lack its newline: the next entry's time decides."""
+    j: Joiner[int] = Joiner(join=False, hold_last=True)
+    out = []
+    for i, (t, data) in enumerate([(1, b"a" * 16384), (1, b"b" * 16384), (1, b"c" * 10)]):
+        out += j.close("stdout", t)
+        out += j.feed("stdout", t, data, False, i, i + 1, "s")
+    assert [(o.line[:1], o.partial.ordinal, o.partial.last) for o in out if o.partial] == [
+        (b"a", 1, False),
+        (b"b", 2, False),
+    ]
+    out = j.close("stdout", 2) + j.feed("stdout", 2, b"next", True, 3, 4, "s")
+    assert [(o.line, o.partial) for o in out][1] == (b"next", None)
+    last = out[0]
+    assert (
+        last.line == b"c" * 10
+        and last.partial is not None
+        and last.partial.last
+        and last.partial.ordinal == 3
+    )
+    assert last.time_ns == 1 and last.pos == 3
+
+
+def test_hold_last_join_mode_closes_the_line_on_a_new_time() -> None:
+    j: Joiner[int] = Joiner(join=True, hold_last=True)
+    assert j.feed("stdout", 1, b"x" * 16384, False, 0, 1, "s") == []
+    assert j.feed("stdout", 1, b"yz", False, 1, 2, "s") == []
+    out = j.close("stdout", 5)
+    assert [(len(o.line), o.partial, o.pos, o.time_ns) for o in out] == [(16386, None, 2, 1)]
+    assert j.close("stdout", 6) == []  # nothing pending any more
+
+
+def test_hold_last_unterminated_chunk_flushes_as_not_last() -> None:
+    j: Joiner[int] = Joiner(join=False, hold_last=True, flush_after=5.0)
+    assert j.feed("stderr", 1, b"tail", False, 0, 1, "s") == []
+    out = j.flush(now=time.monotonic() + 10)
+    assert [(o.line, o.partial.last) for o in out if o.partial] == [(b"tail", False)]

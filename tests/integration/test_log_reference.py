@@ -1,0 +1,110 @@
+"""The agent's fluentd records equal dockerd's own fluentd driver's, for the same container.
+
+One container logs with dockerd's `--log-driver fluentd` into receiver A. Docker's dual-logging
+cache keeps the same lines, which the agent reads through the Engine API and ships with its
+fluentd sink, with the same log-opts, into receiver B. Both receivers must hold the same
+records: tags, times (ns), and every key and value, except `partial_id`, which is random per
+split line by design (Docker makes a new one in each of its loggers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from agentproc import Agent
+from engine import BUSYBOX_IMAGE, Engine
+from peers.forward import Event, ForwardReceiver
+
+pytestmark = pytest.mark.docker
+
+# Lines that exercise the record: stderr, UTF-8, invalid UTF-8 bytes, a line dockerd splits at
+# 16 KiB into three chunks, and plain numbered lines.
+SCRIPT = (
+    "echo line-0; echo to-stderr >&2; printf 'utf8 \\303\\251 \\342\\202\\254\\n';"
+    " printf 'bad \\377\\376 bytes\\n'; head -c 40000 /dev/zero | tr '\\0' x; echo;"
+    " for i in 1 2 3 4 5; do echo line-$i; done; sleep 600"
+)
+OPTS = {
+    "tag": "docker.{{.Name}}.{{.ID}}",
+    "labels": "app",
+    "env": "TIER",
+    "fluentd-sub-second-precision": "true",
+}
+
+
+def comparable(e: Event) -> tuple[str, int, dict[str, object]]:
+    rec = {
+        k: (v.encode("utf-8", "surrogateescape") if isinstance(v, str) and k == "log" else v)
+        for k, v in e.record.items()
+    }
+    rec.pop("partial_id", None)
+    return e.tag, e.time_ns, rec
+
+
+def short(c: tuple[str, int, dict[str, object]]) -> tuple[str, int, dict[str, object]]:
+    """The same record with a long `log` summarised, so a failure message stays readable."""
+    tag, t, rec = c
+    log = rec.get("log")
+    if isinstance(log, bytes) and len(log) > 40:
+        rec = {**rec, "log": f"<{len(log)} bytes, starts {log[:12]!r}>"}
+    return tag, t, rec
+
+
+async def test_agent_records_equal_dockerds_fluentd_driver(engine: Engine, tmp_path: Path) -> None:
+    async with ForwardReceiver() as ref, ForwardReceiver() as ours:
+        agent = Agent(
+            engine,
+            f"--path.state={tmp_path / 'state'}",
+            "--log-sink=fluentd",
+            f"--log-opt=fluentd-address={ours.address}",
+            *(f"--log-opt={k}={v}" for k, v in OPTS.items()),
+            "--no-logs.join-partial",  # pass Docker's partial_* keys through, as its driver sends them
+            "--logs.start-at=end",  # other containers on the shared engine: only new ones
+        )
+        await asyncio.to_thread(agent.start)
+        try:
+            opts = [f"--log-opt={k}={v}" for k, v in OPTS.items()]
+            cid = await asyncio.to_thread(
+                engine.run,
+                "--log-driver=fluentd",
+                f"--log-opt=fluentd-address={ref.address}",
+                *opts,
+                "--label=app=shop",
+                "-e",
+                "TIER=web",
+                BUSYBOX_IMAGE,
+                "sh",
+                "-c",
+                SCRIPT,
+                name=f"dwref-{uuid.uuid4().hex[:8]}",
+            )
+            want = 12  # line-0..5, stderr, utf8, bad bytes, and the long line as 3 chunks
+
+            def mine(rx: ForwardReceiver) -> list[Event]:
+                return [e for e in rx.events if e.record.get("container_id") == cid]
+
+            deadline = time.monotonic() + 30
+            while True:
+                theirs, got = mine(ref), mine(ours)
+                if len(theirs) >= want and len(got) >= len(theirs):
+                    break
+                assert time.monotonic() < deadline, f"dockerd sent {len(theirs)}, the agent {len(got)}"
+                await asyncio.sleep(0.1)
+            # The two loggers see stdout and stderr in the same copier order per stream; compare as sets
+            # of records and per stream in order.
+            assert len(got) == len(theirs)
+            for stream in ("stdout", "stderr"):
+                a = [comparable(e) for e in theirs if e.record["source"] == stream]
+                b = [comparable(e) for e in got if e.record["source"] == stream]
+                assert [short(r) for r in b] == [short(r) for r in a], f"{stream} records differ"
+                assert b == a, f"{stream} records differ"
+            # partial_id: 64 hex, one per split line, in both.
+            for evs in (theirs, got):
+                ids = {e.record["partial_id"] for e in evs if "partial_id" in e.record}
+                assert len(ids) == 1 and all(len(str(i)) == 64 for i in ids)
+        finally:
+            assert await asyncio.to_thread(agent.stop) == 0, agent.logtext()
