@@ -30,6 +30,7 @@ from agent.docker.models import (
 )
 from agent.inventory import Inventory, SidecarInventory
 from agent.logs.delivery import SinkRunner, TailOptions
+from agent.logs.events import EventShipper
 from agent.logs.filters import SinkSpec, parse_log_opts
 from agent.logs.pipeline import LogPipeline
 from agent.netstats import NetCollector
@@ -95,7 +96,9 @@ def build_log_pipeline(
             opts = parse_log_opts(cfg.log_opt)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        specs.insert(0, SinkSpec(cfg.log_sink, cfg.log_sink, opts))
+        ev, ev_tag = cfg.log_events, cfg.log_events_tag
+        flag = SinkSpec(cfg.log_sink, cfg.log_sink, opts, events=ev, events_tag=ev_tag)
+        specs.insert(0, flag)
     if not specs:
         return None
     names = [s.name for s in specs]
@@ -103,6 +106,7 @@ def build_log_pipeline(
         raise ConfigError(f"log sinks: two sinks named {names[0]!r}; name the logs.sinks entries apart")
     hostname = hostname or socket.gethostname()
     runners = []
+    events = []
     for spec in specs:
         cls = SINKS.get(spec.driver)
         if cls is None:
@@ -113,11 +117,21 @@ def build_log_pipeline(
         except SinkConfigError as exc:
             raise ConfigError(f"log sink {spec.name!r}: {exc}") from None
         runners.append(SinkRunner(spec, sink))
+        if spec.events:
+            # A second instance whose tag is the events tag (a literal renders as itself): event
+            # records carry a synthetic container, and a container tag template would name that.
+            try:
+                ev_sink = cls({**spec.options, "tag": spec.events_tag}, name=spec.name, hostname=hostname)
+            except SinkConfigError as exc:
+                raise ConfigError(f"log sink {spec.name!r} events-tag: {exc}") from None
+            ev_runner = SinkRunner(spec, ev_sink)
+            ev_runner.stats = runners[-1].stats  # one set of counters per sink name
+            events.append(EventShipper(ev_runner))
     if cfg.sidecar:  # validated above all the same: a typo fails now, not when the mode changes
         log.warning("sidecar mode: no engine to read container logs from; log sinks are not started")
         return None
     tail_opts = TailOptions(join_partial=cfg.logs_join_partial, start_at_end=cfg.logs_start_at == "end")
-    pipeline = LogPipeline(runners, cfg.hostfs, Path(cfg.path_state), client, tail_opts)
+    pipeline = LogPipeline(runners, cfg.hostfs, Path(cfg.path_state), client, tail_opts, events)
     inventory.add_listener(pipeline.on_container)
     inventory.add_event_listener(pipeline.on_event)
     log.info("shipping container logs to %s", ", ".join(f"{s.name} ({s.driver})" for s in specs))

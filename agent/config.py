@@ -144,6 +144,20 @@ KEYS: tuple[Key, ...] = (
         "KEY=VALUE",
     ),
     Key(
+        "log-events",
+        "bool",
+        False,
+        "Also ship docker events through --log-sink, one JSON record each (not replayed after a restart).",
+        "",
+    ),
+    Key(
+        "log-events-tag",
+        "str",
+        "docker.events",
+        "Tag of the docker event records of --log-sink (logs.sinks: `events-tag`).",
+        "TAG",
+    ),
+    Key(
         "logs.sinks",
         "sinks",
         (),
@@ -205,6 +219,8 @@ class Config:
     log_level: str = "info"
     log_sink: str | None = None
     log_opt: tuple[str, ...] = ()
+    log_events: bool = False
+    log_events_tag: str = "docker.events"
     logs_sinks: tuple[SinkSpec, ...] = ()
     logs_start_at: str = "beginning"
     logs_join_partial: bool = True
@@ -377,6 +393,8 @@ def load(
         raise ConfigError(f"logs.start-at: {values['logs_start_at']!r} is invalid: expected beginning or end")
     if values.get("log_opt") and not values.get("log_sink"):
         raise ConfigError("--log-opt: given without --log-sink (the options are for that sink)")
+    if values.get("log_events") and not values.get("log_sink"):
+        raise ConfigError("--log-events: given without --log-sink (logs.sinks entries take `events: true`)")
     if not str(values["docker_host"]).startswith(("unix://", "tcp://", "http://")):
         raise ConfigError(
             f"docker.host: {values['docker_host']!r} is invalid: expected unix:///path, tcp://host:port or http://"

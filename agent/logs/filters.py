@@ -9,6 +9,8 @@ A sink spec comes from `--log-sink/--log-opt` or from the `logs.sinks` list in t
           options: {fluentd-address: "tcp://10.0.0.5:24224", tag: "docker.{{.Name}}"}
           include: {name: "^web"}  # every given field must match (re.search)
           exclude: {label: "^tier=debug$", image: "busybox"}   # any match excludes
+          events: true             # also ship docker events (agent/logs/events.py), one JSON line each
+          events-tag: docker.events   # the tag of those records (default)
 
 `label` matches "key=value" strings. A container with the label `dockwatch.logs=false` is shipped
 to no sink at all.
@@ -25,7 +27,8 @@ from agent.docker.models import LOGS_OPT_OUT, Container
 
 _FIELDS = ("name", "image", "label")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_SPEC_KEYS = ("name", "driver", "options", "include", "exclude")
+_SPEC_KEYS = ("name", "driver", "options", "include", "exclude", "events", "events-tag")
+EVENTS_TAG = "docker.events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ class SinkSpec:
     options: Mapping[str, str] = field(default_factory=dict)
     include: Match = Match()
     exclude: Match = Match()
+    events: bool = False  # docker events as records too; include/exclude do not apply to them
+    events_tag: str = EVENTS_TAG
 
     def wants(self, c: Container) -> bool:
         if opted_out(c):
@@ -122,7 +127,13 @@ def parse_sinks(raw: Any, where: str = "logs.sinks") -> tuple[SinkSpec, ...]:
             options[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
         include = _match(f"{w}.include", item.get("include"))
         exclude = _match(f"{w}.exclude", item.get("exclude"))
-        out.append(SinkSpec(name, driver, options, include, exclude))
+        events = item.get("events", False)
+        if not isinstance(events, bool):
+            raise ValueError(f"{w}.events: expected true or false")
+        events_tag = item.get("events-tag", EVENTS_TAG)
+        if not isinstance(events_tag, str) or not events_tag:
+            raise ValueError(f"{w}.events-tag: expected a non-empty string")
+        out.append(SinkSpec(name, driver, options, include, exclude, events, events_tag))
     names = [s.name for s in out]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:

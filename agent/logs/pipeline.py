@@ -2,7 +2,8 @@
 
     Inventory ──added/updated/removed──► LogPipeline ──► FileTail | ApiTail  (per container x sink)
                                               │                 └─► SinkRunner (per sink) ─► Sink
-                                              └─► unreadable containers (metric + one log line each)
+                                              ├─► unreadable containers (metric + one log line each)
+                                              └─► EventShipper (per sink with `events`): docker events
 
 Source per container: `json-file` → Docker's files; a TTY or the `none` driver → unreadable;
 anything else → the Engine API (local, journald, or a driver with the dual-logging cache; if the
@@ -25,12 +26,14 @@ from agent.hostfs import HostFS
 from agent.logs.api import ApiTail
 from agent.logs.checkpoint import CheckpointStore
 from agent.logs.delivery import SinkRunner, Tail, TailOptions
+from agent.logs.events import EventShipper
 from agent.logs.filters import opted_out
 from agent.logs.tail import FileTail
 
 log = logging.getLogger(__name__)
 
 FILE_DRIVERS = ("json-file",)
+PERMISSION = "permission"
 
 
 class LogPipeline:
@@ -41,8 +44,10 @@ class LogPipeline:
         state_dir: Path,
         client: DockerClient | None,
         opts: TailOptions,
+        events: Sequence[EventShipper] = (),
     ) -> None:
         self.runners = list(runners)
+        self.events = list(events)
         self.hostfs = hostfs
         self.store = CheckpointStore(state_dir)
         self.client = client
@@ -67,9 +72,14 @@ class LogPipeline:
         self._start(c)
 
     def on_event(self, ev: Event) -> None:
-        """A container that exited before the inventory saw it running (a fast `docker run`) still
-        wrote logs: on its `die`, read them from the start if no tail has."""
-        if self._stopping or ev.type != "container" or ev.action != "die" or self.client is None:
+        """Every event goes to the sinks that ship events. And a container that exited before the
+        inventory saw it running (a fast `docker run`) still wrote logs: on its `die`, read them from
+        the start if no tail has."""
+        if self._stopping:
+            return
+        for shipper in self.events:
+            shipper.offer(ev)
+        if ev.type != "container" or ev.action != "die" or self.client is None:
             return
         if any(cid == ev.actor_id for cid, _ in self.tails):
             return
@@ -134,7 +144,8 @@ class LogPipeline:
                 )
             self.unreadable[c.id] = reason
             return
-        self.unreadable.pop(c.id, None)
+        if self.unreadable.get(c.id) != PERMISSION:  # only the tail that reads again clears that
+            self.unreadable.pop(c.id, None)
         for r in self.runners:
             key = (c.id, r.name)
             tail = self.tails.get(key)
@@ -161,7 +172,7 @@ class LogPipeline:
         pre = self._first_listing
         if c.log_driver in FILE_DRIVERS:
             path = self.hostfs.container_dir(c.id) / f"{c.id}-json.log"
-            return FileTail(c, r, self.store, self.opts, path, preexisting=pre)
+            return FileTail(c, r, self.store, self.opts, path, preexisting=pre, on_denied=self._mark_denied)
         assert self.client is not None
         return ApiTail(c, r, self.store, self.opts, self.client, self._mark_unreadable, preexisting=pre)
 
@@ -172,6 +183,24 @@ class LogPipeline:
                 "container %s (%s): the engine cannot read its logs (%s); skipped", c.name, c.short_id, why
             )
         self.unreadable[c.id] = reason
+
+    def _mark_denied(self, c: Container, exc: OSError | None) -> None:
+        """A FileTail cannot open Docker's file (`exc`), or can again (None). As non-root the agent
+        meets 0640 files in 0710 directories; the tail keeps trying, so a fixed permission heals."""
+        if exc is None:
+            if self.unreadable.get(c.id) == PERMISSION:
+                del self.unreadable[c.id]
+                log.info("container %s (%s): its log file is readable again", c.name, c.short_id)
+            return
+        if self._stopping or c.id in self.unreadable:
+            return
+        log.warning(
+            "container %s (%s): cannot read its log file (%s); retrying (does the agent run as root?)",
+            c.name,
+            c.short_id,
+            exc,
+        )
+        self.unreadable[c.id] = PERMISSION
 
     async def _run_tail(self, key: tuple[str, str], tail: Tail) -> None:
         delay = 1.0
@@ -196,6 +225,8 @@ class LogPipeline:
                 del self.tails[key]
                 self.tasks.pop(key, None)
             if tail.finishing and not self._stopping:
+                if self.unreadable.get(tail.cid) == PERMISSION:  # gone: no longer a gap to report
+                    del self.unreadable[tail.cid]
                 await self._forget_if_destroyed(tail)
 
     async def _forget_if_destroyed(self, tail: Tail) -> None:
@@ -226,5 +257,7 @@ class LogPipeline:
             for task in late:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        for shipper in self.events:
+            await shipper.stop(timeout)
         for r in self.runners:
             await r.close()

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -146,9 +147,12 @@ class FileTail(Tail):
         opts: TailOptions,
         path: Path,
         preexisting: bool = False,
+        on_denied: Callable[[Container, OSError | None], None] | None = None,
     ) -> None:
         super().__init__(container, runner, store, opts)
         self.path = path
+        self.on_denied = on_denied
+        self._denied = False
         self.preexisting = preexisting
         self.files: list[LogFile] = []
         # Positions inside the tail are (file, offset, time_ns) tuples: cheap per line; a FilePos
@@ -206,14 +210,26 @@ class FileTail(Tail):
             out.append(f)
         return out
 
+    def _report_denied(self, exc: PermissionError | None) -> None:
+        """Tell the pipeline when the file becomes unreadable or readable again (transitions only)."""
+        if (exc is not None) == self._denied:
+            return
+        self._denied = exc is not None
+        if self.on_denied is not None:
+            self.on_denied(self.container, exc)
+
     def poll_rotation(self) -> None:
         """Blocking but cheap (one stat): queue a new live file and anything rotated in between."""
         try:
             st = os.stat(self.path)
+        except PermissionError as exc:
+            self._report_denied(exc)
+            return
         except OSError:
             return
         newest = self.files[-1] if self.files else None
         if newest is not None and st.st_ino == newest.inode:
+            self._report_denied(None)
             self._update_backlog()
             return
         held_inodes = {f.inode for f in self.files}
@@ -253,10 +269,13 @@ class FileTail(Tail):
                 )
         try:
             live = LogFile.open(self.path)
-        except OSError:
+        except OSError as exc:
             for f in between:
                 f.close()
+            if isinstance(exc, PermissionError):
+                self._report_denied(exc)
             return
+        self._report_denied(None)
         if newest is not None and live.inode == newest.inode:
             live.close()
             for f in between:

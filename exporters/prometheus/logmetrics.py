@@ -16,6 +16,7 @@ from agent.logs.pipeline import LogPipeline
 from exporters.prometheus import names as n
 
 DROP_REASONS = ("corrupt", "rejected", "rotated")
+EVENTS_DROP = "events_overflow"  # only on sinks that ship docker events
 
 
 def _counter(m: n.Metric, labels: list[str]) -> CounterMetricFamily:
@@ -47,7 +48,10 @@ class LogMetrics(Collector):
             sent_bytes.add_metric([r.name], st.bytes)
             retries.add_metric([r.name], st.retries)
             drops = dict(st.dropped)
-            for reason in sorted(set(DROP_REASONS) | set(drops)):
+            reasons = set(DROP_REASONS) | set(drops)
+            if r.spec.events:
+                reasons.add(EVENTS_DROP)
+            for reason in sorted(reasons):
                 dropped.add_metric([r.name, reason], drops.get(reason, 0))
             backlog.add_metric([r.name], p.backlog(r.name))
             lag.add_metric([r.name], st.lag)

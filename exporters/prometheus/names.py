@@ -360,7 +360,8 @@ LOG_SINK_RECORDS_DROPPED = Metric(
     "dockwatch_log_sink_records_dropped_total",
     Kind.COUNTER,
     "Log records never delivered: corrupt (unparsable json-file line), rejected (sink said FAIL), "
-    "rotated (Docker rotated the file away before it was read).",
+    "rotated (Docker rotated the file away before it was read), events_overflow (docker events "
+    "dropped: queue full while the sink was down, or unsent at exit).",
     ("sink", "reason"),
     "agent",
 )
@@ -396,7 +397,8 @@ LOG_CONTAINERS_UNREADABLE = Metric(
     "dockwatch_log_containers_unreadable",
     Kind.GAUGE,
     "Running containers whose logs cannot be read, by reason (driver_none, driver_<name> without "
-    "the dual-logging cache, tty on a non-json-file driver).",
+    "the dual-logging cache, tty on a non-json-file driver, permission: the agent may not open "
+    "Docker's json-file log, e.g. when not root).",
     ("reason",),
     "agent",
 )

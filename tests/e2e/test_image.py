@@ -262,3 +262,12 @@ def test_log_shipping_needs_root(engine: Engine, agent_image: str, tmp_path: Pat
     wait_for(lambda: following("nonroot") >= 1, timeout=30, what="the non-root agent's log pipeline")
     assert following("root") >= 1
     assert not (tmp_path / "nonroot" / "out" / logger).exists()
+
+    # ... and says so: the refusal is counted (and warned about once), not silent. The count is
+    # every container the non-root agent cannot open, so at least the logger.
+    def permission_denied(who: str) -> float:
+        m = parse(http_get(urls[who] + "/metrics"))
+        return sum(v for _, v in series(m, "dockwatch_log_containers_unreadable", reason="permission"))
+
+    wait_for(lambda: permission_denied("nonroot") >= 1, timeout=30, what="unreadable{reason=permission}")
+    assert permission_denied("root") == 0
