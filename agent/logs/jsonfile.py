@@ -94,6 +94,22 @@ def parse_time(value: str) -> int:
     return (secs - offset) * 1_000_000_000 + frac_ns
 
 
+# Go's encoder writes each invalid UTF-8 byte as the escape \ufffd and a real U+FFFD raw, so the
+# escape in Docker's file means "an invalid byte was here". We turn it back into an invalid byte
+# (0xFF, via the lone surrogate \udcff and surrogateescape): every sink then treats it as the
+# binary data it was, and json-file writes \ufffd again, byte for byte as dockerd did. An even
+# run of backslashes before it is escaped backslashes, not an escape.
+_FFFD_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\ufffd")
+
+
+def _utf8(log: str) -> bytes:
+    try:
+        return log.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        # A lone surrogate escape (\ud800) is valid JSON but not UTF-8; keep the line.
+        return log.encode("utf-8", "surrogatepass")
+
+
 def parse_line(raw: bytes) -> Entry:
     """One json-file line (without its newline) → Entry; CorruptLine if it is not one."""
     return Entry(*parse_fields(raw))
@@ -101,6 +117,8 @@ def parse_line(raw: bytes) -> Entry:
 
 def parse_fields(raw: bytes) -> tuple[str, int, bytes, bool]:
     """parse_line as a tuple (stream, time_ns, data, complete): the hot path, no object per line."""
+    if b"\\ufffd" in raw:  # rare: only lines that had invalid bytes
+        raw = _FFFD_ESCAPE.sub(rb"\1\\udcff", raw)
     try:
         text = raw.decode()
     except UnicodeDecodeError:
@@ -120,7 +138,7 @@ def parse_fields(raw: bytes) -> tuple[str, int, bytes, bool]:
                 ns = secs * 1_000_000_000 + (int(frac) * _SCALE[len(frac)] if frac else 0)
             else:
                 ns = parse_time(text[m.start(2) : m.end(3) if frac else m.end(2)] + "Z")
-            data = log.encode("utf-8", "surrogatepass")
+            data = _utf8(log)
             if data.endswith(b"\n"):
                 return stream, ns, data[:-1], True
             return stream, ns, data, False
@@ -135,8 +153,7 @@ def parse_fields(raw: bytes) -> tuple[str, int, bytes, bool]:
     ts = obj.get("time")
     if not isinstance(log, str) or not isinstance(stream, str) or not isinstance(ts, str):
         raise CorruptLine("log/stream/time of the wrong type")
-    # surrogatepass: a lone surrogate escape (\ud800) is valid JSON but not UTF-8; keep the line.
-    data = log.encode("utf-8", "surrogatepass")
+    data = _utf8(log)
     complete = data.endswith(b"\n")
     if complete:
         data = data[:-1]

@@ -108,3 +108,60 @@ async def test_agent_records_equal_dockerds_fluentd_driver(engine: Engine, tmp_p
                 assert len(ids) == 1 and all(len(str(i)) == 64 for i in ids)
         finally:
             assert await asyncio.to_thread(agent.stop) == 0, agent.logtext()
+
+
+JSON_SCRIPT = (
+    "echo 'plain <b>&amp;</b> \"quoted\" back\\slash'; printf 'tab\\there\\n'; echo to-stderr >&2;"
+    " printf 'ctl \\001\\033 utf8 \\303\\251 \\342\\200\\250 bad \\377\\n';"
+    " head -c 40000 /dev/zero | tr '\\0' y; echo;"
+    " echo last; sleep 600"
+)
+
+
+def test_agent_json_file_sink_equals_dockerds_file_byte_for_byte(engine: Engine, tmp_path: Path) -> None:
+    """Docker's json-file log of a container, and the agent's json-file sink fed from it with the
+    same attrs options, are the same bytes (the 40000-byte line as Docker's three chunks)."""
+    opts = {"labels": "app", "env": "TIER", "tag": "{{.Name}}/{{.ID}}"}
+    out = tmp_path / "out"
+    agent = Agent(
+        engine,
+        f"--path.state={tmp_path / 'state'}",
+        "--log-sink=json-file",
+        f"--log-opt=path={out}",
+        *(f"--log-opt={k}={v}" for k, v in opts.items()),
+        "--no-logs.join-partial",  # keep Docker's chunks as chunks, as its file has them
+        "--logs.start-at=end",
+    ).start()
+    try:
+        cid = engine.run(
+            *(f"--log-opt={k}={v}" for k, v in opts.items()),
+            "--label=app=shop",
+            "-e",
+            "TIER=web",
+            BUSYBOX_IMAGE,
+            "sh",
+            "-c",
+            JSON_SCRIPT,
+            name=f"dwjson-{uuid.uuid4().hex[:8]}",
+        )
+        theirs = engine.root / "data" / "containers" / cid / f"{cid}-json.log"
+        ours = out / cid / f"{cid}-json.log"
+
+        def same_size() -> bool:
+            a = theirs.read_bytes()
+            return a.count(b"\n") == 8 and ours.exists() and ours.read_bytes().count(b"\n") >= 8
+
+        deadline = time.monotonic() + 30
+        while not same_size():
+            a, b = theirs.read_bytes(), (ours.read_bytes() if ours.exists() else b"")
+            na, nb = a.count(b"\n"), b.count(b"\n")
+            assert time.monotonic() < deadline, (
+                f"sink behind: dockerd {na} lines {len(a)} B, ours {nb} lines {len(b)} B"
+            )
+            time.sleep(0.1)
+        a, b = theirs.read_bytes(), ours.read_bytes()
+        for la, lb in zip(a.splitlines(), b.splitlines(), strict=True):
+            assert lb[:300] == la[:300] and lb[-300:] == la[-300:]  # readable on failure
+        assert b == a
+    finally:
+        assert agent.stop() == 0, agent.logtext()

@@ -37,7 +37,8 @@ def test_parse_captured_lines() -> None:
         ("stdout", b"hello", True),
         ("stdout", b'tab\there "quoted" <html> & back\\slash', True),
         ("stdout", "utf8 é€ ok".encode(), True),
-        ("stdout", "bad \ufffd\ufffd utf8".encode(), True),  # dockerd replaced the invalid bytes
+        # dockerd wrote each invalid byte as the escape \ufffd; it comes back as an invalid byte
+        ("stdout", b"bad \xff\xff utf8", True),
         ("stdout", b"ctl \x01\x02\x1b[31m red", True),
         ("stdout", b"crlf line\r", True),  # the copier strips only the \n
         ("stdout", b"", True),

@@ -56,7 +56,7 @@ class ListSink:
         pass
 
     def lines(self) -> list[str]:
-        return [r.line.decode() for r in self.records]
+        return [r.line.decode("utf-8", "replace") for r in self.records]
 
 
 class DockerWriter:
