@@ -3,7 +3,6 @@ logs the agent may not open (counted as unreadable{reason="permission"}, retried
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -173,8 +172,11 @@ async def test_unreadable_log_file_is_counted_warned_once_and_retried(
     denied = {True}
     real_open = tail_mod.LogFile.open.__func__
 
+    refusals = [0]
+
     def fake_open(cls, path):
         if denied and str(path).endswith(f"{cid}-json.log"):
+            refusals[0] += 1
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(cls, path)
 
@@ -197,8 +199,8 @@ async def test_unreadable_log_file_is_counted_warned_once_and_retried(
         p.on_container("added", ctr(cid, "app"))
         await until(lambda: p.unreadable.get(cid) == "permission")
         assert unreadable() == {("permission",): 1}  # one container, though two sinks tail it
-        for _ in range(10):  # many polls, and an inventory update, keep it counted, warned once
-            await asyncio.sleep(0.02)
+        seen = refusals[0]  # many more refused polls, and an inventory update: counted, warned once
+        await until(lambda: refusals[0] >= seen + 10)
         p.on_container("updated", ctr(cid, "app"))
         assert p.unreadable.get(cid) == "permission"
     warnings = [r for r in caplog.records if "cannot read its log file" in r.getMessage()]
