@@ -110,6 +110,30 @@ def parse_int(value: str) -> int:
         raise ValueError("expected an integer") from None
 
 
+def parse_regex(value: str) -> re.Pattern[str] | None:
+    if not value:
+        return None
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+
+
+def parse_names(value: str) -> tuple[str, ...]:
+    """Docker splits `labels`/`env` on "," and looks each name up as is (no trimming)."""
+    return tuple(value.split(",")) if value else ()
+
+
+def extra_attribute_options(where: str) -> tuple[Option, ...]:
+    """Docker's `labels`, `labels-regex`, `env`, `env-regex`; `where` says where they end up."""
+    return (
+        Option("labels", f"container labels to add {where}", "", parse_names),
+        Option("labels-regex", f"labels matching this regex are added {where}", "", parse_regex),
+        Option("env", f"container env vars to add {where}", "", parse_names),
+        Option("env-regex", f"env vars matching this regex are added {where}", "", parse_regex),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ExtraAttributes:
     """Docker's extra-attribute options (`labels`, `labels-regex`, `env`, `env-regex`), shared by
@@ -119,6 +143,11 @@ class ExtraAttributes:
     labels_regex: re.Pattern[str] | None = None
     env: tuple[str, ...] = ()
     env_regex: re.Pattern[str] | None = None
+
+    @classmethod
+    def from_options(cls, o: Mapping[str, Any]) -> ExtraAttributes:
+        """From options parsed with extra_attribute_options()."""
+        return cls(o["labels"], o["labels-regex"], o["env"], o["env-regex"])
 
     def attributes(self, container: Container) -> dict[str, str]:
         """logger.Info.ExtraAttributes: labels first, then env, so env wins on the same key."""

@@ -76,6 +76,7 @@ from exporters.sinks.base import (
     Outcome,
     Sink,
     SinkConfigError,
+    extra_attribute_options,
     parse_bool,
     parse_duration,
     parse_size,
@@ -172,20 +173,6 @@ def parse_compress(value: str) -> str:
     if value not in ("", "gzip"):
         raise ValueError("expected gzip (or empty for none)")
     return value
-
-
-def parse_regex(value: str) -> re.Pattern[str] | None:
-    if not value:
-        return None
-    try:
-        return re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
-
-
-def parse_names(value: str) -> tuple[str, ...]:
-    """Docker splits `labels`/`env` on "," and looks each name up as is (no trimming)."""
-    return tuple(value.split(",")) if value else ()
 
 
 # --- pure format step ----------------------------------------------------------------------------------
@@ -427,10 +414,7 @@ class FluentdSink(Sink):
         Option("fluentd-write-timeout", "bound on connect + write (0: none)", "0", parse_timeout),
         Option("fluentd-read-timeout", "bound on acks and handshake (0: 190s for acks)", "0", parse_timeout),
         Option("tag", "Docker tag template", "{{.ID}}", Tag),
-        Option("labels", "container labels to add as record keys", "", parse_names),
-        Option("labels-regex", "labels matching this regex are added", "", parse_regex),
-        Option("env", "container env vars to add as record keys", "", parse_names),
-        Option("env-regex", "env vars matching this regex are added", "", parse_regex),
+        *extra_attribute_options("as record keys"),
         Option("fluentd-mode", "Message | Forward | PackedForward", "PackedForward", parse_mode),
         Option("fluentd-compress", "gzip: CompressedPackedForward", "", parse_compress),
         Option("fluentd-max-message-size", "split messages above this size", "4m", parse_size),
@@ -461,7 +445,7 @@ class FluentdSink(Sink):
         self.password: str = o["fluentd-password"] or ""
         self.encoder = ForwardEncoder(
             tag=o["tag"],
-            extras=ExtraAttributes(o["labels"], o["labels-regex"], o["env"], o["env-regex"]),
+            extras=ExtraAttributes.from_options(o),
             mode=o["fluentd-mode"],
             compress=o["fluentd-compress"],
             sub_second=o["fluentd-sub-second-precision"],

@@ -64,6 +64,7 @@ from exporters.sinks.base import (
     Outcome,
     Sink,
     SinkConfigError,
+    extra_attribute_options,
     parse_bool,
     parse_size,
 )
@@ -231,20 +232,6 @@ def parse_max_file(value: str) -> int:
     return n
 
 
-def parse_regex(value: str) -> re.Pattern[str] | None:
-    if not value:
-        return None
-    try:
-        return re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
-
-
-def parse_names(value: str) -> tuple[str, ...]:
-    """Docker splits `labels`/`env` on "," and looks each name up as is."""
-    return tuple(value.split(",")) if value else ()
-
-
 def parse_tag(value: str) -> Tag | None:
     return Tag(value) if value else None
 
@@ -381,10 +368,7 @@ class JsonFileSink(Sink):
         ),
         Option("max-file", "number of files kept, the live one included", "1", parse_max_file),
         Option("compress", "gzip rotated files (needs max-file >= 2 and max-size)", "false", parse_bool),
-        Option("labels", "container labels to copy into attrs", "", parse_names),
-        Option("labels-regex", "labels matching this regex are copied into attrs", "", parse_regex),
-        Option("env", "container env vars to copy into attrs", "", parse_names),
-        Option("env-regex", "env vars matching this regex are copied into attrs", "", parse_regex),
+        *extra_attribute_options("to attrs"),
         Option("tag", "Docker tag template stored as attrs.tag (no default)", "", parse_tag),
         Option("path", "directory of the <id>/<id>-json.log files (dockwatch)", DEFAULT_PATH),
     )

@@ -8,7 +8,7 @@ import pytest
 
 from agent.docker.models import Container
 from agent.logs.record import LogRecord, Partial
-from exporters.sinks.base import SinkConfigError
+from exporters.sinks.base import SinkConfigError, parse_names
 from exporters.sinks.json_file import (
     Attrs,
     JsonFileEncoder,
@@ -17,7 +17,6 @@ from exporters.sinks.json_file import (
     escape_log,
     format_line,
     marshal_attrs,
-    parse_names,
     rfc3339nano,
 )
 from exporters.sinks.tag import Tag
