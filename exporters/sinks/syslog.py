@@ -302,10 +302,13 @@ class _Datagram:
                 if not isinstance(exc, ConnectionRefusedError):
                     self.resume = i
                 raise
-            # On loopback the ICMP port-unreachable is already here: this very datagram was refused.
+        # A refusal of any earlier datagram surfaced on the next send() above; only the last one's
+        # is still pending (on loopback the ICMP port-unreachable is already here). One syscall
+        # per batch, not per datagram: it was a third of the UDP path's CPU.
+        if len(msgs) > start:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
-                self.resume = i
+                self.resume = len(msgs) - 1
                 raise OSError(err, os.strerror(err))
         self.resume = len(msgs)
 
