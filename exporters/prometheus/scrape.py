@@ -142,6 +142,8 @@ class Scraper:
         body = self.renderer.render(
             snap.node, snap.node_id, res, dict(inv.container_events), known, snap.containers.values()
         )
-        self.renderer.forget_except(known)
+        # Keep the identity strings of every running container, not only those with events:
+        # containers already running at agent start have none and were re-rendered every scrape.
+        self.renderer.forget_except([*snap.containers, *known])
         st.duration = time.perf_counter() - t0
         return body.encode() + generate_latest(self.registry)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.docker.models import Container
-from agent.netstats import CollectResult, Membership, NetnsSample
+from agent.hostfs import HostFS
+from agent.inventory import Inventory, Snapshot
+from agent.netstats import CollectResult, Membership, NetCollector, NetnsSample
 from agent.procnet import DevCounters
 from exporters.prometheus import names as n
 from exporters.prometheus.render import Renderer, escape
+from exporters.prometheus.scrape import Scraper
 
 
 def container(cid: str, name: str, mode: str = "bridge", **labels: str) -> Container:
@@ -116,3 +121,14 @@ def test_identity_cache_follows_container_changes() -> None:
     assert 'name="old"' in r.identity(a, "n")
     renamed = Container(**{**{f: getattr(a, f) for f in a.__slots__}, "name": "new"})
     assert 'name="new"' in r.identity(renamed, "n")
+
+
+def test_identity_cache_keeps_running_containers_without_events() -> None:
+    """Scraper.forget_except keeps running containers: their identity is rendered once, not per scrape."""
+    c = container("a", "web")
+    inv = Inventory(None)
+    inv._snap = Snapshot(containers={c.id: c}, node="n")  # listed at start: no events for it
+    scraper = Scraper(inv, NetCollector(HostFS(procfs=Path("/nonexistent"))))
+    scraper.renderer.identity(c, "n")
+    scraper._scrape_blocking()
+    assert c.id in scraper.renderer._ident
