@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import gzip
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -43,11 +43,11 @@ class SelfMetrics(Collector):
     """The agent's own metrics, read from live state at collect time (client_python custom collector)."""
 
     def __init__(
-        self, inventory: Inventory, status: dict[str, CollectorStatus], namespaces: list[int]
+        self, inventory: Inventory, status: dict[str, CollectorStatus], namespaces: Callable[[], int]
     ) -> None:
         self.inventory = inventory
         self.status = status
-        self.namespaces = namespaces
+        self.namespaces = namespaces  # namespaces read by the last collection
 
     def collect(self) -> Iterator[Metric]:
         inv = self.inventory
@@ -62,7 +62,7 @@ class SelfMetrics(Collector):
         yield GaugeMetricFamily(
             n.CONTAINERS_TRACKED.name, n.CONTAINERS_TRACKED.help, value=len(snap.containers)
         )
-        yield GaugeMetricFamily(n.NETNS_TRACKED.name, n.NETNS_TRACKED.help, value=self.namespaces[0])
+        yield GaugeMetricFamily(n.NETNS_TRACKED.name, n.NETNS_TRACKED.help, value=self.namespaces())
         yield GaugeMetricFamily(n.ENGINE_CONNECTED.name, n.ENGINE_CONNECTED.help, value=int(inv.connected))
         yield CounterMetricFamily(
             n.ENGINE_RECONNECTS.name.removesuffix("_total"), n.ENGINE_RECONNECTS.help, value=inv.reconnects
@@ -92,11 +92,13 @@ class Scraper:
         self.collector = collector
         self.renderer = Renderer()
         self.status: dict[str, CollectorStatus] = {"netns": CollectorStatus()}
-        self._namespaces = [0]
         self.registry = registry or CollectorRegistry(auto_describe=False)
         self.registry.register(SelfMetrics(inventory, self.status, self._namespaces))
         self._inflight: asyncio.Future[bytes] | None = None
         self.last_result: CollectResult | None = None
+
+    def _namespaces(self) -> int:
+        return len(self.last_result.samples) if self.last_result is not None else 0
 
     async def scrape(self, gzip_ok: bool = False) -> bytes:
         """The exposition body (gzip-compressed when gzip_ok)."""
@@ -137,7 +139,6 @@ class Scraper:
         st = self.status["netns"]
         # A namespace that vanished mid-scrape is not a failure; an unreadable one is.
         st.success = 0.0 if res.errors else 1.0
-        self._namespaces[0] = len(res.samples)
         known = {cid: c for cid in inv.container_events if (c := inv.known(cid)) is not None}
         body = self.renderer.render(
             snap.node, snap.node_id, res, dict(inv.container_events), known, snap.containers.values()

@@ -257,11 +257,20 @@ def test_container_appears_within_one_second_and_leaves_on_removal(engine: Engin
 
 
 def test_self_metrics(engine: Engine, agent: Agent) -> None:
-    m = agent.scrape()
+    name = f"dwt-self-{uid()}"
+    engine.run(BUSYBOX_IMAGE, "sleep", "600", name=name)  # at least one event since the agent started
+    # In interval mode the body is from the last collection: wait for one that has the container.
+    m = scrape_until(
+        agent, lambda m: bool(select(m.get(RX, []), name=name)), 5, "a scrape with the container"
+    )
     assert one(m, "dockwatch_scrape_collector_success", collector="netns") == 1
     assert one(m, "dockwatch_engine_connected") == 1
     running = len(engine.docker("ps", "-q").split())
     assert one(m, "dockwatch_containers_tracked") == running
+    # One namespace, one CurrEstab series: the gauge counts exactly what the scrape exported.
+    assert one(m, "dockwatch_network_namespaces_tracked") == len(
+        m["container_network_tcp_connections_established"]
+    )
     ev = {(lbl["type"], lbl["action"]): v for lbl, v in m["dockwatch_docker_events_total"]}
     assert ev.get(("container", "start"), 0) >= 1
     assert agent.get("/healthz")[0] == 200 and agent.get("/readyz")[0] == 200

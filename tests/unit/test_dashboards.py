@@ -456,7 +456,7 @@ def _exposition() -> list[tuple[str, dict[str, str], float, bool]]:
     inv = SidecarInventory(web, "n1")
     inv.events_total = {("container", a): v for a, v in actions.items()}
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SelfMetrics(inv, {"netns": CollectorStatus()}, [3]))
+    registry.register(SelfMetrics(inv, {"netns": CollectorStatus()}, lambda: 3))
     text += generate_latest(registry).decode()
     out = []
     for fam in text_string_to_metric_families(text):
