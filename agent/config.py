@@ -12,7 +12,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -193,38 +193,36 @@ _LEVELS = ("debug", "info", "warning", "error")
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    web_listen_address: tuple[str, int] = ("0.0.0.0", 9105)
-    docker_host: str = hostfs.DEFAULT_DOCKER_HOST
-    docker_timeout: float = 10.0
-    path_procfs: str = hostfs.DEFAULT_PROCFS
-    path_docker_root: str = hostfs.DEFAULT_DOCKER_ROOT
-    path_state: str = "/var/lib/dockwatch"
-    node_name: str | None = None
-    collect_loopback: bool = False
-    collect_host_netns: bool = True
-    collect_interval: float = 0.0
-    collect_tcp_states: bool = False
-    collect_tcp_states_interval: float = 30.0
-    collect_interfaces_ignore: re.Pattern[str] = field(
-        default_factory=lambda: re.compile(KEYS_BY_NAME["collect.interfaces-ignore"].default)
-    )
-    collect_host_interfaces_ignore: re.Pattern[str] = field(
-        default_factory=lambda: re.compile(KEYS_BY_NAME["collect.host-interfaces-ignore"].default)
-    )
-    sidecar: bool = False
-    sidecar_name: str | None = None
-    sidecar_service: str = ""
-    sidecar_project: str = ""
-    sidecar_image: str = ""
-    log_level: str = "info"
-    log_sink: str | None = None
-    log_opt: tuple[str, ...] = ()
-    log_events: bool = False
-    log_events_tag: str = "docker.events"
-    logs_sinks: tuple[SinkSpec, ...] = ()
-    logs_start_at: str = "beginning"
-    logs_join_partial: bool = True
-    logs_drain_timeout: float = 10.0
+    """Every key of KEYS, parsed; built only by load(), which supplies the defaults from KEYS."""
+
+    web_listen_address: tuple[str, int]
+    docker_host: str
+    docker_timeout: float
+    path_procfs: str
+    path_docker_root: str
+    path_state: str
+    node_name: str | None
+    collect_loopback: bool
+    collect_host_netns: bool
+    collect_interval: float
+    collect_tcp_states: bool
+    collect_tcp_states_interval: float
+    collect_interfaces_ignore: re.Pattern[str]
+    collect_host_interfaces_ignore: re.Pattern[str]
+    sidecar: bool
+    sidecar_name: str | None
+    sidecar_service: str
+    sidecar_project: str
+    sidecar_image: str
+    log_level: str
+    log_sink: str | None
+    log_opt: tuple[str, ...]
+    log_events: bool
+    log_events_tag: str
+    logs_sinks: tuple[SinkSpec, ...]
+    logs_start_at: str
+    logs_join_partial: bool
+    logs_drain_timeout: float
 
     @property
     def hostfs(self) -> hostfs.HostFS:
@@ -361,6 +359,7 @@ def load(
             f"config key {unknown[0]!r}: unknown (known keys: {', '.join(k.name for k in KEYS)})"
         )
     values: dict[str, Any] = {}
+    given: set[str] = set()
     for key in KEYS:
         if flags.get(key.name) is not None:
             raw, where = flags[key.name], f"--{key.name}"
@@ -369,27 +368,30 @@ def load(
         elif key.name in file_values:
             raw, where = file_values[key.name], f"config key {key.name!r}"
         else:
+            # The default, declared once in KEYS, goes through the same parser.
+            values[key.attr] = None if key.default is None else _PARSERS[key.kind](key.default)
             continue
         try:
             values[key.attr] = _PARSERS[key.kind](raw)
         except ValueError as exc:
             raise ConfigError(f"{where}: {raw!r} is invalid: {exc}") from None
-    if "docker_host" not in values:
+        given.add(key.attr)
+    if "docker_host" not in given:
         values["docker_host"] = env.get("DOCKER_HOST") or hostfs.DEFAULT_DOCKER_HOST
         # In a container with no socket mounted, the only thing to watch is our own namespace.
         socket_path = str(values["docker_host"]).removeprefix("unix://")
         if (
-            "sidecar" not in values
+            "sidecar" not in given
             and os.path.exists("/.dockerenv")
             and str(values["docker_host"]).startswith("unix://")
             and not os.path.exists(socket_path)
         ):
             values["sidecar"] = True
-    if values.get("log_level", "info") not in _LEVELS:
+    if values["log_level"] not in _LEVELS:
         raise ConfigError(
             f"log-level: {values['log_level']!r} is invalid: expected one of {', '.join(_LEVELS)}"
         )
-    if values.get("logs_start_at", "beginning") not in ("beginning", "end"):
+    if values["logs_start_at"] not in ("beginning", "end"):
         raise ConfigError(f"logs.start-at: {values['logs_start_at']!r} is invalid: expected beginning or end")
     if values.get("log_opt") and not values.get("log_sink"):
         raise ConfigError("--log-opt: given without --log-sink (the options are for that sink)")
