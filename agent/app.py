@@ -1,7 +1,7 @@
 """Composition root: build the parts from the config, run them, stop them on SIGTERM.
 
-    startup: engine client → inventory (follows /events) → collector → HTTP server
-    main:    inventory.run()  |  tcp-states tier (opt-in)  |  aiohttp serving /metrics
+    startup: engine client → inventory (follows /events) → collectors → HTTP server
+    main:    inventory.run()  |  scraper.run() (background collectors, interval mode)  |  aiohttp
     stop:    SIGTERM/SIGINT → cancel the loops → close the server and the engine session
 
 This is the one module of agent/ that imports exporters/.
@@ -15,9 +15,9 @@ import logging
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 
+from agent.collectors import build_collectors
 from agent.config import Config, ConfigError
 from agent.docker.client import DockerClient
 from agent.docker.models import (
@@ -33,9 +33,8 @@ from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.events import EventShipper
 from agent.logs.filters import SinkSpec, parse_log_opts
 from agent.logs.pipeline import LogPipeline
-from agent.netstats import NetCollector
 from exporters.prometheus.logmetrics import LogMetrics
-from exporters.prometheus.scrape import CollectorStatus, Scraper
+from exporters.prometheus.scrape import Scraper
 from exporters.prometheus.server import make_app, serve
 from exporters.sinks import SINKS
 from exporters.sinks.base import SinkConfigError
@@ -149,32 +148,13 @@ class App:
             log.info("sidecar mode: watching this process's own network namespace as %r", cfg.sidecar_name)
         else:
             self.inventory = Inventory(self.client, cfg.node_name)
-        self.collector = NetCollector(
-            cfg.hostfs,
-            loopback=cfg.collect_loopback,
-            host_netns=cfg.collect_host_netns and not cfg.sidecar,
-            ignore=cfg.collect_interfaces_ignore,
-            host_ignore=cfg.collect_host_interfaces_ignore,
-            sidecar=cfg.sidecar,
-        )
-        self.scraper = Scraper(self.inventory, self.collector, interval=cfg.collect_interval)
+        self.scraper = Scraper(self.inventory, build_collectors(cfg), interval=cfg.collect_interval)
         self.stopping = asyncio.Event()
         wants_logs = bool(cfg.log_sink or cfg.logs_sinks)
         hostname = engine_hostname(cfg) if wants_logs else None
         self.logs = build_log_pipeline(cfg, self.client, self.inventory, hostname)
         if self.logs is not None:
-            self.scraper.registry.register(LogMetrics(self.logs))
-
-    async def _tcp_states_loop(self) -> None:
-        """The opt-in slow tier, off the scrape path: net/tcp{,6} per namespace every interval."""
-        st = self.scraper.status.setdefault("tcp_states", CollectorStatus())
-        while True:
-            t0 = time.perf_counter()
-            containers = list(self.inventory.snapshot.containers.values())
-            failed = await asyncio.to_thread(self.collector.collect_tcp_states, containers)
-            st.success = 0.0 if failed else 1.0
-            st.duration = time.perf_counter() - t0
-            await asyncio.sleep(self.cfg.collect_tcp_states_interval)
+            self.scraper.registry.register(LogMetrics(self.logs), name="logs")
 
     async def _logs_listing_done(self) -> None:
         await self.inventory.ready.wait()
@@ -195,10 +175,7 @@ class App:
             await self.client.close()
             return 1
         tasks = [asyncio.create_task(self.inventory.run(), name="inventory")]
-        if self.cfg.collect_interval > 0:
-            tasks.append(asyncio.create_task(self.scraper.run_interval(), name="collect-interval"))
-        if self.cfg.collect_tcp_states:
-            tasks.append(asyncio.create_task(self._tcp_states_loop(), name="tcp-states"))
+        tasks.append(asyncio.create_task(self.scraper.run(), name="collect"))
         if self.logs is not None:
             tasks.append(asyncio.create_task(self._logs_listing_done(), name="logs-listing"))
         stop = asyncio.create_task(self.stopping.wait(), name="stop")

@@ -390,12 +390,13 @@ def _exposition() -> list[tuple[str, dict[str, str], float, bool]]:
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
+    from agent.collector import Collection, Outcome
     from agent.docker.models import Container
-    from agent.inventory import SidecarInventory
+    from agent.inventory import Snapshot
     from agent.netstats import CollectResult, Membership, NetnsSample
     from agent.procnet import DevCounters
     from exporters.prometheus.render import Renderer
-    from exporters.prometheus.scrape import CollectorStatus, SelfMetrics
+    from exporters.prometheus.scrape import EngineState, SelfMetrics
 
     def ctr(cid: str, name: str, mode: str = "bridge", health: str = "", **labels: str) -> Container:
         return Container(
@@ -453,10 +454,12 @@ def _exposition() -> list[tuple[str, dict[str, str], float, bool]]:
     events = {web.id: actions, app.id: actions}
     known = {c.id: c for c in (web, app)}
     text = Renderer().render("n1", "nid", result, events, known, [web, app, side, hostc])
-    inv = SidecarInventory(web, "n1")
-    inv.events_total = {("container", a): v for a, v in actions.items()}
+    snap = Snapshot(
+        containers={web.id: web}, node="n1", events_total={("container", a): v for a, v in actions.items()}
+    )
+    col = Collection(snap, {"netns": Outcome("netns", result, True, 0.0)})
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SelfMetrics(inv, {"netns": CollectorStatus()}, lambda: 3))
+    registry.register(SelfMetrics(snap, col, EngineState()))
     text += generate_latest(registry).decode()
     out = []
     for fam in text_string_to_metric_families(text):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.collector import Registry
 from agent.docker.models import Container
 from agent.hostfs import HostFS
 from agent.inventory import Inventory, Snapshot
@@ -128,7 +129,7 @@ def test_identity_cache_keeps_running_containers_without_events() -> None:
     c = container("a", "web")
     inv = Inventory(None)
     inv._snap = Snapshot(containers={c.id: c}, node="n")  # listed at start: no events for it
-    scraper = Scraper(inv, NetCollector(HostFS(procfs=Path("/nonexistent"))))
+    scraper = Scraper(inv, Registry(NetCollector(HostFS(procfs=Path("/nonexistent")))))
     scraper.renderer.identity(c, "n")
     scraper._scrape_blocking()
     assert c.id in scraper.renderer._ident
