@@ -10,7 +10,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine import Engine, wait_for
@@ -36,10 +36,11 @@ def parse(text: str) -> dict[str, Series]:
 
 
 class Agent:
-    def __init__(self, engine: Engine, *args: str) -> None:
+    def __init__(self, engine: Engine, *args: str, wrap: Sequence[str] = ()) -> None:
         self.engine = engine
         self.port = free_port()
         self.args = list(args)
+        self.wrap = list(wrap)  # a command the agent runs under (e.g. one that drops capabilities)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="dockwatch-agent-", suffix=".log", delete=False)  # noqa: SIM115
 
@@ -52,6 +53,7 @@ class Agent:
         env.pop("DOCKER_HOST", None)
         self.proc = subprocess.Popen(
             [
+                *self.wrap,
                 sys.executable,
                 "-m",
                 "agent",
