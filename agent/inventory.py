@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -53,6 +52,18 @@ Listener = Callable[[str, Container], None]  # ("added" | "updated" | "removed",
 EventListener = Callable[[Event], None]
 
 
+def _without(d: Mapping[str, Container], key: str) -> dict[str, Container]:
+    out = dict(d)
+    del out[key]
+    return out
+
+
+def _trim(d: dict[str, Any]) -> None:
+    """Drop the oldest entries beyond _KNOWN_MAX."""
+    while len(d) > _KNOWN_MAX:
+        del d[next(iter(d))]
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     containers: Mapping[str, Container] = field(default_factory=dict)
@@ -81,9 +92,12 @@ class Inventory:
         self.reconnects = 0
         # Working state of the event loop; published into the Snapshot by _publish().
         self._events_total: dict[tuple[str, str], int] = {}
-        # Each value is a fresh dict, never changed once stored: snapshots share them.
-        self._counts: OrderedDict[str, Mapping[str, int]] = OrderedDict()
-        self._known: OrderedDict[str, Container] = OrderedDict()
+        # Oldest first (dicts keep insertion order; a touched entry is re-inserted at the end).
+        # Each count value is a fresh dict, never changed once stored: snapshots share them.
+        self._counts: dict[str, Mapping[str, int]] = {}
+        self._known: dict[str, Container] = {}
+        self._dirty = False  # counters changed since the last published snapshot
+        self._known_pub: Mapping[str, Container] | None = None  # published copy of _known, if current
         # Re-inspections: key (container id, or "" for the network list) -> the sequence number of
         # the one request whose answer may still apply; a later event replaces or removes it.
         self._pending: dict[str, int] = {}
@@ -225,8 +239,7 @@ class Inventory:
                 self._pending.pop(cid, None)  # an inspect in flight must not bring it back
                 removed = self._snap.containers.get(cid)
                 if ev.action == "destroy":
-                    self._forget(cid)
-                    changed = True  # its event counters leave with it
+                    changed = self._forget(cid)  # its event series leave with it, at once
             elif ev.action in _REINSPECT:
                 self._schedule(cid)
         elif ev.type == "network":
@@ -237,11 +250,12 @@ class Inventory:
             if ev.action in ("create", "destroy", "connect"):
                 self._schedule("")
         if removed is not None:
-            containers = {k: v for k, v in self._snap.containers.items() if k != removed.id}
-            self._publish(containers=containers)
+            self._publish(containers=_without(self._snap.containers, removed.id))
             self._notify("removed", removed)
+        elif changed:
+            self._publish(changed=True)
         else:
-            self._publish(changed=changed)
+            self._publish_soon()
 
     def _schedule(self, key: str) -> None:
         """Re-inspect container `key` (or the network list for ""): the latest request wins."""
@@ -318,7 +332,7 @@ class Inventory:
         c = self._snap.containers.get(cid)
         if c is None:
             return
-        self._publish(containers={k: v for k, v in self._snap.containers.items() if k != cid})
+        self._publish(containers=_without(self._snap.containers, cid))
         self._notify("removed", c)
 
     # --- counters ----------------------------------------------------------------------------------
@@ -326,29 +340,43 @@ class Inventory:
         return (*COUNTED_ACTIONS, HEALTH_ACTION) if c.health else COUNTED_ACTIONS
 
     def _count(self, cid: str, action: str) -> None:
-        old = self._counts.get(cid, {})
+        old = self._counts.pop(cid, {})
         self._counts[cid] = {**old, action: old.get(action, 0) + 1}
-        self._counts.move_to_end(cid)
-        while len(self._counts) > _KNOWN_MAX:
-            self._counts.popitem(last=False)
+        _trim(self._counts)
 
     def _remember(self, c: Container) -> None:
+        self._known.pop(c.id, None)
         self._known[c.id] = c
-        self._known.move_to_end(c.id)
         while len(self._known) > _KNOWN_MAX:
-            old, _ = self._known.popitem(last=False)
-            self._counts.pop(old, None)
+            oldest = next(iter(self._known))
+            del self._known[oldest]
+            self._counts.pop(oldest, None)
+        self._known_pub = None
         counts = self._counts.get(c.id, {})
         missing = [a for a in self._zero_actions(c) if a not in counts]
         if missing:  # first sight (or a healthcheck appeared): the counters exist from now, at 0
+            self._counts.pop(c.id, None)
             self._counts[c.id] = {**dict.fromkeys(missing, 0), **counts}
-            self._counts.move_to_end(c.id)
-        while len(self._counts) > _KNOWN_MAX:
-            self._counts.popitem(last=False)
+            _trim(self._counts)
 
-    def _forget(self, cid: str) -> None:
-        self._known.pop(cid, None)
+    def _forget(self, cid: str) -> bool:
+        """Drop a removed container's counters; True when they were exported (it was known)."""
         self._counts.pop(cid, None)
+        if self._known.pop(cid, None) is None:
+            return False
+        self._known_pub = None
+        return True
+
+    def _publish_soon(self) -> None:
+        """Counters alone changed: publish once for a burst of events, before anything else runs
+        on the loop (a scrape request is handled after this callback)."""
+        if not self._dirty:
+            self._dirty = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._dirty:
+            self._publish(changed=False)
 
     def _publish(self, *, changed: bool | None = None, **fields: Any) -> None:
         """Swap in a new Snapshot with `fields` and the current counters.
@@ -356,16 +384,22 @@ class Inventory:
         `changed` (default: when containers or networks are given) wakes the interval-mode
         collection; a counter alone does not, it shows in the next collection.
         """
+        self._dirty = False
         self._snap = replace(
             self._snap,
             generation=self._snap.generation + 1,
             events_total=dict(self._events_total),
-            container_events=dict(self._counts),
-            known=dict(self._known),
+            container_events=self._counts.copy(),
+            known=self._published_known(),
             **fields,
         )
         if changed if changed is not None else bool(fields):
             self.changed.set()
+
+    def _published_known(self) -> Mapping[str, Container]:
+        if self._known_pub is None:  # copied only when it changed: it is as long as the counters
+            self._known_pub = self._known.copy()
+        return self._known_pub
 
     def _notify(self, kind: str, c: Container) -> None:
         for fn in self._listeners:
