@@ -188,7 +188,7 @@ class Scraper:
         while True:
             snap = self.inventory.snapshot
             flight = self._inflight
-            if flight is None:
+            if flight is None or flight.future.done():  # done: its callback has not run yet
                 break
             if flight.generation == snap.generation:
                 return (await asyncio.shield(flight.future)).body
@@ -227,10 +227,15 @@ class Scraper:
                 await self.collect()
             except Exception:  # collectors are isolated; this would be our own bug: keep serving
                 log.exception("interval collection failed; /metrics keeps the last body")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=self.interval)
-                # A stack deploy starts dozens of containers at once: take them in one pass.
-                await asyncio.sleep(0.05)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that arrives
+            # as the event fires, and this loop then never ends on shutdown.
+            try:
+                async with asyncio.timeout(self.interval):
+                    await changed.wait()
+            except TimeoutError:
+                continue
+            # A stack deploy starts dozens of containers at once: take them in one pass.
+            await asyncio.sleep(0.05)
 
     def _scrape_blocking(self, snap: Snapshot | None = None, engine: EngineState | None = None) -> _Run:
         """Worker thread: collect, render. Reads only its arguments (immutable) and its own parts."""

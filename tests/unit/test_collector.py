@@ -141,3 +141,21 @@ async def test_scraper_serves_with_a_raising_collector_in_both_modes(interval: f
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_interval_loop_ends_when_cancelled_as_the_inventory_changes() -> None:
+    """Shutdown cancels the loop; if the inventory changes in the same instant, asyncio.wait_for
+    (Python 3.11) returned the event's result and swallowed the cancellation: SIGTERM then hung."""
+    inv = Inventory(None)
+    reg = Registry(NetCollector(HostFS(procfs=Path("/nonexistent")), host_netns=False))
+    scraper = Scraper(inv, reg, interval=30.0)
+    task = asyncio.create_task(scraper.run_interval())
+    for _ in range(500):  # until the first collection is in and the loop waits for a change
+        if scraper.last is not None:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    inv.changed.set()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert task in done and task.cancelled()
