@@ -24,7 +24,7 @@ from agentproc import Agent, free_port
 from engine import BUSYBOX_IMAGE, Engine, wait_for
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dashboard_queries import dashboard_queries
+from dashboard_queries import dashboard_queries, substitute
 
 pytestmark = pytest.mark.docker
 
@@ -146,3 +146,54 @@ def test_every_dashboard_query_returns_data(stack: tuple[Agent, str]) -> None:
     # Every exemption was used: an empty-by-design entry that no longer matches must go.
     for key, why in EMPTY_BY_DESIGN.items():
         assert any(key in q.expr.lower() for q in empty), f"{key!r} ({why}) returned data: remove it"
+
+
+def prom_query_at(base: str, expr: str, at: float) -> list[dict[str, object]]:
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}"})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = json.load(resp)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def test_first_die_and_oom_of_a_container_seen_at_zero_show_on_the_panels(
+    stack: tuple[Agent, str], engine: Engine
+) -> None:
+    """Issue 9 item 3: a container Prometheus has scraped, which then dies once (and one OOM-killed
+    once): the Events dashboard's Dies and OOMs panels show exactly that, not 0. increase() needs
+    a sample before the event, so the counters are exported at 0 from the container's first sight."""
+    _, base = stack
+    ev = "dockwatch_container_events_total"
+    wait_go = "while [ ! -f /tmp/go ]; do sleep 0.1; done"
+    dies, ooms = f"dwt-die1-{uuid.uuid4().hex[:6]}", f"dwt-oom1-{uuid.uuid4().hex[:6]}"
+    engine.run(BUSYBOX_IMAGE, "sh", "-c", f"{wait_go}; exit 2", name=dies)
+    engine.run(
+        *("--memory", "8m", "--memory-swap", "8m"),
+        BUSYBOX_IMAGE,
+        "sh",
+        "-c",
+        f"{wait_go}; head -c 100000000 /dev/zero | tail >/dev/null; sleep 600",
+        name=ooms,
+    )
+    for name in (dies, ooms):  # Prometheus has scraped them while nothing had happened yet
+        wait_for(lambda n=name: prom_query(base, f'dockwatch_container_info{{name="{n}"}}'), 30, what=name)
+    for name in (dies, ooms):
+        engine.docker("exec", name, "touch", "/tmp/go")
+    panels = {
+        q.source.split("'")[1]: q.raw
+        for q in dashboard_queries()
+        if q.dashboard == "dockwatch-events" and q.source.split("'")[1] in ("Dies", "OOMs")
+    }
+    for name, action, panel in ((dies, "die", "Dies"), (ooms, "oom", "OOMs")):
+        series = f'{ev}{{name="{name}",action="{action}"}}'
+        wait_for(lambda s=series: prom_query(base, f"{s} >= 1"), 30, what=f"{name} {action} in Prometheus")
+        # Evaluated at the newest sample's time, the panel shows exactly the counter's increase.
+        (last,) = prom_query(base, f"timestamp({series})")
+        at = float(last["value"][0])
+        (counter,) = prom_query_at(base, series, at)
+        expr = substitute(panels[panel], {"job": "dockwatch", "container": name})
+        (shown,) = prom_query_at(base, expr, at)
+        value, count = float(shown["value"][1]), float(counter["value"][1])
+        assert value == count >= 1, f"{panel} shows {value} for {name}, whose {action} counter is {count}"
+        if action == "die":
+            assert value == 1
