@@ -270,7 +270,8 @@ CONTAINER_HEALTH = Metric(
 CONTAINER_EVENTS = Metric(
     "dockwatch_container_events_total",
     Kind.COUNTER,
-    "Docker events per running container since the agent saw it start (die, oom, kill, health_status...).",
+    "Docker events per container (running or recently exited) since the agent started; die, kill, "
+    "oom, restart, start (and health_status with a healthcheck) exist at 0 from its first sight.",
     (*IDENTITY, "action"),
     "docker /events",
 )
@@ -287,14 +288,15 @@ DOCKER_EVENTS = Metric(
 COLLECTOR_SUCCESS = Metric(
     "dockwatch_scrape_collector_success",
     Kind.GAUGE,
-    "1 if the collector's last run succeeded for every namespace it could still see.",
+    "1 if the collector's last run returned and read all it could still see; 0 if it raised or "
+    "part of it failed (its series are then missing; the rest of the scrape is served).",
     ("collector",),
     "agent",
 )
 COLLECTOR_DURATION = Metric(
     "dockwatch_scrape_collector_duration_seconds",
     Kind.GAUGE,
-    "Wall time of the collector's last run.",
+    "Wall time of the collector's last run (netns, tcp_states on its own interval, logs).",
     ("collector",),
     "agent",
 )

@@ -53,7 +53,7 @@ async def test_a_raising_collector_keeps_the_agent_serving(
             "web.listen-address": f"127.0.0.1:{port}",
             "collect.interval": interval,
             "collect.tcp-states": True,
-            "collect.tcp-states-interval": "0.2s",
+            "collect.tcp-states-interval": "1s",
         },
         env={},
     )
@@ -88,7 +88,7 @@ async def test_a_raising_collector_keeps_the_agent_serving(
             async def ready() -> bool:
                 return (await get("/readyz"))[0] == 200
 
-            await until(ready, 30, "agent ready")
+            await until(ready, 120, "agent ready")  # relisting every container of a busy shared engine
 
             def failing(m: dict[str, Series]) -> bool:
                 ok = {lbl["collector"]: v for lbl, v in m.get(SUCCESS, [])}
@@ -96,7 +96,7 @@ async def test_a_raising_collector_keeps_the_agent_serving(
                 connected = m["dockwatch_engine_connected"][0][1] == 1
                 return connected and ok.get("netns") == 0 and ok.get("tcp_states") == 1
 
-            m = await until(lambda: metrics_when(failing), 15, "netns reported failing, tcp_states not")
+            m = await until(lambda: metrics_when(failing), 60, "netns reported failing, tcp_states not")
             assert not select(m.get(RX, []), name=name)  # that collector's series are missing...
             assert m["dockwatch_containers_tracked"][0][1] >= 1  # ...the rest of the scrape is served
             assert select(m["dockwatch_container_events_total"], name=name, action="start")
@@ -111,7 +111,7 @@ async def test_a_raising_collector_keeps_the_agent_serving(
                 ok = {lbl["collector"]: v for lbl, v in m.get(SUCCESS, [])}
                 return ok.get("netns") == 1 and bool(select(m.get(RX, []), name=name))
 
-            await until(lambda: metrics_when(recovered), 15, "netns back, the container's series with it")
+            await until(lambda: metrics_when(recovered), 60, "netns back, the container's series with it")
     finally:
         app.stopping.set()
         await asyncio.wait({run}, timeout=30)  # never hangs, even if the agent would
