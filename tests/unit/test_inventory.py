@@ -54,6 +54,8 @@ class ScriptedEngine:
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self.gates: dict[str, asyncio.Event] = {}
         self.inspecting: set[str] = set()
+        self.failures: dict[str, int] = {}  # id -> inspect calls that fail (engine busy) before one works
+        self.subscriptions = 0
 
     def push(self, *events: Event) -> None:
         for e in events:
@@ -77,12 +79,16 @@ class ScriptedEngine:
             self.inspecting.add(cid)
             await gate.wait()
             self.inspecting.discard(cid)
+        if self.failures.get(cid, 0) > 0:
+            self.failures[cid] -= 1
+            raise EngineError(f"GET /containers/{cid}/json: TimeoutError")
         c = self.containers.get(cid)
         if c is None:
             raise NotFound(cid, 404)
         return c
 
     async def events(self) -> AsyncIterator[Event]:
+        self.subscriptions += 1
         yield Event(type="dockwatch", action="subscribed", actor_id="")
         while (e := await self.queue.get()) is not None:
             yield e
@@ -175,6 +181,32 @@ async def test_counters_exist_at_zero_from_first_sight() -> None:
         await until(lambda: listed.id not in inv.snapshot.containers, what="die handled")
         assert inv.container_events[listed.id] == {**zero, "die": 1}
         assert inv.known(listed.id) == listed  # still labelled after the die (restart loops)
+    finally:
+        await stop(task)
+
+
+async def test_a_failing_inspect_is_retried_then_the_inventory_relists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing is left out silently: an inspect that fails is retried; if it keeps failing, the
+    inventory re-lists (as it did at once before inspects ran in their own tasks)."""
+    monkeypatch.setattr("agent.inventory._RETRY_DELAYS", (0.01, 0.01))
+    a, b = ctr(1), ctr(2)
+    engine = ScriptedEngine([])
+    inv, task = await started(engine)
+    try:
+        engine.containers.update({a.id: a, b.id: b})
+        engine.running.append(a.id)
+        engine.failures[a.id] = 2  # fails twice, then answers: the retries are enough
+        engine.push(ev("start", a.id))
+        await until(lambda: a.id in inv.snapshot.containers, what="A added after two retries")
+        assert engine.subscriptions == 1
+        engine.failures[b.id] = 3  # fails every attempt: re-list, which sees it running
+        engine.running.append(b.id)
+        engine.push(ev("start", b.id))
+        await until(lambda: engine.subscriptions == 2, what="a new subscription and listing")
+        await until(lambda: b.id in inv.snapshot.containers, what="B listed")
+        assert inv.reconnects == 1 and a.id in inv.snapshot.containers
     finally:
         await stop(task)
 
