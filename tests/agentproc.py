@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -10,11 +9,12 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine import Engine, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+from toolbox import agent_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,10 +36,22 @@ def parse(text: str) -> dict[str, Series]:
 
 
 class Agent:
-    def __init__(self, engine: Engine, *args: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *args: str,
+        env: dict[str, str] | None = None,
+        docker_host: bool = True,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        """`env`: extra environment; `docker_host=False`: no --docker.host flag (DOCKER_HOST or the
+        default decide); `prefix`: a command the agent runs under (e.g. setpriv)."""
         self.engine = engine
         self.port = free_port()
         self.args = list(args)
+        self.env = env or {}
+        self.docker_host = docker_host
+        self.prefix = list(prefix)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="dockwatch-agent-", suffix=".log", delete=False)  # noqa: SIM115
 
@@ -48,15 +60,15 @@ class Agent:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait_ready: bool = True) -> Agent:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        env.pop("DOCKER_HOST", None)
+        host = [f"--docker.host={self.engine.host}"] if self.docker_host else []
         self.proc = subprocess.Popen(
             [
+                *self.prefix,
                 sys.executable,
                 "-m",
                 "agent",
                 "run",
-                f"--docker.host={self.engine.host}",
+                *host,
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 f"--path.docker-root={self.engine.root / 'data'}",
                 "--log-level=debug",
@@ -64,7 +76,7 @@ class Agent:
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=agent_env(**self.env),
             cwd=REPO,
         )
         if wait_ready:
