@@ -209,7 +209,7 @@ class DockerClient:
 
 def unreachable(host: str, err: OSError) -> EngineError:
     """No connection at all: say so, and how to fix it (the agent's one line about it at start)."""
-    why = (err.strerror or str(err)).lower()
+    why = err.strerror or str(err)
     if not host.startswith("unix://"):
         return EngineError(
             f"cannot connect to the Docker engine at {host}: {why} (is the engine listening there?)",
