@@ -158,6 +158,7 @@ def build_log_pipeline(
                 raise ConfigError(f"log sink {spec.name!r} events-tag: {exc}") from None
             ev_runner = SinkRunner(spec, ev_sink)
             ev_runner.stats = runners[-1].stats  # one set of counters per sink name
+            ev_runner.outage = runners[-1].outage  # and one outage report: a dead sink is said once
             events.append(EventShipper(ev_runner))
     if cfg.sidecar:  # validated above all the same: a typo fails now, not when the mode changes
         log.warning("sidecar mode: no engine to read container logs from; log sinks are not started")

@@ -9,8 +9,8 @@ Starts N busybox containers one after another (default 30) while the real agent 
 subprocess, in both collection modes, and prints per mode the delay from the container's `start`
 event (its timeNano, the engine's clock) to:
   - the floor, in the same run: `docker events` printing that event (the engine's own stream);
-  - the first /metrics answer that has the container's traffic series (polled every 5 ms, so
-    up to 5 ms of the figure is the poll).
+  - the first /metrics answer that has the container's traffic series (polled every 50 ms, so
+    up to 50 ms of the figure is the poll; polling faster makes the scrapes themselves the load).
 The integration tests only check that containers appear; this is where "how fast" is measured.
 """
 
@@ -83,7 +83,7 @@ def run_mode(eng: Engine, n: int, *args: str) -> tuple[list[float], list[float]]
             deadline = time.monotonic() + 30
             while not select(parse(agent.get("/metrics")[1]).get(RX, []), name=name):
                 assert time.monotonic() < deadline, f"{name} never appeared"
-                time.sleep(0.005)
+                time.sleep(0.05)
             seen = time.time()
             while cid not in events.seen:
                 assert time.monotonic() < deadline, "no start event"
