@@ -60,6 +60,33 @@ class Agent:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait_ready: bool = True) -> Agent:
+        """Start the agent; until it serves HTTP or exits. `wait_ready`: until /readyz is 200."""
+        for _ in range(3):
+            self._spawn()
+            # free_port() closed its socket: someone else may have bound that port since. Then
+            # the agent exits saying so, and gets another port (luck removed, not retried blindly).
+            wait_for(lambda: self._serving_or_exited(), timeout=60, what=f"agent up ({self.log.name})")
+            if self._lost_port():
+                self.port = free_port()
+                continue
+            break
+        if wait_ready:
+            wait_for(lambda: self.get("/readyz")[0] == 200, timeout=60, what=f"agent ready ({self.log.name})")
+        return self
+
+    def _serving_or_exited(self) -> bool:
+        assert self.proc is not None
+        return self.proc.poll() is not None or self.get("/healthz")[0] == 200
+
+    def _lost_port(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is None or "cannot listen on" not in self.logtext():
+            return False
+        self.log.seek(0)
+        self.log.truncate()
+        return True
+
+    def _spawn(self) -> None:
         host = [f"--docker.host={self.engine.host}"] if self.docker_host else []
         self.proc = subprocess.Popen(
             [
@@ -79,9 +106,6 @@ class Agent:
             env=agent_env(**self.env),
             cwd=REPO,
         )
-        if wait_ready:
-            wait_for(lambda: self.get("/readyz")[0] == 200, timeout=30, what=f"agent ready ({self.log.name})")
-        return self
 
     def get(self, path: str) -> tuple[int, str]:
         assert self.proc is not None and self.proc.poll() is None, f"agent exited; log: {self.logtext()}"
