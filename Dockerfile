@@ -49,7 +49,8 @@ COPY --from=build /opt/dockwatch /opt/dockwatch
 RUN mkdir -p /var/lib/dockwatch && chmod 1777 /var/lib/dockwatch
 # Defaults for the documented mounts; each may be overridden by the same variable or a flag.
 # The socket is the agent's own default (unix:///var/run/docker.sock) and deliberately not set
-# here: with no socket mounted and no docker.host given, the agent picks sidecar mode itself.
+# here. With no socket mounted the agent says so (the fix in one line) and /readyz answers 503;
+# sidecar mode is only ever chosen by --sidecar.
 ENV PATH=/opt/dockwatch/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -18,7 +18,7 @@ import socket
 from pathlib import Path
 
 from agent.collectors import build_collectors
-from agent.config import Config, ConfigError
+from agent.config import SHUTDOWN_GRACE, Config, ConfigError
 from agent.docker.client import DockerClient
 from agent.docker.models import (
     COMPOSE_PROJECT,
@@ -79,10 +79,42 @@ def engine_hostname(cfg: Config) -> str:
 
     try:
         name = asyncio.run(ask())
-    except EngineError as exc:
-        log.warning("engine not reachable at start (%s); log sinks use this host's name", exc)
+    except EngineError:  # the inventory says why, once; this is only the consequence
+        log.info("log sinks name this host %r: the engine did not answer at start", socket.gethostname())
         name = ""
     return name or socket.gethostname()
+
+
+def procfs_problem(cfg: Config) -> str:
+    """Why --path.procfs cannot be read as a procfs ("" when it can). Sidecars read their own /proc."""
+    if cfg.sidecar:
+        return ""
+    probe = Path(cfg.path_procfs, "self", "net", "dev")
+    try:
+        with open(probe, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        return (
+            f"--path.procfs {cfg.path_procfs}: cannot read {probe} ({exc.strerror or exc}); mount the "
+            f"host's /proc there (-v /proc:{cfg.path_procfs}:ro) or point --path.procfs at it"
+        )
+    return ""
+
+
+class Readiness:
+    """What /readyz reports: the engine answered and the inventory is loaded, and /proc is readable."""
+
+    def __init__(self, cfg: Config, inventory: Inventory) -> None:
+        self.cfg = cfg
+        self.inventory = inventory
+
+    @property
+    def last_error(self) -> str:
+        return procfs_problem(self.cfg) or self.inventory.last_error
+
+    @property
+    def is_ready(self) -> bool:
+        return self.inventory.is_ready and not procfs_problem(self.cfg)
 
 
 def build_log_pipeline(
@@ -125,6 +157,7 @@ def build_log_pipeline(
                 raise ConfigError(f"log sink {spec.name!r} events-tag: {exc}") from None
             ev_runner = SinkRunner(spec, ev_sink)
             ev_runner.stats = runners[-1].stats  # one set of counters per sink name
+            ev_runner.outage = runners[-1].outage  # and one outage report: a dead sink is said once
             events.append(EventShipper(ev_runner))
     if cfg.sidecar:  # validated above all the same: a typo fails now, not when the mode changes
         log.warning("sidecar mode: no engine to read container logs from; log sinks are not started")
@@ -144,10 +177,15 @@ class App:
         self.inventory: Inventory
         if cfg.sidecar:
             node = cfg.node_name or socket.gethostname()
-            self.inventory = SidecarInventory(sidecar_container(cfg), node)
-            log.info("sidecar mode: watching this process's own network namespace as %r", cfg.sidecar_name)
+            me = sidecar_container(cfg)
+            self.inventory = SidecarInventory(me, node)
+            log.info("sidecar mode (--sidecar): watching this process's own network namespace as %r", me.name)
         else:
             self.inventory = Inventory(self.client, cfg.node_name)
+        self.readiness = Readiness(cfg, self.inventory)
+        problem = procfs_problem(cfg)
+        if problem:  # said once; /readyz keeps answering 503 with it
+            log.error("%s; /readyz answers 503", problem)
         self.scraper = Scraper(self.inventory, build_collectors(cfg), interval=cfg.collect_interval)
         self.stopping = asyncio.Event()
         wants_logs = bool(cfg.log_sink or cfg.logs_sinks)
@@ -163,13 +201,27 @@ class App:
         await self.logs.resume_stopped()
         await asyncio.Event().wait()  # live as long as the app
 
+    async def _drain_logs(self, logs: LogPipeline) -> None:
+        """The drain, then closing the sinks, under one deadline that ends inside Docker's stop
+        timeout: a sink that is down must not get the agent SIGKILLed mid-drain."""
+        drain = self.cfg.logs_drain_timeout
+        try:
+            await asyncio.wait_for(logs.stop(drain), drain + SHUTDOWN_GRACE)
+        except TimeoutError:
+            log.warning(
+                "log sinks did not close within %gs after the %gs drain; exiting (undelivered lines "
+                "were not checkpointed: they are sent on the next start)",
+                SHUTDOWN_GRACE,
+                drain,
+            )
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         host, port = self.cfg.web_listen_address
         try:
-            runner = await serve(make_app(self.scraper, self.inventory), host, port)
+            runner = await serve(make_app(self.scraper, self.readiness), host, port)
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
             await self.client.close()
@@ -188,7 +240,7 @@ class App:
                     rc = 1
         finally:
             if self.logs is not None:  # drain first: in-flight batches finish, checkpoints are written
-                await self.logs.stop(self.cfg.logs_drain_timeout)
+                await self._drain_logs(self.logs)
             for t in [stop, *tasks]:
                 t.cancel()
             for t in [stop, *tasks]:

@@ -78,7 +78,13 @@ def load_config(ns: argparse.Namespace, env: dict[str, str] | None = None) -> co
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns, unknown = parser.parse_known_args(argv)
+    if unknown:  # as argparse would, plus the nearest flag: the same help as for env and YAML typos
+        flag = unknown[0].split("=", 1)[0]
+        flags = ["--config", *(f"--{k.name}" for k in config.KEYS)]
+        hint = config.closest(flag, flags)
+        print(f"dockwatch: error: unrecognized argument {unknown[0]!r}{hint}", file=sys.stderr)
+        return EXIT_CONFIG
     if ns.command is None:
         parser.print_help()
         return EXIT_CONFIG

@@ -8,6 +8,7 @@ underscores (DOCKWATCH_WEB_LISTEN_ADDRESS). Unknown keys are refused by name.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
@@ -42,6 +43,12 @@ class Key:
     def attr(self) -> str:
         return re.sub(r"[.-]", "_", self.name)
 
+
+# Shutdown: the drain, then at most SHUTDOWN_GRACE more to close the sinks. Together they stay under
+# Docker's default stop timeout (10 s; then SIGKILL), so a dead sink cannot get the agent killed.
+DRAIN_TIMEOUT = 5.0
+SHUTDOWN_GRACE = 2.0
+DOCKER_STOP_TIMEOUT = 10.0
 
 # Every key, once. The CLI, the env lookup, the YAML reader and the README read this table.
 KEYS: tuple[Key, ...] = (
@@ -119,8 +126,8 @@ KEYS: tuple[Key, ...] = (
         "bool",
         False,
         "Sidecar mode: watch only this process's own network namespace (share it with the app via "
-        "network_mode: service:app); no Docker socket needed. Also chosen when no socket is mounted "
-        "in a container.",
+        "network_mode: service:app); no Docker socket needed. Only when asked: without it, an agent "
+        "that cannot reach the engine says why and /readyz answers 503.",
         "",
     ),
     Key("sidecar.name", "str", None, "Sidecar mode: the `name` label (default: this host name).", "NAME"),
@@ -182,12 +189,17 @@ KEYS: tuple[Key, ...] = (
     Key(
         "logs.drain-timeout",
         "duration",
-        10.0,
-        "On SIGTERM, how long in-flight log batches may take before the agent exits.",
+        DRAIN_TIMEOUT,
+        "On SIGTERM, how long in-flight log batches may take; the agent exits within this plus "
+        f"{SHUTDOWN_GRACE:g}s, inside Docker's default 10s stop timeout (raise stop_grace_period with it).",
         "DURATION",
     ),
 )
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
+ENV_PREFIX = "DOCKWATCH_"
+# DOCKWATCH_* variables that are not keys: --config's, and the deploy files' image tag (compose
+# interpolation, often exported in the same shell). Any other DOCKWATCH_* is a typo, refused.
+ENV_NOT_KEYS = ("DOCKWATCH_CONFIG", "DOCKWATCH_IMAGE")
 _LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -326,6 +338,23 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def closest(name: str, known: Sequence[str]) -> str:
+    """The "; did you mean X?" suffix naming the nearest known spelling ("" when none is near)."""
+    got = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean {got[0]}?" if got else ""
+
+
+def check_env(env: Mapping[str, str]) -> None:
+    """A misspelled DOCKWATCH_* variable is refused like a misspelled flag, not ignored."""
+    known = [k.env for k in KEYS] + list(ENV_NOT_KEYS)
+    unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
+    if unknown:
+        raise ConfigError(
+            f"environment variable {unknown[0]}: unknown{closest(unknown[0], known)} "
+            f"(dockwatch --help lists each option's variable)"
+        )
+
+
 def read_yaml(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -352,11 +381,13 @@ def load(
     `extra_keys` are file keys owned by other parts (log sinks) that load() passes over.
     """
     env = os.environ if env is None else env
+    check_env(env)
     file_values = file_values or {}
     unknown = sorted(k for k in file_values if k not in KEYS_BY_NAME and k.split(".")[0] not in extra_keys)
     if unknown:
         raise ConfigError(
-            f"config key {unknown[0]!r}: unknown (known keys: {', '.join(k.name for k in KEYS)})"
+            f"config key {unknown[0]!r}: unknown{closest(unknown[0], list(KEYS_BY_NAME))} "
+            f"(known keys: {', '.join(k.name for k in KEYS)})"
         )
     values: dict[str, Any] = {}
     given: set[str] = set()
@@ -377,16 +408,9 @@ def load(
             raise ConfigError(f"{where}: {raw!r} is invalid: {exc}") from None
         given.add(key.attr)
     if "docker_host" not in given:
+        # No socket is no reason to switch to sidecar mode: that is asked for (--sidecar) or not at
+        # all; the inventory says what is wrong with the socket, and /readyz stays 503.
         values["docker_host"] = env.get("DOCKER_HOST") or hostfs.DEFAULT_DOCKER_HOST
-        # In a container with no socket mounted, the only thing to watch is our own namespace.
-        socket_path = str(values["docker_host"]).removeprefix("unix://")
-        if (
-            "sidecar" not in given
-            and os.path.exists("/.dockerenv")
-            and str(values["docker_host"]).startswith("unix://")
-            and not os.path.exists(socket_path)
-        ):
-            values["sidecar"] = True
     if values["log_level"] not in _LEVELS:
         raise ConfigError(
             f"log-level: {values['log_level']!r} is invalid: expected one of {', '.join(_LEVELS)}"

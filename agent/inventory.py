@@ -28,6 +28,7 @@ from typing import Any
 
 from agent.docker.client import DockerClient, Event
 from agent.docker.models import Container, EngineError, Network, NotFound
+from agent.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class Inventory:
         self._listeners: list[Listener] = []
         self._event_listeners: list[EventListener] = []
         self.last_error = ""
+        self.outage = Outage(log, "the Docker engine")
 
     @property
     def snapshot(self) -> Snapshot:
@@ -144,8 +146,13 @@ class Inventory:
             try:
                 await self._follow()
             except EngineError as exc:
-                if self.connected or not self.last_error:
-                    log.warning("engine connection lost: %s; reconnecting", exc)
+                # Loud once (an ERROR with the fix when no connection can be made), then a summary
+                # every few minutes, then one line when connected again; each attempt at debug.
+                if self.connected:
+                    self.outage.failed(str(exc), f"engine connection lost: {exc}; reconnecting")
+                else:
+                    self.outage.failed(str(exc), level=logging.ERROR if exc.unreachable else None)
+                log.debug("engine: attempt %d failed; retrying", self.outage.attempts)
                 self.last_error = str(exc)
             if self.connected:
                 self.reconnects += 1
@@ -184,6 +191,7 @@ class Inventory:
                 self.connected = True
                 self.last_error = ""
                 self.ready.set()
+                self.outage.recovered(f"connected to {self.client.host}")
                 continue
             self._on_event(ev)
 

@@ -52,6 +52,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 from agentproc import free_port  # noqa: E402
 from engine import BUSYBOX_IMAGE, Engine, test_engine, wait_for  # noqa: E402
 from fluentd_sink import Receiver, dockerd  # noqa: E402
+from toolbox import agent_env  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -187,8 +188,7 @@ class AgentRun:
         self.sink = sink.get("name", "")
         cfg = tmp / f"cfg-{uuid.uuid4().hex[:6]}.yml"
         cfg.write_text(json.dumps({"logs": {"sinks": [sink]}}))
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env.pop("DOCKER_HOST", None)
+        env = agent_env()  # not the shell's DOCKWATCH_* variables: the agent refuses unknown ones
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
             [

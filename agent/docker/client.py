@@ -6,8 +6,10 @@ and NotFound (404); callers never see aiohttp exceptions or raw error bodies.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -133,6 +135,8 @@ class DockerClient:
                 if resp.status >= 400:
                     raise EngineError(f"GET {path}: {resp.status} {_message(body)}", resp.status)
                 return json.loads(body)
+        except aiohttp.ClientConnectorError as exc:
+            raise unreachable(self.host, exc.os_error) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise EngineError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
         except ValueError as exc:
@@ -179,6 +183,8 @@ class DockerClient:
                 async for chunk in resp.content.iter_any():
                     for obj in decoder.feed(chunk):
                         yield Event.from_api(obj)
+        except aiohttp.ClientConnectorError as exc:
+            raise unreachable(self.host, exc.os_error) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise EngineError(f"GET /events: {type(exc).__name__}: {exc}") from exc
         raise EngineError("GET /events: the engine closed the stream")
@@ -199,6 +205,31 @@ class DockerClient:
                     yield chunk
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise EngineError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def unreachable(host: str, err: OSError) -> EngineError:
+    """No connection at all: say so, and how to fix it (the agent's one line about it at start)."""
+    why = err.strerror or str(err)
+    if not host.startswith("unix://"):
+        return EngineError(
+            f"cannot connect to the Docker engine at {host}: {why} (is the engine listening there?)",
+            unreachable=True,
+        )
+    path = host.removeprefix("unix://")
+    if err.errno == errno.ECONNREFUSED:  # the socket file is there, nobody listens: dockerd is down
+        return EngineError(
+            f"cannot connect to the Docker engine at {host}: {why} (is dockerd running?)", unreachable=True
+        )
+    try:
+        gid = str(os.stat(path).st_gid)
+    except OSError:
+        gid = "<the socket's group id>"
+    return EngineError(
+        f"cannot connect to the Docker engine at {host}: {why}. Fix: mount the socket "
+        f"(-v /var/run/docker.sock:{path}:ro) or point --docker.host at it; if it is mounted, run as "
+        f"root or add its group (--group-add {gid}); --sidecar watches one app's namespace without it",
+        unreachable=True,
+    )
 
 
 def _message(body: bytes) -> str:

@@ -20,11 +20,13 @@ LOGS_OPT_OUT = "dockwatch.logs"
 
 
 class EngineError(Exception):
-    """The engine answered with an error, or could not be reached."""
+    """The engine answered with an error, or could not be reached (`unreachable`: no connection
+    could be made at all, e.g. no socket, a socket we may not open, nothing listening)."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, unreachable: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.unreachable = unreachable
 
 
 class NotFound(EngineError):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from aiohttp import web
 
-from agent.inventory import Inventory
 from exporters.prometheus.scrape import CONTENT_TYPE, Scraper
 
 log = logging.getLogger(__name__)
@@ -16,7 +16,17 @@ _INDEX = """<html><head><title>dockwatch</title></head><body><h1>dockwatch</h1>
 <li><a href="/readyz">/readyz</a></li></ul></body></html>"""
 
 
-def make_app(scraper: Scraper, inventory: Inventory) -> web.Application:
+class Readiness(Protocol):
+    """What /readyz asks (agent/app.py's Readiness: engine answered, inventory loaded, /proc readable)."""
+
+    @property
+    def is_ready(self) -> bool: ...
+
+    @property
+    def last_error(self) -> str: ...
+
+
+def make_app(scraper: Scraper, inventory: Readiness) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         gz = "gzip" in request.headers.get("Accept-Encoding", "")
         body = await scraper.scrape(gzip_ok=gz)

@@ -3,7 +3,8 @@
 The pipeline owns batching, retry with backoff and checkpoints; a sink only says how a batch went:
 
     records ──► Sink.send(batch) ──► Outcome.OK     checkpoint advances past the batch
-                                 └─► Outcome.RETRY  same batch again after backoff (peer down, timeout)
+                                 └─► Outcome.RETRY  same batch again after backoff (peer down, timeout);
+                                                    why in `last_error`: the pipeline logs it, not the sink
                                  └─► Outcome.FAIL   the batch can never go (e.g. rejected): counted, skipped
 """
 
@@ -181,6 +182,7 @@ class Sink(abc.ABC):
         self.name = name or self.driver
         self.hostname = hostname  # the Docker host's name, as Docker's drivers use os.Hostname()
         self.opts = parse_options(self.driver, self.options, opts)
+        self.last_error = ""  # why the last send() returned RETRY; the pipeline reports it, rate-limited
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect or create what the sink needs; may raise, the pipeline retries."""

@@ -409,7 +409,9 @@ class JsonFileSink(Sink):
             try:
                 await asyncio.to_thread(self._write, lines)
             except OSError as exc:  # disk full, permissions, a path in the way: may heal
-                log.warning("json-file sink %s: %s; will retry", self.name, exc)
+                # The runner reports the outage (first failure, then a summary); each attempt: debug.
+                self.last_error = str(exc)
+                log.debug("json-file sink %s: %s; will retry", self.name, exc)
                 return Outcome.RETRY
             except Exception:  # a sink never takes the pipeline down
                 log.exception("json-file sink %s: unexpected error; will retry", self.name)

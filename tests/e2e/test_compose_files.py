@@ -18,6 +18,8 @@ import pytest
 import yaml
 from harness import DEPLOY, REPO, RULES_IN_CONTAINER, compose_tool
 
+from agent import config
+
 GRAFANA = REPO / "grafana"
 RULES = GRAFANA / "alerts" / "dockwatch.rules.yml"
 AGENT_BINDS = {
@@ -101,6 +103,17 @@ def test_compose_single_host() -> None:
     override = load("compose.docker-sd.yaml")["services"]["prometheus"]
     assert binds(override)["./prometheus/prometheus-docker-sd.yml"][0] == "/etc/prometheus/prometheus.yml"
     assert binds(override)["/var/run/docker.sock"][1] is True
+
+
+@pytest.mark.parametrize("name", ["compose.yaml", "stack.yaml"])
+def test_stop_grace_period_covers_the_drain(name: str) -> None:
+    """Docker SIGKILLs after stop_grace_period: the agent's drain plus closing its sinks must fit."""
+    agent = load(name)["services"]["dockwatch"]
+    m = re.fullmatch(r"(\d+)s", str(agent.get("stop_grace_period", "")))
+    assert m, f"{name}: the agent sets no stop_grace_period in seconds"
+    env = agent.get("environment") or {}
+    drain = float(str(env.get("DOCKWATCH_LOGS_DRAIN_TIMEOUT", config.DRAIN_TIMEOUT)).rstrip("s"))
+    assert drain + config.SHUTDOWN_GRACE < int(m.group(1))
 
 
 def test_prometheus_configs() -> None:

@@ -55,7 +55,7 @@ def agent(
         options = probe.stdout.split()[5].split(",") if probe.stdout else []
         assert "ro" in options, probe
         assert probe.returncode != 0 and "Permission denied" in probe.stderr, probe
-        a = Agent(engine_session, f"--path.procfs={mnt}", wrap=wrap)
+        a = Agent(engine_session, f"--path.procfs={mnt}", prefix=wrap)
     a.start()
     yield a, request.param
     assert a.stop() == 0, a.logtext()

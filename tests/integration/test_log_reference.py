@@ -10,14 +10,14 @@ split line by design (Docker makes a new one in each of its loggers).
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 from agentproc import Agent
-from engine import BUSYBOX_IMAGE, Engine
+from engine import BUSYBOX_IMAGE, Engine, wait_for
 from peers.forward import Event, ForwardReceiver
+from toolbox import until
 
 pytestmark = pytest.mark.docker
 
@@ -87,13 +87,16 @@ async def test_agent_records_equal_dockerds_fluentd_driver(engine: Engine, tmp_p
             def mine(rx: ForwardReceiver) -> list[Event]:
                 return [e for e in rx.events if e.record.get("container_id") == cid]
 
-            deadline = time.monotonic() + 30
-            while True:
-                theirs, got = mine(ref), mine(ours)
-                if len(theirs) >= want and len(got) >= len(theirs):
-                    break
-                assert time.monotonic() < deadline, f"dockerd sent {len(theirs)}, the agent {len(got)}"
-                await asyncio.sleep(0.1)
+            try:
+                await until(
+                    lambda: len(mine(ref)) >= want and len(mine(ours)) >= len(mine(ref)),
+                    timeout=30,
+                    interval=0.1,
+                    what="dockerd's records and as many from the agent",
+                )
+            except TimeoutError:
+                raise AssertionError(f"dockerd sent {len(mine(ref))}, the agent {len(mine(ours))}") from None
+            theirs, got = mine(ref), mine(ours)
             # The two loggers see stdout and stderr in the same copier order per stream; compare as sets
             # of records and per stream in order.
             assert len(got) == len(theirs)
@@ -151,14 +154,14 @@ def test_agent_json_file_sink_equals_dockerds_file_byte_for_byte(engine: Engine,
             a = theirs.read_bytes()
             return a.count(b"\n") == 8 and ours.exists() and ours.read_bytes().count(b"\n") >= 8
 
-        deadline = time.monotonic() + 30
-        while not same_size():
+        try:
+            wait_for(same_size, timeout=30, interval=0.1, what="the sink's file as long as dockerd's")
+        except TimeoutError:
             a, b = theirs.read_bytes(), (ours.read_bytes() if ours.exists() else b"")
             na, nb = a.count(b"\n"), b.count(b"\n")
-            assert time.monotonic() < deadline, (
+            raise AssertionError(
                 f"sink behind: dockerd {na} lines {len(a)} B, ours {nb} lines {len(b)} B"
-            )
-            time.sleep(0.1)
+            ) from None
         a, b = theirs.read_bytes(), ours.read_bytes()
         for la, lb in zip(a.splitlines(), b.splitlines(), strict=True):
             assert lb[:300] == la[:300] and lb[-300:] == la[-300:]  # readable on failure

@@ -48,6 +48,7 @@ class ScriptedEngine:
     `gates[id]` holds that container's inspect until set (an engine slow to answer)."""
 
     def __init__(self, running: list[Container]) -> None:
+        self.host = "unix:///scripted.sock"
         self.api_version = "1.41"
         self.containers = {c.id: c for c in running}
         self.running = [c.id for c in running]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from toolbox import wait_for
 
 from agent.logs.checkpoint import ApiPos, CheckpointStore, FilePos
 
@@ -56,9 +56,8 @@ def test_killed_writer_leaves_old_or_new(tmp_path: Path) -> None:
         )
         assert p.stdout is not None and p.stdout.readline() == b"go\n"
         st = CheckpointStore(tmp_path)
-        deadline = time.monotonic() + 10
-        while st.load("s", "c" * 64) is None and time.monotonic() < deadline:
-            pass  # kill it mid-stream of saves, once it has saved at least once
+        # Kill it mid-stream of saves, once it has saved at least once.
+        wait_for(lambda st=st: st.load("s", "c" * 64), timeout=30, interval=0.001, what="a first save")
         p.kill()
         p.wait()
         pos = st.load("s", "c" * 64)

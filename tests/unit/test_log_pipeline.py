@@ -3,10 +3,10 @@ a failing tail restarted from its checkpoint, and stop()."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from pathlib import Path
+
+from toolbox import until
 
 from agent.docker.models import Container
 from agent.hostfs import HostFS
@@ -53,13 +53,6 @@ def docker_file(root: Path, cid: str, lines: int) -> None:
             fh.write(
                 b'{"log":"line-%d\\n","stream":"stdout","time":"2026-11-23T08:00:00.%09dZ"}\n' % (i, i + 1)
             )
-
-
-async def until(cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 async def test_tails_filters_opt_out_unreadable_and_stop(tmp_path: Path) -> None:
