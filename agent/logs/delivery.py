@@ -228,6 +228,12 @@ class Tail:
             self._save_failed = False
         self.committed = pos
 
+    async def owe(self, raw: Any) -> None:
+        """No checkpoint yet: record where reading starts (`raw`, as for `add`) at once, so that a
+        restart, even after SIGKILL, still finishes this container when nothing was delivered."""
+        if self.committed is None:
+            await self.commit(self.to_position(raw))
+
     async def load(self) -> Position | None:
         try:
             return await asyncio.to_thread(self.store.load, self.runner.name, self.cid)

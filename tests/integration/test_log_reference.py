@@ -10,13 +10,15 @@ split line by design (Docker makes a new one in each of its loggers).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentproc import Agent
-from engine import BUSYBOX_IMAGE, Engine
+from agentproc import Agent, one
+from engine import BUSYBOX_IMAGE, Engine, wait_for
 from peers.forward import Event, ForwardReceiver
 
 pytestmark = pytest.mark.docker
@@ -165,3 +167,72 @@ def test_agent_json_file_sink_equals_dockerds_file_byte_for_byte(engine: Engine,
         assert b == a
     finally:
         assert agent.stop() == 0, agent.logtext()
+
+
+# --- the last line through the Engine API ------------------------------------------------------------
+LAST_LINE_RUNS = 20  # dockerd 20.10 lost the race in 15 of 25 runs before the final read existed
+LAST_SCRIPT = "seq 1 300 | while read i; do echo line-$i; done; printf no-newline-at-end"
+
+
+async def until(cond: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("driver", ["fluentd", "local"])
+async def test_last_line_without_newline_every_run(engine: Engine, tmp_path: Path, driver: str) -> None:
+    """A container whose last output is `printf no-newline-at-end` (no newline), read through the
+    Engine API (Docker's dual-logging cache behind dockerd's fluentd driver, or the `local` driver):
+    dockerd 20.10 may end the follow stream before that entry, and the agent reads once more without
+    follow after the container stopped. Every run, the agent ships as many records as dockerd's own
+    fluentd driver sent (300 lines and the unterminated one, which both mark partial_last=false)."""
+    prefix = f"dwlast{uuid.uuid4().hex[:6]}-"
+    async with ForwardReceiver() as ref, ForwardReceiver() as ours:
+        sink = {
+            "name": "central",
+            "driver": "fluentd",
+            "options": {"fluentd-address": ours.address, "fluentd-async": "true"},
+            "include": {"name": f"^{prefix}"},
+        }
+        cfg = tmp_path / "dockwatch.yml"
+        cfg.write_text(json.dumps({"logs": {"sinks": [sink]}}))
+        agent = Agent(engine, f"--config={cfg}", f"--path.state={tmp_path / 'state'}")
+        await asyncio.to_thread(agent.start)
+        try:
+            if driver == "fluentd":
+                opts = ["--log-driver=fluentd", f"--log-opt=fluentd-address={ref.address}"]
+            else:
+                opts = ["--log-driver=local"]
+            results = []
+            for run in range(LAST_LINE_RUNS):
+                cid = await asyncio.to_thread(
+                    engine.run, *opts, BUSYBOX_IMAGE, "sh", "-c", LAST_SCRIPT, name=f"{prefix}{run}"
+                )
+                await asyncio.to_thread(engine.docker, "wait", cid)
+
+                def mine(rx: ForwardReceiver, cid: str = cid) -> list[Event]:
+                    return [e for e in rx.events if e.record.get("container_id") == cid]
+
+                if driver == "fluentd":
+                    await until(lambda: len(mine(ref)) >= 301, 30, "dockerd's fluentd driver")
+                await until(lambda: len(mine(ours)) >= 300, 30, "the agent's 300 lines")
+
+                def tail_ended() -> bool:
+                    return one(agent.scrape(), "dockwatch_log_sink_containers", sink="central") == 0
+
+                await asyncio.to_thread(wait_for, tail_ended, 30, 0.1, "the container's tail to end")
+                got = [e.record for e in mine(ours)]
+                results.append(len(got))
+                last = got[-1]
+                if driver == "fluentd":
+                    theirs = [e.record for e in mine(ref)]
+                    assert len(theirs) == 301 and theirs[-1]["log"] == "no-newline-at-end"
+                    assert theirs[-1]["partial_last"] == "false"
+                if len(got) == 301:
+                    assert last["log"] == "no-newline-at-end" and last["partial_last"] == "false"
+                    assert [r["log"] for r in got[:300]] == [f"line-{i}" for i in range(1, 301)]
+            assert results == [301] * LAST_LINE_RUNS, f"records per run: {results}"
+        finally:
+            assert await asyncio.to_thread(agent.stop) == 0, agent.logtext()
