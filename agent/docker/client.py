@@ -155,6 +155,11 @@ class DockerClient:
         data = await self.get_json("/containers/json")
         return [str(c["Id"]) for c in data]
 
+    async def all_container_ids(self) -> list[str]:
+        """Running and stopped containers alike (`docker ps -a`)."""
+        data = await self.get_json("/containers/json", {"all": "1"})
+        return [str(c["Id"]) for c in data]
+
     async def inspect(self, container_id: str) -> Container:
         return Container.from_inspect(await self.get_json(f"/containers/{quote(container_id)}/json"))
 

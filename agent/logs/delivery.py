@@ -8,7 +8,8 @@
 A sink that is down holds only its own tails: each waits with its batch (bounded) while Docker's
 files keep the rest; other sinks read on. Sinks come from exporters/ (agent/ does not import them):
 anything with `name`, `open()`, `send(batch)` returning an outcome whose `.value` is "ok", "retry"
-or "fail", and `close()`.
+or "fail", and `close()`; and optionally `raw_chunks = True` to get Docker's 16 KiB chunks as
+chunks whatever `logs.join-partial` says.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class SinkRunner:
         self.spec = spec
         self.sink = sink
         self.name = spec.name
+        # A sink that writes Docker's 16 KiB chunks as they are (json-file) gets them unjoined.
+        self.raw_chunks = bool(getattr(sink, "raw_chunks", False))
         self.stats = SinkStats()
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
