@@ -142,7 +142,7 @@ class SinkRunner:
 @dataclass(frozen=True, slots=True)
 class TailOptions:
     join_partial: bool = True
-    start_at_end: bool = False  # only for containers already running at the agent's first start
+    start_at_end: bool = False  # only for containers that existed before the sink's first start
     batch_records: int = BATCH_RECORDS
     batch_bytes: int = BATCH_BYTES
     poll_interval: float = 0.25

@@ -224,3 +224,26 @@ async def test_resume_stopped_finishes_what_is_owed(tmp_path: Path) -> None:
         old_live.stat().st_size,
     )
     await p.stop(timeout=1)
+
+
+async def test_a_raw_chunks_sink_gets_dockers_chunks_while_others_get_the_line(tmp_path: Path) -> None:
+    class Raw(Sink):
+        raw_chunks = True
+
+    raw, joined = Raw("raw"), Sink("joined")
+    runners = [SinkRunner(SinkSpec("raw", "x"), raw), SinkRunner(SinkSpec("joined", "x"), joined)]
+    p = LogPipeline(
+        runners, HostFS(docker_root=tmp_path), tmp_path / "state", None, TailOptions(poll_interval=0.02)
+    )
+    cid = "8" * 64
+    d = tmp_path / "containers" / cid
+    d.mkdir(parents=True)
+    t = '"stream":"stdout","time":"2026-11-23T08:00:00.1Z"}\n'
+    (d / f"{cid}-json.log").write_text(
+        "".join('{"log":"' + c + t for c in ("a" * 16384 + '",', "b" * 16384 + '",', 'c\\n",'))
+    )
+    p.on_container("added", ctr(cid, "x"))
+    await until(lambda: len(joined.lines) == 1 and len(raw.lines) == 3)
+    assert joined.lines == [b"a" * 16384 + b"b" * 16384 + b"c"]
+    assert raw.lines == [b"a" * 16384, b"b" * 16384, b"c"]
+    await p.stop(timeout=1)
