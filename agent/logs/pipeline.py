@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 FILE_DRIVERS = ("json-file",)
 PERMISSION = "permission"
 CATCH_UP_PARALLEL = 8  # stopped containers read at once at start: bounded engine requests and files
+LIVE_STATES = ("running", "paused", "restarting")  # the inventory's (inspected only if stopped)
 
 
 class LogPipeline:
@@ -139,11 +140,10 @@ class LogPipeline:
         delete the checkpoints of containers that are gone. Running ones are the inventory's."""
         if self.client is None:
             return
-        ids = await self._all_container_ids()
-        present = set(ids)
+        states = await self._container_states()
         for r in self.runners:
             for cid in await asyncio.to_thread(self.store.containers, r.name):
-                if cid in present or (cid, r.name) in self.tails or self._stopping:
+                if cid in states or (cid, r.name) in self.tails or self._stopping:
                     continue
                 try:
                     await self.client.inspect(cid)
@@ -152,10 +152,10 @@ class LogPipeline:
                 except EngineError:
                     continue
         slots = asyncio.Semaphore(CATCH_UP_PARALLEL)
-        for cid in ids:
+        for cid, state in states.items():
             if self._stopping:
                 return
-            if all((cid, r.name) in self.tails for r in self.runners):
+            if state in LIVE_STATES or all((cid, r.name) in self.tails for r in self.runners):
                 continue
             try:
                 c = await self.client.inspect(cid)
@@ -178,16 +178,16 @@ class LogPipeline:
             done = asyncio.gather(*tasks, return_exceptions=True)
             done.add_done_callback(lambda _: slots.release())
 
-    async def _all_container_ids(self) -> list[str]:
-        """Running and stopped containers; retried (capped backoff) until the engine answers."""
+    async def _container_states(self) -> dict[str, str]:
+        """Every container's state; retried (capped backoff) until the engine answers."""
         assert self.client is not None
         delay = 0.5
         while True:
             try:
-                return await self.client.all_container_ids()
+                return await self.client.container_states()
             except EngineError as exc:
                 if self._stopping:
-                    return []
+                    return {}
                 log.warning("cannot list containers to finish their logs: %s; retrying", exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)

@@ -168,15 +168,17 @@ def test_preexisting_means_created_before_the_sinks_first_start(tmp_path: Path) 
 
 
 class FakeClient:
-    """all_container_ids / inspect over a fixed set of containers."""
+    """container_states / inspect over a fixed set of containers; counts the inspects."""
 
     def __init__(self, containers: list[Container]) -> None:
         self.containers = {c.id: c for c in containers}
+        self.inspected: list[str] = []
 
-    async def all_container_ids(self) -> list[str]:
-        return list(self.containers)
+    async def container_states(self) -> dict[str, str]:
+        return {cid: "running" if c.pid else "exited" for cid, c in self.containers.items()}
 
     async def inspect(self, cid: str) -> Container:
+        self.inspected.append(cid)
         if cid not in self.containers:
             raise NotFound(cid, 404)
         return self.containers[cid]
@@ -214,6 +216,7 @@ async def test_resume_stopped_finishes_what_is_owed(tmp_path: Path) -> None:
     p._start_finishing = spy  # type: ignore[method-assign]
     await p.resume_stopped()
     assert sorted(started) == ["new", "old"]
+    assert running not in client.inspected  # running ones are the inventory's: not even inspected
     await until(lambda: not p.tails)
     assert sink.lines == [b"line-%d" % i for i in range(3)]  # the new one's; the old one from its end
     assert store.load("s", gone) is None
