@@ -197,7 +197,6 @@ class App:
     async def _logs_listing_done(self) -> None:
         await self.inventory.ready.wait()
         assert self.logs is not None
-        self.logs.listing_done()
         await self.logs.resume_stopped()
         await asyncio.Event().wait()  # live as long as the app
 

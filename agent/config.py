@@ -175,15 +175,18 @@ KEYS: tuple[Key, ...] = (
         "logs.start-at",
         "str",
         "beginning",
-        "Where to start on a container already running at the agent's first start, with no checkpoint: "
-        "beginning (all Docker still has) or end. Containers started later: from their first line.",
+        "Where to start, per sink, on a container that existed before the sink's first start and has no "
+        "checkpoint: beginning (all Docker still has, running or stopped) or end (what it writes from "
+        "then on). Containers created later: from their first line, also if they ran while the agent "
+        "was down.",
         "WHERE",
     ),
     Key(
         "logs.join-partial",
         "bool",
         True,
-        "Rejoin Docker's 16 KiB chunks into one line (up to 1 MiB); false: pass partial metadata through.",
+        "Rejoin Docker's 16 KiB chunks into one line (up to 1 MiB inclusive); false: pass partial "
+        "metadata through. The json-file sink always gets Docker's chunks, as Docker's file has them.",
         "",
     ),
     Key(

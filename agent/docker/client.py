@@ -159,6 +159,11 @@ class DockerClient:
         data = await self.get_json("/containers/json")
         return [str(c["Id"]) for c in data]
 
+    async def container_states(self) -> dict[str, str]:
+        """Every container, running or not (`docker ps -a`): id → State (running, exited, ...)."""
+        data = await self.get_json("/containers/json", {"all": "1"})
+        return {str(c["Id"]): str(c.get("State") or "") for c in data}
+
     async def inspect(self, container_id: str) -> Container:
         return Container.from_inspect(await self.get_json(f"/containers/{quote(container_id)}/json"))
 

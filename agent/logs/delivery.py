@@ -8,7 +8,8 @@
 A sink that is down holds only its own tails: each waits with its batch (bounded) while Docker's
 files keep the rest; other sinks read on. Sinks come from exporters/ (agent/ does not import them):
 anything with `name`, `open()`, `send(batch)` returning an outcome whose `.value` is "ok", "retry"
-or "fail", and `close()`.
+or "fail", and `close()`; and optionally `raw_chunks = True` to get Docker's 16 KiB chunks as
+chunks whatever `logs.join-partial` says.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class SinkRunner:
         self.spec = spec
         self.sink = sink
         self.name = spec.name
+        # A sink that writes Docker's 16 KiB chunks as they are (json-file) gets them unjoined.
+        self.raw_chunks = bool(getattr(sink, "raw_chunks", False))
         self.stats = SinkStats()
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -151,7 +154,7 @@ class SinkRunner:
 @dataclass(frozen=True, slots=True)
 class TailOptions:
     join_partial: bool = True
-    start_at_end: bool = False  # only for containers already running at the agent's first start
+    start_at_end: bool = False  # only for containers that existed before the sink's first start
     batch_records: int = BATCH_RECORDS
     batch_bytes: int = BATCH_BYTES
     poll_interval: float = 0.25
@@ -239,6 +242,12 @@ class Tail:
         else:
             self._save_failed = False
         self.committed = pos
+
+    async def owe(self, raw: Any) -> None:
+        """No checkpoint yet: record where reading starts (`raw`, as for `add`) at once, so that a
+        restart, even after SIGKILL, still finishes this container when nothing was delivered."""
+        if self.committed is None:
+            await self.commit(self.to_position(raw))
 
     async def load(self) -> Position | None:
         try:

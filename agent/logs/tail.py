@@ -313,6 +313,8 @@ class FileTail(Tail):
             log.warning("container %s: cannot open %s: %s", self.cid[:12], self.path, exc)
         if pos is not None:
             self.committed = pos
+        elif self.files:  # owed from here on, even if the agent dies before the first delivery
+            await self.owe((self.files[0], self.files[0].offset, 0))
         watcher = asyncio.create_task(self._watch(), name=f"logs-watch-{self.cid[:12]}")
         try:
             await self._read_loop()

@@ -177,6 +177,9 @@ class Sink(abc.ABC):
 
     driver: ClassVar[str]  # Docker's driver name: "json-file", "syslog", "fluentd"
     options: ClassVar[Sequence[Option]]
+    # True: the pipeline gives this sink Docker's 16 KiB chunks as they came (with Partial
+    # metadata), whatever `logs.join-partial` says; False: rejoined lines when it is on.
+    raw_chunks: ClassVar[bool] = False
 
     def __init__(self, opts: Mapping[str, str], *, name: str | None = None, hostname: str = "") -> None:
         self.name = name or self.driver

@@ -56,19 +56,26 @@ def start_agent(engine: Engine, tmp: Path, cfg: Path, *extra: str) -> Agent:
 
 
 def read_sink_lines(out: Path, cid: str) -> list[str]:
-    """Every record the json-file sink wrote for a container, in order (rotated files first)."""
+    """Every line the json-file sink wrote for a container, in order (rotated files first); like
+    Docker's own file, a line over 16 KiB is there as chunks, rejoined here."""
     d = out / cid
     files = sorted(d.glob(f"{cid}-json.log.*"), key=lambda p: -int(p.name.rsplit(".", 1)[-1]))
     files.append(d / f"{cid}-json.log")
     lines: list[str] = []
+    chunks: list[bytes] = []
     for f in files:
         if not f.exists():
             continue
         for raw in f.read_bytes().splitlines():
             try:
-                lines.append(parse_line(raw).data.decode("utf-8", "replace"))
+                entry = parse_line(raw)
             except CorruptLine:
                 lines.append("<corrupt>")
+                continue
+            chunks.append(entry.data)
+            if entry.complete:
+                lines.append(b"".join(chunks).decode("utf-8", "replace"))
+                chunks = []
     return lines
 
 

@@ -76,3 +76,13 @@ def test_damaged_checkpoint_is_ignored(tmp_path: Path, content: bytes) -> None:
 def test_names_cannot_escape_the_directory(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         CheckpointStore(tmp_path).save("../x", CID, ApiPos(0, 0))
+
+
+def test_first_start_is_recorded_once(tmp_path: Path) -> None:
+    st = CheckpointStore(tmp_path)
+    assert st.first_start("central", 100) == 100
+    assert st.first_start("central", 200) == 100  # a later start keeps the first
+    assert st.first_start("other", 300) == 300  # per sink: a new sink has its own first start
+    assert st.containers("central") == []  # not a container's checkpoint
+    (tmp_path / "logs" / "central" / "first-start").write_text("garbage")
+    assert st.first_start("central", 400) == 400  # damaged: this start counts as the first

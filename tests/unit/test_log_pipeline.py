@@ -4,12 +4,14 @@ a failing tail restarted from its checkpoint, and stop()."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from toolbox import until
 
-from agent.docker.models import Container
+from agent.docker.models import Container, NotFound
 from agent.hostfs import HostFS
+from agent.logs.checkpoint import CheckpointStore, FilePos
 from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.filters import Match, SinkSpec
 from agent.logs.pipeline import LogPipeline
@@ -31,17 +33,26 @@ class Sink:
     async def close(self) -> None: ...
 
 
-def ctr(cid: str, name: str, driver: str = "json-file", tty: bool = False, **labels: str) -> Container:
+def ctr(
+    cid: str,
+    name: str,
+    driver: str = "json-file",
+    tty: bool = False,
+    pid: int = 1,
+    created: str = "",
+    **labels: str,
+) -> Container:
     return Container(
         id=cid,
         name=name,
         image="busybox",
         image_id="",
-        pid=1,
+        pid=pid,
         network_mode="",
         labels=labels,
         log_driver=driver,
         tty=tty,
+        created=created,
     )
 
 
@@ -109,3 +120,127 @@ async def test_a_failing_tail_restarts_from_its_checkpoint(tmp_path: Path, monke
     await until(lambda: len(sink.lines) == 5)
     assert sink.lines == [b"line-%d" % i for i in range(5)]
     await p.stop(timeout=5)
+
+
+class Down(Sink):
+    async def send(self, batch):
+        return Outcome.RETRY
+
+
+async def test_checkpoint_exists_from_first_sight(tmp_path: Path) -> None:
+    """A json-file tail records its start (offset 0 of the oldest file) before anything is delivered."""
+    runner = SinkRunner(SinkSpec("s", "x"), Down("s"), backoff_base=0.01, backoff_cap=0.01)
+    p = LogPipeline(
+        [runner], HostFS(docker_root=tmp_path), tmp_path / "state", None, TailOptions(poll_interval=0.02)
+    )
+    cid = "7" * 64
+    docker_file(tmp_path, cid, 3)
+    p.on_container("added", ctr(cid, "x"))
+    store = CheckpointStore(tmp_path / "state")
+    await until(lambda: store.load("s", cid) is not None)
+    pos = store.load("s", cid)
+    live = tmp_path / "containers" / cid / f"{cid}-json.log"
+    assert isinstance(pos, FilePos) and (pos.inode, pos.offset) == (live.stat().st_ino, 0)
+    await until(lambda: runner.stats.retries > 0)
+    await p.stop(timeout=0.1)
+
+
+def iso(ns: int) -> str:
+    sec, frac = divmod(ns, 10**9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+
+
+def test_preexisting_means_created_before_the_sinks_first_start(tmp_path: Path) -> None:
+    runner = SinkRunner(SinkSpec("s", "x"), Sink("s"))
+    p = LogPipeline([runner], HostFS(docker_root=tmp_path), tmp_path / "state", None, TailOptions())
+    first = p.first_start["s"]
+    assert p.preexisting(ctr("a" * 64, "a", created=iso(first - 1)), runner)
+    assert not p.preexisting(ctr("a" * 64, "a", created=iso(first)), runner)
+    assert not p.preexisting(ctr("a" * 64, "a", created=""), runner)  # unknown: read it all
+    again = LogPipeline([runner], HostFS(docker_root=tmp_path), tmp_path / "state", None, TailOptions())
+    assert again.first_start == {"s": first}  # a restart is not a first start
+
+
+class FakeClient:
+    """container_states / inspect over a fixed set of containers; counts the inspects."""
+
+    def __init__(self, containers: list[Container]) -> None:
+        self.containers = {c.id: c for c in containers}
+        self.inspected: list[str] = []
+
+    async def container_states(self) -> dict[str, str]:
+        return {cid: "running" if c.pid else "exited" for cid, c in self.containers.items()}
+
+    async def inspect(self, cid: str) -> Container:
+        self.inspected.append(cid)
+        if cid not in self.containers:
+            raise NotFound(cid, 404)
+        return self.containers[cid]
+
+
+async def test_resume_stopped_finishes_what_is_owed(tmp_path: Path) -> None:
+    sink = Sink("s")
+    runner = SinkRunner(SinkSpec("s", "x"), sink)
+    state = tmp_path / "state"
+    store = CheckpointStore(state)
+    first = store.first_start("s", 2_000_000_000_000_000_000)
+    new, done, old, running, gone = (c * 64 for c in "12345")
+    for cid in (new, done, old, running):
+        docker_file(tmp_path, cid, 3)
+    live = tmp_path / "containers" / done / f"{done}-json.log"
+    store.save("s", done, FilePos(live.stat().st_ino, "", live.stat().st_size))  # read to its end
+    store.save("s", gone, FilePos(1, "", 0))
+    client = FakeClient(
+        [
+            ctr(new, "new", pid=0, created=iso(first + 1)),  # ran while the agent was down
+            ctr(done, "done", pid=0, created=iso(first + 1)),
+            ctr(old, "old", pid=0, created=iso(first - 1)),  # before the first start; start-at=end
+            ctr(running, "running", created=iso(first + 1)),  # the inventory's
+        ]
+    )
+    opts = TailOptions(poll_interval=0.02, start_at_end=True)
+    p = LogPipeline([runner], HostFS(docker_root=tmp_path), state, client, opts)  # type: ignore[arg-type]
+    started: list[str] = []
+    real = p._start_finishing
+
+    def spy(c: Container, runners=None):
+        started.append(c.name)
+        return real(c, runners)
+
+    p._start_finishing = spy  # type: ignore[method-assign]
+    await p.resume_stopped()
+    assert sorted(started) == ["new", "old"]
+    assert running not in client.inspected  # running ones are the inventory's: not even inspected
+    await until(lambda: not p.tails)
+    assert sink.lines == [b"line-%d" % i for i in range(3)]  # the new one's; the old one from its end
+    assert store.load("s", gone) is None
+    old_live = tmp_path / "containers" / old / f"{old}-json.log"
+    pos = store.load("s", old)
+    assert isinstance(pos, FilePos) and (pos.inode, pos.offset) == (
+        old_live.stat().st_ino,
+        old_live.stat().st_size,
+    )
+    await p.stop(timeout=1)
+
+
+async def test_a_raw_chunks_sink_gets_dockers_chunks_while_others_get_the_line(tmp_path: Path) -> None:
+    class Raw(Sink):
+        raw_chunks = True
+
+    raw, joined = Raw("raw"), Sink("joined")
+    runners = [SinkRunner(SinkSpec("raw", "x"), raw), SinkRunner(SinkSpec("joined", "x"), joined)]
+    p = LogPipeline(
+        runners, HostFS(docker_root=tmp_path), tmp_path / "state", None, TailOptions(poll_interval=0.02)
+    )
+    cid = "8" * 64
+    d = tmp_path / "containers" / cid
+    d.mkdir(parents=True)
+    t = '"stream":"stdout","time":"2026-11-23T08:00:00.1Z"}\n'
+    (d / f"{cid}-json.log").write_text(
+        "".join('{"log":"' + c + t for c in ("a" * 16384 + '",', "b" * 16384 + '",', 'c\\n",'))
+    )
+    p.on_container("added", ctr(cid, "x"))
+    await until(lambda: len(joined.lines) == 1 and len(raw.lines) == 3)
+    assert joined.lines == [b"a" * 16384 + b"b" * 16384 + b"c"]
+    assert raw.lines == [b"a" * 16384, b"b" * 16384, b"c"]
+    await p.stop(timeout=1)
