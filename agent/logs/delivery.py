@@ -53,6 +53,10 @@ class SinkStats:
     bytes: int = 0
     retries: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    # json-file files Docker deleted before they were read to the end, and their unread bytes (exact,
+    # or a lower bound where only that is knowable: agent/logs/README.md "Rotation").
+    files_missed: int = 0
+    bytes_missed: int = 0
     last_success: float = 0.0
     lag: float = 0.0
 

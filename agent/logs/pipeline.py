@@ -29,6 +29,7 @@ from agent.logs.delivery import SinkRunner, Tail, TailOptions
 from agent.logs.events import EventShipper
 from agent.logs.filters import opted_out
 from agent.logs.tail import FileTail
+from agent.logs.watch import DirWatcher
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class LogPipeline:
         self.tails: dict[tuple[str, str], Tail] = {}
         self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.unreadable: dict[str, str] = {}  # container id -> reason
+        self.watcher = DirWatcher()  # one inotify thread for every FileTail
         self._first_listing = True
         self._stopping = False
         self._aux: set[asyncio.Task[None]] = set()
@@ -172,7 +174,16 @@ class LogPipeline:
         pre = self._first_listing
         if c.log_driver in FILE_DRIVERS:
             path = self.hostfs.container_dir(c.id) / f"{c.id}-json.log"
-            return FileTail(c, r, self.store, self.opts, path, preexisting=pre, on_denied=self._mark_denied)
+            return FileTail(
+                c,
+                r,
+                self.store,
+                self.opts,
+                path,
+                preexisting=pre,
+                on_denied=self._mark_denied,
+                watcher=self.watcher,
+            )
         assert self.client is not None
         return ApiTail(c, r, self.store, self.opts, self.client, self._mark_unreadable, preexisting=pre)
 
@@ -261,3 +272,4 @@ class LogPipeline:
             await shipper.stop(timeout)
         for r in self.runners:
             await r.close()
+        await asyncio.to_thread(self.watcher.close)
