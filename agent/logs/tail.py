@@ -396,7 +396,41 @@ class FileTail(Tail):
         self._newest = live
         if between:
             log.debug("container %s: %d rotated files queued", self.cid[:12], len(between))
+        self._let_go_over_bound()
         return True
+
+    def _let_go_over_bound(self) -> None:
+        """Over MAX_HELD_FILES / MAX_HELD_BYTES queued behind the reader (a sink down for long, or slower
+        than the writer), let the oldest queued file go, counting its lines (under _lock; the reader
+        may be stuck in a delivery meanwhile, so this runs here, not in it)."""
+        while True:
+            behind = [*self.files, *self._inbox][:-1]  # the newest is never behind
+            if len(behind) < 2:  # behind[0] is being read
+                return
+            try:
+                held = sum(f.size() for f in behind) - (0 if behind[0].gz else behind[0].offset)
+            except OSError:
+                held = 0
+            if len(behind) <= MAX_HELD_FILES and held <= MAX_HELD_BYTES:
+                return
+            victim = behind[1]
+            (self.files if victim in self.files else self._inbox).remove(victim)
+            lines, size = count_lines(victim)
+            self._release(victim)
+            st = self.runner.stats
+            st.drop("rotated", lines)
+            st.files_missed += 1
+            st.bytes_missed += size
+            log.warning(
+                "container %s (%s) sink %s: more than %d files or %d MiB behind the sink; a rotated file "
+                "of %d lines let go unread",
+                self.container.name,
+                self.cid[:12],
+                self.runner.name,
+                MAX_HELD_FILES,
+                MAX_HELD_BYTES >> 20,
+                lines,
+            )
 
     def _account_unlinks(self) -> None:
         """Files Docker unlinked that we never held were missed: count them (under _lock)."""
@@ -486,37 +520,11 @@ class FileTail(Tail):
             if own:
                 await asyncio.to_thread(watcher.close)
 
-    async def _take_inbox(self) -> None:
-        """Files the watcher opened → the reading queue; over the bounds, the oldest queued is let go."""
+    def _take_inbox(self) -> None:
+        """Files the watcher opened → the reading queue."""
         with self._lock:
-            new, self._inbox = self._inbox, []
-        self.files.extend(new)
-        while len(self.files) > 2:
-            behind = self.files[:-1]  # the newest is never behind
-            try:
-                held = sum(f.size() for f in behind) - (0 if behind[0].gz else behind[0].offset)
-            except OSError:
-                held = 0
-            if len(behind) <= MAX_HELD_FILES and held <= MAX_HELD_BYTES:
-                break
-            victim = self.files.pop(1)  # files[0] is being read
-            lines, size = await asyncio.to_thread(count_lines, victim)
-            with self._lock:
-                self._release(victim)
-            st = self.runner.stats
-            st.drop("rotated", lines)
-            st.files_missed += 1
-            st.bytes_missed += size
-            log.warning(
-                "container %s (%s) sink %s: more than %d files / %d MiB behind the sink; %d lines of a "
-                "rotated file let go unread",
-                self.container.name,
-                self.cid[:12],
-                self.runner.name,
-                MAX_HELD_FILES,
-                MAX_HELD_BYTES >> 20,
-                lines,
-            )
+            self.files.extend(self._inbox)
+            self._inbox = []
         self._update_backlog()
 
     def _update_backlog(self) -> None:
@@ -541,7 +549,7 @@ class FileTail(Tail):
         quiet_since = 0.0
         while not self.stopping:
             if self._inbox:
-                await self._take_inbox()
+                self._take_inbox()
             if not self.files:
                 if self.finishing:
                     return
@@ -563,7 +571,7 @@ class FileTail(Tail):
                     self.runner.stats.drop("corrupt")
                 with self._lock:
                     self._release(f)
-                self.files.pop(0)
+                    self.files.pop(0)
                 continue
             # Caught up with the live file.
             for o in self.joiner.flush(end=self._pos_here(f)):
