@@ -87,13 +87,14 @@ class SinkRunner:
         self._opened = False
         self._down_since = 0.0
 
-    async def deliver(self, batch: Sequence[LogRecord]) -> bool:
-        """Send until the sink takes the batch (True) or rejects it for good (False, counted)."""
+    async def deliver(self, batch: Sequence[LogRecord], nbytes: int | None = None) -> bool:
+        """Send until the sink takes the batch (True) or rejects it for good (False, counted).
+        `nbytes`: the sum of its lines' lengths, when the caller knows it."""
         while True:
             async with self._lock:
                 outcome = await self._attempt(batch)
                 if outcome == "ok":
-                    self._up(batch)
+                    self._up(batch, nbytes)
                     return True
                 if outcome == "fail":
                     self.stats.drop("rejected", len(batch))
@@ -121,14 +122,14 @@ class SinkRunner:
         value = str(getattr(res, "value", res)).lower()
         return value if value in ("ok", "fail") else "retry"
 
-    def _up(self, batch: Sequence[LogRecord]) -> None:
+    def _up(self, batch: Sequence[LogRecord], nbytes: int | None = None) -> None:
         st = self.stats
         if self._down_since:
             log.info("sink %s delivering again after %.1fs", self.name, time.monotonic() - self._down_since)
             self._down_since = 0.0
         self._backoff = 0.0
         st.sent += len(batch)
-        st.bytes += sum(len(r.line) for r in batch)
+        st.bytes += sum(len(r.line) for r in batch) if nbytes is None else nbytes
         now = time.time()
         st.last_success = now
         if batch:
@@ -213,7 +214,7 @@ class Tail:
         """Deliver the batch (retrying as long as it takes) and commit its position."""
         batch, raw = self.batch, self.batch_pos
         if batch:
-            await self.runner.deliver(batch)
+            await self.runner.deliver(batch, self.batch_bytes)
             self.batch = []
             self.batch_bytes = 0
         if raw is not None:

@@ -195,3 +195,36 @@ async def test_checkpointed_file_gone_at_start_is_counted(tmp_path: Path) -> Non
     await th.until(lambda: tail2.runner.stats.files_missed == 1)
     await th.stop(tail2, task2)
     assert tail2.runner.stats.bytes_missed == 1000 - pos.offset
+
+
+async def test_batches_keep_their_bounds_and_positions(tmp_path: Path) -> None:
+    """The columnar path cuts batches by records and by bytes mid-block; a restart from the
+    checkpoint repeats nothing."""
+    w = th.DockerWriter(tmp_path)
+    for s in th.numbered(100):
+        w.line(s)
+    sink = th.ListSink()
+    opts = TailOptions(poll_interval=0.02, batch_records=7, batch_bytes=40)
+    batches: list[int] = []
+    send = sink.send
+
+    async def sizes(batch):  # record each batch's size on its way to the sink
+        batches.append(len(batch))
+        assert len(batch) <= 7 and sum(len(r.line) for r in batch) - len(batch[-1].line) < 40
+        return await send(batch)
+
+    sink.send = sizes  # type: ignore[method-assign]
+    tail = th.make_tail(tmp_path, sink, opts)
+    task = asyncio.create_task(tail.run())
+    await th.until(lambda: len(sink.records) == 100)
+    await th.stop(tail, task)
+    assert max(batches) <= 7 and min(batches[:-1]) >= 5  # 6-7 byte lines: 40 bytes cut at 6-7 records
+    for s in th.numbered(50, 100):
+        w.line(s)
+    sink2 = th.ListSink()
+    tail2 = th.make_tail(tmp_path, sink2, opts)
+    task2 = asyncio.create_task(tail2.run())
+    await th.until(lambda: len(sink2.records) == 50)
+    await asyncio.sleep(0.1)
+    await th.stop(tail2, task2)
+    assert sink.lines() + sink2.lines() == th.numbered(150)
