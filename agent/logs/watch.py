@@ -249,6 +249,12 @@ class DirWatcher:
                         if ev.mask & IN_Q_OVERFLOW:
                             overflow = True
                             continue
+                        if ev.mask & IN_IGNORED:
+                            # The directory is gone (`docker rm`) and the kernel dropped the watch; it
+                            # may hand the same number to a new watch: its subscribers are polled now.
+                            for sub in self._by_wd.pop(ev.wd, ()):
+                                sub.wd = -1
+                            continue
                         for sub in self._by_wd.get(ev.wd, ()):
                             n = _fold(notices.get(id(sub), (sub, Notice(exact=True)))[1], sub.live, ev)
                             if n is not None:
