@@ -220,7 +220,7 @@ class FileTail(Tail):
         self._unlinked = 0  # plain chain names Docker unlinked since we watch
         self._ours_unlinked = 0  # ... of which files we hold
         self._missed = 0  # files counted as missed so far
-        self._warned_inexact = False
+        self._let_go: list[LogFile] = []  # over the bound: counted and released outside the lock
 
     @property
     def max_size(self) -> int:
@@ -326,6 +326,9 @@ class FileTail(Tail):
                 added = self._scan()
             if notice.deleted or not notice.exact:
                 self._account_unlinks()
+            let_go, self._let_go = self._let_go, []
+        for victim in let_go:
+            self._count_let_go(victim)
         if added or (notice.modified and self._waiting):
             self._wake_threadsafe()
         elif not self._waiting:
@@ -403,8 +406,8 @@ class FileTail(Tail):
 
     def _let_go_over_bound(self) -> None:
         """Over MAX_HELD_FILES / MAX_HELD_BYTES queued behind the reader (a sink down for long, or slower
-        than the writer), let the oldest queued file go, counting its lines (under _lock; the reader
-        may be stuck in a delivery meanwhile, so this runs here, not in it)."""
+        than the writer), take the oldest queued file out of the queue (under _lock; the reader may be
+        stuck in a delivery meanwhile, so this runs here, not in it). _count_let_go counts it."""
         while True:
             behind = [*self.files, *self._inbox][:-1]  # the newest is never behind
             if len(behind) < 2:  # behind[0] is being read
@@ -417,22 +420,30 @@ class FileTail(Tail):
                 return
             victim = behind[1]
             (self.files if victim in self.files else self._inbox).remove(victim)
+            self._let_go.append(victim)
+
+    def _count_let_go(self, victim: LogFile) -> None:
+        """Count a file let go over the bound: its lines exactly (read outside the lock: it can be big)."""
+        try:
             lines, size = count_lines(victim)
+        except OSError:
+            lines, size = 0, 0
+        with self._lock:
             self._release(victim)
-            st = self.runner.stats
-            st.drop("rotated", lines)
-            st.files_missed += 1
-            st.bytes_missed += size
-            log.warning(
-                "container %s (%s) sink %s: more than %d files or %d MiB behind the sink; a rotated file "
-                "of %d lines let go unread",
-                self.container.name,
-                self.cid[:12],
-                self.runner.name,
-                MAX_HELD_FILES,
-                MAX_HELD_BYTES >> 20,
-                lines,
-            )
+        st = self.runner.stats
+        st.drop("rotated", lines)
+        st.files_missed += 1
+        st.bytes_missed += size
+        log.warning(
+            "container %s (%s) sink %s: more than %d files or %d MiB behind the sink; a rotated file of "
+            "%d lines let go unread",
+            self.container.name,
+            self.cid[:12],
+            self.runner.name,
+            MAX_HELD_FILES,
+            MAX_HELD_BYTES >> 20,
+            lines,
+        )
 
     def _account_unlinks(self) -> None:
         """Files Docker unlinked that we never held were missed: count them (under _lock)."""
