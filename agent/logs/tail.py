@@ -507,29 +507,30 @@ class FileTail(Tail):
         own = self._watcher is None
         watcher = self._watcher = self._watcher or DirWatcher()
         try:
-            await asyncio.to_thread(self._open_initial, pos)
-        except OSError as exc:
-            log.warning("container %s: cannot open %s: %s", self.cid[:12], self.path, exc)
+            try:
+                await asyncio.to_thread(self._open_initial, pos)
+            except OSError as exc:
+                log.warning("container %s: cannot open %s: %s", self.cid[:12], self.path, exc)
+                with self._lock:
+                    self._ready = True
+            if pos is not None:
+                self.committed = pos
+            # Watch from here on; the look right after covers what rotated since the files were listed.
+            self._sub = watcher.subscribe(str(self.path.parent), self.path.name, self._on_notice)
             with self._lock:
-                self._ready = True
-        if pos is not None:
-            self.committed = pos
-        # Watch from here on; the look right after covers what rotated since the files were listed.
-        self._sub = watcher.subscribe(str(self.path.parent), self.path.name, self._on_notice)
-        with self._lock:
-            self._exact = self._sub.wd >= 0
-        try:
+                self._exact = self._sub.wd >= 0
             await asyncio.to_thread(self.poll_rotation)
             await self._read_loop()
         finally:
-            watcher.unsubscribe(self._sub)
+            if self._sub is not None:
+                watcher.unsubscribe(self._sub)
             with self._lock:
                 self._ended = True
-                for f in [*self.files, *self._inbox, *self._held.values()]:
+                for f in [*self.files, *self._inbox, *self._held.values(), *self._let_go]:
                     f.close()
                 if self._newest is not None:
                     self._newest.close()
-                self.files, self._inbox, self._held = [], [], {}
+                self.files, self._inbox, self._held, self._let_go = [], [], {}, []
             if own:
                 await asyncio.to_thread(watcher.close)
 
