@@ -222,6 +222,16 @@ class DirWatcher:
 
     # --- the thread -------------------------------------------------------------------------------
     def _run(self) -> None:
+        """The thread: rounds until close(); a round that fails is logged and the next one runs (a
+        watcher that stopped would leave every tail on the files it has)."""
+        while not self._closing:
+            try:
+                self._rounds()
+            except Exception:
+                log.exception("log directory watcher failed; going on")
+                time.sleep(0.1)
+
+    def _rounds(self) -> None:
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
         if self._ino is not None:
