@@ -228,3 +228,45 @@ async def test_batches_keep_their_bounds_and_positions(tmp_path: Path) -> None:
     await asyncio.sleep(0.1)
     await th.stop(tail2, task2)
     assert sink.lines() + sink2.lines() == th.numbered(150)
+
+
+async def test_polling_cannot_count_what_it_did_not_see_but_warns(tmp_path: Path, caplog) -> None:
+    """Without inotify, files created and deleted between two looks leave no trace: a warning says
+    lines may be lost; nothing is counted (there is nothing to count from)."""
+    watcher = DirWatcher(use_inotify=False, fallback_interval=60.0, rescan_interval=60.0)
+    w = th.DockerWriter(tmp_path, max_file=2)
+    sink = th.ListSink()
+    tail = th.make_tail(tmp_path, sink, watcher=watcher)
+    task = asyncio.create_task(tail.run())
+    try:
+        for s in th.numbered(10):
+            w.line(s)
+        await th.until(lambda: len(sink.records) == 10)
+        for r in range(3):
+            for s in th.numbered(10, 10 + 10 * r):
+                w.line(s)
+            w.rotate()
+        w.line("last")
+        await asyncio.to_thread(tail.poll_rotation)  # the next look
+        tail.wake.set()
+        await th.until(lambda: sink.lines()[-1:] == ["last"])
+        assert "rotated past max-file between two looks (polling); lines may be lost" in caplog.text
+        assert (tail.runner.stats.files_missed, tail.runner.stats.bytes_missed) == (0, 0)
+    finally:
+        await th.stop(tail, task)
+        await asyncio.to_thread(watcher.close)
+
+
+async def test_lost_inotify_events_stop_the_counting(tmp_path: Path, caplog) -> None:
+    w = th.DockerWriter(tmp_path)
+    w.line("one")
+    sink = th.ListSink()
+    tail = th.make_tail(tmp_path, sink)
+    task = asyncio.create_task(tail.run())
+    try:
+        await th.until(lambda: len(sink.records) == 1 and tail._exact)
+        await asyncio.to_thread(tail._on_notice, Notice(exact=False, lost=True))  # IN_Q_OVERFLOW
+        assert not tail._exact
+        assert "inotify events were lost" in caplog.text
+    finally:
+        await th.stop(tail, task)
