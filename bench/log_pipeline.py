@@ -543,7 +543,9 @@ def main() -> None:
                         f"  warning: {label} took under 1 s beyond the idle start; use more --lines",
                         file=sys.stderr,
                     )
-                return n / max(1e-9, wall - idle_wall), max(0.0, cpu - idle_cpu) * 100_000 / n, got
+                # Under 1 s beyond the idle start (warned above), lines/s says nothing: 0 prints as "-".
+                lps = n / (wall - idle_wall) if wall - idle_wall >= 1.0 else 0.0
+                return lps, max(0.0, cpu - idle_cpu) * 100_000 / n, got
 
             def peer(label: str) -> Row:
                 if label == DOCKER_LOGS:
@@ -596,11 +598,13 @@ def main() -> None:
         sink = "source" if label == SOURCE else sink
         if sink in PEERS:
             p = PEERS[sink]
-            cmp = f"{p} | {lps / med(p, 0):.2f}x | {cpu / med(p, 1):.2f}x"
+            vs = f"{lps / med(p, 0):.2f}x" if lps else "-"
+            cmp = f"{p} | {vs} | {cpu / med(p, 1):.2f}x"
         else:
             cmp = "(peer) | | "
         per_cpu = f"{100_000 / cpu:,.0f}" if cpu else "-"
-        print(f"| {label} | {lps:,.0f} | {cpu:.3f} | {per_cpu} | {got:,} / {n:,}{lost} | {cmp} |")
+        shown = f"{lps:,.0f}" if lps else "-"
+        print(f"| {label} | {shown} | {cpu:.3f} | {per_cpu} | {got:,} / {n:,}{lost} | {cmp} |")
     print()
     if rot:
         print(
