@@ -1245,6 +1245,30 @@ def agent() -> Json:
             no_value=no_sink,
         ),
         ts(
+            "Log files missed in rotation",
+            "json-file log files per interval that Docker deleted before the sink's tail read them to "
+            "their end (held bound exceeded, not opened in time, or rotated away while the agent was "
+            "down). " + no_sink.capitalize() + ".",
+            "short",
+            t(
+                "sum by (node, sink) "
+                f"({per_node(increase('dockwatch_log_sink_rotated_files_missed_total', JOB, sink))})",
+                "{{node}} {{sink}}",
+            ),
+            no_value=no_sink,
+        ),
+        ts(
+            "Log bytes missed in rotation",
+            "Bytes per second of those files never read (exact when let go over the held bound, "
+            "otherwise a lower bound from the container's max-size). " + no_sink.capitalize() + ".",
+            "Bps",
+            t(
+                f"sum by (node, sink) ({sink_rate('dockwatch_log_sink_rotated_bytes_missed_total')})",
+                "{{node}} {{sink}}",
+            ),
+            no_value=no_sink,
+        ),
+        ts(
             "Log backlog",
             "Bytes of json-file logs read ahead of the sink's checkpoint, not yet delivered. "
             + no_sink.capitalize()

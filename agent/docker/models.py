@@ -101,6 +101,7 @@ class Container:
     env: tuple[str, ...] = ()
     networks: tuple[NetworkAttachment, ...] = ()
     log_driver: str = ""
+    log_opts: Mapping[str, str] = field(default_factory=dict)  # HostConfig.LogConfig.Config (max-size, ...)
     log_path: str = ""
     health: str = ""  # "", starting, healthy, unhealthy
     tty: bool = False
@@ -141,6 +142,7 @@ class Container:
             env=tuple(cfg.get("Env") or ()),
             networks=attachments,
             log_driver=((host_cfg.get("LogConfig") or {}).get("Type")) or "",
+            log_opts=dict(((host_cfg.get("LogConfig") or {}).get("Config")) or {}),
             log_path=raw.get("LogPath") or "",
             health=health,
             tty=bool(cfg.get("Tty")),

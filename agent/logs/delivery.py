@@ -55,6 +55,10 @@ class SinkStats:
     bytes: int = 0
     retries: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    # json-file files Docker deleted before they were read to the end, and their unread bytes (exact,
+    # or a lower bound where only that is knowable: agent/logs/README.md "Rotation").
+    files_missed: int = 0
+    bytes_missed: int = 0
     last_success: float = 0.0
     lag: float = 0.0
 
@@ -93,13 +97,14 @@ class SinkRunner:
         self._opened = False
         self.outage = Outage(log, f"sink {self.name}", clock=clock)
 
-    async def deliver(self, batch: Sequence[LogRecord]) -> bool:
-        """Send until the sink takes the batch (True) or rejects it for good (False, counted)."""
+    async def deliver(self, batch: Sequence[LogRecord], nbytes: int | None = None) -> bool:
+        """Send until the sink takes the batch (True) or rejects it for good (False, counted).
+        `nbytes`: the sum of its lines' lengths, when the caller knows it."""
         while True:
             async with self._lock:
                 outcome, reason = await self._attempt(batch)
                 if outcome == "ok":
-                    self._up(batch)
+                    self._up(batch, nbytes)
                     return True
                 if outcome == "fail":
                     self.stats.drop("rejected", len(batch))
@@ -134,12 +139,12 @@ class SinkRunner:
         # Sinks keep the reason of their last RETRY; they log each attempt at debug only.
         return "retry", str(getattr(self.sink, "last_error", "") or "the sink asked to retry")
 
-    def _up(self, batch: Sequence[LogRecord]) -> None:
+    def _up(self, batch: Sequence[LogRecord], nbytes: int | None = None) -> None:
         st = self.stats
         self.outage.recovered("delivering again")
         self._backoff = 0.0
         st.sent += len(batch)
-        st.bytes += sum(len(r.line) for r in batch)
+        st.bytes += sum(len(r.line) for r in batch) if nbytes is None else nbytes
         now = self.clock.time()
         st.last_success = now
         if batch:
@@ -224,7 +229,7 @@ class Tail:
         """Deliver the batch (retrying as long as it takes) and commit its position."""
         batch, raw = self.batch, self.batch_pos
         if batch:
-            await self.runner.deliver(batch)
+            await self.runner.deliver(batch, self.batch_bytes)
             self.batch = []
             self.batch_bytes = 0
         if raw is not None:

@@ -38,6 +38,7 @@ from agent.logs.events import EventShipper
 from agent.logs.filters import opted_out
 from agent.logs.jsonfile import CorruptLine, parse_time
 from agent.logs.tail import FileTail
+from agent.logs.watch import DirWatcher
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class LogPipeline:
         self.tails: dict[tuple[str, str], Tail] = {}
         self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.unreadable: dict[str, str] = {}  # container id -> reason
+        self.watcher = DirWatcher()  # one inotify thread for every FileTail
         self._stopping = False
         self._aux: set[asyncio.Task[None]] = set()
         # The json-file sink writes Docker's chunks as Docker did: its tails never rejoin them.
@@ -256,7 +258,16 @@ class LogPipeline:
         opts = self._raw_opts if r.raw_chunks else self.opts
         if c.log_driver in FILE_DRIVERS:
             path = self.hostfs.container_dir(c.id) / f"{c.id}-json.log"
-            return FileTail(c, r, self.store, opts, path, preexisting=pre, on_denied=self._mark_denied)
+            return FileTail(
+                c,
+                r,
+                self.store,
+                opts,
+                path,
+                preexisting=pre,
+                on_denied=self._mark_denied,
+                watcher=self.watcher,
+            )
         assert self.client is not None
         return ApiTail(c, r, self.store, opts, self.client, self._mark_unreadable, preexisting=pre)
 
@@ -344,3 +355,4 @@ class LogPipeline:
             await shipper.stop(timeout)
         for r in self.runners:
             await r.close()
+        await asyncio.to_thread(self.watcher.close)

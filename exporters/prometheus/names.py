@@ -362,9 +362,27 @@ LOG_SINK_RECORDS_DROPPED = Metric(
     "dockwatch_log_sink_records_dropped_total",
     Kind.COUNTER,
     "Log records never delivered: corrupt (unparsable json-file line), rejected (sink said FAIL), "
-    "rotated (Docker rotated the file away before it was read), events_overflow (docker events "
-    "dropped: queue full while the sink was down, or unsent at exit).",
+    "rotated (lines of a rotated json-file log let go unread because more than the held bound was "
+    "behind the sink; counted exactly), events_overflow (docker events dropped: queue full while the "
+    "sink was down, or unsent at exit).",
     ("sink", "reason"),
+    "agent",
+)
+LOG_SINK_ROTATED_FILES_MISSED = Metric(
+    "dockwatch_log_sink_rotated_files_missed_total",
+    Kind.COUNTER,
+    "json-file log files not read to their end before Docker deleted them: let go over the held "
+    "bound, rotated away before the agent could open them, or the checkpointed file rotated away "
+    "while the agent was down (whole files rotated away during that time are not seen).",
+    ("sink",),
+    "agent",
+)
+LOG_SINK_ROTATED_BYTES_MISSED = Metric(
+    "dockwatch_log_sink_rotated_bytes_missed_total",
+    Kind.COUNTER,
+    "Bytes of those files never read: exact for files let go over the held bound; otherwise a lower "
+    "bound from the container's max-size (Docker rotates a file once it holds max-size bytes).",
+    ("sink",),
     "agent",
 )
 LOG_SINK_BACKLOG_BYTES = Metric(

@@ -117,6 +117,7 @@ def container() -> Container:
         pid=1,
         network_mode="default",
         log_driver="json-file",
+        log_opts={},
     )
 
 
