@@ -37,6 +37,8 @@ from agent.netstats import NetCollector
 from exporters.prometheus.logmetrics import LogMetrics
 from exporters.prometheus.scrape import CollectorStatus, Scraper
 from exporters.prometheus.server import make_app, serve
+from exporters.prometheus.webconfig import WebConfig, WebConfigError
+from exporters.prometheus.webconfig import load as load_web_config
 from exporters.sinks import SINKS
 from exporters.sinks.base import SinkConfigError
 
@@ -141,6 +143,12 @@ def build_log_pipeline(
 class App:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        self.web: WebConfig | None = None
+        if cfg.web_config_file:
+            try:  # read now: a bad file is one error naming its key, before anything starts
+                self.web = load_web_config(cfg.web_config_file)
+            except WebConfigError as exc:
+                raise ConfigError(str(exc)) from None
         self.client = DockerClient(cfg.docker_host, cfg.docker_timeout)
         self.inventory: Inventory
         if cfg.sidecar:
@@ -189,7 +197,12 @@ class App:
             loop.add_signal_handler(sig, self.stopping.set)
         host, port = self.cfg.web_listen_address
         try:
-            runner = await serve(make_app(self.scraper, self.inventory), host, port)
+            ctx = self.web.ssl_context() if self.web is not None else None
+            runner = await serve(make_app(self.scraper, self.inventory, self.web), host, port, ctx)
+        except WebConfigError as exc:  # a certificate replaced by a bad one since start
+            log.error("%s", exc)
+            await self.client.close()
+            return 1
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
             await self.client.close()

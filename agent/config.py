@@ -47,6 +47,13 @@ class Key:
 KEYS: tuple[Key, ...] = (
     Key("web.listen-address", "address", ":9105", "Address for /metrics, /healthz and /readyz.", "HOST:PORT"),
     Key(
+        "web.config.file",
+        "str",
+        None,
+        "exporter-toolkit web config (TLS, client certificates, basic auth, headers) for every endpoint.",
+        "FILE",
+    ),
+    Key(
         "docker.host",
         "str",
         None,
@@ -196,6 +203,7 @@ class Config:
     """Every key of KEYS, parsed; built only by load(), which supplies the defaults from KEYS."""
 
     web_listen_address: tuple[str, int]
+    web_config_file: str | None
     docker_host: str
     docker_timeout: float
     path_procfs: str
