@@ -1176,6 +1176,31 @@ def agent() -> Json:
             ),
         ),
         ts(
+            "Agent CPU",
+            "CPU the agent process uses, in cores (process_cpu_seconds_total: user + system).",
+            "percentunit",
+            t(f"sum by (node) ({per_node(rate('process_cpu_seconds_total', JOB))})", "{{node}}"),
+        ),
+        ts(
+            "Agent memory",
+            "Resident memory of the agent process (process_resident_memory_bytes).",
+            "bytes",
+            t(f"max by (node) ({per_node(sel('process_resident_memory_bytes', JOB))})", "{{node}}"),
+        ),
+        ts(
+            "Agent open files",
+            "File descriptors the agent holds, and its limit (process_open_fds, process_max_fds).",
+            "short",
+            t(f"max by (node) ({per_node(sel('process_open_fds', JOB))})", "{{node}} open"),
+            t(f"max by (node) ({per_node(sel('process_max_fds', JOB))})", "{{node}} limit"),
+        ),
+        ts(
+            "Agent uptime",
+            "Seconds since each agent process started (process_start_time_seconds): drops on restarts.",
+            "s",
+            t(f"time() - max by (node) ({per_node(sel('process_start_time_seconds', JOB))})", "{{node}}"),
+        ),
+        ts(
             "Containers and namespaces tracked",
             "Running containers in the inventory and distinct network namespaces read, per node.",
             "short",

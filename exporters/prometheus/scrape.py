@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -28,9 +27,7 @@ from agent import __version__
 from agent.inventory import Inventory
 from agent.netstats import CollectResult, NetCollector
 from exporters.prometheus import names as n
-from exporters.prometheus.render import Renderer
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from exporters.prometheus.render import MetricsPage, Renderer
 
 
 @dataclass(slots=True)
@@ -88,36 +85,39 @@ class Scraper:
     ) -> None:
         self.inventory = inventory
         self.interval = interval  # 0: collect at scrape time
-        self._body: bytes | None = None
+        self._page: MetricsPage | None = None
         self.collector = collector
         self.renderer = Renderer()
         self.status: dict[str, CollectorStatus] = {"netns": CollectorStatus()}
         self.registry = registry or CollectorRegistry(auto_describe=False)
         self.registry.register(SelfMetrics(inventory, self.status, self._namespaces))
-        self._inflight: asyncio.Future[bytes] | None = None
+        # process_* (CPU seconds, resident memory, open fds, start time) of the agent itself, from
+        # /proc/self like every client_python exporter: the agent's own procfs, not --path.procfs.
+        self.registry.register(ProcessCollector(registry=None))
+        self._inflight: asyncio.Future[MetricsPage] | None = None
         self.last_result: CollectResult | None = None
 
     def _namespaces(self) -> int:
         return len(self.last_result.samples) if self.last_result is not None else 0
 
-    async def scrape(self, gzip_ok: bool = False) -> bytes:
-        """The exposition body (gzip-compressed when gzip_ok)."""
-        if self.interval > 0 and self._body is not None:
-            plain = self._body
+    async def scrape(
+        self, gzip_ok: bool = False, openmetrics: bool = False, names: Collection[str] | None = None
+    ) -> bytes:
+        """The exposition body: text 0.0.4 or OpenMetrics, only `names` if given, gzip when gzip_ok."""
+        if self.interval > 0 and self._page is not None:
+            page = self._page
         else:
-            plain = await self.collect()
-        if gzip_ok:  # level 1: most of the size win for a fraction of the CPU
-            return await asyncio.to_thread(gzip.compress, plain, 1)
-        return plain
+            page = await self.collect()
+        return await asyncio.to_thread(page.body, openmetrics, names, gzip_ok)
 
-    async def collect(self) -> bytes:
+    async def collect(self) -> MetricsPage:
         """Collect and render now (single flight: concurrent callers share one run)."""
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(asyncio.to_thread(self._scrape_blocking))
             self._inflight.add_done_callback(lambda _: setattr(self, "_inflight", None))
-        body = await asyncio.shield(self._inflight)
-        self._body = body
-        return body
+        page = await asyncio.shield(self._inflight)
+        self._page = page
+        return page
 
     async def run_interval(self) -> None:
         """Interval mode: collect every `interval` seconds, and promptly when the inventory changes."""
@@ -130,7 +130,7 @@ class Scraper:
                 # A stack deploy starts dozens of containers at once: take them in one pass.
                 await asyncio.sleep(0.05)
 
-    def _scrape_blocking(self) -> bytes:
+    def _scrape_blocking(self) -> MetricsPage:
         t0 = time.perf_counter()
         inv = self.inventory
         snap = inv.snapshot
@@ -140,11 +140,11 @@ class Scraper:
         # A namespace that vanished mid-scrape is not a failure; an unreadable one is.
         st.success = 0.0 if res.errors else 1.0
         known = {cid: c for cid in inv.container_events if (c := inv.known(cid)) is not None}
-        body = self.renderer.render(
+        exposition = self.renderer.render(
             snap.node, snap.node_id, res, dict(inv.container_events), known, snap.containers.values()
         )
         # Keep the identity strings of every running container, not only those with events:
         # containers already running at agent start have none and were re-rendered every scrape.
         self.renderer.forget_except([*snap.containers, *known])
         st.duration = time.perf_counter() - t0
-        return body.encode() + generate_latest(self.registry)
+        return MetricsPage(exposition, self.registry.collect())
