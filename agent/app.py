@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from agent.config import Config, ConfigError
-from agent.docker.client import DockerClient
+from agent.docker.client import DockerClient, tls_context
 from agent.docker.models import (
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
@@ -64,6 +64,17 @@ def sidecar_container(cfg: Config) -> Container:
     )
 
 
+def docker_client(cfg: Config, timeout: float | None = None) -> DockerClient:
+    """The engine client the config asks for (TLS as the docker CLI does it, for tcp://)."""
+    tls = None
+    if cfg.docker_tls_verify and cfg.docker_host.startswith("tcp://"):
+        try:
+            tls = tls_context(cfg.docker_cert_path)
+        except ValueError as exc:
+            raise ConfigError(f"docker.cert-path: {exc}") from None
+    return DockerClient(cfg.docker_host, cfg.docker_timeout if timeout is None else timeout, tls)
+
+
 def engine_hostname(cfg: Config) -> str:
     """The Docker host's name, which Docker's drivers put in syslog HOST and `{{.Hostname}}`.
 
@@ -77,7 +88,7 @@ def engine_hostname(cfg: Config) -> str:
         return socket.gethostname()
 
     async def ask() -> str:
-        async with DockerClient(cfg.docker_host, timeout=min(cfg.docker_timeout, 3.0)) as client:
+        async with docker_client(cfg, timeout=min(cfg.docker_timeout, 3.0)) as client:
             return str((await client.info()).get("Name") or "")
 
     try:
@@ -149,7 +160,7 @@ class App:
                 self.web = load_web_config(cfg.web_config_file)
             except WebConfigError as exc:
                 raise ConfigError(str(exc)) from None
-        self.client = DockerClient(cfg.docker_host, cfg.docker_timeout)
+        self.client = docker_client(cfg)
         self.inventory: Inventory
         if cfg.sidecar:
             node = cfg.node_name or socket.gethostname()

@@ -8,7 +8,8 @@ Builds N synthetic namespaces shaped like the agent's real collection (one inter
 MIB, UDP and sockstat field, an info series, events), so N=500 gives ~20k series like the
 500-container row of bench/collect.py. Then, in this process, CPU time (time.process_time) per
 rendering of:
-  - ours, text format 0.0.4 (identity label strings cached, as in a running agent);
+  - ours, text format 0.0.4 (identity label strings cached, as in a running agent), and with a
+    fresh renderer (every identity string formatted again, as on the first scrape);
   - ours, OpenMetrics 1.0 (what Prometheus asks for), and with a `name[]` filter of 3 families;
   - the peer: the same families built as prometheus_client Counter/GaugeMetricFamily objects and
     rendered by prometheus_client.exposition.generate_latest (its generic path).
@@ -181,6 +182,10 @@ def main() -> None:
             ("ours, OpenMetrics 1.0", ours_om),
             ("ours, name[] filter (3 families)", ours_filtered),
         ]
+    def ours_cold() -> str:  # a fresh renderer: every identity label string formatted again
+        return str(Renderer().render("node-1", "nid", res, events, known, health))
+
+    rows.append(("ours, text 0.0.4, cold identity cache", ours_cold))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Generic(res, events, known))
     rows.append(("prometheus_client generate_latest", lambda: generate_latest(registry)))
