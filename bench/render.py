@@ -182,6 +182,7 @@ def main() -> None:
             ("ours, OpenMetrics 1.0", ours_om),
             ("ours, name[] filter (3 families)", ours_filtered),
         ]
+
     def ours_cold() -> str:  # a fresh renderer: every identity label string formatted again
         return str(Renderer().render("node-1", "nid", res, events, known, health))
 
