@@ -2,10 +2,13 @@
 
 The shared test engine listens on a unix socket only, so this module starts a second, short-lived
 dockerd that cannot disturb it: its own data root, exec root (so its own containerd), pidfile,
-unix socket and config file, no bridge (--bridge=none), no iptables, a cgroup parent of its own,
-and a TCP listener on 127.0.0.1 only, with `--tlsverify` and certificates the test makes (a CA,
-the engine's certificate for 127.0.0.1, a client certificate). It is stopped, and its directory
-removed, at the end of the module.
+unix socket and config file, a cgroup parent of its own, no iptables, no ip_forward sysctl, and a
+TCP listener on 127.0.0.1 only, with `--tlsverify` and certificates the test makes (a CA, the
+engine's certificate for 127.0.0.1, a client certificate). Its default network is a bridge this
+test creates with a TEST-NET-style address (198.18.x.1/24) and deletes afterwards. Not
+`--bridge=none`: dockerd then deletes the host's `docker0`, the shared engine's bridge (moby's
+removeDefaultBridgeInterface). Its containers use `--network none`. It is stopped, and its
+bridge, cgroups and directory removed, at the end of the module.
 
 The docker CLI is given exactly the environment the agent is given, to show both read it alike.
 """
@@ -57,56 +60,76 @@ def tls_engine() -> Iterator[TLSEngine]:
     shutil.copy(pki.client.cert, certs / "cert.pem")
     shutil.copy(pki.client.key, certs / "key.pem")
     (root / "daemon.json").write_text("{}\n")  # not the host's /etc/docker/daemon.json
+    # Its own bridge, never docker0: see the module docstring.
+    bridge = f"dwtls{uuid.uuid4().hex[:6]}"
+    had_docker0 = Path("/sys/class/net/docker0").exists()
     port = free_port()
     sock = root / "docker.sock"
     log = open(root / "dockerd.log", "wb")  # noqa: SIM115 - lives as long as dockerd
-    proc = subprocess.Popen(
-        [
-            "dockerd",
-            f"--config-file={root / 'daemon.json'}",
-            f"--data-root={root / 'data'}",
-            f"--exec-root={root / 'exec'}",
-            f"--pidfile={root / 'dockerd.pid'}",
-            f"--host=unix://{sock}",
-            f"--host=tcp://127.0.0.1:{port}",
-            "--tlsverify",
-            f"--tlscacert={pki.ca.cert}",
-            f"--tlscert={pki.server.cert}",
-            f"--tlskey={pki.server.key}",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--userland-proxy=false",
-            f"--cgroup-parent=/{root.name}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    local = Engine(host=f"unix://{sock}", root=root, owned=True, proc=proc)
+    proc: subprocess.Popen[bytes] | None = None
+    local: Engine | None = None
     try:
+        subprocess.run(
+            ["ip", "link", "add", "name", bridge, "type", "bridge"], check=True, capture_output=True
+        )
+        subprocess.run(
+            ["ip", "addr", "add", f"198.18.{int(bridge[-2:], 16)}.1/24", "dev", bridge],
+            check=True,
+            capture_output=True,
+        )
+        proc = subprocess.Popen(
+            [
+                "dockerd",
+                f"--config-file={root / 'daemon.json'}",
+                f"--data-root={root / 'data'}",
+                f"--exec-root={root / 'exec'}",
+                f"--pidfile={root / 'dockerd.pid'}",
+                f"--host=unix://{sock}",
+                f"--host=tcp://127.0.0.1:{port}",
+                "--tlsverify",
+                f"--tlscacert={pki.ca.cert}",
+                f"--tlscert={pki.server.cert}",
+                f"--tlskey={pki.server.key}",
+                f"--bridge={bridge}",
+                "--iptables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
+                "--userland-proxy=false",
+                f"--cgroup-parent=/{root.name}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        local = Engine(host=f"unix://{sock}", root=root, owned=True, proc=proc)
         wait_for(local.ping, timeout=60, interval=0.2, what=f"the TLS dockerd (log: {root / 'dockerd.log'})")
+        # The shared engine's bridge is still there (the whole point of our own bridge).
+        assert Path("/sys/class/net/docker0").exists() or not had_docker0, "the TLS dockerd removed docker0"
         local.ensure_busybox_image()
         yield TLSEngine(f"tcp://127.0.0.1:{port}", local, pki, certs, root)
     finally:
-        local.cleanup()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if local is not None:
+            local.cleanup()
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         log.close()
         # Mounts the daemon may leave behind under its own root, then the directory itself.
         mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()]
         for m in sorted((m for m in mounts if m.startswith(str(root))), key=len, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         # The empty cgroup parent it made, in each controller (v1) or the unified tree (v2).
         cgroups = Path("/sys/fs/cgroup")
         for d in [*cgroups.glob(f"*/{root.name}"), cgroups / root.name]:
             with contextlib.suppress(OSError):
                 d.rmdir()
+        assert Path("/sys/class/net/docker0").exists() or not had_docker0, "docker0 vanished"
 
 
 def docker_env(e: TLSEngine, **extra: str) -> dict[str, str]:
