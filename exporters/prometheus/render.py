@@ -54,25 +54,21 @@ def head(m: n.Metric, openmetrics: bool = False) -> str:
 class Exposition:
     """One rendering: every line once, and where each family starts (its head line)."""
 
-    __slots__ = ("_joined", "heads", "parts")
+    __slots__ = ("heads", "parts")
 
     def __init__(self, parts: list[str], heads: list[tuple[int, n.Metric]]) -> None:
         self.parts = parts
         self.heads = heads  # (index in parts of the family's head, its metric), in order
-        self._joined: dict[bool, str] = {}
 
     def text(self, openmetrics: bool = False, names: Collection[str] | None = None) -> str:
         """The families in text 0.0.4 or OpenMetrics lines (without `# EOF`); only `names` if given."""
         if names is None:
-            hit = self._joined.get(openmetrics)
-            if hit is None:
-                parts = self.parts
-                if openmetrics:
-                    parts = parts.copy()
-                    for i, m in self.heads:
-                        parts[i] = head(m, True)
-                hit = self._joined[openmetrics] = "".join(parts)
-            return hit
+            parts = self.parts
+            if openmetrics:
+                parts = parts.copy()
+                for i, m in self.heads:
+                    parts[i] = head(m, True)
+            return "".join(parts)
         out: list[str] = []
         ends = [i for i, _ in self.heads[1:]] + [len(self.parts)]
         for (start, m), end in zip(self.heads, ends, strict=True):

@@ -116,7 +116,8 @@ class Scraper:
             self._inflight = asyncio.ensure_future(asyncio.to_thread(self._scrape_blocking))
             self._inflight.add_done_callback(lambda _: setattr(self, "_inflight", None))
         page = await asyncio.shield(self._inflight)
-        self._page = page
+        if self.interval > 0:  # only interval mode answers from the last collection
+            self._page = page
         return page
 
     async def run_interval(self) -> None:

@@ -21,6 +21,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -101,9 +102,13 @@ _TLS_KEYS = (
     "curve_preferences",
 )
 _NON_STR_TLS = ("client_allowed_sans", "cipher_suites", "prefer_server_cipher_suites", "curve_preferences")
-# A bcrypt hash of a random password: an unknown user costs one comparison like a known one, so
-# response times do not tell which user names exist (exporter-toolkit does the same).
-_DUMMY_HASH = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(10))
+
+
+@functools.cache
+def _dummy_hash() -> bytes:
+    """A bcrypt hash of a random password: an unknown user costs one comparison like a known one,
+    so response times do not tell which user names exist (exporter-toolkit does the same)."""
+    return bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(10))
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,7 +447,7 @@ class BasicAuth:
         hit = self._cache.get(digest)
         if hit is None:
             async with self._lock:
-                ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed or _DUMMY_HASH)
+                ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed or _dummy_hash())
             hit = known and ok
             self._cache[digest] = hit
             while len(self._cache) > self.CACHE:

@@ -270,3 +270,31 @@ def test_a_bad_web_config_is_one_error_naming_the_key(tmp_path: Path) -> None:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
     assert "tls_server_config.client_auth_type" in lines[0] and str(bad) in lines[0], lines[0]
+
+
+def healthcheck(listen: str, web_config: Path | str = "") -> int:
+    """The image's HEALTHCHECK command, with the environment the image gives it."""
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "DOCKWATCH_WEB_LISTEN_ADDRESS": listen}
+    if web_config:
+        env["DOCKWATCH_WEB_CONFIG_FILE"] = str(web_config)
+    res = subprocess.run(
+        [sys.executable, "-m", "exporters.prometheus.healthcheck"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        timeout=30,
+    )
+    return res.returncode
+
+
+def test_the_image_healthcheck_sees_a_protected_agent_alive(setup: dict[str, Any]) -> None:
+    tmp = setup["tmp"]
+    # TLS + basic auth: a 401 over TLS is an answer. Client certificates required: the TLS alert is.
+    assert healthcheck(f":{setup['auth'].port}", tmp / "web-auth.yml") == 0
+    assert healthcheck(f"127.0.0.1:{setup['mtls'].port}", tmp / "web-mtls.yml") == 0
+    # Nothing listening: not alive.
+    from agentproc import free_port
+
+    assert healthcheck(f"127.0.0.1:{free_port()}", tmp / "web-auth.yml") == 1
+    # Plain HTTP to a TLS port gets no HTTP answer: a config it cannot read is not TLS to it.
+    assert healthcheck(f"127.0.0.1:{setup['auth'].port}") == 1
