@@ -13,6 +13,8 @@ What maps to Python's ssl module and what does not (refused by name rather than 
   - client_allowed_sans is checked on each request (403) rather than in the handshake.
   - curve_preferences: Python sets at most one curve; refused.
   - http_server_config.http2: accepted; the agent serves HTTP/1.1.
+  - The file is read at start (exporter-toolkit re-reads it on every request): restart the agent
+    to apply a change, e.g. a renewed certificate.
 """
 
 from __future__ import annotations
@@ -26,10 +28,9 @@ import hashlib
 import os
 import re
 import ssl
-import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -358,23 +359,28 @@ def load(path: str) -> WebConfig:
 
 
 # --- TLS ------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _pem_path(inline: str, path: str) -> Iterator[str]:
+    """A file name for ssl (which loads a chain from files only): the file, or inline PEM in an
+    anonymous memory file, since the agent's container is often read-only (no /tmp)."""
+    if not inline:
+        yield path
+        return
+    fd = os.memfd_create("dockwatch-tls", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, inline.encode())
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
 def _load_chain(ctx: ssl.SSLContext, t: TLSSettings, path: str) -> None:
     k = "tls_server_config"
     key_name = f"{k}.cert_file" if t.cert_file else f"{k}.cert"
-    # ssl loads a certificate chain from files only: inline PEM goes through a private temp dir.
-    with tempfile.TemporaryDirectory(prefix="dockwatch-tls-") as tmp:
-        cert, key = t.cert_file, t.key_file
-        if t.cert:
-            cert = os.path.join(tmp, "cert.pem")
-            Path(cert).write_text(t.cert)
-        if t.key:
-            key = os.path.join(tmp, "key.pem")
-            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(t.key)
-        for name, f in ((key_name, cert), (f"{k}.key_file", key)):
-            if f and not os.access(f, os.R_OK):
-                raise _err(path, name, f"cannot read {f}")
+    for name, f in ((key_name, t.cert_file), (f"{k}.key_file", t.key_file)):
+        if f and not os.access(f, os.R_OK):
+            raise _err(path, name, f"cannot read {f}")
+    with _pem_path(t.cert, t.cert_file) as cert, _pem_path(t.key, t.key_file) as key:
         try:
             ctx.load_cert_chain(cert, key)
         except ssl.SSLError as exc:
