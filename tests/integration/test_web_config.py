@@ -12,6 +12,7 @@ families named without `_total`). A bad web config file stops the agent with one
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -53,8 +54,9 @@ def curl(url: str, *args: str) -> tuple[int, dict[str, str], str, int]:
     return status, headers, body, res.returncode
 
 
-def start_agent(eng: Engine, web_yml: Path, ready: list[str]) -> Agent:
+def start_agent(eng: Engine, web_yml: Path, ready: list[str], stack: contextlib.ExitStack) -> Agent:
     agent = Agent(eng, f"--web.config.file={web_yml}").start(wait_ready=False)
+    stack.callback(agent.stop)  # stopped whatever happens next
     url = f"https://127.0.0.1:{agent.port}/readyz"
     wait_for(lambda: curl(url, *ready)[0] == 200, timeout=30, what=f"agent ready over TLS ({agent.log.name})")
     return agent
@@ -90,8 +92,13 @@ def setup(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
     )
     ca = ["--cacert", str(pki.ca.cert)]
     client = ["--cert", str(pki.client.cert), "--key", str(pki.client.key)]
-    auth_agent = start_agent(eng, auth_yml, [*ca, "-u", f"prometheus:{PASSWORD}"])
-    mtls_agent = start_agent(eng, mtls_yml, [*ca, *client])
+    stack = contextlib.ExitStack()
+    try:
+        auth_agent = start_agent(eng, auth_yml, [*ca, "-u", f"prometheus:{PASSWORD}"], stack)
+        mtls_agent = start_agent(eng, mtls_yml, [*ca, *client], stack)
+    except BaseException:
+        stack.close()
+        raise
 
     from agentproc import free_port
 
@@ -153,8 +160,9 @@ def setup(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
     finally:
         prom.terminate()
         prom.wait(timeout=30)
-        for a in (auth_agent, mtls_agent):
-            assert a.stop() == 0, a.logtext()
+        codes = [a.stop() for a in (auth_agent, mtls_agent)]
+        stack.close()
+        assert codes == [0, 0], auth_agent.logtext() + mtls_agent.logtext()
 
 
 def targets(prom: str) -> dict[str, dict[str, Any]]:
