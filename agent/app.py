@@ -19,7 +19,7 @@ from pathlib import Path
 
 from agent.collectors import build_collectors
 from agent.config import SHUTDOWN_GRACE, Config, ConfigError
-from agent.docker.client import DockerClient
+from agent.docker.client import DockerClient, tls_context
 from agent.docker.models import (
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
@@ -36,6 +36,8 @@ from agent.logs.pipeline import LogPipeline
 from exporters.prometheus.logmetrics import LogMetrics
 from exporters.prometheus.scrape import Scraper
 from exporters.prometheus.server import make_app, serve
+from exporters.prometheus.webconfig import WebConfig, WebConfigError
+from exporters.prometheus.webconfig import load as load_web_config
 from exporters.sinks import SINKS
 from exporters.sinks.base import SinkConfigError
 
@@ -61,6 +63,17 @@ def sidecar_container(cfg: Config) -> Container:
     )
 
 
+def docker_client(cfg: Config, timeout: float | None = None) -> DockerClient:
+    """The engine client the config asks for (TLS as the docker CLI does it, for tcp://)."""
+    tls = None
+    if cfg.docker_tls_verify and cfg.docker_host.startswith("tcp://"):
+        try:
+            tls = tls_context(cfg.docker_cert_path)
+        except ValueError as exc:
+            raise ConfigError(f"docker.cert-path: {exc}") from None
+    return DockerClient(cfg.docker_host, cfg.docker_timeout if timeout is None else timeout, tls)
+
+
 def engine_hostname(cfg: Config) -> str:
     """The Docker host's name, which Docker's drivers put in syslog HOST and `{{.Hostname}}`.
 
@@ -74,7 +87,7 @@ def engine_hostname(cfg: Config) -> str:
         return socket.gethostname()
 
     async def ask() -> str:
-        async with DockerClient(cfg.docker_host, timeout=min(cfg.docker_timeout, 3.0)) as client:
+        async with docker_client(cfg, timeout=min(cfg.docker_timeout, 3.0)) as client:
             return str((await client.info()).get("Name") or "")
 
     try:
@@ -173,7 +186,13 @@ def build_log_pipeline(
 class App:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.client = DockerClient(cfg.docker_host, cfg.docker_timeout)
+        self.web: WebConfig | None = None
+        if cfg.web_config_file:
+            try:  # read now: a bad file is one error naming its key, before anything starts
+                self.web = load_web_config(cfg.web_config_file)
+            except WebConfigError as exc:
+                raise ConfigError(str(exc)) from None
+        self.client = docker_client(cfg)
         self.inventory: Inventory
         if cfg.sidecar:
             node = cfg.node_name or socket.gethostname()
@@ -220,7 +239,12 @@ class App:
             loop.add_signal_handler(sig, self.stopping.set)
         host, port = self.cfg.web_listen_address
         try:
-            runner = await serve(make_app(self.scraper, self.readiness), host, port)
+            ctx = self.web.ssl_context() if self.web is not None else None
+            runner = await serve(make_app(self.scraper, self.readiness, self.web), host, port, ctx)
+        except WebConfigError as exc:  # a certificate replaced by a bad one since start
+            log.error("%s", exc)
+            await self.client.close()
+            return 1
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
             await self.client.close()

@@ -54,6 +54,13 @@ DOCKER_STOP_TIMEOUT = 10.0
 KEYS: tuple[Key, ...] = (
     Key("web.listen-address", "address", ":9105", "Address for /metrics, /healthz and /readyz.", "HOST:PORT"),
     Key(
+        "web.config.file",
+        "str",
+        None,
+        "exporter-toolkit web config (TLS, client certificates, basic auth, headers) for every endpoint.",
+        "FILE",
+    ),
+    Key(
         "docker.host",
         "str",
         None,
@@ -61,6 +68,21 @@ KEYS: tuple[Key, ...] = (
         "URL",
     ),
     Key("docker.timeout", "duration", 10.0, "Timeout for one Engine API request.", "DURATION"),
+    Key(
+        "docker.tls-verify",
+        "bool",
+        None,
+        "TLS to a tcp:// engine, verifying it with ca.pem from docker.cert-path and presenting cert.pem "
+        "and key.pem when present (default: on when $DOCKER_TLS_VERIFY is set, as the docker CLI).",
+        "",
+    ),
+    Key(
+        "docker.cert-path",
+        "str",
+        None,
+        "Directory of ca.pem, cert.pem and key.pem (default: $DOCKER_CERT_PATH, else ~/.docker).",
+        "DIR",
+    ),
     Key("path.procfs", "str", hostfs.DEFAULT_PROCFS, "Host procfs root (/host/proc in a container).", "PATH"),
     Key(
         "path.docker-root",
@@ -211,8 +233,11 @@ class Config:
     """Every key of KEYS, parsed; built only by load(), which supplies the defaults from KEYS."""
 
     web_listen_address: tuple[str, int]
+    web_config_file: str | None
     docker_host: str
     docker_timeout: float
+    docker_tls_verify: bool
+    docker_cert_path: str
     path_procfs: str
     path_docker_root: str
     path_state: str
@@ -410,10 +435,12 @@ def load(
         except ValueError as exc:
             raise ConfigError(f"{where}: {raw!r} is invalid: {exc}") from None
         given.add(key.attr)
+    host_key = "--docker.host" if flags.get("docker.host") is not None else "docker.host"
     if "docker_host" not in given:
         # No socket is no reason to switch to sidecar mode: that is asked for (--sidecar) or not at
         # all; the inventory says what is wrong with the socket, and /readyz stays 503.
         values["docker_host"] = env.get("DOCKER_HOST") or hostfs.DEFAULT_DOCKER_HOST
+        host_key = "DOCKER_HOST" if env.get("DOCKER_HOST") else host_key
     if values["log_level"] not in _LEVELS:
         raise ConfigError(
             f"log-level: {values['log_level']!r} is invalid: expected one of {', '.join(_LEVELS)}"
@@ -424,11 +451,47 @@ def load(
         raise ConfigError("--log-opt: given without --log-sink (the options are for that sink)")
     if values.get("log_events") and not values.get("log_sink"):
         raise ConfigError("--log-events: given without --log-sink (logs.sinks entries take `events: true`)")
-    if not str(values["docker_host"]).startswith(("unix://", "tcp://", "http://")):
-        raise ConfigError(
-            f"docker.host: {values['docker_host']!r} is invalid: expected unix:///path, tcp://host:port or http://"
-        )
+    _check_docker_host(values, host_key, given, env)
     return Config(**values)
+
+
+def _check_docker_host(values: dict[str, Any], key: str, given: set[str], env: Mapping[str, str]) -> None:
+    """The engine endpoint and its TLS files, read the way the docker CLI reads DOCKER_HOST,
+    DOCKER_TLS_VERIFY and DOCKER_CERT_PATH; errors name whichever of them (or our keys) was used."""
+    host = str(values["docker_host"])
+    if host.startswith("ssh://"):
+        raise ConfigError(
+            f"{key}: {host!r} is not supported: dockwatch reads the Engine API of its own host over "
+            "unix:// or tcp:// (TLS: DOCKER_TLS_VERIFY, DOCKER_CERT_PATH), not through ssh; run the agent "
+            "on that host"
+        )
+    if not host.startswith(("unix://", "tcp://", "http://")):
+        raise ConfigError(f"{key}: {host!r} is invalid: expected unix:///path, tcp://host:port or http://")
+    if "docker_tls_verify" not in given:
+        # The docker CLI: any non-empty DOCKER_TLS_VERIFY turns TLS with verification on.
+        values["docker_tls_verify"] = env.get("DOCKER_TLS_VERIFY", "") != ""
+        tls_key = "DOCKER_TLS_VERIFY"
+    else:
+        tls_key = "docker.tls-verify"
+    path_key = "docker.cert-path"
+    if "docker_cert_path" not in given:
+        if env.get("DOCKER_CERT_PATH"):
+            values["docker_cert_path"], path_key = env["DOCKER_CERT_PATH"], "DOCKER_CERT_PATH"
+        else:  # the CLI's config directory
+            config_dir = env.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+            values["docker_cert_path"], path_key = config_dir, "DOCKER_CERT_PATH (default)"
+    if not values["docker_tls_verify"] or not host.startswith("tcp://"):
+        return  # TLS is for tcp:// only, as in the CLI (a unix socket ignores it)
+    cert_dir = Path(values["docker_cert_path"])
+    ca = cert_dir / "ca.pem"
+    if not os.access(ca, os.R_OK):
+        raise ConfigError(
+            f"{path_key}: {str(cert_dir)!r} has no readable ca.pem, which {tls_key} needs to verify "
+            f"the engine at {host}"
+        )
+    cert, key_file = cert_dir / "cert.pem", cert_dir / "key.pem"
+    if os.path.exists(cert) != os.path.exists(key_file):
+        raise ConfigError(f"{path_key}: {str(cert_dir)!r} has only one of cert.pem and key.pem")
 
 
 def default_node_name() -> str:

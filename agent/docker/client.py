@@ -1,7 +1,10 @@
-"""A thin, read-only Engine API client over the unix socket (or tcp://), on aiohttp.
+"""A thin, read-only Engine API client over the unix socket (or tcp://, with TLS), on aiohttp.
 
 Only GET requests. Errors are normalised once here: EngineError (unreachable, 5xx, bad JSON)
 and NotFound (404); callers never see aiohttp exceptions or raw error bodies.
+
+tcp:// follows the docker CLI: https with the TLS context given (DOCKER_TLS_VERIFY: ca.pem,
+cert.pem, key.pem of DOCKER_CERT_PATH), default port 2376 with TLS and 2375 without.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import errno
 import json
 import logging
 import os
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -84,17 +88,48 @@ class JsonLinesDecoder:
                 out.append(obj)
 
 
+def tls_context(cert_path: str, verify: bool = True) -> ssl.SSLContext:
+    """The client side of the docker CLI's --tlsverify: trust ca.pem, present cert.pem/key.pem if
+    both exist, check the engine's name against the host in DOCKER_HOST. ValueError names the file."""
+    ca = os.path.join(cert_path, "ca.pem")
+    cert, key = os.path.join(cert_path, "cert.pem"), os.path.join(cert_path, "key.pem")
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # the CLI's floor (go-connections tlsconfig)
+    if verify:
+        try:
+            ctx.load_verify_locations(cafile=ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"{ca}: not a CA certificate this agent can load ({exc})") from None
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if os.path.exists(cert) and os.path.exists(key):
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"{cert} and {key}: not a certificate and its key ({exc})") from None
+    return ctx
+
+
 class DockerClient:
-    def __init__(self, host: str, timeout: float = 10.0) -> None:
+    def __init__(self, host: str, timeout: float = 10.0, tls: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.timeout = timeout
         self.api_version = ""
+        self._tls = tls
         if host.startswith("unix://"):
             self._connector_args: dict[str, Any] = {"path": host.removeprefix("unix://")}
             self._base = "http://docker"
         else:
             self._connector_args = {}
-            self._base = "http://" + host.split("://", 1)[1].rstrip("/")
+            hostport = host.split("://", 1)[1].split("/", 1)[0]
+            if host.startswith("tcp://") and tls is not None:
+                scheme, port = "https", 2376
+            else:
+                scheme, port, self._tls = "http", 2375, None
+            if not hostport.rpartition("]")[2].count(":"):  # no port given: the CLI's defaults
+                hostport = f"{hostport}:{port}"
+            self._base = f"{scheme}://{hostport}"
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> DockerClient:
@@ -115,7 +150,7 @@ class DockerClient:
             connector: aiohttp.BaseConnector = (
                 aiohttp.UnixConnector(**self._connector_args)
                 if self._connector_args
-                else aiohttp.TCPConnector()
+                else aiohttp.TCPConnector(ssl=self._tls if self._tls is not None else True)
             )
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session

@@ -336,6 +336,39 @@ BUILD_INFO = Metric(
     "agent",
 )
 
+# --- the agent process (prometheus_client's ProcessCollector, from /proc/self) ---------------------
+# The names and help every client_python and Go exporter uses, so process dashboards work as is.
+PROCESS_CPU = Metric(
+    "process_cpu_seconds_total",
+    Kind.COUNTER,
+    "Total user and system CPU time spent in seconds.",
+    (),
+    "/proc/self/stat utime+stime",
+)
+PROCESS_RSS = Metric(
+    "process_resident_memory_bytes", Kind.GAUGE, "Resident memory size in bytes.", (), "/proc/self/stat rss"
+)
+PROCESS_VMS = Metric(
+    "process_virtual_memory_bytes", Kind.GAUGE, "Virtual memory size in bytes.", (), "/proc/self/stat vsize"
+)
+PROCESS_START = Metric(
+    "process_start_time_seconds",
+    Kind.GAUGE,
+    "Start time of the process since unix epoch in seconds.",
+    (),
+    "/proc/self/stat starttime, /proc/stat btime",
+)
+PROCESS_OPEN_FDS = Metric(
+    "process_open_fds", Kind.GAUGE, "Number of open file descriptors.", (), "/proc/self/fd"
+)
+PROCESS_MAX_FDS = Metric(
+    "process_max_fds",
+    Kind.GAUGE,
+    "Maximum number of open file descriptors.",
+    (),
+    "/proc/self/limits Max open files",
+)
+
 # --- log shipping (agent/logs; per sink by its configured name) ------------------------------------
 LOG_SINK_RECORDS_SENT = Metric(
     "dockwatch_log_sink_records_sent_total",

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection as Names
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -39,7 +39,7 @@ from agent.collector import Collection, Outcome, Registry
 from agent.inventory import Inventory, Snapshot
 from agent.netstats import NETNS, CollectResult, namespaces
 from exporters.prometheus import names as n
-from exporters.prometheus.render import Renderer
+from exporters.prometheus.render import Exposition, MetricsPage, Renderer
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +103,6 @@ class SelfMetrics(Collector):
         yield info
 
 
-class _Families(CollectorRegistry):
-    """Metric families already collected, for generate_latest()."""
-
-    def __init__(self, families: Iterable[Metric]) -> None:
-        super().__init__(auto_describe=False)
-        self._families = list(families)
-
-    def collect(self) -> Iterator[Metric]:
-        yield from self._families
-
-
 class ExpositionCollectors:
     """client_python collectors (the log pipeline's metrics), each run in its own try: one that
     raises loses its own families and reports dockwatch_scrape_collector_success 0, nothing else."""
@@ -142,7 +131,7 @@ class ExpositionCollectors:
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    body: bytes
+    page: MetricsPage
     collection: Collection
 
 
@@ -165,25 +154,28 @@ class Scraper:
         self.interval = interval  # 0: collect at scrape time
         self.renderer = Renderer()  # used by one run at a time (single flight)
         self.registry = registry or ExpositionCollectors()
+        # process_* (CPU seconds, resident memory, open fds, start time) of the agent itself, from
+        # /proc/self like every client_python exporter: the agent's own procfs, not --path.procfs.
+        self.process = ProcessCollector(registry=None)
         self._inflight: _Flight | None = None
-        self._body: bytes | None = None
+        self._page: MetricsPage | None = None
         self.last: Collection | None = None  # the last finished collection (set on the event loop)
 
     @property
     def last_result(self) -> CollectResult | None:
         return self.last.result(NETNS) if self.last is not None else None
 
-    async def scrape(self, gzip_ok: bool = False) -> bytes:
-        """The exposition body (gzip-compressed when gzip_ok)."""
-        if self.interval > 0 and self._body is not None:
-            plain = self._body
+    async def scrape(
+        self, gzip_ok: bool = False, openmetrics: bool = False, names: Names[str] | None = None
+    ) -> bytes:
+        """The exposition body: text 0.0.4 or OpenMetrics, only `names` if given, gzip when gzip_ok."""
+        if self.interval > 0 and self._page is not None:
+            page = self._page
         else:
-            plain = await self.collect()
-        if gzip_ok:  # level 1: most of the size win for a fraction of the CPU
-            return await asyncio.to_thread(gzip.compress, plain, 1)
-        return plain
+            page = await self.collect()
+        return await asyncio.to_thread(page.body, openmetrics, names, gzip_ok)
 
-    async def collect(self) -> bytes:
+    async def collect(self) -> MetricsPage:
         """Collect and render now: one run at a time, shared by callers of the same snapshot."""
         while True:
             snap = self.inventory.snapshot
@@ -191,7 +183,7 @@ class Scraper:
             if flight is None or flight.future.done():  # done: its callback has not run yet
                 break
             if flight.generation == snap.generation:
-                return (await asyncio.shield(flight.future)).body
+                return (await asyncio.shield(flight.future)).page
             # That run took its snapshot before the last inventory change: wait for it (one run at
             # a time), then look again.
             with contextlib.suppress(Exception):
@@ -206,10 +198,10 @@ class Scraper:
                 self._inflight = None
             if not f.cancelled() and f.exception() is None:
                 run = f.result()
-                self._body, self.last = run.body, run.collection
+                self._page, self.last = run.page, run.collection
 
         fut.add_done_callback(done)
-        return (await asyncio.shield(fut)).body
+        return (await asyncio.shield(fut)).page
 
     async def run(self) -> None:
         """Background work: the background collectors, and interval-mode collection; never returns."""
@@ -244,12 +236,12 @@ class Scraper:
         col = self.collectors.collect(snap)
         res = namespaces(col)
         try:
-            body = self.renderer.render(
+            exposition = self.renderer.render(
                 snap.node, snap.node_id, res, snap.container_events, snap.known, snap.containers.values()
             )
         except Exception as exc:  # never fail /metrics: the self-metrics say what is missing
             log.exception("rendering the per-container families failed")
-            body = ""
+            exposition = Exposition([], [])
             bad = Outcome(NETNS.name, None, False, 0.0, f"render: {exc}")
             col = replace(col, outcomes=MappingProxyType({**col.outcomes, NETNS.name: bad}))
         # Keep the identity strings of every running container and of every container with event
@@ -257,4 +249,9 @@ class Scraper:
         self.renderer.forget_except([*snap.containers, *snap.known])
         families, extra = self.registry.collect()
         own = SelfMetrics(snap, col, engine, extra)
-        return _Run(body.encode() + generate_latest(_Families([*own.collect(), *families])), col)
+        try:
+            process = list(self.process.collect())
+        except Exception:  # /proc/self unreadable: the agent's own process metrics are missing
+            log.exception("process metrics failed")
+            process = []
+        return _Run(MetricsPage(exposition, [*own.collect(), *families, *process]), col)

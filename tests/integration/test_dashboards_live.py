@@ -58,68 +58,73 @@ def stack(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
         f"--log-opt=path={tmp / 'logs'}",
         f"--path.state={tmp / 'state'}",
     ).start()
-    net = f"dwt-dash-{uuid.uuid4().hex[:6]}"
-    eng.network(net)
-    srv = f"dwt-dsrv-{uuid.uuid4().hex[:6]}"
-    labels = ["--label", "com.docker.compose.project=shop", "--label", "com.docker.compose.service=web"]
-    eng.run(
-        "--network",
-        net,
-        *labels,
-        BUSYBOX_IMAGE,
-        "sh",
-        "-c",
-        "echo hi > /var/www/index.html; httpd -f -p 80 -h /var/www",
-        name=srv,
-    )
-    ip = eng.inspect(srv)["NetworkSettings"]["Networks"][net]["IPAddress"]
-    # Bounded loops: traffic, failed connects and log lines; one connection held open.
-    eng.run(
-        "--network",
-        net,
-        BUSYBOX_IMAGE,
-        "sh",
-        "-c",
-        f"for i in $(seq 600); do wget -q -O /dev/null http://{srv}/; nc {srv} 9 </dev/null;"
-        " echo line $i; sleep 0.1; done; sleep 600",
-    )
-    eng.run("--network", net, BUSYBOX_IMAGE, "sh", "-c", f"sleep 600 | nc {ip} 80")
-    # Lifecycle: a healthcheck, a restart loop, an OOM kill, a docker kill, unreadable logs.
-    eng.run("--health-cmd", "true", "--health-interval", "1s", BUSYBOX_IMAGE, "sleep", "600")
-    eng.run("--restart", "on-failure:3", BUSYBOX_IMAGE, "sh", "-c", "sleep 1; exit 1")
-    eng.run(
-        "--memory",
-        "8m",
-        "--memory-swap",
-        "8m",
-        BUSYBOX_IMAGE,
-        "sh",
-        "-c",
-        "sleep 2; head -c 100000000 /dev/zero | tail >/dev/null; sleep 600",
-    )
-    eng.docker("kill", eng.run(BUSYBOX_IMAGE, "sleep", "600"))
-    eng.run("--log-driver", "none", BUSYBOX_IMAGE, "sleep", "600")
+    try:  # a failure while staging must not leave the agent running
+        net = f"dwt-dash-{uuid.uuid4().hex[:6]}"
+        eng.network(net)
+        srv = f"dwt-dsrv-{uuid.uuid4().hex[:6]}"
+        labels = ["--label", "com.docker.compose.project=shop", "--label", "com.docker.compose.service=web"]
+        eng.run(
+            "--network",
+            net,
+            *labels,
+            BUSYBOX_IMAGE,
+            "sh",
+            "-c",
+            "echo hi > /var/www/index.html; httpd -f -p 80 -h /var/www",
+            name=srv,
+        )
+        ip = eng.inspect(srv)["NetworkSettings"]["Networks"][net]["IPAddress"]
+        # Bounded loops: traffic, failed connects and log lines; one connection held open.
+        eng.run(
+            "--network",
+            net,
+            BUSYBOX_IMAGE,
+            "sh",
+            "-c",
+            f"for i in $(seq 600); do wget -q -O /dev/null http://{srv}/; nc {srv} 9 </dev/null;"
+            " echo line $i; sleep 0.1; done; sleep 600",
+        )
+        eng.run("--network", net, BUSYBOX_IMAGE, "sh", "-c", f"sleep 600 | nc {ip} 80")
+        # Lifecycle: a healthcheck, a restart loop, an OOM kill, a docker kill, unreadable logs.
+        eng.run("--health-cmd", "true", "--health-interval", "1s", BUSYBOX_IMAGE, "sleep", "600")
+        eng.run("--restart", "on-failure:3", BUSYBOX_IMAGE, "sh", "-c", "sleep 1; exit 1")
+        eng.run(
+            "--memory",
+            "8m",
+            "--memory-swap",
+            "8m",
+            BUSYBOX_IMAGE,
+            "sh",
+            "-c",
+            "sleep 2; head -c 100000000 /dev/zero | tail >/dev/null; sleep 600",
+        )
+        eng.docker("kill", eng.run(BUSYBOX_IMAGE, "sleep", "600"))
+        eng.run("--log-driver", "none", BUSYBOX_IMAGE, "sleep", "600")
 
-    port = free_port()
-    cfg = tmp / "prometheus.yml"
-    cfg.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"rule_files: ['{REPO / 'grafana' / 'alerts' / 'dockwatch.rules.yml'}']\n"
-        "scrape_configs:\n"
-        "  - job_name: dockwatch\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{agent.port}']}}]\n"
-    )
-    log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115
-    prom = subprocess.Popen(
-        [
-            shutil.which("prometheus") or "prometheus",
-            f"--config.file={cfg}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+        port = free_port()
+        cfg = tmp / "prometheus.yml"
+        cfg.write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            f"rule_files: ['{REPO / 'grafana' / 'alerts' / 'dockwatch.rules.yml'}']\n"
+            "scrape_configs:\n"
+            "  - job_name: dockwatch\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{agent.port}']}}]\n"
+        )
+        log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115
+        prom = subprocess.Popen(
+            [
+                shutil.which("prometheus") or "prometheus",
+                f"--config.file={cfg}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    except BaseException:
+        agent.stop()
+        eng.cleanup()
+        raise
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: prom_query(base, 'up{job="dockwatch"} == 1'), timeout=60, what="Prometheus scraping")

@@ -289,7 +289,7 @@ async def test_thousands_of_events_while_scraping_in_both_modes() -> None:
         assert not failures, f"{len(failures)} scrapes failed: {failures[:3]}"
         assert bodies > 0
         assert not background.done(), background
-        body = (await at_scrape.collect()).decode()
+        body = (await at_scrape.collect()).body().decode()
         got = {
             s.labels["name"]: s.value
             for fam in text_string_to_metric_families(body)

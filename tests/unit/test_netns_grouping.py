@@ -123,7 +123,7 @@ def test_joiner_of_a_host_network_container_is_exported_as_the_host(tmp_path: Pa
     assert res.errors == 0 and res.vanished == 0
     assert [s.owner.name if s.owner else "host" for s in res.samples] == ["web", "host"]
 
-    text = Renderer().render("n1", "", res, {}, {}, ALL)
+    text = Renderer().render("n1", "", res, {}, {}, ALL).text()
     info: dict[str, dict[str, str]] = {}
     rx_names: list[str] = []
     for fam in text_string_to_metric_families(text):

@@ -70,7 +70,7 @@ def test_render_round_trips_through_the_reference_parser() -> None:
         samples=[sample(web, 100), sample(None, 1000)],
         members=[Membership(web, 100, web), Membership(joiner, 100, web), Membership(hostc, 1000, None)],
     )
-    text = Renderer().render("node1", "nid", res, {web.id: {"die": 2}}, {web.id: web}, [web])
+    text = Renderer().render("node1", "nid", res, {web.id: {"die": 2}}, {web.id: web}, [web]).text()
     got = parse(text)
 
     rx = got["container_network_receive_bytes_total"]
