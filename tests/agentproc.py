@@ -65,13 +65,13 @@ class Agent:
             self._spawn()
             # free_port() closed its socket: someone else may have bound that port since. Then
             # the agent exits saying so, and gets another port (luck removed, not retried blindly).
-            wait_for(lambda: self._serving_or_exited(), timeout=60, what=f"agent up ({self.log.name})")
+            wait_for(lambda: self._serving_or_exited(), timeout=120, what=f"agent up ({self.log.name})")
             if self._lost_port():
                 self.port = free_port()
                 continue
             break
         if wait_ready:
-            wait_for(lambda: self.get("/readyz")[0] == 200, timeout=60, what=f"agent ready ({self.log.name})")
+            wait_for(lambda: self.get("/readyz")[0] == 200, 120, what=f"agent ready ({self.log.name})")
         return self
 
     def _serving_or_exited(self) -> bool:
