@@ -12,18 +12,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from agent import procnet
 from agent.config import Config
 from agent.docker.client import DockerClient
+from agent.docker.models import Container, Network
 from agent.inventory import Inventory
-from agent.netstats import CollectResult, NetCollector
+from agent.netstats import CollectResult, NetCollector, NetnsSample, NsKey
 from agent.top.model import HOST_NAME, Iface, NsCounters, Sample
 from agent.top.sources import SourceError
 
 
-def to_sample(res: CollectResult, node: str, mono: float, wall: float, warning: str = "") -> Sample:
+class _TimedCollector(NetCollector):
+    """The agent's NetCollector, noting when it read each namespace.
+
+    Its samples carry no read time, and on a busy host one collection of hundreds of
+    namespaces can take most of a second: a rate divided by the collection's mid-time would
+    then be off by that much. (If NetnsSample gets a read time of its own, drop this class.)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_at: dict[NsKey, tuple[float, float]] = {}
+
+    def _sample(
+        self, ino: NsKey, pid: int, owner: Container | None, networks: Mapping[str, Network]
+    ) -> NetnsSample:
+        m0, w0 = time.monotonic(), time.time()
+        sample = super()._sample(ino, pid, owner, networks)
+        self.read_at[ino] = ((m0 + time.monotonic()) / 2, (w0 + time.time()) / 2)
+        return sample
+
+
+def to_sample(
+    res: CollectResult,
+    node: str,
+    mono: float,
+    wall: float,
+    warning: str = "",
+    read_at: Mapping[NsKey, tuple[float, float]] | None = None,
+    duration: float = 0.0,
+) -> Sample:
     """One collection of the agent's NetCollector → a Sample."""
+    read_at = read_at or {}
     members: dict[object, list[str]] = {}
     for m in res.members:
         if m.owner is None or m.container.id != m.owner.id:
@@ -49,9 +82,11 @@ def to_sample(res: CollectResult, node: str, mono: float, wall: float, warning: 
                 members=tuple(sorted(members.get(s.inode, []))),
                 addresses=tuple(a.ip for a in c.networks if a.ip) if c is not None else (),
                 pid=c.pid if c is not None else 1,
+                mono=read_at[s.inode][0] if s.inode in read_at else None,
+                wall=read_at[s.inode][1] if s.inode in read_at else None,
             )
         )
-    return Sample(mono=mono, wall=wall, namespaces=tuple(out), node=node, warning=warning)
+    return Sample(mono=mono, wall=wall, namespaces=tuple(out), node=node, warning=warning, duration=duration)
 
 
 class Standalone:
@@ -63,7 +98,7 @@ class Standalone:
         self.cfg = cfg
         self.client = DockerClient(cfg.docker_host, cfg.docker_timeout)
         self.inventory = Inventory(self.client, cfg.node_name)
-        self.collector = NetCollector(
+        self.collector = _TimedCollector(
             cfg.hostfs,
             loopback=cfg.collect_loopback,
             host_netns=cfg.collect_host_netns,
@@ -92,11 +127,13 @@ class Standalone:
     def _sample(self) -> Sample:
         snap = self.inventory.snapshot
         m0, w0 = time.monotonic(), time.time()
+        self.collector.read_at = {}
         res = self.collector.collect(snap.containers.values(), snap.networks)
         m1, w1 = time.monotonic(), time.time()
         # Disconnected, the inventory keeps its last listing: still worth showing, with why.
         warning = "" if self.inventory.connected else f"engine: {self.inventory.last_error or 'disconnected'}"
-        return to_sample(res, snap.node, (m0 + m1) / 2, (w0 + w1) / 2, warning)
+        mid_m, mid_w = (m0 + m1) / 2, (w0 + w1) / 2
+        return to_sample(res, snap.node, mid_m, mid_w, warning, self.collector.read_at, m1 - m0)
 
     async def sockets(self, ns: NsCounters) -> list[tuple[str, procnet.Socket]] | None:
         if ns.pid <= 0:

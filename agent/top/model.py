@@ -56,6 +56,10 @@ class NsCounters:
     members: tuple[str, ...] = ()  # other containers sharing this namespace (container:X, host)
     addresses: tuple[str, ...] = ()  # the owner's IPs, where the source knows them
     pid: int = 0  # the owner's pid, where the source reads /proc itself
+    # When this namespace's files were read, where the source knows (standalone): on a busy
+    # host one collection takes a while, and each namespace's rate is over its own interval.
+    mono: float | None = None
+    wall: float | None = None
 
     @property
     def networks(self) -> tuple[str, ...]:
@@ -74,6 +78,7 @@ class Sample:
     namespaces: tuple[NsCounters, ...]
     node: str = ""
     warning: str = ""  # e.g. the engine went away: the containers shown are the last known
+    duration: float = 0.0  # how long the read took (`mono` is its middle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,9 @@ class Row:
     tx_pps: float | None = None
     errors: float | None = None  # rx + tx errors per second
     drops: float | None = None  # rx + tx drops per second
+    elapsed: float | None = None  # the interval these rates are over
+    start_wall: float | None = None
+    end_wall: float | None = None
 
     @property
     def name(self) -> str:
@@ -132,6 +140,7 @@ class Frame:
     elapsed: float | None
     node: str = ""
     warning: str = ""
+    duration: float = 0.0  # how long the newer sample took to read
 
 
 _DEV_FIELDS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_errors", "tx_errors")
@@ -168,7 +177,16 @@ def _sum(values: Iterable[float | None]) -> float | None:
     return sum(known) if known else None
 
 
-def rates_of(cur: NsCounters, prev: NsCounters | None, dt: float | None) -> Row:
+def rates_of(
+    cur: NsCounters, prev: NsCounters | None, dt: float | None, start: float | None = None, end: float = 0.0
+) -> Row:
+    """`cur`'s rates since `prev` over `dt` seconds (the samples' interval), or over the
+    namespace's own interval where the source timed each namespace's read."""
+    if prev is not None and dt is not None and cur.mono is not None and prev.mono is not None:
+        dt = cur.mono - prev.mono if cur.mono > prev.mono else None
+        start, end = prev.wall, cur.wall or end
+    if prev is None or dt is None:
+        prev, dt, start = None, None, None
     prev_ifaces = {i.name: i for i in prev.ifaces} if prev is not None else {}
     ifaces = tuple(_iface_rates(i, prev_ifaces.get(i.name), dt) for i in cur.ifaces)
     tcp: dict[str, float] = {}
@@ -187,6 +205,9 @@ def rates_of(cur: NsCounters, prev: NsCounters | None, dt: float | None) -> Row:
         tx_pps=_sum(i.tx_pps for i in ifaces),
         errors=_sum(x for i in ifaces for x in (i.rx_errors, i.tx_errors)),
         drops=_sum(x for i in ifaces for x in (i.rx_dropped, i.tx_dropped)),
+        elapsed=dt,
+        start_wall=start,
+        end_wall=end,
     )
 
 
@@ -196,14 +217,16 @@ def compute(prev: Sample | None, cur: Sample) -> Frame:
     if dt is not None and dt <= 0:
         dt = None
     before = {ns.key: ns for ns in prev.namespaces} if prev is not None and dt is not None else {}
-    rows = tuple(rates_of(ns, before.get(ns.key), dt) for ns in cur.namespaces)
+    start = prev.wall if prev is not None and dt is not None else None
+    rows = tuple(rates_of(ns, before.get(ns.key), dt, start, cur.wall) for ns in cur.namespaces)
     return Frame(
         rows=rows,
-        start_wall=prev.wall if prev is not None and dt is not None else None,
+        start_wall=start,
         end_wall=cur.wall,
         elapsed=dt,
         node=cur.node,
         warning=cur.warning,
+        duration=cur.duration,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -17,7 +18,8 @@ def stamp(wall: float) -> str:
 
 def caption(frame: Frame, source: str, shown: int) -> str:
     span = (
-        f"{stamp(frame.start_wall)} → {stamp(frame.end_wall)} ({frame.elapsed:.3f} s)"
+        f"{stamp(frame.start_wall)} → {stamp(frame.end_wall)} "
+        f"({frame.elapsed:.3f} s, read {frame.duration:.3f} s)"
         if frame.start_wall is not None and frame.elapsed is not None
         else f"{stamp(frame.end_wall)} (one sample: no rates)"
     )
@@ -29,20 +31,26 @@ def caption(frame: Frame, source: str, shown: int) -> str:
 def table(frame: Frame, rows: Sequence[Row], source: str, width: int | None = None) -> str:
     """A caption line, a header and one line per row, columns separated by two spaces.
 
-    `width` (a terminal's) drops the columns that do not fit; None keeps them all.
+    `width` (a terminal's) drops the columns that do not fit and clips long names; None (not
+    a terminal: a file, a pipe, a script) keeps every column and every name whole.
     """
     nw = name_width(rows)
     cols: list[Column] = list(COLUMNS) if width is None else fit_columns(width, nw)
+    texts = [[c.text(r) for c in cols] for r in rows]
+    if width is None:
+        widths = [max([len(c.header), *(len(t[i]) for t in texts)]) for i, c in enumerate(cols)]
+    else:
+        widths = [nw if c.key == "name" else c.width for c in cols]
 
-    def cell(c: Column, text: str) -> str:
-        w = nw if c.key == "name" else c.width
-        text = clip(text, w)
-        return text.rjust(w) if c.numeric else text.ljust(w)
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for c, w, text in zip(cols, widths, cells, strict=True):
+            text = clip(text, w)
+            out.append(text.rjust(w) if c.numeric else text.ljust(w))
+        return "  ".join(out).rstrip()
 
-    lines = [caption(frame, source, len(rows))]
-    lines.append("  ".join(cell(c, c.header) for c in cols).rstrip())
-    for r in rows:
-        lines.append("  ".join(cell(c, c.text(r)) for c in cols).rstrip())
+    lines = [caption(frame, source, len(rows)), line([c.header for c in cols])]
+    lines.extend(line(t) for t in texts)
     return "\n".join(lines) + "\n"
 
 
@@ -59,7 +67,7 @@ def _iface(i: Any) -> dict[str, Any]:
         "tx_errors_per_second": i.tx_errors,
         "rx_dropped_per_second": i.rx_dropped,
         "tx_dropped_per_second": i.tx_dropped,
-        "totals": {f: getattr(c, f) for f in c.__slots__},
+        "totals": dataclasses.asdict(c),
     }
 
 
@@ -71,6 +79,7 @@ def as_json(frame: Frame, rows: Sequence[Row], source: str) -> str:
         "start": frame.start_wall,
         "end": frame.end_wall,
         "elapsed_seconds": frame.elapsed,
+        "read_seconds": frame.duration,
         "warning": frame.warning or None,
         "containers": [
             {
@@ -94,6 +103,10 @@ def as_json(frame: Frame, rows: Sequence[Row], source: str) -> str:
                 "tcp_retransmits_per_second": r.retrans,
                 "tcp_per_second": dict(r.tcp_rates),
                 "tcp_states": dict(r.ns.tcp_states) if r.ns.tcp_states is not None else None,
+                # This container's own interval (its namespace's reads), which the rates are over.
+                "start": r.start_wall,
+                "end": r.end_wall,
+                "elapsed_seconds": r.elapsed,
                 "interfaces": [_iface(i) for i in r.ifaces],
             }
             for r in rows

@@ -56,7 +56,7 @@ class _Acc:
         self.states: dict[str, int] | None = None
 
 
-def from_exposition(text: str, mono: float, wall: float) -> Sample:
+def from_exposition(text: str, mono: float, wall: float, duration: float = 0.0) -> Sample:
     """An agent's /metrics body → a Sample (pure: the caller stamps when it was read)."""
     accs: dict[tuple[str, str], _Acc] = {}
     ids: dict[tuple[str, str], str] = {}  # (node, name) → container id
@@ -117,7 +117,7 @@ def from_exposition(text: str, mono: float, wall: float) -> Sample:
                 members=tuple(sorted(members.get((nd, name), []))),
             )
         )
-    return Sample(mono=mono, wall=wall, namespaces=tuple(out), node=node)
+    return Sample(mono=mono, wall=wall, namespaces=tuple(out), node=node, duration=duration)
 
 
 def metrics_url(url: str) -> str:
@@ -155,7 +155,7 @@ class MetricsSource:
         m1, w1 = time.monotonic(), time.time()
         # The agent collects while it answers: the middle of the request is the best estimate.
         try:
-            return await asyncio.to_thread(from_exposition, body, (m0 + m1) / 2, (w0 + w1) / 2)
+            return await asyncio.to_thread(from_exposition, body, (m0 + m1) / 2, (w0 + w1) / 2, m1 - m0)
         except ValueError as exc:
             raise SourceError(f"{self.url}: not a Prometheus exposition: {exc}") from exc
 

@@ -26,6 +26,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -150,7 +151,12 @@ def detail_body(
         if value:
             head.append(f"  {label} ", style="dim")
             head.append(value)
-    span = f"over {frame.elapsed:.2f} s to {hms(frame.end_wall)}" if frame.elapsed else "first sample"
+    # This namespace's own interval: standalone times each namespace's read.
+    span = (
+        f"rates over {row.elapsed:.3f} s, {hms(row.start_wall)} → {hms(row.end_wall)}"
+        if row.elapsed is not None and row.start_wall is not None and row.end_wall is not None
+        else "first sample: no rates yet"
+    )
     head.append(f"\n{span}", style="dim")
 
     ifs = Table(title="interfaces", title_justify="left", box=None, header_style="bold")
@@ -201,6 +207,9 @@ def detail_body(
     return Group(*parts)
 
 
+EPHEMERAL = 32768  # Linux's default ip_local_port_range starts here
+
+
 def _addr(a: object) -> str:
     mapped = getattr(a, "ipv4_mapped", None)  # ::ffff:a.b.c.d from a dual-stack socket
     return str(mapped or a)
@@ -219,8 +228,10 @@ def _sockets(sockets: list[tuple[str, Socket]], names: dict[str, str]) -> list[R
     peers: Counter[tuple[str, str]] = Counter()
     for proto, s in sockets:
         if proto == "tcp" and s.state == "established":
-            # A connection to one of our listening ports is a client of ours; else we called out.
-            way = f"in → :{s.local_port}" if s.local_port in served else f"out → :{s.remote_port}"
+            # A client of ours is on one of our listening ports, or (its listener closed, as
+            # single-accept servers do) on a low port with the peer on an ephemeral one.
+            inbound = s.local_port in served or s.local_port < EPHEMERAL <= s.remote_port
+            way = f"in → :{s.local_port}" if inbound else f"out → :{s.remote_port}"
             peers[(_addr(s.remote), way)] += 1
     lt = Table(title="listening", title_justify="left", box=None, header_style="bold")
     for h in ("PROTO", "ADDRESS", "PORT"):
@@ -289,6 +300,7 @@ class TopApp(App[int]):
         self._name_w = 0
         self._keys: list[str] = []
         self._filter_before = ""
+        self._typing: Timer | None = None
 
     # --- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -347,7 +359,11 @@ class TopApp(App[int]):
         line1 = Text("dockwatch top", style="bold")
         if f is not None:
             when = hms(f.end_wall)
-            span = f" (Δ{f.elapsed:.3f}s)" if f.elapsed is not None else " (first sample)"
+            span = (
+                f" (Δ{f.elapsed:.3f}s, read {f.duration:.3f}s)"
+                if f.elapsed is not None
+                else " (first sample)"
+            )
             line1.append(f"  {when}{span}")
             if f.node:
                 line1.append(f"  node {f.node}")
@@ -460,9 +476,15 @@ class TopApp(App[int]):
         box.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self._apply_filter(event.value)
+        # Filter as you type, but once typing pauses: a rebuild of hundreds of rows per key
+        # would make typing lag on a big host.
+        if self._typing is not None:
+            self._typing.stop()
+        self._typing = self.set_timer(0.15, lambda: self._apply_filter(event.value))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self._typing is not None:
+            self._typing.stop()
         self._apply_filter(event.value)
         self._close_filter()
 
@@ -478,6 +500,8 @@ class TopApp(App[int]):
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
         if box.has_focus:  # esc while typing: back to the filter there was
+            if self._typing is not None:
+                self._typing.stop()
             self._apply_filter(self._filter_before)
             self._close_filter()
         else:

@@ -44,10 +44,17 @@ def sample(t: float, *nss: NsCounters) -> Sample:
 
 
 def test_rates_are_deltas_over_the_real_elapsed_time() -> None:
-    a = sample(10.0, ns("web", Iface("eth0", "front", dev(rx=1000, tx=500, rxp=10, txp=5)), fails=3, retrans=1))
+    a = sample(
+        10.0, ns("web", Iface("eth0", "front", dev(rx=1000, tx=500, rxp=10, txp=5)), fails=3, retrans=1)
+    )
     b = sample(
         12.5,
-        ns("web", Iface("eth0", "front", dev(rx=6000, tx=3000, rxp=35, txp=30, err=5, drop=10)), fails=8, retrans=6),
+        ns(
+            "web",
+            Iface("eth0", "front", dev(rx=6000, tx=3000, rxp=35, txp=30, err=5, drop=10)),
+            fails=8,
+            retrans=6,
+        ),
     )
     f = compute(a, b)
     assert f.elapsed == pytest.approx(2.5)
@@ -74,7 +81,9 @@ def test_interfaces_sum_and_networks_are_listed_once() -> None:
 
 def test_a_container_seen_for_the_first_time_has_no_rate_not_a_spike() -> None:
     a = sample(0, ns("old", Iface("eth0", "n", dev(rx=10))))
-    b = sample(1, ns("old", Iface("eth0", "n", dev(rx=20))), ns("new", Iface("eth0", "n", dev(rx=10**9)), estab=4))
+    b = sample(
+        1, ns("old", Iface("eth0", "n", dev(rx=20))), ns("new", Iface("eth0", "n", dev(rx=10**9)), estab=4)
+    )
     rows = {r.name: r for r in compute(a, b).rows}
     assert rows["old"].rx_bps == 10
     new = rows["new"]
@@ -215,7 +224,7 @@ def test_plain_table_has_a_caption_a_header_and_one_line_per_row() -> None:
     text = plain.table(frame, rows, "standalone")
     lines = text.splitlines()
     assert lines[0].startswith("dockwatch top  node n1  standalone  4/0 containers")
-    assert "(2.000 s)" in lines[0]
+    assert "(2.000 s, read 0.000 s)" in lines[0]
     header = lines[1].split()
     assert header == [c.header for c in COLUMNS]
     assert [ln.split()[0] for ln in lines[2:]] == ["b-web", "c-cache", "a-db", "d-new"]

@@ -131,7 +131,9 @@ def test_metrics_url(given: str, url: str) -> None:
 def test_parse_net_sockets_from_captured_files() -> None:
     v4 = procnet.parse_net_sockets((DATA / "container" / "tcp").read_text())
     assert v4 == [
-        procnet.Socket(ipaddress.ip_address("127.0.0.11"), 40405, ipaddress.ip_address("0.0.0.0"), 0, "listen")
+        procnet.Socket(
+            ipaddress.ip_address("127.0.0.11"), 40405, ipaddress.ip_address("0.0.0.0"), 0, "listen"
+        )
     ]
     v6 = procnet.parse_net_sockets((DATA / "container" / "tcp6").read_text())
     assert v6[0].local == ipaddress.ip_address("::") and v6[0].local_port == 9000 and v6[0].state == "listen"
