@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import shutil
 import sys
 
@@ -91,6 +92,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
         help="standalone: the host's procfs (default: /proc; /host/proc in the agent's image)",
     )
     return p
+
+
+def markdown_table() -> str:
+    """README's `dockwatch top` options table, from the parser itself."""
+    sub = argparse.ArgumentParser(prog="dockwatch").add_subparsers()
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    for a in add_parser(sub)._actions:
+        if not a.option_strings or a.dest == "help":
+            continue
+        flag = a.option_strings[0] + (f" {a.metavar}" if a.metavar else "")
+        if a.choices and not a.metavar:
+            flag += " {" + ",".join(map(str, a.choices)) + "}"
+        default = "" if a.default in (None, False, "") else f"`{a.default}`"
+        meaning = re.sub(r" \(default: [^)]*\)", "", a.help or "")
+        rows.append(f"| `{flag}` | {default} | {meaning} |")
+    return "\n".join(rows)
 
 
 def _standalone(ns: argparse.Namespace) -> Source:

@@ -17,10 +17,10 @@ class Scripted:
 
     label = "scripted"
 
-    def __init__(self, per_second: dict[str, int], fail_at: int = -1) -> None:
+    def __init__(self, per_second: dict[str, int], fail: range = range(0)) -> None:
         self.per_second = per_second
         self.n = 0
-        self.fail_at = fail_at
+        self.fail = fail
         self.closed = False
 
     async def start(self) -> None:
@@ -28,7 +28,7 @@ class Scripted:
 
     async def sample(self) -> Sample:
         self.n += 1
-        if self.n == self.fail_at:
+        if self.n in self.fail:
             raise SourceError("agent unreachable")
         t = float(self.n)
         nss = tuple(
@@ -82,7 +82,9 @@ async def test_sort_filter_pause_detail_help_quit() -> None:
 
         await pilot.press("p")
         frozen = app.shown_frame
-        await until(pilot, lambda: app.latest is not None and app.latest.end_wall > frozen.end_wall, "sampling")
+        await until(
+            pilot, lambda: app.latest is not None and app.latest.end_wall > frozen.end_wall, "sampling"
+        )
         assert app.shown_frame is frozen  # the display waits; sampling goes on
         await pilot.press("p")
         assert app.shown_frame is app.latest
@@ -99,13 +101,15 @@ async def test_sort_filter_pause_detail_help_quit() -> None:
 
 
 async def test_a_failed_sample_is_shown_and_the_next_rate_spans_the_gap() -> None:
-    src = Scripted({"web": 1000}, fail_at=3)
+    src = Scripted({"web": 1000}, fail=range(3, 6))
     app = TopApp(src, interval=0.05)
     async with app.run_test(size=(160, 30)) as pilot:
-        await until(pilot, lambda: src.n >= 4 and app.shown_frame is not None, "past the failure")
+        status = app.query_one("#status")
+        await until(pilot, lambda: "agent unreachable" in str(status.render()), "the error in the header")
+        await until(pilot, lambda: src.n >= 6 and app.error == "", "the source back")
         frame = app.shown_frame
-        assert frame is not None
+        assert frame is not None and frame.elapsed is not None
         (row,) = frame.rows
-        # Samples 2 and 4 are 2 s apart on the scripted clock: the rate stays 1000/s, no spike.
+        # Samples 2 and 6 are 4 s apart on the scripted clock: still 1000/s, no spike, no dip.
         assert row.rx_bps == 1000
         await pilot.press("q")
