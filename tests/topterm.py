@@ -13,9 +13,11 @@ import threading
 import time
 import uuid
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from engine import wait_for
 
@@ -87,11 +89,11 @@ class Tmux:
     def resize(self, width: int, height: int) -> None:
         self._tmux("resize-window", "-t", "top", "-x", str(width), "-y", str(height))
 
-    def wait(self, cond, timeout: float = 30, what: str = "screen"):  # type: ignore[no-untyped-def]
+    def wait(self, cond: Callable[[str], Any], timeout: float = 30, what: str = "screen") -> Any:
         """Poll the screen until cond(screen) is truthy; return cond's value."""
         last = [""]
 
-        def check():  # type: ignore[no-untyped-def]
+        def check() -> Any:
             last[0] = self.screen()
             return cond(last[0])
 

@@ -33,10 +33,11 @@ def ns(
     fails: int = 0,
     retrans: int = 0,
     estab: int = 0,
-    **kw: str,
+    project: str = "",
+    service: str = "",
 ) -> NsCounters:
     mib = {"Tcp": {"AttemptFails": fails, "RetransSegs": retrans, "CurrEstab": estab}}
-    return NsCounters(key=key or name, name=name, ifaces=ifaces, mib=mib, **kw)  # type: ignore[arg-type]
+    return NsCounters(key=key or name, name=name, ifaces=ifaces, mib=mib, project=project, service=service)
 
 
 def sample(t: float, *nss: NsCounters) -> Sample:

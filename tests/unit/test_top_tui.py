@@ -6,6 +6,10 @@ tests/integration/test_top.py; these cover the edges quickly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from textual.pilot import Pilot
+
 from agent.procnet import DevCounters
 from agent.top.model import Iface, NsCounters, Sample
 from agent.top.sources import SourceError
@@ -53,7 +57,7 @@ def names(app: TopApp) -> list[str]:
     return [r.name for r in app.visible_rows()]
 
 
-async def until(pilot, cond, what: str) -> None:  # type: ignore[no-untyped-def]
+async def until(pilot: Pilot[int], cond: Callable[[], object], what: str) -> None:
     for _ in range(200):
         if cond():
             return
