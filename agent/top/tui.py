@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Sequence
 from datetime import datetime
 from typing import ClassVar
 
@@ -541,5 +540,3 @@ def run_tui(
     app.run()
     return app.return_code or 0
 
-
-__all__: Sequence[str] = ("TopApp", "run_tui")
