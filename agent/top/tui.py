@@ -539,4 +539,3 @@ def run_tui(
     app = TopApp(source, interval, sort, descending, filter_text, no_color)
     app.run()
     return app.return_code or 0
-
