@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from agent import __version__, config
 from agent.config import ConfigError
+from agent.top import cli as top_cli
 
 EXIT_CONFIG = 2
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="run the agent (the options below apply)")
     _add_options(run)
+    top_cli.add_parser(sub)
     _add_options(top)  # so `dockwatch --help` lists every option too
     return top
 
@@ -88,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command is None:
         parser.print_help()
         return EXIT_CONFIG
+    if ns.command == "top":
+        return top_cli.main(ns)
     try:
         cfg = load_config(ns)
     except ConfigError as exc:
