@@ -343,7 +343,18 @@ def swarm_on(engine: Engine, workdir: Path) -> Iterator[Swarm]:
             for node in reversed(swarm.nodes):
                 node.destroy()
         finally:
-            engine.docker("swarm", "leave", "--force", check=False)
-            if not had_gwbridge:  # swarm made it; leaving does not remove it
-                engine.docker("network", "rm", "docker_gwbridge", check=False)
-            underlay.remove()
+            try:
+                engine.docker("swarm", "leave", "--force", check=False)
+                if not had_gwbridge:  # swarm made it; leaving does not remove it
+                    # Until the ingress sandbox is gone (after the leave returns) it has an endpoint.
+                    wait_for(
+                        lambda: (
+                            engine.ok("network", "rm", "docker_gwbridge")
+                            or not engine.docker("network", "ls", "-q", "--filter", "name=^docker_gwbridge$")
+                        ),
+                        timeout=60,
+                        interval=0.5,
+                        what="docker_gwbridge to be removed",
+                    )
+            finally:
+                underlay.remove()
