@@ -60,6 +60,7 @@ class Tmux:
         # tmux holds a lone ESC for 500 ms by default to see whether a sequence follows, so "esc"
         # then "/" would reach top as alt+/; pass ESC on at once, as a terminal does.
         self._tmux("set-option", "-s", "escape-time", "0")
+        self.socket = Path(self._tmux("display-message", "-p", "#{socket_path}").strip())
 
     def _tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
         res = subprocess.run(
@@ -116,6 +117,7 @@ class Tmux:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True, timeout=30)
+        self.socket.unlink(missing_ok=True)  # tmux leaves the socket file behind
 
 
 # --- reading the screen ---------------------------------------------------------------------------
