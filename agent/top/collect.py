@@ -127,7 +127,7 @@ class Standalone:
         snap = self.inventory.snapshot
         m0, w0 = time.monotonic(), time.time()
         self.collector.read_at = {}
-        res = self.collector.collect(snap.containers.values(), snap.networks)
+        res = self.collector.collect_namespaces(snap.containers.values(), snap.networks)
         m1, w1 = time.monotonic(), time.time()
         # Disconnected, the inventory keeps its last listing: still worth showing, with why.
         warning = "" if self.inventory.connected else f"engine: {self.inventory.last_error or 'disconnected'}"

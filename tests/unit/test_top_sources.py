@@ -76,7 +76,7 @@ def collect_result() -> CollectResult:
 
 def test_url_source_reads_back_what_the_standalone_adapter_sees() -> None:
     res = collect_result()
-    body = Renderer().render("node1", "nid", res, {}, {}, [])
+    body = Renderer().render("node1", "nid", res, {}, {}, []).text()
     over_http = {ns.name: ns for ns in from_exposition(body, 1.0, 2.0).namespaces}
     direct = {ns.name: ns for ns in to_sample(res, "node1", 1.0, 2.0).namespaces}
     assert set(over_http) == set(direct) == {"web", HOST_NAME}
@@ -105,9 +105,9 @@ def test_url_source_reads_back_what_the_standalone_adapter_sees() -> None:
 
 def test_url_source_keys_are_stable_across_scrapes_so_rates_work() -> None:
     res = collect_result()
-    body1 = Renderer().render("node1", "nid", res, {}, {}, [])
+    body1 = Renderer().render("node1", "nid", res, {}, {}, []).text()
     res.samples[0].devices["eth0"] = procnet.DevCounters(3000, 30, 1, 2, 2000, 20, 3, 4)
-    body2 = Renderer().render("node1", "nid", res, {}, {}, [])
+    body2 = Renderer().render("node1", "nid", res, {}, {}, []).text()
     f = compute(from_exposition(body1, 10.0, 0), from_exposition(body2, 12.0, 2))
     web = next(r for r in f.rows if r.name == "web")
     assert web.rx_bps == pytest.approx(1000)
