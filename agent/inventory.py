@@ -59,10 +59,17 @@ def _without(d: Mapping[str, Container], key: str) -> dict[str, Container]:
     return out
 
 
-def _trim(d: dict[str, Any]) -> None:
-    """Drop the oldest entries beyond _KNOWN_MAX."""
+def _trim(d: dict[str, Any], keep: Mapping[str, object]) -> list[str]:
+    """Drop the oldest entries beyond _KNOWN_MAX, except those in `keep` (running containers:
+    their counters must not vanish and come back at 1). Returns the dropped keys."""
+    dropped = []
     while len(d) > _KNOWN_MAX:
-        del d[next(iter(d))]
+        victim = next((k for k in d if k not in keep), None)
+        if victim is None:  # more running containers than the bound: the bound gives way
+            break
+        del d[victim]
+        dropped.append(victim)
+    return dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,22 +357,20 @@ class Inventory:
     def _count(self, cid: str, action: str) -> None:
         old = self._counts.pop(cid, {})
         self._counts[cid] = {**old, action: old.get(action, 0) + 1}
-        _trim(self._counts)
+        _trim(self._counts, self._snap.containers)
 
     def _remember(self, c: Container) -> None:
         self._known.pop(c.id, None)
         self._known[c.id] = c
-        while len(self._known) > _KNOWN_MAX:
-            oldest = next(iter(self._known))
-            del self._known[oldest]
-            self._counts.pop(oldest, None)
+        for old in _trim(self._known, self._snap.containers):
+            self._counts.pop(old, None)
         self._known_pub = None
         counts = self._counts.get(c.id, {})
         missing = [a for a in self._zero_actions(c) if a not in counts]
         if missing:  # first sight (or a healthcheck appeared): the counters exist from now, at 0
             self._counts.pop(c.id, None)
             self._counts[c.id] = {**dict.fromkeys(missing, 0), **counts}
-            _trim(self._counts)
+            _trim(self._counts, self._snap.containers)
 
     def _forget(self, cid: str) -> bool:
         """Drop a removed container's counters; True when they were exported (it was known)."""

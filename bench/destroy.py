@@ -142,8 +142,10 @@ async def run_agent(eng: Engine, agent: AgentProc, cycles: int, parallel: int) -
                 assert r.status == 200, r.status
                 return await r.text()
         except aiohttp.ClientError:
-            if agent.proc.poll() is not None:
-                raise AgentExited from None
+            for _ in range(100):  # a stopping agent closes its port before the process exits
+                if agent.proc.poll() is not None:
+                    raise AgentExited from None
+                await asyncio.sleep(0.1)
             raise
 
     deadline = time.monotonic() + 60
@@ -249,7 +251,11 @@ def main() -> None:
     ap.add_argument("--before", help="also run the agent as of this git commit, in the same run")
     ap.add_argument("--interval", help="also run each agent with --collect.interval=VALUE")
     opts = ap.parse_args()
-    rows: list[str] = []
+    print(
+        "| agent | cycles | stale scrapes | cycles with one | gone after rm p50 | p99 | max "
+        "| floor: /events destroy p50 | floor p99 | agent RSS | agent fds | wall |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     with test_engine() as eng, tempfile.TemporaryDirectory() as tmp:
         sources = [("this checkout", ROOT)]
         if opts.before:
@@ -265,18 +271,11 @@ def main() -> None:
                         r = asyncio.run(run_agent(eng, agent, opts.cycles, opts.parallel))
                     finally:
                         agent.stop()
-                    rows.append(row(f"{label}, {mode}", r))
-                    print(f"measured {label}, {mode}", file=sys.stderr, flush=True)
+                    print(row(f"{label}, {mode}", r), flush=True)  # as it comes: a long run keeps its rows
         finally:
             ids = eng.docker("ps", "-aq", "--filter", f"label={LABEL}").split()
             if ids:
                 eng.docker("rm", "-f", *ids, timeout=600)
-    print(
-        "| agent | cycles | stale scrapes | cycles with one | gone after rm p50 | p99 | max "
-        "| floor: /events destroy p50 | floor p99 | agent RSS | agent fds | wall |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -212,6 +212,24 @@ async def test_a_failing_inspect_is_retried_then_the_inventory_relists(
         await stop(task)
 
 
+async def test_counters_of_running_containers_outlive_the_bound() -> None:
+    """Thousands of other ids with events (created, never started) push out old entries, never a
+    running container's: its zero counters must not vanish and come back at 1."""
+    running = ctr(1)
+    engine = ScriptedEngine([running])
+    inv, task = await started(engine)
+    try:
+        engine.push(*(ev("create", ctr(50_000 + i).id) for i in range(3000)))
+        await until(engine.queue.empty, what="creates consumed")
+        await until(lambda: inv.events_total.get(("container", "create")) == 3000, what="counted")
+        assert inv.container_events[running.id] == dict.fromkeys(COUNTED_ACTIONS, 0)
+        assert len(inv.container_events) <= 2048
+        assert ctr(50_000 + 2999).id in inv.container_events  # the newest kept, the oldest dropped
+        assert ctr(50_000).id not in inv.container_events
+    finally:
+        await stop(task)
+
+
 def test_zeroed_actions_cover_every_action_the_dashboards_and_alerts_count() -> None:
     """Each action that grafana/build.py or an alert rule takes increase() of exists at 0."""
     build = (REPO / "grafana" / "build.py").read_text()
