@@ -241,9 +241,10 @@ class DirWatcher:
             with self._lock:
                 polled = any(s.wd < 0 for s in self._subs)
             timeout = self.fallback_interval if polled else self.rescan_interval
-            poller.poll(max(1, int(timeout * 1000)))
+            ready = poller.poll(max(1, int(timeout * 1000)))
             if self._closing:
                 return
+            woke = time.monotonic()
             with contextlib.suppress(OSError):
                 os.read(self._wake_r, 4096)
             notices: dict[int, tuple[Subscription, Notice]] = {}
@@ -287,6 +288,9 @@ class DirWatcher:
                 if rescan or (poll and sub.wd < 0):
                     self._call(sub, Notice(exact=False, lost=overflow))
             self.rounds += 1
+            took = time.monotonic() - woke
+            if took > 0.1:  # a round that long can let Docker rotate a file away unseen
+                log.debug("log directory watcher: a round took %.0f ms (%d ready)", took * 1000, len(ready))
             time.sleep(MIN_ROUND)
 
     def _call(self, sub: Subscription, notice: Notice) -> None:
