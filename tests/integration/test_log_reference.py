@@ -180,7 +180,9 @@ async def test_agent_json_file_sink_equals_dockerds_file_byte_for_byte(
                 a = entries(theirs)
                 return len(a) == JSON_ENTRIES and lines(a) == JSON_LINES == lines(entries(ours))
 
-            await until(done, 60, what=f"{JSON_ENTRIES} entries in dockerd's file, {JSON_LINES} lines in both")
+            await until(
+                done, 60, what=f"{JSON_ENTRIES} entries in dockerd's file, {JSON_LINES} lines in both"
+            )
             a, b = theirs.read_bytes(), ours.read_bytes()
             # The test is only as strong as its input: dockerd cut characters at chunk boundaries.
             chunks = [ln for ln in a.splitlines() if not json.loads(ln)["log"].endswith("\n")]
