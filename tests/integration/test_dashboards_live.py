@@ -185,21 +185,28 @@ def test_first_die_and_oom_of_a_container_seen_at_zero_show_on_the_panels(
         f"{wait_go}; head -c 100000000 /dev/zero | tail >/dev/null; sleep 600",
         name=ooms,
     )
-    for name in (dies, ooms):  # Prometheus has scraped them while nothing had happened yet
-        wait_for(lambda n=name: prom_query(base, f'dockwatch_container_info{{name="{n}"}}'), 30, what=name)
+    for name, action in ((dies, "die"), (ooms, "oom")):  # Prometheus scraped them at 0 first
+        wait_for(
+            lambda n=name, a=action: prom_query(base, f'{ev}{{name="{n}",action="{a}"}} == 0'),
+            30,
+            what=f"{name}'s {action} counter at 0 in Prometheus",
+        )
     for name in (dies, ooms):
         engine.docker("exec", name, "touch", "/tmp/go")
     panels = {
         q.source.split("'")[1]: q.raw
         for q in dashboard_queries()
-        if q.dashboard == "dockwatch-events" and q.source.split("'")[1] in ("Dies", "OOMs")
+        if q.dashboard == "dockwatch-events"
+        and q.source.startswith("panel ")
+        and q.source.split("'")[1] in ("Dies", "OOMs")
     }
     for name, action, panel in ((dies, "die", "Dies"), (ooms, "oom", "OOMs")):
         series = f'{ev}{{name="{name}",action="{action}"}}'
         wait_for(lambda s=series: prom_query(base, f"{s} >= 1"), 30, what=f"{name} {action} in Prometheus")
         # Evaluated at the newest sample's time, the panel shows exactly the counter's increase.
-        (last,) = prom_query(base, f"timestamp({series})")
-        at = float(last["value"][0])
+        # The raw samples' own times (timestamp() of an instant query is not exact in Prometheus 2.42).
+        (raw,) = prom_query(base, f"{series}[10m]")
+        at = float(raw["values"][-1][0])
         (counter,) = prom_query_at(base, series, at)
         expr = substitute(panels[panel], {"job": "dockwatch", "container": name})
         (shown,) = prom_query_at(base, expr, at)
