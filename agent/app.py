@@ -249,6 +249,8 @@ class App:
             log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
             await self.client.close()
             return 1
+        scheme = "https" if ctx is not None else "http"
+        log.info("serving /metrics, /healthz and /readyz on %s://%s:%d", scheme, host or "0.0.0.0", port)
         tasks = [asyncio.create_task(self.inventory.run(), name="inventory")]
         tasks.append(asyncio.create_task(self.scraper.run(), name="collect"))
         if self.logs is not None:

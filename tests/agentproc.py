@@ -76,7 +76,10 @@ class Agent:
 
     def _serving_or_exited(self) -> bool:
         assert self.proc is not None
-        return self.proc.poll() is not None or self.get("/healthz")[0] == 200
+        # The agent's own word that it listens (plain HTTP or TLS, with or without auth).
+        return self.proc.poll() is not None or "serving /metrics, /healthz and /readyz on" in Path(
+            self.log.name
+        ).read_text(errors="replace")
 
     def _lost_port(self) -> bool:
         assert self.proc is not None
