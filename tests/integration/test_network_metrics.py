@@ -137,7 +137,9 @@ def test_failed_connection_attempts_count_exactly(engine: Engine, agent: Agent) 
     engine.docker("exec", client, "sh", "-c", f"for i in $(seq {k}); do nc {server} 9 </dev/null; done; true")
     # The exec has returned: all k happened. At scrape time the first scrape has them; in interval
     # mode a collection that ran during the loop has only some, and a later one has all.
-    m = scrape_until(agent, lambda m: one(m, fails, name=client) - before >= k, WAIT, "failed connects counted")
+    m = scrape_until(
+        agent, lambda m: one(m, fails, name=client) - before >= k, WAIT, "failed connects counted"
+    )
     assert one(m, fails, name=client) - before == k
     # Each refused SYN was answered with a RST from the server's namespace.
     assert one(m, "container_network_tcp_resets_sent_total", name=server) - before_rst == k
