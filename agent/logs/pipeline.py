@@ -68,6 +68,8 @@ class LogPipeline:
         self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.unreadable: dict[str, str] = {}  # container id -> reason
         self.watcher = DirWatcher()  # one inotify thread for every FileTail
+        # Started again while a tail of it was finishing: followed afresh once that tail ends.
+        self._restarted: dict[str, Container] = {}
         self._stopping = False
         self._aux: set[asyncio.Task[None]] = set()
         # The json-file sink writes Docker's chunks as Docker did: its tails never rejoin them.
@@ -88,6 +90,7 @@ class LogPipeline:
             return
         if kind == "removed":
             self.unreadable.pop(c.id, None)
+            self._restarted.pop(c.id, None)
             for (cid, _), tail in list(self.tails.items()):
                 if cid == c.id:
                     tail.finish()
@@ -225,7 +228,12 @@ class LogPipeline:
             key = (c.id, r.name)
             tail = self.tails.get(key)
             if tail is not None:
-                tail.resume(c)
+                if tail.finishing:
+                    # It may be past its last read already (a final read of the API, the end of
+                    # a file): let it end, then a fresh tail follows from its checkpoint.
+                    self._restarted[c.id] = c
+                else:
+                    tail.resume(c)
                 continue
             if opted_out(c) or not r.spec.wants(c):
                 continue
@@ -322,6 +330,9 @@ class LogPipeline:
             if tail.finishing and not self._stopping:
                 self.unreadable.pop(tail.cid, None)  # stopped: no longer a gap to report
                 await self._forget_if_destroyed(tail)
+            restarted = self._restarted.pop(tail.cid, None)
+            if restarted is not None and not self._stopping:
+                self._start(restarted)
 
     async def _forget_if_destroyed(self, tail: Tail) -> None:
         """A destroyed container's checkpoint goes with it; a stopped one's stays for its restart."""

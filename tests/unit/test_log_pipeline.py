@@ -4,6 +4,7 @@ a failing tail restarted from its checkpoint, and stop()."""
 from __future__ import annotations
 
 import re
+import struct
 import time
 from pathlib import Path
 
@@ -243,4 +244,77 @@ async def test_a_raw_chunks_sink_gets_dockers_chunks_while_others_get_the_line(t
     await until(lambda: len(joined.lines) == 1 and len(raw.lines) == 3)
     assert joined.lines == [b"a" * 16384 + b"b" * 16384 + b"c"]
     assert raw.lines == [b"a" * 16384, b"b" * 16384, b"c"]
+    await p.stop(timeout=1)
+
+
+class RestartingEngine:
+    """Engine API logs of one `local` container that stops and starts again: a follow stream ends
+    when it stops; a read without follow waits for `gate` (to catch the tail in its final read)."""
+
+    T0 = 1_795_000_000_000_000_000
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.running = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.final_reads = 0
+
+    def frames(self, since: str | None) -> bytes:
+        s, _, f = (since or "0.0").partition(".")
+        since_ns = int(s) * 10**9 + int(f.ljust(9, "0"))
+        out = b""
+        for i, line in enumerate(self.lines):
+            ns = self.T0 + i
+            if ns >= since_ns:
+                sec, frac = divmod(ns, 10**9)
+                payload = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode()
+                payload += b".%09dZ " % frac + line + b"\n"
+                out += struct.pack(">BxxxI", 1, len(payload)) + payload
+        return out
+
+    async def stream(self, path: str, params: dict[str, str]):
+        if params["follow"] == "0":
+            self.final_reads += 1
+            wire = self.frames(params.get("since"))  # what Docker has when the read begins
+            await self.gate.wait()
+            yield wire
+            return
+        sent = 0
+        while True:
+            wire = self.frames(None)
+            if len(wire) > sent:
+                yield self.frames(params.get("since")) if not sent else wire[sent:]
+                sent = len(wire)
+            if self.stopped.is_set():
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_a_container_started_again_during_its_final_read_is_followed(tmp_path: Path) -> None:
+    """The container restarts while its tail makes the final read of the stop before: that tail
+    ends, and a fresh one follows the new run from the checkpoint; nothing is lost."""
+    sink = Sink("s")
+    eng = RestartingEngine()
+    p = LogPipeline(
+        [SinkRunner(SinkSpec("s", "x"), sink)],
+        HostFS(docker_root=tmp_path),
+        tmp_path / "state",
+        eng,  # type: ignore[arg-type]
+        TailOptions(),
+    )
+    c = ctr("6" * 64, "again", driver="local")
+    eng.lines.append(b"first-run")
+    p.on_container("added", c)
+    await until(lambda: sink.lines == [b"first-run"])
+    eng.stopped.set()
+    p.on_container("removed", c)
+    await until(lambda: eng.final_reads == 1)  # the tail is in its final read
+    eng.stopped.clear()
+    eng.lines.append(b"second-run")
+    p.on_container("added", c)  # docker start
+    eng.gate.set()
+    await until(lambda: sink.lines == [b"first-run", b"second-run"])
+    eng.lines.append(b"still-followed")
+    await until(lambda: sink.lines == [b"first-run", b"second-run", b"still-followed"])
     await p.stop(timeout=1)
