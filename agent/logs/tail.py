@@ -331,8 +331,8 @@ class FileTail(Tail):
             self._count_let_go(victim)
         if added or (notice.modified and self._waiting):
             self._wake_threadsafe()
-        elif not self._waiting:
-            self._update_backlog()
+        elif not notice.exact and not self._waiting:
+            self._update_backlog()  # once a second: the reader may be stuck behind a sink that is down
 
     def _wake_threadsafe(self) -> None:
         loop = self._loop

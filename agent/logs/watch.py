@@ -22,6 +22,7 @@ import logging
 import os
 import select
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +49,11 @@ _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (of the NUL-padded name
 # IN_MODIFY per write, and waking for each would cost more than it tells. Docker cannot rotate a
 # file away in this time (that takes max-file rotations of at least one entry each).
 MIN_ROUND = 0.002
+# Every syscall of the watcher thread (stat, open, fstat, pread: a dozen per round) releases the GIL,
+# and taking it back from a busy event loop waits up to the interpreter's switch interval, 5 ms by
+# default: rounds of 100-300 ms were measured under load (the convoy effect), long enough for Docker
+# to rotate a small file away unseen. 0.5 ms bounds a round to a few ms.
+SWITCH_INTERVAL = 0.0005
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +192,8 @@ class DirWatcher:
             if sub.wd >= 0:
                 self._by_wd.setdefault(sub.wd, []).append(sub)
             if self._thread is None:
+                # Interpreter-wide, but the agent is this one process: see SWITCH_INTERVAL.
+                sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
                 self._thread = threading.Thread(target=self._run, name="dockwatch-logwatch", daemon=True)
                 self._thread.start()
         self._poke()

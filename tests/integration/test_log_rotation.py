@@ -68,6 +68,13 @@ async def until_number(rx: ForwardReceiver, cid: str, n: int, timeout: float) ->
         await asyncio.sleep(0.1)
 
 
+def log_notes(agent: Agent) -> str:
+    """The agent's own words about its log tails, for an assertion message."""
+    text = Path(agent.log.name).read_text(errors="replace")
+    keep = ("agent.logs.tail", "agent.logs.watch", "WARNING", "ERROR")
+    return "\n".join(ln[:300] for ln in text.splitlines() if any(k in ln for k in keep))[-4000:]
+
+
 def docker_lines(engine: Engine, cid: str) -> int:
     """Lines in the files dockerd still has for the container."""
     d = engine.root / "data" / "containers" / cid
@@ -86,7 +93,8 @@ async def test_fast_rotation_while_the_agent_runs_loses_nothing(engine: Engine, 
             got = numbers(rx, cid)
             counts = collections.Counter(got)
             missing = [i for i in range(N) if counts[i] == 0]
-            assert not missing, f"{len(missing)} of {N} lines missing, first {missing[:10]}"
+            lost = f"{len(missing)} of {N} lines missing, first {missing[:10]}"
+            assert not missing, f"{lost}\n{log_notes(agent)}"
             assert len(got) == N, f"{len(got) - N} duplicates"
             assert got == list(range(N)), "out of order"
             # dockerd did rotate the lines away: its files hold the last ~3 MB only.
