@@ -3,6 +3,7 @@ a failing tail restarted from its checkpoint, and stop()."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import struct
 import time
