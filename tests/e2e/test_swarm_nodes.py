@@ -478,6 +478,9 @@ def _close(a: float, b: float) -> bool:
 def combine(expr: str, parts: list[list[dict[str, Any]]]) -> dict[Any, float] | list[float]:
     """What the query over all nodes must return, from its per-node results."""
     head = expr.lstrip()
+    # label_replace / label_join only rename labels (the legend's `group`): combine what they wrap.
+    while head.startswith(("label_replace(", "label_join(")):
+        head = head[head.index("(") + 1 :].lstrip()
     if head.startswith("topk("):
         k = int(head[len("topk(") : head.index(",")])
         return sorted((float(r["value"][1]) for part in parts for r in part), reverse=True)[:k]
@@ -532,7 +535,12 @@ def dashboards_add_up(c: Cluster) -> None:
             ok = len(have) == len(want) and all(_close(a, b) for a, b in zip(have, want, strict=True))
         else:
             have_d = {_key(r["metric"]): float(r["value"][1]) for r in got}
-            ok = have_d.keys() == want.keys() and all(_close(have_d[k], want[k]) for k in want)
+            limited = re.search(r"\band on \([^)]*\) topk\((\d+),", q.expr)
+            if limited:  # `X and on (...) topk(k, Y)`: the top k of all nodes, among each node's top k
+                keys_ok = have_d.keys() <= want.keys() and len(have_d) == min(int(limited[1]), len(want))
+            else:
+                keys_ok = have_d.keys() == want.keys()
+            ok = keys_ok and all(_close(have_d[k], want[k]) for k in have_d)
         if not ok:
             problems.append(f"{q.dashboard} {q.source}: all nodes {got} != per node {want}")
     print(
