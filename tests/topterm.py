@@ -54,7 +54,13 @@ class Tmux:
                 "sleep 600",  # keep the pane, so the last screen can still be read
             ]
         )
-        env_clean = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX")}
+        # Not the shell's DOCKWATCH_* (the CLI refuses unknown ones, e.g. DOCKWATCH_TEST_STOP_ENGINE
+        # that tests/run.sh sets), nor its DOCKER_HOST: the test says what top reads.
+        env_clean = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("NO_COLOR", "TMUX", "DOCKER_HOST") and not k.startswith("DOCKWATCH_")
+        }
         env_clean["TERM"] = "xterm-256color"
         self._tmux("new-session", "-d", "-s", "top", "-x", str(width), "-y", str(height), cmd, env=env_clean)
         # tmux holds a lone ESC for 500 ms by default to see whether a sequence follows, so "esc"
