@@ -270,8 +270,13 @@ def test_self_metrics(engine: Engine, agent: Agent) -> None:
     )
     assert one(m, "dockwatch_scrape_collector_success", collector="netns") == 1
     assert one(m, "dockwatch_engine_connected") == 1
-    running = len(engine.docker("ps", "-q").split())
-    assert one(m, "dockwatch_containers_tracked") == running
+
+    # The count follows the engine's own list; containers of earlier tests may still be leaving,
+    # and in interval mode the body is from the last collection: wait until the two agree.
+    def tracked_is_running(m: dict) -> bool:
+        return one(m, "dockwatch_containers_tracked") == len(engine.docker("ps", "-q").split())
+
+    m = scrape_until(agent, tracked_is_running, WAIT, "containers_tracked equal to docker ps")
     # One namespace, one CurrEstab series: the gauge counts exactly what the scrape exported.
     assert one(m, "dockwatch_network_namespaces_tracked") == len(
         m["container_network_tcp_connections_established"]
