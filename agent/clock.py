@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from typing import Protocol
 
 
@@ -29,3 +30,16 @@ class SystemClock:
 
 
 SYSTEM_CLOCK: Clock = SystemClock()
+
+
+async def within(timeout: float, aw: Awaitable[object]) -> bool:
+    """Await `aw` for at most `timeout` seconds: True if it finished, False on the timeout.
+
+    asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives
+    as the awaited thing completes, and the caller's loop then never ends on shutdown."""
+    try:
+        async with asyncio.timeout(timeout):
+            await aw
+    except TimeoutError:
+        return False
+    return True

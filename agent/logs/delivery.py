@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.clock import SYSTEM_CLOCK, Clock
+from agent.clock import SYSTEM_CLOCK, Clock, within
 from agent.docker.models import Container
 from agent.logs.checkpoint import ApiPos, CheckpointStore, FilePos, Position
 from agent.logs.filters import SinkSpec
@@ -262,8 +262,7 @@ class Tail:
             return None
 
     async def idle(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout)
+        await within(timeout, self.wake.wait())
         self.wake.clear()
 
     async def run(self) -> None:

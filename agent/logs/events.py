@@ -19,6 +19,7 @@ import json
 import logging
 import time
 
+from agent.clock import within
 from agent.docker.client import Event
 from agent.docker.models import Container
 from agent.logs.delivery import BATCH_RECORDS, SinkRunner
@@ -93,8 +94,7 @@ class EventShipper:
         """Send what is queued (up to `timeout`), then close the sink; the rest is counted lost."""
         task = self._task
         if task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.queue.join(), timeout)
+            await within(timeout, self.queue.join())
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

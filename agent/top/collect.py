@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent import procnet
+from agent.clock import within
 from agent.config import Config
 from agent.docker.client import DockerClient
 from agent.docker.models import Container, Network
@@ -117,8 +118,7 @@ class Standalone:
                 raise SourceError(f"engine at {self.cfg.docker_host}: {self.inventory.last_error}")
             if loop.time() > deadline:
                 raise SourceError(f"engine at {self.cfg.docker_host}: no container list after 60 s")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.inventory.ready.wait()), 0.2)
+            await within(0.2, self.inventory.ready.wait())
 
     async def sample(self) -> Sample:
         return await asyncio.to_thread(self._sample)

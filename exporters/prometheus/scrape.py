@@ -35,6 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from agent import __version__
+from agent.clock import within
 from agent.collector import Collection, Outcome, Registry
 from agent.inventory import Inventory, Snapshot
 from agent.netstats import NETNS, CollectResult, namespaces
@@ -219,12 +220,7 @@ class Scraper:
                 await self.collect()
             except Exception:  # collectors are isolated; this would be our own bug: keep serving
                 log.exception("interval collection failed; /metrics keeps the last body")
-            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that arrives
-            # as the event fires, and this loop then never ends on shutdown.
-            try:
-                async with asyncio.timeout(self.interval):
-                    await changed.wait()
-            except TimeoutError:
+            if not await within(self.interval, changed.wait()):
                 continue
             # A stack deploy starts dozens of containers at once: take them in one pass.
             await asyncio.sleep(0.05)

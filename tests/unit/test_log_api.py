@@ -185,3 +185,21 @@ async def test_checkpoint_exists_from_first_sight(tmp_path: Path) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def test_idle_ends_when_cancelled_as_it_is_woken(tmp_path: Path) -> None:
+    """A tail is cancelled on stop; if new lines wake it in the same instant, asyncio.wait_for
+    (Python 3.11) returned the event's result and swallowed the cancellation: the tail went on."""
+    tail = make_tail(tmp_path, FakeEngine([]), Sink())
+
+    async def loop() -> None:
+        while True:
+            await tail.idle(30)
+
+    task = asyncio.create_task(loop())
+    for _ in range(3):  # let it reach the wait
+        await asyncio.sleep(0)
+    tail.wake.set()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert task in done and task.cancelled()
