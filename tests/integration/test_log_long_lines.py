@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 from agentproc import Agent
 from engine import BUSYBOX_IMAGE, Engine
 from peers.forward import ForwardReceiver
+from toolbox import until
 
 pytestmark = pytest.mark.docker
 
@@ -28,13 +27,6 @@ MIB = 1 << 20
 LINES = ((MIB - 1, "a"), (MIB, "b"), (MIB + 1, "c"))
 PRINT = " ".join(f"head -c {n} /dev/zero | tr '\\0' {ch}; echo;" for n, ch in LINES)
 SCRIPT = f"echo start; {PRINT} echo end"
-
-
-async def until(cond: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 def summary(rec: dict[str, Any]) -> tuple[object, ...]:
@@ -67,7 +59,7 @@ async def test_lines_at_the_one_mib_limit(engine: Engine, tmp_path: Path, driver
             def mine() -> list[dict[str, Any]]:
                 return [e.record for e in rx.events if e.record.get("container_id") == cid]
 
-            await until(lambda: any(r["log"] in ("end", b"end") for r in mine()), 60, "the last line")
+            await until(lambda: any(r["log"] in ("end", b"end") for r in mine()), 60, what="the last line")
             got = mine()
             assert [summary(r) for r in got] == [
                 ("start", None, None),

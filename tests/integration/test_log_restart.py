@@ -17,15 +17,14 @@ import asyncio
 import collections
 import json
 import signal
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from agentproc import Agent, one
 from engine import BUSYBOX_IMAGE, Engine, wait_for
 from peers.forward import ForwardReceiver
+from toolbox import until
 
 from agent.logs.jsonfile import parse_line
 
@@ -51,13 +50,6 @@ def config(tmp: Path, sink: dict) -> Path:
     cfg = tmp / "dockwatch.yml"
     cfg.write_text(json.dumps({"logs": {"sinks": [{**sink, "include": {"name": f"^{PREFIX}"}}]}}))
     return cfg
-
-
-async def until(cond: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 def kill(agent: Agent) -> None:
@@ -116,7 +108,7 @@ async def test_exited_while_sink_down_then_sigkill_ships_after_restart(
             try:
                 all_cids.extend(cids)
                 await until(
-                    lambda: all(lines_of(c) == WANT for c in all_cids), 60, f"cycle {cycle}: all lines"
+                    lambda: all(lines_of(c) == WANT for c in all_cids), 60, what=f"cycle {cycle}: all lines"
                 )
             finally:
                 assert await asyncio.to_thread(agent.stop) == 0, agent.logtext()

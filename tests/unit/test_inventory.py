@@ -8,12 +8,13 @@ import asyncio
 import re
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from toolbox import until
 
 from agent.collector import Registry
 from agent.docker.client import Event
@@ -94,16 +95,6 @@ class ScriptedEngine:
         while (e := await self.queue.get()) is not None:
             yield e
         raise EngineError("stream closed")
-
-
-async def until(cond: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
-    """Await `cond` with a deadline (the loop keeps running the inventory meanwhile)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def started(engine: ScriptedEngine) -> tuple[Inventory, asyncio.Task[None]]:

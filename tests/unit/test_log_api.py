@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from toolbox import until
 
 from agent.docker.models import Container, EngineError
 from agent.logs.api import ApiTail
@@ -132,13 +133,6 @@ async def test_unreadable_driver_is_reported(tmp_path: Path) -> None:
     eng = FakeEngine([], EngineError("configured logging driver does not support reading", 501))
     sink = await run_once(tmp_path, eng, why)
     assert sink.records == [] and why and "does not support reading" in why[0]
-
-
-async def until(cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("stop_seen", ["before-the-stream-ends", "after-the-stream-ended"])
