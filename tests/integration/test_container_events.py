@@ -13,7 +13,6 @@ import http.client
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -23,14 +22,6 @@ from engine import BUSYBOX_IMAGE, Engine
 pytestmark = pytest.mark.docker
 
 EV = "dockwatch_container_events_total"
-
-
-@pytest.fixture(scope="module", params=["at-scrape", "interval"])
-def agent(request: pytest.FixtureRequest, engine_session: Engine) -> Iterator[Agent]:
-    args = ["--collect.interval=2s"] if request.param == "interval" else []
-    a = Agent(engine_session, *args).start()
-    yield a
-    assert a.stop() == 0, a.logtext()
 
 
 def uid() -> str:

@@ -21,15 +21,6 @@ RXP, TXP = "container_network_receive_packets_total", "container_network_transmi
 WAIT = 30
 
 
-@pytest.fixture(scope="module", params=["at-scrape", "interval"])
-def agent(request: pytest.FixtureRequest, engine_session: Engine) -> Iterator[Agent]:
-    """The agent in both collection modes: at scrape time, and on a background interval."""
-    args = ["--collect.interval=2s"] if request.param == "interval" else []
-    a = Agent(engine_session, *args).start()
-    yield a
-    assert a.stop() == 0, a.logtext()
-
-
 def uid() -> str:
     return uuid.uuid4().hex[:8]
 
