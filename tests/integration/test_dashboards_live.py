@@ -193,24 +193,20 @@ def test_first_die_and_oom_of_a_container_seen_at_zero_show_on_the_panels(
         )
     for name in (dies, ooms):
         engine.docker("exec", name, "touch", "/tmp/go")
-    panels = {
-        q.source.split("'")[1]: q.raw
-        for q in dashboard_queries()
-        if q.dashboard == "dockwatch-events"
-        and q.source.startswith("panel ")
-        and q.source.split("'")[1] in ("Dies", "OOMs")
-    }
+    panels = {}  # title -> query as written (source: "panel <id> '<title>' <refId>")
+    for q in dashboard_queries():
+        if q.dashboard == "dockwatch-events" and q.source.startswith("panel "):
+            panels[q.source.split("'")[1]] = q.raw
     for name, action, panel in ((dies, "die", "Dies"), (ooms, "oom", "OOMs")):
         series = f'{ev}{{name="{name}",action="{action}"}}'
         wait_for(lambda s=series: prom_query(base, f"{s} >= 1"), 30, what=f"{name} {action} in Prometheus")
         # Evaluated at the newest sample's time, the panel shows exactly the counter's increase.
-        # The raw samples' own times (timestamp() of an instant query is not exact in Prometheus 2.42).
-        (raw,) = prom_query(base, f"{series}[10m]")
-        at = float(raw["values"][-1][0])
+        (last,) = prom_query(base, f"timestamp({series})")
+        at = float(last["value"][1])  # [evaluation time, the sample's timestamp]
         (counter,) = prom_query_at(base, series, at)
         expr = substitute(panels[panel], {"job": "dockwatch", "container": name})
-        (shown,) = prom_query_at(base, expr, at)
-        value, count = float(shown["value"][1]), float(counter["value"][1])
+        shown = prom_query_at(base, expr, at)  # empty: increase() had no two samples to compare
+        value, count = float(shown[0]["value"][1]) if shown else 0.0, float(counter["value"][1])
         assert value == count >= 1, f"{panel} shows {value} for {name}, whose {action} counter is {count}"
         if action == "die":
             assert value == 1
