@@ -9,19 +9,15 @@ All, must return a non-empty result — except the ones listed in EMPTY_BY_DESIG
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
-import subprocess
 import sys
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, free_port
+from agentproc import Agent
 from engine import BUSYBOX_IMAGE, Engine, wait_for
+from peers.prometheus import Prometheus, prom_query
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dashboard_queries import dashboard_queries, substitute
@@ -32,17 +28,6 @@ REPO = Path(__file__).resolve().parents[2]
 # Panels that may stay empty in this run, keyed by a marker in their query, and why; none is
 # skipped silently. Everything the dashboards show is staged above, so this is empty.
 EMPTY_BY_DESIGN: dict[str, str] = {}
-
-
-def prom_query(base: str, expr: str) -> list[dict[str, object]]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        body = json.load(resp)
-    assert body["status"] == "success", body
-    data = body["data"]
-    if data["resultType"] in ("vector", "matrix"):
-        return list(data["result"])
-    return [data]  # scalar / string: a value is a result
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +86,6 @@ def stack(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
         eng.docker("kill", eng.run(BUSYBOX_IMAGE, "sleep", "600"))
         eng.run("--log-driver", "none", BUSYBOX_IMAGE, "sleep", "600")
 
-        port = free_port()
         cfg = tmp / "prometheus.yml"
         cfg.write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
@@ -110,28 +94,17 @@ def stack(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
             "  - job_name: dockwatch\n"
             f"    static_configs: [{{targets: ['127.0.0.1:{agent.port}']}}]\n"
         )
-        log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115
-        prom = subprocess.Popen(
-            [
-                shutil.which("prometheus") or "prometheus",
-                f"--config.file={cfg}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        prom = Prometheus(cfg, tmp / "tsdb")
     except BaseException:
         agent.stop()
         eng.cleanup()
         raise
-    base = f"http://127.0.0.1:{port}"
+    base = prom.base
     try:
         wait_for(lambda: prom_query(base, 'up{job="dockwatch"} == 1'), timeout=60, what="Prometheus scraping")
         yield agent, base
     finally:
-        prom.terminate()
-        prom.wait(timeout=30)
+        prom.stop()
         assert agent.stop() == 0, agent.logtext()
         eng.cleanup()
 
@@ -156,14 +129,6 @@ def test_every_dashboard_query_returns_data(stack: tuple[Agent, str]) -> None:
     # Every exemption was used: an empty-by-design entry that no longer matches must go.
     for key, why in EMPTY_BY_DESIGN.items():
         assert any(key in q.expr.lower() for q in empty), f"{key!r} ({why}) returned data: remove it"
-
-
-def prom_query_at(base: str, expr: str, at: float) -> list[dict[str, object]]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}"})
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        body = json.load(resp)
-    assert body["status"] == "success", body
-    return list(body["data"]["result"])
 
 
 def test_first_die_and_oom_of_a_container_seen_at_zero_show_on_the_panels(
@@ -203,9 +168,9 @@ def test_first_die_and_oom_of_a_container_seen_at_zero_show_on_the_panels(
         # Evaluated at the newest sample's time, the panel shows exactly the counter's increase.
         (last,) = prom_query(base, f"timestamp({series})")
         at = float(last["value"][1])  # [evaluation time, the sample's timestamp]
-        (counter,) = prom_query_at(base, series, at)
+        (counter,) = prom_query(base, series, at)
         expr = substitute(panels[panel], {"job": "dockwatch", "container": name})
-        shown = prom_query_at(base, expr, at)  # empty: increase() had no two samples to compare
+        shown = prom_query(base, expr, at)  # empty: increase() had no two samples to compare
         value, count = float(shown[0]["value"][1]) if shown else 0.0, float(counter["value"][1])
         assert value == count >= 1, f"{panel} shows {value} for {name}, whose {action} counter is {count}"
         if action == "die":

@@ -19,8 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from agentproc import free_port
 from engine import wait_for
+from peers.prometheus import Prometheus
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dashboard_queries import substitute
@@ -74,19 +74,8 @@ def test_top_talkers_shows_at_most_ten_containers_over_the_range(tmp_path: Path)
     )
     assert res.returncode == 0, res.stdout + res.stderr
     (tmp_path / "prometheus.yml").write_text("global: {scrape_interval: 1m}\n")
-    port = free_port()
-    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tsdb}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    prom = Prometheus(tmp_path / "prometheus.yml", tsdb)
+    base = prom.base
     try:
         start, end = t0 + 5 * 60, t0 + MINUTES * 60
 
@@ -114,6 +103,4 @@ def test_top_talkers_shows_at_most_ten_containers_over_the_range(tmp_path: Path)
         )
         assert len({r["metric"]["name"] for r in query_range(base, per_step, start, end)}) > 10  # type: ignore[index]
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        prom.stop()

@@ -28,9 +28,9 @@ import pytest
 from agentproc import REPO, Agent
 from certs import make_pki
 from engine import Engine, wait_for
+from peers.prometheus import Prometheus, prom_query
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_dashboards_live import prom_query
 
 pytestmark = pytest.mark.docker
 
@@ -100,9 +100,6 @@ def setup(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
         stack.close()
         raise
 
-    from agentproc import free_port
-
-    port = free_port()
     cfg = tmp / "prometheus.yml"
     tls_ca = {"ca_file": str(pki.ca.cert)}
     jobs = [
@@ -136,20 +133,10 @@ def setup(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
     cfg.write_text(
         json.dumps({"global": {"scrape_interval": "1s", "scrape_timeout": "1s"}, "scrape_configs": jobs})
     )
-    log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115
-    prom = subprocess.Popen(
-        [
-            shutil.which("prometheus") or "prometheus",
-            f"--config.file={cfg}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    prom = Prometheus(cfg, tmp / "tsdb")
     try:
         yield {
-            "prom": f"http://127.0.0.1:{port}",
+            "prom": prom.base,
             "auth": auth_agent,
             "mtls": mtls_agent,
             "pki": pki,
@@ -158,8 +145,7 @@ def setup(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
             "tmp": tmp,
         }
     finally:
-        prom.terminate()
-        prom.wait(timeout=30)
+        prom.stop()
         codes = [a.stop() for a in (auth_agent, mtls_agent)]
         stack.close()
         assert codes == [0, 0], auth_agent.logtext() + mtls_agent.logtext()
