@@ -8,6 +8,7 @@ happened, with a deadline that only a broken agent reaches (the machine may be l
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable
@@ -82,3 +83,10 @@ def agent_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env
+
+
+def sinks_config(tmp: Path, sinks: list[dict[str, Any]]) -> Path:
+    """`tmp/dockwatch.yml` for `--config`, with these log sinks (`logs: {sinks: [...]}`)."""
+    cfg = tmp / "dockwatch.yml"
+    cfg.write_text(json.dumps({"logs": {"sinks": sinks}}))  # JSON is YAML
+    return cfg

@@ -10,7 +10,6 @@ for the `local` driver), to the Forward receiver (tests/peers/forward.py) with t
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 from agentproc import Agent
 from engine import BUSYBOX_IMAGE, Engine
 from peers.forward import ForwardReceiver
-from toolbox import until
+from toolbox import sinks_config, until
 
 pytestmark = pytest.mark.docker
 
@@ -47,8 +46,7 @@ async def test_lines_at_the_one_mib_limit(engine: Engine, tmp_path: Path, driver
             "options": {"fluentd-address": rx.address, "fluentd-async": "true"},
             "include": {"name": f"^{prefix}"},
         }
-        cfg = tmp_path / "dockwatch.yml"
-        cfg.write_text(json.dumps({"logs": {"sinks": [sink]}}))
+        cfg = sinks_config(tmp_path, [sink])
         agent = Agent(engine, f"--config={cfg}", f"--path.state={tmp_path / 'state'}")
         await asyncio.to_thread(agent.start)
         try:

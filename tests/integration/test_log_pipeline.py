@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import signal
 import uuid
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from agentproc import Agent, one, scrape_until
 from engine import BUSYBOX_IMAGE, Engine, wait_for
 from peers.forward import ForwardReceiver
-from toolbox import until
+from toolbox import sinks_config, until
 
 from agent.logs.jsonfile import CorruptLine, parse_line
 
@@ -38,12 +37,6 @@ def logger_script(n: int, per_tick: int = 50, tick: str = "0.05", start: int = 0
         f"while [ $j -lt {per_tick} ] && [ $i -lt {end} ]; do echo line-$i; i=$((i+1)); j=$((j+1)); done; "
         f"sleep {tick}; done"
     )
-
-
-def write_config(tmp: Path, sinks: list[dict]) -> Path:
-    cfg = tmp / "dockwatch.yml"
-    cfg.write_text(json.dumps({"logs": {"sinks": sinks}}))  # JSON is YAML
-    return cfg
 
 
 def json_sink(out: Path, name: str = "files", **extra: object) -> dict:
@@ -123,7 +116,7 @@ def wait_lines(out: Path, cid: str, n: int, timeout: float) -> list[str]:
 # --- json-file source → json-file sink ----------------------------------------------------------------
 def test_every_line_exactly_once(engine: Engine, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    agent = start_agent(engine, tmp_path, write_config(tmp_path, [json_sink(out)]))
+    agent = start_agent(engine, tmp_path, sinks_config(tmp_path, [json_sink(out)]))
     try:
         n = 3000
         cid = run_logger(engine, logger_script(n, per_tick=100, tick="0.02"))
@@ -143,7 +136,7 @@ def test_every_line_exactly_once(engine: Engine, tmp_path: Path) -> None:
 def test_container_that_exits_at_once(engine: Engine, tmp_path: Path, driver: str) -> None:
     """A container that is gone before the inventory could see it running: read from its `die`."""
     out = tmp_path / "out"
-    agent = start_agent(engine, tmp_path, write_config(tmp_path, [json_sink(out)]))
+    agent = start_agent(engine, tmp_path, sinks_config(tmp_path, [json_sink(out)]))
     try:
         n = 200
         script = f"seq 0 {n - 1} | while read i; do echo line-$i; done"
@@ -159,7 +152,7 @@ def test_container_that_exits_at_once(engine: Engine, tmp_path: Path, driver: st
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "compress"])
 def test_rotation_loses_and_repeats_nothing(engine: Engine, tmp_path: Path, compress: bool) -> None:
     out = tmp_path / "out"
-    agent = start_agent(engine, tmp_path, write_config(tmp_path, [json_sink(out)]))
+    agent = start_agent(engine, tmp_path, sinks_config(tmp_path, [json_sink(out)]))
     try:
         n = 6000
         opts = ["--log-opt", "max-size=20k", "--log-opt", "max-file=4"]
@@ -184,7 +177,7 @@ def test_rotation_loses_and_repeats_nothing(engine: Engine, tmp_path: Path, comp
 
 def test_long_line_invalid_utf8_and_binary(engine: Engine, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    agent = start_agent(engine, tmp_path, write_config(tmp_path, [json_sink(out)]))
+    agent = start_agent(engine, tmp_path, sinks_config(tmp_path, [json_sink(out)]))
     try:
         script = (
             "echo line-0; head -c 102400 /dev/zero | tr '\\0' x; echo; echo line-1; "
@@ -222,7 +215,7 @@ def test_corrupt_lines_in_a_copy_of_dockers_file(engine: Engine, tmp_path: Path)
     fake.mkdir(parents=True)
     (fake / real.name).write_bytes(b"".join(lines[:5] + garbage + lines[5:]))
     out = tmp_path / "out"
-    cfg = write_config(tmp_path, [json_sink(out)])
+    cfg = sinks_config(tmp_path, [json_sink(out)])
     agent = start_agent(engine, tmp_path, cfg, f"--path.docker-root={tmp_path / 'root'}")
     try:
         got = wait_lines(out, cid, 10, timeout=30)
@@ -240,7 +233,7 @@ def test_corrupt_lines_in_a_copy_of_dockers_file(engine: Engine, tmp_path: Path)
 
 def test_killed_agent_resumes_from_checkpoint(engine: Engine, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    cfg = write_config(tmp_path, [json_sink(out)])
+    cfg = sinks_config(tmp_path, [json_sink(out)])
     agent = start_agent(engine, tmp_path, cfg)
     n = 5000
     cid = run_logger(engine, logger_script(n, per_tick=50, tick="0.02"))
@@ -266,7 +259,7 @@ def test_killed_agent_resumes_from_checkpoint(engine: Engine, tmp_path: Path) ->
 
 def test_sigterm_drains_and_restart_repeats_nothing(engine: Engine, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    cfg = write_config(tmp_path, [json_sink(out)])
+    cfg = sinks_config(tmp_path, [json_sink(out)])
     agent = start_agent(engine, tmp_path, cfg)
     n = 4000
     cid = run_logger(engine, logger_script(n, per_tick=50, tick="0.02"))
@@ -285,7 +278,7 @@ def test_sigterm_drains_and_restart_repeats_nothing(engine: Engine, tmp_path: Pa
 # --- Engine API source (local driver) -------------------------------------------------------------
 def test_local_driver_via_api_exactly_once_across_restart(engine: Engine, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    cfg = write_config(tmp_path, [json_sink(out)])
+    cfg = sinks_config(tmp_path, [json_sink(out)])
     agent = start_agent(engine, tmp_path, cfg)
     n = 3000
     cid = run_logger(engine, logger_script(n, per_tick=50, tick="0.02"), "--log-driver", "local")
@@ -306,7 +299,7 @@ def test_syslog_driver_read_through_dual_logging_cache(engine: Engine, tmp_path:
     """A syslog-driver container (its syslog goes to an unused loopback UDP port) keeps Docker's local
     cache by default; the agent reads that through the Engine API."""
     out = tmp_path / "out"
-    agent = start_agent(engine, tmp_path, write_config(tmp_path, [json_sink(out)]))
+    agent = start_agent(engine, tmp_path, sinks_config(tmp_path, [json_sink(out)]))
     try:
         n = 1000
         syslog = ["--log-driver", "syslog", "--log-opt", "syslog-address=udp://127.0.0.1:9"]
@@ -321,7 +314,7 @@ def test_syslog_driver_read_through_dual_logging_cache(engine: Engine, tmp_path:
 
 def test_unreadable_containers_are_listed(engine: Engine, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    agent = start_agent(engine, tmp_path, write_config(tmp_path, [json_sink(out)]))
+    agent = start_agent(engine, tmp_path, sinks_config(tmp_path, [json_sink(out)]))
     try:
         run_logger(engine, "sleep 60", "--log-driver", "none")
         run_logger(engine, "sleep 60", "--log-driver", "local", "-t")
@@ -346,7 +339,7 @@ def test_unreadable_containers_are_listed(engine: Engine, tmp_path: Path) -> Non
 
 def test_filters_and_opt_out(engine: Engine, tmp_path: Path) -> None:
     out_a, out_b = tmp_path / "a", tmp_path / "b"
-    cfg = write_config(
+    cfg = sinks_config(
         tmp_path,
         [
             json_sink(out_a, "web-only", include={"name": f"^{PREFIX}web-"}),
@@ -391,7 +384,7 @@ async def test_receiver_down_loses_nothing(engine: Engine, tmp_path: Path) -> No
             },
             "include": {"name": f"^{PREFIX}"},
         }
-        cfg = write_config(tmp_path, [sink, json_sink(out)])
+        cfg = sinks_config(tmp_path, [sink, json_sink(out)])
         agent = await asyncio.to_thread(start_agent, engine, tmp_path, cfg)
         try:
             n = 2000  # per container, 25 lines / 0.05 s: about 5 s of logging at full speed
@@ -494,7 +487,7 @@ async def test_sigterm_with_sink_down_exits_within_drain_timeout(engine: Engine,
             },
             "include": {"name": f"^{PREFIX}"},
         }
-        cfg = write_config(tmp_path, [sink])
+        cfg = sinks_config(tmp_path, [sink])
         n = 300
         await rx.stop()
         agent = await asyncio.to_thread(start_agent, engine, tmp_path, cfg, "--logs.drain-timeout=2s")

@@ -18,7 +18,7 @@ import pytest
 from agentproc import Agent, one
 from engine import BUSYBOX_IMAGE, Engine, wait_for
 from peers.forward import Event, ForwardReceiver
-from toolbox import until
+from toolbox import sinks_config, until
 
 pytestmark = pytest.mark.docker
 
@@ -146,10 +146,7 @@ async def test_agent_json_file_sink_equals_dockerds_file_byte_for_byte(
             {"name": "files", "driver": "json-file", "options": {"path": str(out), **opts}},
             {"name": "central", "driver": "fluentd", "options": {"fluentd-address": rx.address}},
         ]
-        cfg = tmp_path / "dockwatch.yml"
-        cfg.write_text(
-            json.dumps({"logs": {"sinks": [{**s, "include": {"name": f"^{name}$"}} for s in sinks]}})
-        )
+        cfg = sinks_config(tmp_path, [{**s, "include": {"name": f"^{name}$"}} for s in sinks])
         flags = [] if join == "join-partial" else ["--no-logs.join-partial"]
         agent = Agent(engine, f"--config={cfg}", f"--path.state={tmp_path / 'state'}", *flags)
         await asyncio.to_thread(agent.start)
@@ -226,8 +223,7 @@ async def test_last_line_without_newline_every_run(engine: Engine, tmp_path: Pat
             "options": {"fluentd-address": ours.address, "fluentd-async": "true"},
             "include": {"name": f"^{prefix}"},
         }
-        cfg = tmp_path / "dockwatch.yml"
-        cfg.write_text(json.dumps({"logs": {"sinks": [sink]}}))
+        cfg = sinks_config(tmp_path, [sink])
         agent = Agent(engine, f"--config={cfg}", f"--path.state={tmp_path / 'state'}")
         await asyncio.to_thread(agent.start)
         try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import signal
 import uuid
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from agentproc import Agent, one
 from engine import BUSYBOX_IMAGE, Engine, wait_for
 from peers.forward import ForwardReceiver
-from toolbox import until
+from toolbox import sinks_config, until
 
 from agent.logs.jsonfile import parse_line
 
@@ -47,9 +46,7 @@ def run(engine: Engine, script: str, *opts: str) -> str:
 
 
 def config(tmp: Path, sink: dict) -> Path:
-    cfg = tmp / "dockwatch.yml"
-    cfg.write_text(json.dumps({"logs": {"sinks": [{**sink, "include": {"name": f"^{PREFIX}"}}]}}))
-    return cfg
+    return sinks_config(tmp, [{**sink, "include": {"name": f"^{PREFIX}"}}])
 
 
 def kill(agent: Agent) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from agentproc import Agent, one
 from engine import BUSYBOX_IMAGE, Engine
 from peers.forward import ForwardReceiver
+from toolbox import sinks_config
 
 pytestmark = pytest.mark.docker
 
@@ -43,8 +43,7 @@ def fluentd_sink(rx: ForwardReceiver) -> dict:
 
 
 def start_agent(engine: Engine, tmp: Path, rx: ForwardReceiver) -> Agent:
-    cfg = tmp / "dockwatch.yml"
-    cfg.write_text(json.dumps({"logs": {"sinks": [fluentd_sink(rx)]}}))  # JSON is YAML
+    cfg = sinks_config(tmp, [fluentd_sink(rx)])
     return Agent(engine, f"--config={cfg}", f"--path.state={tmp / 'state'}").start()
 
 

@@ -8,7 +8,6 @@ fixed time: "logged once" means once over at least ATTEMPTS failed attempts.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import shlex
@@ -25,7 +24,7 @@ import pytest
 from agentproc import Agent, free_port, one, parse
 from engine import BUSYBOX_IMAGE, Engine, wait_for
 from peers.forward import ForwardReceiver
-from toolbox import REPO, until
+from toolbox import REPO, sinks_config, until
 
 pytestmark = pytest.mark.docker
 
@@ -156,15 +155,13 @@ def logger(engine: Engine, n: int) -> str:
 
 
 def fluentd_config(tmp: Path, address: str) -> Path:
-    cfg = tmp / "dockwatch.yml"
     sink = {
         "name": "central",
         "driver": "fluentd",
         "options": {"fluentd-address": address, "fluentd-async": "true", "fluentd-request-ack": "true"},
         "include": {"name": f"^{PREFIX}"},
     }
-    cfg.write_text(json.dumps({"logs": {"sinks": [sink]}}))  # JSON is YAML
-    return cfg
+    return sinks_config(tmp, [sink])
 
 
 async def test_dead_sink_is_logged_once_then_once_when_it_recovers(engine: Engine, tmp_path: Path) -> None:
