@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from agent.config import Config, ConfigError
+from agent.connections import ConnectionCollector  # issue 11
 from agent.docker.client import DockerClient
 from agent.docker.models import (
     COMPOSE_PROJECT,
@@ -34,7 +35,9 @@ from agent.logs.events import EventShipper
 from agent.logs.filters import SinkSpec, parse_log_opts
 from agent.logs.pipeline import LogPipeline
 from agent.netstats import NetCollector
+from agent.swarm import SwarmView  # issue 11
 from exporters.prometheus.logmetrics import LogMetrics
+from exporters.prometheus.netmap import NetmapMetrics  # issue 11
 from exporters.prometheus.scrape import CollectorStatus, Scraper
 from exporters.prometheus.server import make_app, serve
 from exporters.sinks import SINKS
@@ -164,6 +167,53 @@ class App:
         self.logs = build_log_pipeline(cfg, self.client, self.inventory, hostname)
         if self.logs is not None:
             self.scraper.registry.register(LogMetrics(self.logs))
+        self._wire_netmap(cfg)
+
+    # --- issue 11 (Docker networking): wiring to re-point onto the collector registry (issue 10) ---
+    def _wire_netmap(self, cfg: Config) -> None:
+        """Always-on network/port metrics from the Engine API; the opt-in connection tier."""
+        self.swarm = None if cfg.sidecar else SwarmView(self.client, self.inventory)
+        if self.swarm is not None:
+            self.inventory.add_event_listener(self.swarm.on_event)
+        self.connections: ConnectionCollector | None = None
+        if cfg.collect_connections:
+            self.connections = ConnectionCollector(
+                self.collector,
+                host_netns=cfg.collect_host_netns,
+                keep_external_ips=cfg.collect_connections_external_ips,
+            )
+        conns = self.connections
+        last = (lambda: conns.last) if conns is not None else None
+        self.scraper.registry.register(NetmapMetrics(lambda: self.inventory.snapshot, self.swarm, last))
+
+    async def _connections_loop(self) -> None:
+        """The connection tier, off the scrape path; with --collect.tcp-states it feeds the states too
+        (one read of net/tcp{,6} for both)."""
+        conns = self.connections
+        assert conns is not None
+        st = self.scraper.status.setdefault("connections", CollectorStatus())
+        states = (
+            self.scraper.status.setdefault("tcp_states", CollectorStatus())
+            if self.cfg.collect_tcp_states
+            else None
+        )
+        await self.inventory.ready.wait()
+        while True:
+            t0 = time.perf_counter()
+            snap = self.inventory.snapshot
+            nets = list(snap.networks.values())
+            if self.swarm is not None:
+                nets += await self.swarm.swarm_networks(nets)
+            services = self.swarm.services if self.swarm is not None else ()
+            res = await asyncio.to_thread(conns.sweep, snap.node, snap.containers.values(), nets, services)
+            st.success = 0.0 if res.errors else 1.0
+            st.duration = time.perf_counter() - t0
+            if states is not None:
+                self.collector.tcp_states = {ns.inode: dict(ns.states) for ns in res.namespaces}
+                states.success, states.duration = st.success, st.duration
+            await asyncio.sleep(self.cfg.collect_connections_interval)
+
+    # --- end of issue 11 wiring ---
 
     async def _tcp_states_loop(self) -> None:
         """The opt-in slow tier, off the scrape path: net/tcp{,6} per namespace every interval."""
@@ -197,8 +247,12 @@ class App:
         tasks = [asyncio.create_task(self.inventory.run(), name="inventory")]
         if self.cfg.collect_interval > 0:
             tasks.append(asyncio.create_task(self.scraper.run_interval(), name="collect-interval"))
-        if self.cfg.collect_tcp_states:
+        if self.cfg.collect_tcp_states and self.connections is None:  # else the connection tier feeds it
             tasks.append(asyncio.create_task(self._tcp_states_loop(), name="tcp-states"))
+        if self.connections is not None:  # issue 11
+            tasks.append(asyncio.create_task(self._connections_loop(), name="connections"))
+        if self.swarm is not None:  # issue 11
+            tasks.append(asyncio.create_task(self.swarm.run(), name="swarm-services"))
         if self.logs is not None:
             tasks.append(asyncio.create_task(self._logs_listing_done(), name="logs-listing"))
         stop = asyncio.create_task(self.stopping.wait(), name="stop")

@@ -1,0 +1,159 @@
+"""The connection tier: per network namespace, what listens and who talks to whom.
+
+    inventory snapshot ─┐
+    swarm view ─────────┼─► ConnectionCollector.sweep() ─► ConnectionsResult (immutable)
+    host addresses ─────┘     per namespace: net/tcp, tcp6, udp, udp6        ▲ rendered at scrape
+                              parse (socktable) → resolve peers (peers)      │ time, never read there
+
+Reading net/tcp{,6} costs the kernel a walk of the global socket hash per namespace (about a
+millisecond each on the reference machine, growing with every socket on the host: see
+bench/connections.py), so this runs on its own interval in a worker thread and never on the
+scrape path. A namespace is read once, through its owner, like the traffic counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from agent import procnet
+from agent.docker.models import Container, Network, Service
+from agent.netstats import NetCollector, NsKey
+from agent.peers import AddressBook, Edge, address_book, edges
+from agent.socktable import Listener, SocketTable, parse_fib_trie_local, parse_tcp, parse_udp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceSockets:
+    """One namespace's listeners and edges, attributed to its owner (None: the host namespace)."""
+
+    inode: NsKey
+    owner: Container | None
+    listeners: Mapping[Listener, int]
+    edges: Mapping[Edge, int]
+    states: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionsResult:
+    namespaces: tuple[NamespaceSockets, ...] = ()
+    errors: int = 0  # namespaces whose tables could not be read (not counting vanished ones)
+    vanished: int = 0
+    duration: float = 0.0  # wall seconds of the sweep
+    cpu: float = 0.0  # CPU seconds of the sweeping thread
+    book: AddressBook | None = None
+    by_owner: Mapping[str, NamespaceSockets] = field(default_factory=dict)  # container id -> ns
+
+
+class _Gone(Exception):
+    """The process went away between listing and reading."""
+
+
+def _read(path: str) -> str:
+    """The whole file with raw reads (seq_file: a short read is the end)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        raise _Gone(path) from exc
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 262144)
+            chunks.append(b)
+            if len(b) < 262144:
+                break
+    except ProcessLookupError as exc:
+        raise _Gone(path) from exc
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii", "replace")
+
+
+class ConnectionCollector:
+    """Sweeps every namespace's socket tables; grouping and owners are NetCollector's."""
+
+    def __init__(
+        self, netns: NetCollector, *, host_netns: bool = True, keep_external_ips: bool = False
+    ) -> None:
+        self.netns = netns
+        self.host_netns = host_netns and not netns.sidecar
+        self.keep_external_ips = keep_external_ips
+        self.last: ConnectionsResult | None = None
+
+    def host_addresses(self) -> set[str]:
+        """The host namespace's own addresses (IPv4 from net/fib_trie, IPv6 from net/if_inet6)."""
+        if self.netns.sidecar:
+            return set()
+        net = f"{self.netns.fs.procfs}/1/net/"
+        out: set[str] = set()
+        try:
+            out |= parse_fib_trie_local(_read(net + "fib_trie"))
+        except (OSError, _Gone) as exc:
+            log.debug("host addresses: %s", exc)
+        try:
+            for addrs in procnet.parse_if_inet6(_read(net + "if_inet6")).values():
+                out.update(str(a.ip) for a in addrs)
+        except (OSError, _Gone):
+            pass  # IPv6 disabled on the host
+        return out
+
+    def read_table(self, pid: int) -> SocketTable:
+        """One namespace's four tables (through a pid in it); raises _Gone when it vanished."""
+        net = f"{self.netns.fs.procfs}/{pid}/net/"
+        table = parse_tcp(_read(net + "tcp"))
+        parse_udp(_read(net + "udp"), table)
+        try:
+            parse_tcp(_read(net + "tcp6"), table)
+            parse_udp(_read(net + "udp6"), table)
+        except _Gone:  # IPv6 disabled in this namespace: no v6 files
+            pass
+        return table
+
+    def sweep(
+        self,
+        node: str,
+        containers: Iterable[Container],
+        networks: Iterable[Network] = (),
+        services: Iterable[Service] = (),
+    ) -> ConnectionsResult:
+        """Read every namespace once and resolve its connections (blocking: run in a thread)."""
+        t0, c0 = time.perf_counter(), time.thread_time()
+        cs = list(containers)
+        book = address_book(node, cs, networks, services, self.host_addresses(), self.keep_external_ips)
+        groups, vanished, host_key = self.netns.group(cs)
+        targets: list[tuple[NsKey, int, Container | None]] = []
+        for ino, members in groups.items():
+            if ino != host_key:
+                own = self.netns.owner_of(members)
+                targets.append((ino, own.pid, own))
+        if self.host_netns:
+            targets.append((host_key, 1, None))
+        errors = 0
+        out: list[NamespaceSockets] = []
+        for ino, pid, owner in targets:
+            try:
+                table = self.read_table(pid)
+            except _Gone:
+                vanished += 1
+                continue
+            except (OSError, ValueError) as exc:
+                errors += 1
+                log.warning("reading the sockets of %s failed: %s", owner.name if owner else "the host", exc)
+                continue
+            out.append(NamespaceSockets(ino, owner, dict(table.listeners), edges(table, book), table.states))
+        res = ConnectionsResult(
+            namespaces=tuple(out),
+            errors=errors,
+            vanished=vanished,
+            duration=time.perf_counter() - t0,
+            cpu=time.thread_time() - c0,
+            book=book,
+            by_owner={ns.owner.id: ns for ns in out if ns.owner is not None},
+        )
+        self.last = res
+        return res
