@@ -55,7 +55,11 @@ class _Gone(Exception):
 
 
 def _read(path: str) -> str:
-    """The whole file with raw reads (seq_file: a short read is the end)."""
+    """The whole file, with raw reads until EOF.
+
+    A short read is not the end: seq_file hands out at most its buffer (one page) per read for
+    files of many records (net/tcp gives 27 lines a read), so only an empty read is.
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, ProcessLookupError) as exc:
@@ -63,10 +67,10 @@ def _read(path: str) -> str:
     try:
         chunks = []
         while True:
-            b = os.read(fd, 262144)
-            chunks.append(b)
-            if len(b) < 262144:
+            b = os.read(fd, 65536)
+            if not b:
                 break
+            chunks.append(b)
     except ProcessLookupError as exc:
         raise _Gone(path) from exc
     finally:

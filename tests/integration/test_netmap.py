@@ -94,6 +94,38 @@ def test_three_connections_both_ends_agree(engine: Engine, agent: Agent) -> None
     scrape_until(agent, lambda m: not edges_of(m, srv) and not edges_of(m, cli), 15, "edges gone")
 
 
+def test_more_connections_than_one_read(engine: Engine, agent: Agent, engine_session: Engine) -> None:
+    """40 connections: net/tcp hands out 27 lines per read, so the tables take several reads.
+
+    The TCP-states tier alone (--collect.tcp-states) reads them too: with the connection tier
+    both come from one read, so each agent's state counts must match the connections."""
+    net, srv, cli = f"dwt-nm40-{uid()}", f"dwt-nms40-{uid()}", f"dwt-nmc40-{uid()}"
+    engine.network(net)
+    engine.run("--network", net, BUSYBOX_IMAGE, "httpd", "-f", "-p", "8080", "-h", "/var/www", name=srv)
+    engine.run("--network", net, BUSYBOX_IMAGE, "sh", "-c", hold(40, srv, 8080), name=cli)
+    m = scrape_until(
+        agent,
+        lambda m: (
+            edges_of(m, cli).get(("client", "container", srv, "8080")) == 40
+            and edges_of(m, srv).get(("server", "container", cli, "8080")) == 40
+        ),
+        20,
+        "40 connections on both ends",
+    )
+    assert one(m, "container_network_tcp_connections_established", name=srv) == 40  # net/snmp agrees
+    states = Agent(engine_session, "--collect.tcp-states", "--collect.tcp-states-interval=0.5s").start()
+    try:
+        est = "container_network_tcp_connections"
+        scrape_until(
+            states,
+            lambda m: [v for _, v in select(m.get(est, []), name=srv, state="established")] == [40.0],
+            15,
+            "the TCP-states tier counting all 40",
+        )
+    finally:
+        assert states.stop() == 0, states.logtext()
+
+
 class Prometheus:
     """Prometheus scraping the agent every second with the shipped alert rules loaded."""
 
