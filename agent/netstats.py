@@ -78,12 +78,12 @@ def _read(path: str) -> str:
     try:
         chunks = []
         while True:
+            # Only an empty read is the end: seq_file hands out one page per read for files of
+            # many records (net/tcp: 27 lines; net/dev of a host with many interfaces).
             b = os.read(fd, 65536)
-            chunks.append(b)
-            # seq_file reads fill the buffer until EOF: a short read is the end, which saves
-            # the second read() that would only return b"".
-            if len(b) < 65536:
+            if not b:
                 break
+            chunks.append(b)
     except ProcessLookupError as exc:
         raise _Gone(path) from exc
     finally:
