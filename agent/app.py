@@ -202,10 +202,17 @@ class App:
             t0 = time.perf_counter()
             snap = self.inventory.snapshot
             nets = list(snap.networks.values())
-            if self.swarm is not None:
-                nets += await self.swarm.swarm_networks(nets)
-            services = self.swarm.services if self.swarm is not None else ()
-            res = await asyncio.to_thread(conns.sweep, snap.node, snap.containers.values(), nets, services)
+            try:
+                if self.swarm is not None:
+                    nets += await self.swarm.swarm_networks(nets)
+                services = self.swarm.services if self.swarm is not None else ()
+                cs = list(snap.containers.values())
+                res = await asyncio.to_thread(conns.sweep, snap.node, cs, nets, services)
+            except Exception:  # a bug here must cost the tier one sweep, not the agent
+                log.exception("connection tier sweep failed")
+                st.success = 0.0
+                await asyncio.sleep(self.cfg.collect_connections_interval)
+                continue
             st.success = 0.0 if res.errors else 1.0
             st.duration = time.perf_counter() - t0
             if states is not None:
