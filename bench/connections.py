@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from agentproc import Agent  # noqa: E402
-from engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
+from engine import BUSYBOX_IMAGE, Engine, test_engine, wait_for  # noqa: E402
 
 from agent.connections import ConnectionCollector  # noqa: E402
 from agent.docker.client import DockerClient  # noqa: E402
@@ -189,8 +189,10 @@ def ss_peer(pids: list[int]) -> float:
 
 
 def agent_cpu(eng: Engine, window: float, *args: str) -> float:
-    a = Agent(eng, *args).start()
+    a = Agent(eng, *args).start(wait_ready=False)
     try:
+        # A loaded engine answers the first listing slowly: a longer deadline than the tests'.
+        wait_for(lambda: a.get("/readyz")[0] == 200, timeout=300, what=f"agent ready ({a.log.name})")
         assert a.proc is not None
         time.sleep(3)  # past the start and the first listing: steady state only
         c0 = proc_cpu(a.proc.pid)
