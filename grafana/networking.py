@@ -66,7 +66,7 @@ def networks(b: Any) -> Json:
     c = b.CONTAINER
     net = 'network=~"$network"'
     nets = f"{b.JOB},{b.NODE},{net}"
-    key = "on (job, instance, node, network)"
+    key = "on (job, instance, node, network_id)"  # two networks may share a name
     flags = "driver, scope, internal, attachable, ingress, ipv6"
     per_net = f"{b.sel(NET_CONTAINERS, nets)} * {key} group_left ({flags}) {b.sel(NET_INFO, nets)}"
     # One row per subnet (a dual-stack network has two); networks without IPAM (host, none) too.

@@ -279,6 +279,7 @@ HOST_NETWORK_MODE = "host"
 # --- Docker networking (issue 11): networks, published ports, listeners, who talks to whom ------
 # Always on, from the Engine API (rendered by exporters/prometheus/netmap.py). Networks carry `node`
 # only: each agent reports the networks its engine lists (a swarm network: where it has tasks).
+# `network_id` keeps two networks of one name apart (the engine allows it), so joins use it.
 NETWORK_INFO = Metric(
     "dockwatch_network_info",
     Kind.INFO,
@@ -290,14 +291,14 @@ NETWORK_SUBNET = Metric(
     "dockwatch_network_subnet_info",
     Kind.INFO,
     "One series per subnet of a Docker network (IPAM config), with its gateway.",
-    ("node", "network", "subnet", "gateway"),
+    ("node", "network", "network_id", "subnet", "gateway"),
     "docker GET /networks IPAM.Config",
 )
 NETWORK_CONTAINERS = Metric(
     "dockwatch_network_containers",
     Kind.GAUGE,
     "Running containers on this node attached to the network (container:X joiners are not attached).",
-    ("node", "network"),
+    ("node", "network", "network_id"),
     "docker inspect NetworkSettings.Networks",
 )
 CONTAINER_NETWORK = Metric(

@@ -81,8 +81,8 @@ class NetmapMetrics(Collector):
             flags = (net.internal, net.attachable, net.ingress, net.ipv6)
             info.add_metric([node, net.name, net.id, net.driver, net.scope, *map(_flag, flags)], 1)
             for sub, gw in zip(net.subnets, net.gateways or ("",) * len(net.subnets), strict=False):
-                subnet.add_metric([node, net.name, str(sub), gw], 1)
-            count.add_metric([node, net.name], attached.get(net.id, 0) + attached.get(net.name, 0))
+                subnet.add_metric([node, net.name, net.id, str(sub), gw], 1)
+            count.add_metric([node, net.name, net.id], attached.get(net.id, 0) + attached.get(net.name, 0))
         yield from (info, subnet, count, att, ports)
 
     def _services(self, snap: Snapshot) -> Iterator[Metric]:

@@ -119,7 +119,9 @@ def test_always_on_families() -> None:
     }
     subnets = {(lb["subnet"], lb["gateway"]) for lb, _ in m[n.NETWORK_SUBNET.name]}
     assert subnets == {("10.5.0.0/24", "10.5.0.1"), ("fd00:5::/64", "")}
-    assert m[n.NETWORK_CONTAINERS.name] == [({"node": "n1", "network": "shop"}, 2.0)]
+    assert m[n.NETWORK_CONTAINERS.name] == [
+        ({"node": "n1", "network": "shop", "network_id": "nid-shop"}, 2.0)
+    ]
     att = {lb["name"]: lb["ip_address"] for lb, _ in m[n.CONTAINER_NETWORK.name]}
     assert att == {"web": "10.5.0.2", "api": "10.5.0.3"}
     ports = [
@@ -187,3 +189,15 @@ def test_config_keys() -> None:
     assert cfg.collect_connections and cfg.collect_connections_interval == 2.0
     env = {"DOCKWATCH_COLLECT_CONNECTIONS_EXTERNAL_IPS": "true"}
     assert load({}, env=env).collect_connections_external_ips
+
+
+def test_two_networks_with_one_name_stay_apart() -> None:
+    """The engine allows two networks of one name (e.g. a local and a swarm one): no duplicate series."""
+    other = Network("nid-other", "shop", "overlay", "swarm", subnets=(ipaddress.ip_network("10.9.0.0/24"),))
+    snap = Snapshot(containers={WEB.id: WEB}, networks={NET.id: NET, other.id: other}, node="n1")
+    m = scrape(NetmapMetrics(lambda: snap))
+    for fam in (n.NETWORK_INFO, n.NETWORK_SUBNET, n.NETWORK_CONTAINERS):
+        keys = [tuple(sorted(lb.items())) for lb, _ in m[fam.name]]
+        assert len(keys) == len(set(keys)), fam.name
+    counts = {lb["network_id"]: v for lb, v in m[n.NETWORK_CONTAINERS.name]}
+    assert counts == {"nid-shop": 1.0, "nid-other": 0.0}
