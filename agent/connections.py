@@ -172,5 +172,12 @@ class ConnectionCollector:
             book=book,
             by_owner={ns.owner.id: ns for ns in out if ns.owner is not None},
         )
+        log.debug(
+            "connection sweep: %d namespaces, %d errors, %.3f s CPU, %.3f s wall",
+            len(out),
+            errors,
+            res.cpu,
+            res.duration,
+        )
         self.last = res
         return res
