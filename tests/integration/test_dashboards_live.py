@@ -114,13 +114,21 @@ def stack(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
     # Issue 11's service map: the host namespace holding a connection to a container, and a
     # container talking to an address Docker does not know (192.0.2.77, TEST-NET-1, put on a
     # second container's interface inside its namespace): an "external" peer that stays here.
-    sink = eng.run("--network", net, BUSYBOX_IMAGE, "sh", "-c", "nc -l -p 9000 >/dev/null")
+    # Each listener's stdin is a pipe that stays open: on EOF (a detached container's /dev/null)
+    # nc would close its end at once, leaving FIN-WAIT-2 / CLOSE-WAIT instead of ESTABLISHED.
+    sink = eng.run("--network", net, BUSYBOX_IMAGE, "sh", "-c", "sleep 600 | nc -l -p 9000 >/dev/null")
     sink_ip = eng.inspect(sink)["NetworkSettings"]["Networks"][net]["IPAddress"]
-    ext = eng.run("--network", net, BUSYBOX_IMAGE, "sh", "-c", "nc -l -p 7000 >/dev/null")
+    ext = eng.run("--network", net, BUSYBOX_IMAGE, "sh", "-c", "sleep 600 | nc -l -p 7000 >/dev/null")
     ext_cli = eng.run("--network", net, BUSYBOX_IMAGE, "sleep", "600")
     for cid, cmd in ((ext, "addr add 192.0.2.77/32 dev eth0"), (ext_cli, "route add 192.0.2.77/32 dev eth0")):
         subprocess.run(["nsenter", "-t", str(eng.pid(cid)), "-n", "ip", *cmd.split()], check=True)
-    eng.docker("exec", "-d", ext_cli, "sh", "-c", "sleep 600 | nc 192.0.2.77 7000")
+    # Retried (bounded) until the listener is up: a refused nc exits at once, a connected one stays
+    # (its stdin a FIFO a sleeping writer holds open; a pipe would wait out the sleep on failure).
+    hold = (
+        "busybox mkfifo /tmp/hold; sleep 600 > /tmp/hold & "
+        "for i in $(seq 100); do nc 192.0.2.77 7000 < /tmp/hold; sleep 0.2; done"
+    )
+    eng.docker("exec", "-d", ext_cli, "sh", "-c", hold)
     host_conn = wait_for(
         lambda: socket.create_connection((sink_ip, 9000), timeout=5), timeout=10, what="nc -l"
     )
