@@ -181,6 +181,7 @@ class App:
                 self.collector,
                 host_netns=cfg.collect_host_netns,
                 keep_external_ips=cfg.collect_connections_external_ips,
+                swarm=self.swarm,
             )
         conns = self.connections
         last = (lambda: conns.last) if conns is not None else None
@@ -200,14 +201,8 @@ class App:
         await self.inventory.ready.wait()
         while True:
             t0 = time.perf_counter()
-            snap = self.inventory.snapshot
-            nets = list(snap.networks.values())
             try:
-                if self.swarm is not None:
-                    nets += await self.swarm.swarm_networks(nets)
-                services = self.swarm.services if self.swarm is not None else ()
-                cs = list(snap.containers.values())
-                res = await asyncio.to_thread(conns.sweep, snap.node, cs, nets, services)
+                res = await asyncio.to_thread(conns.collect, self.inventory.snapshot)
             except Exception:  # a bug here must cost the tier one sweep, not the agent
                 log.exception("connection tier sweep failed")
                 st.success = 0.0

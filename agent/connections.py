@@ -19,9 +19,11 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from agent import procnet
 from agent.docker.models import Container, Network, Service
+from agent.inventory import Snapshot
 from agent.netstats import NetCollector, NsKey
 from agent.peers import AddressBook, Edge, address_book, edges
 from agent.socktable import Listener, SocketTable, parse_fib_trie_local, parse_tcp, parse_udp
@@ -79,16 +81,54 @@ def _read(path: str) -> str:
     return b"".join(chunks).decode("ascii", "replace")
 
 
+class SwarmSource(Protocol):
+    """Where swarm services come from (agent/swarm.py's SwarmView): immutable tuples, replaced
+    whole by their owner on the event loop, so reading them from the sweep's thread is safe."""
+
+    services: tuple[Service, ...]
+    networks: tuple[Network, ...]  # swarm-scoped networks, verbose: their services' VIPs, tasks
+
+
 class ConnectionCollector:
-    """Sweeps every namespace's socket tables; grouping and owners are NetCollector's."""
+    """The tier as a collector: `collect(snapshot)` returns an immutable ConnectionsResult with
+    an `errors` count (the shape of the collector registry of issue 10)."""
+
+    name = "connections"
 
     def __init__(
-        self, netns: NetCollector, *, host_netns: bool = True, keep_external_ips: bool = False
+        self,
+        netns: NetCollector,
+        *,
+        host_netns: bool = True,
+        keep_external_ips: bool = False,
+        swarm: SwarmSource | None = None,
     ) -> None:
         self.netns = netns
         self.host_netns = host_netns and not netns.sidecar
         self.keep_external_ips = keep_external_ips
+        self.swarm = swarm
         self.last: ConnectionsResult | None = None
+
+    def collect(self, snap: Snapshot) -> ConnectionsResult:
+        """One sweep for an inventory snapshot (blocking: run it in a worker thread)."""
+        nets = [*snap.networks.values(), *(self.swarm.networks if self.swarm is not None else ())]
+        services = self.swarm.services if self.swarm is not None else ()
+        return self.sweep(snap.node, snap.containers.values(), nets, services)
+
+    def _targets(self, cs: list[Container]) -> tuple[list[tuple[NsKey, int, Container | None]], int]:
+        """(namespace, a pid in it, its owner) to read, and how many containers vanished.
+
+        The grouping is the traffic collector's (NetCollector.group / owner_of): one read per
+        namespace, through its owner; the host namespace through pid 1."""
+        groups, vanished, host_key = self.netns.group(cs)
+        targets: list[tuple[NsKey, int, Container | None]] = []
+        for ino, members in groups.items():
+            if ino != host_key:
+                own = self.netns.owner_of(members)
+                targets.append((ino, own.pid, own))
+        if self.host_netns:
+            targets.append((host_key, 1, None))
+        return targets, vanished
 
     def host_addresses(self) -> set[str]:
         """The host namespace's own addresses (IPv4 from net/fib_trie, IPv6 from net/if_inet6)."""
@@ -142,14 +182,7 @@ class ConnectionCollector:
         t0, c0 = time.perf_counter(), time.thread_time()
         cs = list(containers)
         book = address_book(node, cs, networks, services, self.host_addresses(), self.keep_external_ips)
-        groups, vanished, host_key = self.netns.group(cs)
-        targets: list[tuple[NsKey, int, Container | None]] = []
-        for ino, members in groups.items():
-            if ino != host_key:
-                own = self.netns.owner_of(members)
-                targets.append((ino, own.pid, own))
-        if self.host_netns:
-            targets.append((host_key, 1, None))
+        targets, vanished = self._targets(cs)
         errors = 0
         out: list[NamespaceSockets] = []
         for ino, pid, owner in targets:

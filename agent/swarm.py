@@ -1,11 +1,14 @@
 """What the engine knows about swarm services: published ports and virtual IPs.
 
-    engine /events (service ...) ─► SwarmView.on_event ─┐
-    every REFRESH seconds ──────────────────────────────┼─► GET /services (managers only)
-                                                         ▼
-                                        services: tuple[Service]   (read at scrape time)
-    connection tier, before each sweep ─► swarm_networks(): GET /networks/{id}?verbose=true
-                                        for each swarm-scoped network (any node): VIPs, task IPs
+    engine /events (service, node, network) ─► SwarmView.on_event ─┐
+    every REFRESH seconds ─────────────────────────────────────────┤
+                                                                    ▼
+        GET /services (managers only)                 ─► services: tuple[Service]
+        GET /networks/{id}?verbose=true, each swarm-   ─► networks: tuple[Network]
+        scoped network of the engine (any node)           (their services' VIPs and task IPs)
+
+Both tuples are replaced whole on the event loop: the scrape and the connection tier's thread
+read them without locks.
 
 A worker answers GET /services with 503: it then has no service list (the published-ports
 metrics are a manager's), but every node can resolve VIPs and remote tasks from the verbose
@@ -33,12 +36,13 @@ class SwarmView:
         self.inventory = inventory
         self.refresh = refresh
         self.services: tuple[Service, ...] = ()
+        self.networks: tuple[Network, ...] = ()
         self.manager = False  # the last GET /services was answered
         self._changed = asyncio.Event()
 
     def on_event(self, ev: Event) -> None:
-        """Inventory event listener: a service or node change lists the services again."""
-        if ev.type in ("service", "node"):
+        """Inventory event listener: a service, node or network change refreshes the view."""
+        if ev.type in ("service", "node", "network"):
             self._changed.set()
 
     async def refresh_services(self) -> None:
@@ -53,8 +57,16 @@ class SwarmView:
                 log.warning("listing swarm services failed: %s", exc)
             self.services, self.manager = (), False
 
+    async def refresh_networks(self) -> None:
+        if not self.inventory.snapshot.node_id:
+            self.networks = ()
+            return
+        self.networks = tuple(await self.swarm_networks(list(self.inventory.snapshot.networks.values())))
+
     async def swarm_networks(self, networks: list[Network]) -> list[Network]:
-        """Verbose inspect of each swarm-scoped network: its services' VIPs and task IPs there."""
+        """Verbose inspect of each swarm-scoped network: its services' VIPs and task IPs there.
+
+        Tasks on other nodes come and go with no event on this one: hence the periodic refresh."""
         out: list[Network] = []
         for n in networks:
             if n.scope != "swarm":
@@ -72,6 +84,7 @@ class SwarmView:
         while True:
             self._changed.clear()
             await self.refresh_services()
+            await self.refresh_networks()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=self.refresh)
                 await asyncio.sleep(0.2)  # a stack deploy is a burst of service events: list once

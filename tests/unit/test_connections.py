@@ -90,3 +90,31 @@ def test_vanished_and_unreadable_namespaces(tmp_path: Path) -> None:
         "n1", [SRV, gone]
     )
     assert (res.errors, res.vanished, res.namespaces) == (1, 1, ())
+
+
+def test_collect_takes_the_snapshot_and_the_swarm_view(tmp_path: Path) -> None:
+    """collect(snapshot): the registry's shape; services come from the swarm view's tuples."""
+    from dataclasses import dataclass
+
+    from agent.docker.models import Network, NetworkService, Service
+    from agent.inventory import Snapshot
+
+    make_proc(tmp_path, 200, "cli", sockstat(4, 1), sockstat6(0, 0), skip=("tcp6", "udp6"))
+
+    @dataclass
+    class Swarm:
+        services: tuple[Service, ...] = ()
+        networks: tuple[Network, ...] = ()
+
+    # The client's peer 10.231.0.10 is no container here: only the swarm view can name it.
+    swarm = Swarm(
+        networks=(Network("o", "back", "overlay", "swarm", services=(NetworkService("api", "10.231.0.10"),)),)
+    )
+    tier = ConnectionCollector(NetCollector(HostFS(procfs=tmp_path)), host_netns=False, swarm=swarm)
+    res = tier.collect(Snapshot(containers={CLI.id: CLI}, node="n1"))
+    assert dict(res.by_owner[CLI.id].edges) == {
+        Edge(Direction.CLIENT, Peer(PeerKind.SERVICE, "api", "api"), 8080): 3
+    }
+    swarm.networks = ()
+    res = tier.collect(Snapshot(containers={CLI.id: CLI}, node="n1"))
+    assert {e.peer.kind for e in res.by_owner[CLI.id].edges} == {PeerKind.EXTERNAL}
