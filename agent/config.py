@@ -114,7 +114,7 @@ KEYS: tuple[Key, ...] = (
         "duration",
         120.0,
         "How often the connection tier reads the socket tables (~4 ms CPU per namespace with sockets: "
-        "1.8 % of a core at 500 containers at this default, bench/RESULTS.md).",
+        "1.8 percent of a core at 500 containers at this default, bench/RESULTS.md).",
         "DURATION",
     ),
     Key(
