@@ -116,8 +116,10 @@ def test_more_connections_than_one_read(engine: Engine, agent: Agent, engine_ses
         "40 connections on both ends",
     )
     assert one(m, "container_network_tcp_connections_established", name=srv) == 40  # net/snmp agrees
-    states = Agent(engine_session, "--collect.tcp-states", "--collect.tcp-states-interval=0.5s").start()
+    states = Agent(engine_session, "--collect.tcp-states", "--collect.tcp-states-interval=0.5s")
+    states.start(wait_ready=False)
     try:
+        wait_for(lambda: states.get("/readyz")[0] == 200, timeout=TIER_DEADLINE, what="second agent ready")
         est = "container_network_tcp_connections"
         scrape_until(
             states,
