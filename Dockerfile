@@ -21,10 +21,13 @@ WORKDIR /src
 RUN py="$(command -v python3 || command -v python)" \
  && "$py" -m venv /opt/dockwatch
 ENV PATH=/opt/dockwatch/bin:$PATH
-# Dependencies first, read from pyproject.toml, so code changes reuse this layer.
+# Dependencies first, so code changes reuse this layer: exactly the versions and files of
+# requirements.lock (pip-compile --generate-hashes of pyproject.toml, setuptools for the build
+# included), so two builds of one commit install the same bytes; a file whose hash is not in the
+# lock is refused.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
- && pip install --no-cache-dir --disable-pip-version-check "setuptools>=68" -r /tmp/requirements.txt
 COPY agent ./agent
 COPY exporters ./exporters
 # pip and setuptools are only needed to build: drop them so the runtime venv is just the agent.
@@ -49,7 +52,8 @@ COPY --from=build /opt/dockwatch /opt/dockwatch
 RUN mkdir -p /var/lib/dockwatch && chmod 1777 /var/lib/dockwatch
 # Defaults for the documented mounts; each may be overridden by the same variable or a flag.
 # The socket is the agent's own default (unix:///var/run/docker.sock) and deliberately not set
-# here: with no socket mounted and no docker.host given, the agent picks sidecar mode itself.
+# here. With no socket mounted the agent says so (the fix in one line) and /readyz answers 503;
+# sidecar mode is only ever chosen by --sidecar.
 ENV PATH=/opt/dockwatch/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -61,7 +65,9 @@ ENV PATH=/opt/dockwatch/bin:$PATH \
 # alone also work as any --user that has the socket's group (docs/run.md, "Running as non-root").
 USER 0
 EXPOSE 9105
-# /healthz on the port from DOCKWATCH_WEB_LISTEN_ADDRESS (set that, not the flag, to move it).
+# /healthz on the port from DOCKWATCH_WEB_LISTEN_ADDRESS, over TLS when DOCKWATCH_WEB_CONFIG_FILE
+# asks for it (set these variables, not the flags, to move or protect it). A 401 or a refused
+# client certificate still shows the agent answering (exporters/prometheus/healthcheck.py).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request as u; h, _, p = os.environ.get('DOCKWATCH_WEB_LISTEN_ADDRESS', ':9105').rpartition(':'); h = h.strip('[]'); u.urlopen('http://%s:%s/healthz' % (h if h not in ('', '0.0.0.0', '::') else '127.0.0.1', p), timeout=4)"]
+  CMD ["python", "-m", "exporters.prometheus.healthcheck"]
 ENTRYPOINT ["/opt/dockwatch/bin/dockwatch", "run"]

@@ -1,7 +1,7 @@
 """Composition root: build the parts from the config, run them, stop them on SIGTERM.
 
-    startup: engine client → inventory (follows /events) → collector → HTTP server
-    main:    inventory.run()  |  tcp-states tier (opt-in)  |  aiohttp serving /metrics
+    startup: engine client → inventory (follows /events) → collectors → HTTP server
+    main:    inventory.run()  |  scraper.run() (background collectors, interval mode)  |  aiohttp
     stop:    SIGTERM/SIGINT → cancel the loops → close the server and the engine session
 
 This is the one module of agent/ that imports exporters/.
@@ -15,12 +15,11 @@ import logging
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 
-from agent.config import Config, ConfigError
-from agent.connections import ConnectionCollector  # issue 11
-from agent.docker.client import DockerClient
+from agent.collectors import CONNECTIONS, build_collectors
+from agent.config import SHUTDOWN_GRACE, Config, ConfigError
+from agent.docker.client import DockerClient, tls_context
 from agent.docker.models import (
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
@@ -34,12 +33,13 @@ from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.events import EventShipper
 from agent.logs.filters import SinkSpec, parse_log_opts
 from agent.logs.pipeline import LogPipeline
-from agent.netstats import NetCollector
-from agent.swarm import SwarmView  # issue 11
+from agent.swarm import SwarmView
 from exporters.prometheus.logmetrics import LogMetrics
-from exporters.prometheus.netmap import NetmapMetrics  # issue 11
-from exporters.prometheus.scrape import CollectorStatus, Scraper
+from exporters.prometheus.netmap import NetmapMetrics
+from exporters.prometheus.scrape import Scraper
 from exporters.prometheus.server import make_app, serve
+from exporters.prometheus.webconfig import WebConfig, WebConfigError
+from exporters.prometheus.webconfig import load as load_web_config
 from exporters.sinks import SINKS
 from exporters.sinks.base import SinkConfigError
 
@@ -65,6 +65,17 @@ def sidecar_container(cfg: Config) -> Container:
     )
 
 
+def docker_client(cfg: Config, timeout: float | None = None) -> DockerClient:
+    """The engine client the config asks for (TLS as the docker CLI does it, for tcp://)."""
+    tls = None
+    if cfg.docker_tls_verify and cfg.docker_host.startswith("tcp://"):
+        try:
+            tls = tls_context(cfg.docker_cert_path)
+        except ValueError as exc:
+            raise ConfigError(f"docker.cert-path: {exc}") from None
+    return DockerClient(cfg.docker_host, cfg.docker_timeout if timeout is None else timeout, tls)
+
+
 def engine_hostname(cfg: Config) -> str:
     """The Docker host's name, which Docker's drivers put in syslog HOST and `{{.Hostname}}`.
 
@@ -78,15 +89,47 @@ def engine_hostname(cfg: Config) -> str:
         return socket.gethostname()
 
     async def ask() -> str:
-        async with DockerClient(cfg.docker_host, timeout=min(cfg.docker_timeout, 3.0)) as client:
+        async with docker_client(cfg, timeout=min(cfg.docker_timeout, 3.0)) as client:
             return str((await client.info()).get("Name") or "")
 
     try:
         name = asyncio.run(ask())
-    except EngineError as exc:
-        log.warning("engine not reachable at start (%s); log sinks use this host's name", exc)
+    except EngineError:  # the inventory says why, once; this is only the consequence
+        log.info("log sinks name this host %r: the engine did not answer at start", socket.gethostname())
         name = ""
     return name or socket.gethostname()
+
+
+def procfs_problem(cfg: Config) -> str:
+    """Why --path.procfs cannot be read as a procfs ("" when it can). Sidecars read their own /proc."""
+    if cfg.sidecar:
+        return ""
+    probe = Path(cfg.path_procfs, "self", "net", "dev")
+    try:
+        with open(probe, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        return (
+            f"--path.procfs {cfg.path_procfs}: cannot read {probe} ({exc.strerror or exc}); mount the "
+            f"host's /proc there (-v /proc:{cfg.path_procfs}:ro) or point --path.procfs at it"
+        )
+    return ""
+
+
+class Readiness:
+    """What /readyz reports: the engine answered and the inventory is loaded, and /proc is readable."""
+
+    def __init__(self, cfg: Config, inventory: Inventory) -> None:
+        self.cfg = cfg
+        self.inventory = inventory
+
+    @property
+    def last_error(self) -> str:
+        return procfs_problem(self.cfg) or self.inventory.last_error
+
+    @property
+    def is_ready(self) -> bool:
+        return self.inventory.is_ready and not procfs_problem(self.cfg)
 
 
 def build_log_pipeline(
@@ -129,6 +172,7 @@ def build_log_pipeline(
                 raise ConfigError(f"log sink {spec.name!r} events-tag: {exc}") from None
             ev_runner = SinkRunner(spec, ev_sink)
             ev_runner.stats = runners[-1].stats  # one set of counters per sink name
+            ev_runner.outage = runners[-1].outage  # and one outage report: a dead sink is said once
             events.append(EventShipper(ev_runner))
     if cfg.sidecar:  # validated above all the same: a typo fails now, not when the mode changes
         log.warning("sidecar mode: no engine to read container logs from; log sinks are not started")
@@ -144,96 +188,63 @@ def build_log_pipeline(
 class App:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.client = DockerClient(cfg.docker_host, cfg.docker_timeout)
+        self.web: WebConfig | None = None
+        if cfg.web_config_file:
+            try:  # read now: a bad file is one error naming its key, before anything starts
+                self.web = load_web_config(cfg.web_config_file)
+            except WebConfigError as exc:
+                raise ConfigError(str(exc)) from None
+        self.client = docker_client(cfg)
         self.inventory: Inventory
         if cfg.sidecar:
             node = cfg.node_name or socket.gethostname()
-            self.inventory = SidecarInventory(sidecar_container(cfg), node)
-            log.info("sidecar mode: watching this process's own network namespace as %r", cfg.sidecar_name)
+            me = sidecar_container(cfg)
+            self.inventory = SidecarInventory(me, node)
+            log.info("sidecar mode (--sidecar): watching this process's own network namespace as %r", me.name)
         else:
             self.inventory = Inventory(self.client, cfg.node_name)
-        self.collector = NetCollector(
-            cfg.hostfs,
-            loopback=cfg.collect_loopback,
-            host_netns=cfg.collect_host_netns and not cfg.sidecar,
-            ignore=cfg.collect_interfaces_ignore,
-            host_ignore=cfg.collect_host_interfaces_ignore,
-            sidecar=cfg.sidecar,
-        )
-        self.scraper = Scraper(self.inventory, self.collector, interval=cfg.collect_interval)
+        self.readiness = Readiness(cfg, self.inventory)
+        problem = procfs_problem(cfg)
+        if problem:  # said once; /readyz keeps answering 503 with it
+            log.error("%s; /readyz answers 503", problem)
+        # Swarm services and their networks for the network map; a sidecar has no engine to ask.
+        self.swarm = None if cfg.sidecar else SwarmView(self.client, self.inventory)
+        if self.swarm is not None:
+            self.inventory.add_event_listener(self.swarm.on_event)
+        collectors = build_collectors(cfg, swarm=self.swarm)
+        self.scraper = Scraper(self.inventory, collectors, interval=cfg.collect_interval)
         self.stopping = asyncio.Event()
         wants_logs = bool(cfg.log_sink or cfg.logs_sinks)
         hostname = engine_hostname(cfg) if wants_logs else None
         self.logs = build_log_pipeline(cfg, self.client, self.inventory, hostname)
         if self.logs is not None:
-            self.scraper.registry.register(LogMetrics(self.logs))
-        self._wire_netmap(cfg)
-
-    # --- issue 11 (Docker networking): wiring to re-point onto the collector registry (issue 10) ---
-    def _wire_netmap(self, cfg: Config) -> None:
-        """Always-on network/port metrics from the Engine API; the opt-in connection tier."""
-        self.swarm = None if cfg.sidecar else SwarmView(self.client, self.inventory)
-        if self.swarm is not None:
-            self.inventory.add_event_listener(self.swarm.on_event)
-        self.connections: ConnectionCollector | None = None
-        if cfg.collect_connections:
-            self.connections = ConnectionCollector(
-                self.collector,
-                host_netns=cfg.collect_host_netns,
-                keep_external_ips=cfg.collect_connections_external_ips,
-                swarm=self.swarm,
-            )
-        conns = self.connections
-        last = (lambda: conns.last) if conns is not None else None
-        self.scraper.registry.register(NetmapMetrics(lambda: self.inventory.snapshot, self.swarm, last))
-
-    async def _connections_loop(self) -> None:
-        """The connection tier, off the scrape path; with --collect.tcp-states it feeds the states too
-        (one read of net/tcp{,6} for both)."""
-        conns = self.connections
-        assert conns is not None
-        st = self.scraper.status.setdefault("connections", CollectorStatus())
-        states = (
-            self.scraper.status.setdefault("tcp_states", CollectorStatus())
-            if self.cfg.collect_tcp_states
-            else None
+            self.scraper.registry.register(LogMetrics(self.logs), name="logs")
+        # Issue 11: networks, ports and swarm services from the Engine API (always on), and the
+        # connection tier's last background sweep (a registry collector, when enabled).
+        tier = (lambda: collectors.latest(CONNECTIONS)) if CONNECTIONS.name in collectors.names else None
+        self.scraper.registry.register(
+            NetmapMetrics(lambda: self.inventory.snapshot, self.swarm, tier), name="netmap"
         )
-        await self.inventory.ready.wait()
-        while True:
-            t0 = time.perf_counter()
-            try:
-                res = await asyncio.to_thread(conns.collect, self.inventory.snapshot)
-            except Exception:  # a bug here must cost the tier one sweep, not the agent
-                log.exception("connection tier sweep failed")
-                st.success = 0.0
-                await asyncio.sleep(self.cfg.collect_connections_interval)
-                continue
-            st.success = 0.0 if res.errors else 1.0
-            st.duration = time.perf_counter() - t0
-            if states is not None:
-                self.collector.tcp_states = {ns.inode: dict(ns.states) for ns in res.namespaces}
-                states.success, states.duration = st.success, st.duration
-            await asyncio.sleep(self.cfg.collect_connections_interval)
-
-    # --- end of issue 11 wiring ---
-
-    async def _tcp_states_loop(self) -> None:
-        """The opt-in slow tier, off the scrape path: net/tcp{,6} per namespace every interval."""
-        st = self.scraper.status.setdefault("tcp_states", CollectorStatus())
-        while True:
-            t0 = time.perf_counter()
-            containers = list(self.inventory.snapshot.containers.values())
-            failed = await asyncio.to_thread(self.collector.collect_tcp_states, containers)
-            st.success = 0.0 if failed else 1.0
-            st.duration = time.perf_counter() - t0
-            await asyncio.sleep(self.cfg.collect_tcp_states_interval)
 
     async def _logs_listing_done(self) -> None:
         await self.inventory.ready.wait()
         assert self.logs is not None
-        self.logs.listing_done()
         await self.logs.resume_stopped()
         await asyncio.Event().wait()  # live as long as the app
+
+    async def _drain_logs(self, logs: LogPipeline) -> None:
+        """The drain, then closing the sinks, under one deadline that ends inside Docker's stop
+        timeout: a sink that is down must not get the agent SIGKILLed mid-drain."""
+        drain = self.cfg.logs_drain_timeout
+        try:
+            await asyncio.wait_for(logs.stop(drain), drain + SHUTDOWN_GRACE)
+        except TimeoutError:
+            log.warning(
+                "log sinks did not close within %gs after the %gs drain; exiting (undelivered lines "
+                "were not checkpointed: they are sent on the next start)",
+                SHUTDOWN_GRACE,
+                drain,
+            )
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -241,19 +252,21 @@ class App:
             loop.add_signal_handler(sig, self.stopping.set)
         host, port = self.cfg.web_listen_address
         try:
-            runner = await serve(make_app(self.scraper, self.inventory), host, port)
+            ctx = self.web.ssl_context() if self.web is not None else None
+            runner = await serve(make_app(self.scraper, self.readiness, self.web), host, port, ctx)
+        except WebConfigError as exc:  # a certificate replaced by a bad one since start
+            log.error("%s", exc)
+            await self.client.close()
+            return 1
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
             await self.client.close()
             return 1
+        scheme = "https" if ctx is not None else "http"
+        log.info("serving /metrics, /healthz and /readyz on %s://%s:%d", scheme, host or "0.0.0.0", port)
         tasks = [asyncio.create_task(self.inventory.run(), name="inventory")]
-        if self.cfg.collect_interval > 0:
-            tasks.append(asyncio.create_task(self.scraper.run_interval(), name="collect-interval"))
-        if self.cfg.collect_tcp_states and self.connections is None:  # else the connection tier feeds it
-            tasks.append(asyncio.create_task(self._tcp_states_loop(), name="tcp-states"))
-        if self.connections is not None:  # issue 11
-            tasks.append(asyncio.create_task(self._connections_loop(), name="connections"))
-        if self.swarm is not None:  # issue 11
+        tasks.append(asyncio.create_task(self.scraper.run(), name="collect"))
+        if self.swarm is not None:
             tasks.append(asyncio.create_task(self.swarm.run(), name="swarm-services"))
         if self.logs is not None:
             tasks.append(asyncio.create_task(self._logs_listing_done(), name="logs-listing"))
@@ -267,7 +280,7 @@ class App:
                     rc = 1
         finally:
             if self.logs is not None:  # drain first: in-flight batches finish, checkpoints are written
-                await self.logs.stop(self.cfg.logs_drain_timeout)
+                await self._drain_logs(self.logs)
             for t in [stop, *tasks]:
                 t.cancel()
             for t in [stop, *tasks]:

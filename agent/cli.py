@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from agent import __version__, config
 from agent.config import ConfigError
+from agent.top import cli as top_cli
 
 EXIT_CONFIG = 2
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="run the agent (the options below apply)")
     _add_options(run)
+    top_cli.add_parser(sub)
     _add_options(top)  # so `dockwatch --help` lists every option too
     return top
 
@@ -78,10 +80,18 @@ def load_config(ns: argparse.Namespace, env: dict[str, str] | None = None) -> co
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns, unknown = parser.parse_known_args(argv)
+    if unknown:  # as argparse would, plus the nearest flag: the same help as for env and YAML typos
+        flag = unknown[0].split("=", 1)[0]
+        flags = ["--config", *(f"--{k.name}" for k in config.KEYS)]
+        hint = config.closest(flag, flags)
+        print(f"dockwatch: error: unrecognized argument {unknown[0]!r}{hint}", file=sys.stderr)
+        return EXIT_CONFIG
     if ns.command is None:
         parser.print_help()
         return EXIT_CONFIG
+    if ns.command == "top":
+        return top_cli.main(ns)
     try:
         cfg = load_config(ns)
     except ConfigError as exc:

@@ -8,6 +8,7 @@ underscores (DOCKWATCH_WEB_LISTEN_ADDRESS). Unknown keys are refused by name.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
@@ -43,9 +44,22 @@ class Key:
         return re.sub(r"[.-]", "_", self.name)
 
 
+# Shutdown: the drain, then at most SHUTDOWN_GRACE more to close the sinks. Together they stay under
+# Docker's default stop timeout (10 s; then SIGKILL), so a dead sink cannot get the agent killed.
+DRAIN_TIMEOUT = 5.0
+SHUTDOWN_GRACE = 2.0
+DOCKER_STOP_TIMEOUT = 10.0
+
 # Every key, once. The CLI, the env lookup, the YAML reader and the README read this table.
 KEYS: tuple[Key, ...] = (
     Key("web.listen-address", "address", ":9105", "Address for /metrics, /healthz and /readyz.", "HOST:PORT"),
+    Key(
+        "web.config.file",
+        "str",
+        None,
+        "exporter-toolkit web config (TLS, client certificates, basic auth, headers) for every endpoint.",
+        "FILE",
+    ),
     Key(
         "docker.host",
         "str",
@@ -54,6 +68,21 @@ KEYS: tuple[Key, ...] = (
         "URL",
     ),
     Key("docker.timeout", "duration", 10.0, "Timeout for one Engine API request.", "DURATION"),
+    Key(
+        "docker.tls-verify",
+        "bool",
+        None,
+        "TLS to a tcp:// engine, verifying it with ca.pem from docker.cert-path and presenting cert.pem "
+        "and key.pem when present (default: on when $DOCKER_TLS_VERIFY is set, as the docker CLI).",
+        "",
+    ),
+    Key(
+        "docker.cert-path",
+        "str",
+        None,
+        "Directory of ca.pem, cert.pem and key.pem (default: $DOCKER_CERT_PATH, else ~/.docker).",
+        "DIR",
+    ),
     Key("path.procfs", "str", hostfs.DEFAULT_PROCFS, "Host procfs root (/host/proc in a container).", "PATH"),
     Key(
         "path.docker-root",
@@ -106,7 +135,8 @@ KEYS: tuple[Key, ...] = (
         False,
         "Opt-in: what listens in each namespace, whether published ports reach a listener, and who "
         "talks to whom (peer per connection), from net/tcp{,6} and net/udp{,6} on their own interval, "
-        "never at scrape time. With --collect.tcp-states the TCP states come from the same read.",
+        "never at scrape time. With --collect.tcp-states the TCP states come from the same read (so on "
+        "this interval).",
         "",
     ),
     Key(
@@ -144,8 +174,8 @@ KEYS: tuple[Key, ...] = (
         "bool",
         False,
         "Sidecar mode: watch only this process's own network namespace (share it with the app via "
-        "network_mode: service:app); no Docker socket needed. Also chosen when no socket is mounted "
-        "in a container.",
+        "network_mode: service:app); no Docker socket needed. Only when asked: without it, an agent "
+        "that cannot reach the engine says why and /readyz answers 503.",
         "",
     ),
     Key("sidecar.name", "str", None, "Sidecar mode: the `name` label (default: this host name).", "NAME"),
@@ -193,26 +223,34 @@ KEYS: tuple[Key, ...] = (
         "logs.start-at",
         "str",
         "beginning",
-        "Where to start on a container already running at the agent's first start, with no checkpoint: "
-        "beginning (all Docker still has) or end. Containers started later: from their first line.",
+        "Where to start, per sink, on a container that existed before the sink's first start and has no "
+        "checkpoint: beginning (all Docker still has, running or stopped) or end (what it writes from "
+        "then on). Containers created later: from their first line, also if they ran while the agent "
+        "was down.",
         "WHERE",
     ),
     Key(
         "logs.join-partial",
         "bool",
         True,
-        "Rejoin Docker's 16 KiB chunks into one line (up to 1 MiB); false: pass partial metadata through.",
+        "Rejoin Docker's 16 KiB chunks into one line (up to 1 MiB inclusive); false: pass partial "
+        "metadata through. The json-file sink always gets Docker's chunks, as Docker's file has them.",
         "",
     ),
     Key(
         "logs.drain-timeout",
         "duration",
-        10.0,
-        "On SIGTERM, how long in-flight log batches may take before the agent exits.",
+        DRAIN_TIMEOUT,
+        "On SIGTERM, how long in-flight log batches may take; the agent exits within this plus "
+        f"{SHUTDOWN_GRACE:g}s, inside Docker's default 10s stop timeout (raise stop_grace_period with it).",
         "DURATION",
     ),
 )
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
+ENV_PREFIX = "DOCKWATCH_"
+# DOCKWATCH_* variables that are not keys: --config's, and the deploy files' image tag (compose
+# interpolation, often exported in the same shell). Any other DOCKWATCH_* is a typo, refused.
+ENV_NOT_KEYS = ("DOCKWATCH_CONFIG", "DOCKWATCH_IMAGE")
 _LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -221,8 +259,11 @@ class Config:
     """Every key of KEYS, parsed; built only by load(), which supplies the defaults from KEYS."""
 
     web_listen_address: tuple[str, int]
+    web_config_file: str | None
     docker_host: str
     docker_timeout: float
+    docker_tls_verify: bool
+    docker_cert_path: str
     path_procfs: str
     path_docker_root: str
     path_state: str
@@ -354,6 +395,23 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def closest(name: str, known: Sequence[str]) -> str:
+    """The "; did you mean X?" suffix naming the nearest known spelling ("" when none is near)."""
+    got = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean {got[0]}?" if got else ""
+
+
+def check_env(env: Mapping[str, str]) -> None:
+    """A misspelled DOCKWATCH_* variable is refused like a misspelled flag, not ignored."""
+    known = [k.env for k in KEYS] + list(ENV_NOT_KEYS)
+    unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
+    if unknown:
+        raise ConfigError(
+            f"environment variable {unknown[0]}: unknown{closest(unknown[0], known)} "
+            f"(dockwatch --help lists each option's variable)"
+        )
+
+
 def read_yaml(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -380,11 +438,13 @@ def load(
     `extra_keys` are file keys owned by other parts (log sinks) that load() passes over.
     """
     env = os.environ if env is None else env
+    check_env(env)
     file_values = file_values or {}
     unknown = sorted(k for k in file_values if k not in KEYS_BY_NAME and k.split(".")[0] not in extra_keys)
     if unknown:
         raise ConfigError(
-            f"config key {unknown[0]!r}: unknown (known keys: {', '.join(k.name for k in KEYS)})"
+            f"config key {unknown[0]!r}: unknown{closest(unknown[0], list(KEYS_BY_NAME))} "
+            f"(known keys: {', '.join(k.name for k in KEYS)})"
         )
     values: dict[str, Any] = {}
     given: set[str] = set()
@@ -404,17 +464,12 @@ def load(
         except ValueError as exc:
             raise ConfigError(f"{where}: {raw!r} is invalid: {exc}") from None
         given.add(key.attr)
+    host_key = "--docker.host" if flags.get("docker.host") is not None else "docker.host"
     if "docker_host" not in given:
+        # No socket is no reason to switch to sidecar mode: that is asked for (--sidecar) or not at
+        # all; the inventory says what is wrong with the socket, and /readyz stays 503.
         values["docker_host"] = env.get("DOCKER_HOST") or hostfs.DEFAULT_DOCKER_HOST
-        # In a container with no socket mounted, the only thing to watch is our own namespace.
-        socket_path = str(values["docker_host"]).removeprefix("unix://")
-        if (
-            "sidecar" not in given
-            and os.path.exists("/.dockerenv")
-            and str(values["docker_host"]).startswith("unix://")
-            and not os.path.exists(socket_path)
-        ):
-            values["sidecar"] = True
+        host_key = "DOCKER_HOST" if env.get("DOCKER_HOST") else host_key
     if values["log_level"] not in _LEVELS:
         raise ConfigError(
             f"log-level: {values['log_level']!r} is invalid: expected one of {', '.join(_LEVELS)}"
@@ -425,11 +480,47 @@ def load(
         raise ConfigError("--log-opt: given without --log-sink (the options are for that sink)")
     if values.get("log_events") and not values.get("log_sink"):
         raise ConfigError("--log-events: given without --log-sink (logs.sinks entries take `events: true`)")
-    if not str(values["docker_host"]).startswith(("unix://", "tcp://", "http://")):
-        raise ConfigError(
-            f"docker.host: {values['docker_host']!r} is invalid: expected unix:///path, tcp://host:port or http://"
-        )
+    _check_docker_host(values, host_key, given, env)
     return Config(**values)
+
+
+def _check_docker_host(values: dict[str, Any], key: str, given: set[str], env: Mapping[str, str]) -> None:
+    """The engine endpoint and its TLS files, read the way the docker CLI reads DOCKER_HOST,
+    DOCKER_TLS_VERIFY and DOCKER_CERT_PATH; errors name whichever of them (or our keys) was used."""
+    host = str(values["docker_host"])
+    if host.startswith("ssh://"):
+        raise ConfigError(
+            f"{key}: {host!r} is not supported: dockwatch reads the Engine API of its own host over "
+            "unix:// or tcp:// (TLS: DOCKER_TLS_VERIFY, DOCKER_CERT_PATH), not through ssh; run the agent "
+            "on that host"
+        )
+    if not host.startswith(("unix://", "tcp://", "http://")):
+        raise ConfigError(f"{key}: {host!r} is invalid: expected unix:///path, tcp://host:port or http://")
+    if "docker_tls_verify" not in given:
+        # The docker CLI: any non-empty DOCKER_TLS_VERIFY turns TLS with verification on.
+        values["docker_tls_verify"] = env.get("DOCKER_TLS_VERIFY", "") != ""
+        tls_key = "DOCKER_TLS_VERIFY"
+    else:
+        tls_key = "docker.tls-verify"
+    path_key = "docker.cert-path"
+    if "docker_cert_path" not in given:
+        if env.get("DOCKER_CERT_PATH"):
+            values["docker_cert_path"], path_key = env["DOCKER_CERT_PATH"], "DOCKER_CERT_PATH"
+        else:  # the CLI's config directory
+            config_dir = env.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+            values["docker_cert_path"], path_key = config_dir, "DOCKER_CERT_PATH (default)"
+    if not values["docker_tls_verify"] or not host.startswith("tcp://"):
+        return  # TLS is for tcp:// only, as in the CLI (a unix socket ignores it)
+    cert_dir = Path(values["docker_cert_path"])
+    ca = cert_dir / "ca.pem"
+    if not os.access(ca, os.R_OK):
+        raise ConfigError(
+            f"{path_key}: {str(cert_dir)!r} has no readable ca.pem, which {tls_key} needs to verify "
+            f"the engine at {host}"
+        )
+    cert, key_file = cert_dir / "cert.pem", cert_dir / "key.pem"
+    if os.path.exists(cert) != os.path.exists(key_file):
+        raise ConfigError(f"{path_key}: {str(cert_dir)!r} has only one of cert.pem and key.pem")
 
 
 def default_node_name() -> str:

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent import procnet
+from agent.collector import Key
 from agent.docker.models import Container, Network, Service
+from agent.hostfs import HostFS
 from agent.inventory import Snapshot
-from agent.netstats import NetCollector, NsKey
+from agent.netstats import NsKey, group_namespaces, own_procfs, owner_of
 from agent.peers import AddressBook, Edge, address_book, edges
 from agent.socktable import Listener, SocketTable, parse_fib_trie_local, parse_tcp, parse_udp
 
@@ -51,6 +53,15 @@ class ConnectionsResult:
     cpu: float = 0.0  # CPU seconds of the sweeping thread
     book: AddressBook | None = None
     by_owner: Mapping[str, NamespaceSockets] = field(default_factory=dict)  # container id -> ns
+
+    @property
+    def by_netns(self) -> Mapping[NsKey, Mapping[str, int]]:
+        """TCP sockets by state per namespace key (netstats.namespaces() attaches them when the
+        TCP-states collector is off because this sweep already read net/tcp{,6})."""
+        return {ns.inode: ns.states for ns in self.namespaces}
+
+
+CONNECTIONS: Key[ConnectionsResult] = Key("connections")
 
 
 class _Gone(Exception):
@@ -91,23 +102,24 @@ class SwarmSource(Protocol):
 
 class ConnectionCollector:
     """The tier as a collector: `collect(snapshot)` returns an immutable ConnectionsResult with
-    an `errors` count (the shape of the collector registry of issue 10)."""
+    an `errors` count; registered in agent/collectors.py as a background unit."""
 
-    name = "connections"
+    key = CONNECTIONS
 
     def __init__(
         self,
-        netns: NetCollector,
+        fs: HostFS,
         *,
+        sidecar: bool = False,
         host_netns: bool = True,
         keep_external_ips: bool = False,
         swarm: SwarmSource | None = None,
     ) -> None:
-        self.netns = netns
-        self.host_netns = host_netns and not netns.sidecar
+        self.fs = own_procfs(fs, sidecar)
+        self.sidecar = sidecar
+        self.host_netns = host_netns and not sidecar
         self.keep_external_ips = keep_external_ips
         self.swarm = swarm
-        self.last: ConnectionsResult | None = None
 
     def collect(self, snap: Snapshot) -> ConnectionsResult:
         """One sweep for an inventory snapshot (blocking: run it in a worker thread)."""
@@ -118,23 +130,23 @@ class ConnectionCollector:
     def _targets(self, cs: list[Container]) -> tuple[list[tuple[NsKey, int, Container | None]], int]:
         """(namespace, a pid in it, its owner) to read, and how many containers vanished.
 
-        The grouping is the traffic collector's (NetCollector.group / owner_of): one read per
-        namespace, through its owner; the host namespace through pid 1."""
-        groups, vanished, host_key = self.netns.group(cs)
+        The grouping is the traffic collector's (netstats.group_namespaces / owner_of): one read
+        per namespace, through its owner; the host namespace through pid 1."""
+        g = group_namespaces(self.fs, cs, sidecar=self.sidecar)
         targets: list[tuple[NsKey, int, Container | None]] = []
-        for ino, members in groups.items():
-            if ino != host_key:
-                own = self.netns.owner_of(members)
+        for ino, members in g.groups.items():
+            if ino != g.host_key:
+                own = owner_of(members)
                 targets.append((ino, own.pid, own))
         if self.host_netns:
-            targets.append((host_key, 1, None))
-        return targets, vanished
+            targets.append((g.host_key, 1, None))
+        return targets, g.vanished
 
     def host_addresses(self) -> set[str]:
         """The host namespace's own addresses (IPv4 from net/fib_trie, IPv6 from net/if_inet6)."""
-        if self.netns.sidecar:
+        if self.sidecar:
             return set()
-        net = f"{self.netns.fs.procfs}/1/net/"
+        net = f"{self.fs.procfs}/1/net/"
         out: set[str] = set()
         try:
             out |= parse_fib_trie_local(_read(net + "fib_trie"))
@@ -154,7 +166,7 @@ class ConnectionCollector:
         namespace holds (~2 ms each here): a table is read only when net/sockstat{,6} says the
         namespace has sockets of that kind (TIME-WAIT is counted for v4 and v6 together).
         """
-        net = f"{self.netns.fs.procfs}/{pid}/net/"
+        net = f"{self.fs.procfs}/{pid}/net/"
         counts = procnet.parse_sockstat(_read(net + "sockstat"))
         with contextlib.suppress(_Gone):  # IPv6 disabled in this namespace: no v6 files at all
             counts.update(procnet.parse_sockstat(_read(net + "sockstat6")))
@@ -212,5 +224,4 @@ class ConnectionCollector:
             res.cpu,
             res.duration,
         )
-        self.last = res
         return res

@@ -6,7 +6,14 @@ did not join another's namespace); `container:X` joiners and host-network contai
 members only (see dockwatch_container_info). Nothing here needs privileges or setns: the
 kernel shows <pid>'s namespace in <procfs>/<pid>/net/*.
 
-Everything here is blocking file I/O and runs in a worker thread, never on the event loop.
+The host's namespace is recognised however it is reached: `/proc/1`, a host-network
+container's own link, or a `container:X` joiner of one (directly or through other joiners).
+`/proc/1/ns/net` is often unreadable (ptrace rules; the documented `--cap-drop ALL` agent),
+while a joiner's own link may be readable: it must still land in the host's group.
+
+Two collectors (agent/collector.py) read namespaces: NetCollector (counters, every scrape) and
+TcpStatesCollector (the opt-in net/tcp{,6} tier, on its own interval). Both are blocking file
+I/O and run in a worker thread, never on the event loop; neither shares state with the other.
 """
 
 from __future__ import annotations
@@ -17,13 +24,17 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
+from typing import Protocol
 
 from agent import procnet
+from agent.collector import Collection, Key
 from agent.docker.models import Container, Network
 from agent.hostfs import HostFS
+from agent.inventory import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +42,7 @@ HOST_NETWORK = "host"
 # A namespace's key: the inode of its nsfs file, or a stand-in where that may not be read.
 NsKey = int | str
 HOST_KEY: NsKey = "host"
+_MAX_JOIN_DEPTH = 8  # container:X chains longer than this are a loop, not a topology
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,27 +54,41 @@ class Membership:
     owner: Container | None  # None: the host namespace
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class NetnsSample:
     """One namespace's counters, attributed to `owner` (None for the host namespace)."""
 
     inode: NsKey
     owner: Container | None
-    devices: dict[str, procnet.DevCounters]
-    networks: dict[str, str]  # interface -> Docker network name ("" when unknown)
-    mib: dict[str, dict[str, int]]  # net/snmp + net/netstat sections
-    udp6: dict[str, int]
-    sockstat: dict[str, dict[str, int]]
-    tcp_states: dict[str, int] | None = None
+    devices: Mapping[str, procnet.DevCounters]
+    networks: Mapping[str, str]  # interface -> Docker network name ("" when unknown)
+    mib: Mapping[str, Mapping[str, int]]  # net/snmp + net/netstat sections
+    udp6: Mapping[str, int]
+    sockstat: Mapping[str, Mapping[str, int]]
+    tcp_states: Mapping[str, int] | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CollectResult:
-    samples: list[NetnsSample] = field(default_factory=list)
-    members: list[Membership] = field(default_factory=list)
+    """The netns collector's result: one sample per namespace, and every container's membership."""
+
+    samples: Sequence[NetnsSample] = ()
+    members: Sequence[Membership] = ()
     errors: int = 0
     vanished: int = 0
     duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TcpStates:
+    """The TCP-states collector's result: namespace key -> state -> sockets."""
+
+    by_netns: Mapping[NsKey, Mapping[str, int]] = field(default_factory=dict)
+    errors: int = 0
+
+
+NETNS: Key[CollectResult] = Key("netns")
+TCP_STATES: Key[TcpStates] = Key("tcp_states")
 
 
 class _Gone(Exception):
@@ -110,7 +136,103 @@ WANTED_MIB: dict[str, tuple[str, ...]] = {
 }
 
 
+# --- grouping ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    """Containers by network namespace, the host's key among them, and how many vanished."""
+
+    groups: Mapping[NsKey, Sequence[Container]]
+    vanished: int
+    host_key: NsKey
+
+
+def own_procfs(fs: HostFS, sidecar: bool) -> HostFS:
+    """A sidecar reads its own process's namespace through its own /proc: the configured procfs
+    (/host/proc in the image) is the host's, where our pid means nothing."""
+    return HostFS(procfs=Path("/proc"), docker_root=fs.docker_root) if sidecar else fs
+
+
+def _inode(fs: HostFS, pid: int) -> int | None:
+    try:
+        return fs.netns_inode(pid)
+    except OSError:  # denied (ptrace rules) or gone
+        return None
+
+
+def group_namespaces(fs: HostFS, containers: Iterable[Container], *, sidecar: bool = False) -> Grouping:
+    """Namespace key -> members; the host's key; how many containers vanished.
+
+    The key is the inode of <pid>/ns/net where we may read it. Where we may not (ptrace rules
+    deny it for non-dumpable processes and for a capability-less agent), Docker's own word
+    decides: `host` is the host namespace and `container:X` is X's. Docker's word also puts a
+    joiner of a host-network container in the host's group, even when the joiner's own link is
+    readable and /proc/1's is not: then both would be "the host" under two different keys.
+    """
+    cs = list(containers)
+    by_ref: dict[str, Container] = {}
+    for c in cs:
+        by_ref[c.id] = by_ref[c.name] = c
+
+    def in_host_netns(c: Container) -> bool:
+        """Docker says so: host network mode, or a chain of container:X joins ending at one."""
+        for _ in range(_MAX_JOIN_DEPTH):
+            if c.host_network:
+                return True
+            target = by_ref.get(c.joins) if c.joins else None
+            if target is None:
+                return False
+            c = target
+        return False
+
+    host = {c.id for c in cs if in_host_netns(c)}
+    # In a sidecar, pid 1 is in the app's namespace, not the host's: never call it "host".
+    host_ino = None if sidecar else _inode(fs, 1)
+    if host_ino is None and not sidecar:
+        # /proc/1 is hidden: a host-namespace container whose link we may read names the inode,
+        # so containers reached only by their own link (e.g. a joiner of a joiner) land here too.
+        host_ino = next((i for c in cs if c.id in host and (i := _inode(fs, c.pid)) is not None), None)
+    host_key: NsKey = host_ino if host_ino is not None else HOST_KEY
+    keys: dict[str, NsKey] = {}
+    vanished = 0
+
+    def key_of(c: Container, depth: int = 0) -> NsKey | None:
+        if c.id in keys:
+            return keys[c.id]
+        if c.id in host:
+            return host_key
+        try:
+            k: NsKey | None = fs.netns_inode(c.pid)
+        except PermissionError:
+            target = by_ref.get(c.joins) if c.joins and depth < _MAX_JOIN_DEPTH else None
+            k = key_of(target, depth + 1) if target is not None else f"ns:{c.id}"
+        except OSError:  # ENOENT/ESRCH: the process is gone
+            k = None
+        if k is not None:
+            keys[c.id] = k
+        return k
+
+    groups: dict[NsKey, list[Container]] = {}
+    for c in cs:
+        k = key_of(c)
+        if k is None:
+            vanished += 1
+            continue
+        groups.setdefault(k, []).append(c)
+    return Grouping(groups, vanished, host_key)
+
+
+def owner_of(members: Sequence[Container]) -> Container:
+    """The member that created the namespace: not a joiner; else the oldest member."""
+    own = [c for c in members if not c.joins and not c.host_network]
+    return min(own or members, key=lambda c: (c.created, c.id))
+
+
+# --- the counters collector ----------------------------------------------------------------------
 class NetCollector:
+    """Every namespace's counters (net/dev, snmp, netstat, sockstat, snmp6) and the memberships."""
+
+    key = NETNS
+
     def __init__(
         self,
         fs: HostFS,
@@ -121,110 +243,56 @@ class NetCollector:
         host_ignore: re.Pattern[str] | None = None,
         sidecar: bool = False,
     ) -> None:
-        # A sidecar reads its own process's namespace, always through its own /proc: the
-        # configured procfs (/host/proc in the image) is the host's, where our pid means nothing.
-        self.fs = HostFS(procfs=Path("/proc"), docker_root=fs.docker_root) if sidecar else fs
-        # In a sidecar, pid 1 is in the app's namespace, not the host's: never call it "host".
+        self.fs = own_procfs(fs, sidecar)
         self.sidecar = sidecar
         self.loopback = loopback
         self.host_netns = host_netns
         self.ignore = ignore
         self.host_ignore = host_ignore
         # (inode, owner's networks) -> interface -> network; routes only change with attachments.
+        # Private to this collector, which the registry never runs twice at once.
         self._netmap_cache: dict[tuple[NsKey, tuple[object, ...]], dict[str, str]] = {}
-        # inode -> TCP state counts, filled by the opt-in slow tier.
-        self.tcp_states: dict[NsKey, dict[str, int]] = {}
 
-    # --- grouping ------------------------------------------------------------------------------
-    def host_inode(self) -> int | None:
-        try:
-            return self.fs.netns_inode(1)
-        except OSError:  # pid 1 is often not dumpable: without CAP_SYS_PTRACE its ns link is denied
-            return None
+    def collect(self, snap: Snapshot) -> CollectResult:
+        """Collector entry point: every namespace of the snapshot's containers, read once."""
+        return self.collect_namespaces(snap.containers.values(), snap.networks)
 
-    def group(self, containers: Iterable[Container]) -> tuple[dict[NsKey, list[Container]], int, NsKey]:
-        """Namespace key -> members; also how many containers vanished, and the host's key.
-
-        The key is the inode of <pid>/ns/net where we may read it. Where we may not (ptrace
-        rules deny it for non-dumpable processes), Docker's own word decides: `host` is the
-        host namespace and `container:X` is X's.
-        """
-        by_ref: dict[str, Container] = {}
-        cs = list(containers)
-        for c in cs:
-            by_ref[c.id] = by_ref[c.name] = c
-        host_key: NsKey = HOST_KEY if self.sidecar else (self.host_inode() or HOST_KEY)
-        keys: dict[str, NsKey] = {}
-        vanished = 0
-
-        def key_of(c: Container, depth: int = 0) -> NsKey | None:
-            if c.id in keys:
-                return keys[c.id]
-            if c.host_network:
-                return host_key
-            try:
-                k: NsKey | None = self.fs.netns_inode(c.pid)
-            except PermissionError:
-                target = by_ref.get(c.joins) if c.joins else None
-                k = key_of(target, depth + 1) if target is not None and depth < 8 else f"ns:{c.id}"
-            except OSError:  # ENOENT/ESRCH: the process is gone
-                k = None
-            if k is not None:
-                keys[c.id] = k
-            return k
-
-        groups: dict[NsKey, list[Container]] = {}
-        for c in cs:
-            k = key_of(c)
-            if k is None:
-                vanished += 1
-                continue
-            groups.setdefault(k, []).append(c)
-        return groups, vanished, host_key
-
-    @staticmethod
-    def owner_of(members: list[Container]) -> Container:
-        """The member that created the namespace: not a joiner; else the oldest member."""
-        own = [c for c in members if not c.joins and not c.host_network]
-        return min(own or members, key=lambda c: (c.created, c.id))
-
-    # --- collection ----------------------------------------------------------------------------
-    def collect(self, containers: Iterable[Container], networks: Mapping[str, Network]) -> CollectResult:
+    def collect_namespaces(
+        self, containers: Iterable[Container], networks: Mapping[str, Network]
+    ) -> CollectResult:
         t0 = time.perf_counter()
-        res = CollectResult()
-        groups, res.vanished, host_key = self.group(containers)
-        if self.sidecar and res.vanished:  # see _Gone below: for a sidecar that is an error
-            res.errors += res.vanished
+        samples: list[NetnsSample] = []
+        members: list[Membership] = []
+        g = group_namespaces(self.fs, containers, sidecar=self.sidecar)
+        errors, vanished = 0, g.vanished
+        if self.sidecar and vanished:  # see _Gone below: for a sidecar that is an error
+            errors += vanished
             log.warning("sidecar: cannot read this process's network namespace under %s", self.fs.procfs)
-        for ino, members in groups.items():
-            is_host = ino == host_key
-            owner = None if is_host else self.owner_of(members)
-            for c in members:
-                res.members.append(Membership(c, ino, owner))
+        for ino, group in g.groups.items():
+            is_host = ino == g.host_key
+            owner = None if is_host else owner_of(group)
+            for c in group:
+                members.append(Membership(c, ino, owner))
             if is_host:
-                continue  # the host namespace is read once below, not per host-network container
+                continue  # the host namespace is read once below, not per member
             try:
-                res.samples.append(self._sample(ino, owner.pid if owner else 1, owner, networks))
+                samples.append(self._sample(ino, owner.pid if owner else 1, owner, networks))
             except _Gone as exc:
                 if self.sidecar:  # our own process cannot vanish: the files are not where we look
-                    res.errors += 1
+                    errors += 1
                     log.warning("sidecar: cannot read this process's namespace: %s", exc)
                 else:
-                    res.vanished += 1
+                    vanished += 1
             except (OSError, ValueError, IndexError) as exc:
-                res.errors += 1
+                errors += 1
                 log.warning("reading namespace of %s failed: %s", owner.name if owner else "host", exc)
         if self.host_netns:
             try:
-                res.samples.append(self._sample(host_key, 1, None, networks))
+                samples.append(self._sample(g.host_key, 1, None, networks))
             except (OSError, ValueError, IndexError, _Gone) as exc:
-                res.errors += 1
+                errors += 1
                 log.warning("reading the host namespace failed: %s", exc)
-        live = {s.inode for s in res.samples}
-        for ino in [i for i in self.tcp_states if i not in live]:
-            del self.tcp_states[ino]
-        res.duration = time.perf_counter() - t0
-        return res
+        return CollectResult(tuple(samples), tuple(members), errors, vanished, time.perf_counter() - t0)
 
     def _sample(
         self, ino: NsKey, pid: int, owner: Container | None, networks: Mapping[str, Network]
@@ -249,7 +317,7 @@ class NetCollector:
             netmap = dict.fromkeys(devices, HOST_NETWORK)
         else:
             netmap = self._networks(ino, pid, owner, devices, networks)
-        return NetnsSample(ino, owner, devices, netmap, mib, udp6, sockstat, self.tcp_states.get(ino))
+        return NetnsSample(ino, owner, devices, netmap, mib, udp6, sockstat)
 
     def _networks(
         self,
@@ -297,26 +365,61 @@ class NetCollector:
         self._netmap_cache[key] = out
         return out
 
-    # --- the opt-in slow tier ------------------------------------------------------------------
-    def collect_tcp_states(self, containers: Iterable[Container]) -> int:
-        """Read net/tcp{,6} once per namespace (milliseconds each: the kernel walks the global
-        established hash). Returns how many namespaces failed."""
-        groups, _, host_key = self.group(containers)
+
+# --- the opt-in slow tier ---------------------------------------------------------------------
+class TcpStatesCollector:
+    """TCP sockets by state from net/tcp{,6}, once per namespace (milliseconds each: the kernel
+    walks the global established hash), so it runs in the background on its own interval."""
+
+    key = TCP_STATES
+
+    def __init__(self, fs: HostFS, *, host_netns: bool = True, sidecar: bool = False) -> None:
+        self.fs = own_procfs(fs, sidecar)
+        self.sidecar = sidecar
+        self.host_netns = host_netns
+
+    def collect(self, snap: Snapshot) -> TcpStates:
+        g = group_namespaces(self.fs, snap.containers.values(), sidecar=self.sidecar)
         failed = 0
-        fresh: dict[NsKey, dict[str, int]] = {}
-        targets = [(ino, self.owner_of(m).pid) for ino, m in groups.items() if ino != host_key]
+        fresh: dict[NsKey, Mapping[str, int]] = {}
+        targets = [(ino, owner_of(m).pid) for ino, m in g.groups.items() if ino != g.host_key]
         if self.host_netns:
-            targets.append((host_key, 1))
+            targets.append((g.host_key, 1))
         for ino, pid in targets:
             try:
                 counts = procnet.count_tcp_states(_read(f"{self.fs.procfs}/{pid}/net/tcp"))
                 with contextlib.suppress(_Gone):  # IPv6 disabled in that namespace
                     procnet.count_tcp_states(_read(f"{self.fs.procfs}/{pid}/net/tcp6"), into=counts)
-                fresh[ino] = counts
+                fresh[ino] = MappingProxyType(counts)
             except _Gone:
                 continue
             except (OSError, ValueError) as exc:
                 failed += 1
                 log.warning("reading TCP states of namespace %s failed: %s", ino, exc)
-        self.tcp_states = fresh
-        return failed
+        return TcpStates(MappingProxyType(fresh), failed)
+
+
+class _StatesByNetns(Protocol):
+    """A result that carries TCP states per namespace: TcpStates, or the connection tier's."""
+
+    @property
+    def errors(self) -> int: ...
+
+    @property
+    def by_netns(self) -> Mapping[NsKey, Mapping[str, int]]: ...
+
+
+# The connection tier (agent/connections.py, registered only when on) reads net/tcp{,6} too: with
+# it on, the TCP-states collector is not registered and the states come from its sweep.
+_CONNECTION_STATES: Key[_StatesByNetns] = Key("connections")
+
+
+def namespaces(col: Collection) -> CollectResult:
+    """The netns result of a collection, with each namespace's TCP states attached when the
+    tier has them (joined by namespace key: a namespace gone since the tier ran has none)."""
+    res = col.result(NETNS) or CollectResult()
+    tcp: _StatesByNetns | None = col.result(TCP_STATES) or col.result(_CONNECTION_STATES)
+    if tcp is None:
+        return res
+    states = tcp.by_netns
+    return replace(res, samples=tuple(replace(s, tcp_states=states.get(s.inode)) for s in res.samples))

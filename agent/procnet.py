@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+import sys
 from dataclasses import dataclass
 
 # net/dev columns after "iface:" — receive then transmit.
@@ -221,4 +222,43 @@ def count_tcp_states(text: str, into: dict[str, int] | None = None) -> dict[str,
             state = TCP_STATES.get(f[3])
             if state is not None:
                 out[state] = out.get(state, 0) + 1
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Socket:
+    """One line of net/tcp, net/tcp6, net/udp or net/udp6."""
+
+    local: ipaddress.IPv4Address | ipaddress.IPv6Address
+    local_port: int
+    remote: ipaddress.IPv4Address | ipaddress.IPv6Address
+    remote_port: int
+    state: str  # TCP_STATES name; for UDP "close" is an unconnected (bound) socket
+
+
+def _hex_address(h: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The kernel prints addresses as 32-bit words in host byte order (%08X of a __be32)."""
+    raw = bytes.fromhex(h)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw)
+
+
+def parse_net_sockets(text: str) -> list[Socket]:
+    """net/tcp{,6} or net/udp{,6} → sockets with their addresses, ports and state."""
+    out: list[Socket] = []
+    for line in text.splitlines()[1:]:
+        f = line.split(None, 4)
+        if len(f) < 4:
+            continue
+        try:
+            lh, _, lp = f[1].partition(":")
+            rh, _, rp = f[2].partition(":")
+            out.append(
+                Socket(
+                    _hex_address(lh), int(lp, 16), _hex_address(rh), int(rp, 16), TCP_STATES.get(f[3], f[3])
+                )
+            )
+        except ValueError:
+            continue
     return out

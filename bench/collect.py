@@ -70,7 +70,7 @@ def cleanup(eng: Engine) -> None:
 
 
 async def inprocess_collect(eng: Engine, rounds: int = 20) -> tuple[float, float, int]:
-    """CPU seconds per namespace for NetCollector.collect and for the bare file reads; namespaces."""
+    """CPU s per namespace for NetCollector.collect_namespaces and for the bare file reads; namespaces."""
     client = DockerClient(eng.host)
     try:
         await client.negotiate()
@@ -79,10 +79,10 @@ async def inprocess_collect(eng: Engine, rounds: int = 20) -> tuple[float, float
     finally:
         await client.close()
     col = NetCollector(HostFS())
-    col.collect(cs, nets)  # warm the route cache, as a running agent has
+    col.collect_namespaces(cs, nets)  # warm the route cache, as a running agent has
     t0 = time.thread_time()
     for _ in range(rounds):
-        res = col.collect(cs, nets)
+        res = col.collect_namespaces(cs, nets)
     cpu = (time.thread_time() - t0) / rounds
     # The floor: only open/read/close of the six files per namespace, no parsing.
     pids = [s.owner.pid if s.owner else 1 for s in res.samples]

@@ -49,7 +49,6 @@ from agent.connections import ConnectionCollector  # noqa: E402
 from agent.docker.client import DockerClient  # noqa: E402
 from agent.docker.models import Container, Network  # noqa: E402
 from agent.hostfs import HostFS  # noqa: E402
-from agent.netstats import NetCollector  # noqa: E402
 
 LABEL = "dockwatch.bench-netmap=1"
 NET = "dwnmb-net"
@@ -230,7 +229,7 @@ def main() -> None:
             for n in args.sizes:
                 scale_to(eng, n)
                 node, cs, nets = asyncio.run(inventory(eng))
-                tier = ConnectionCollector(NetCollector(HostFS()), host_netns=True)
+                tier = ConnectionCollector(HostFS(), host_netns=True)
                 mine = [c for c in cs if c.name.startswith("dwnmb-")]
                 # Wait for the clients' connections (bounded): the sweep's own count.
                 deadline = time.monotonic() + 120

@@ -4,7 +4,10 @@
         [--sinks json-file,fluentd,syslog-tcp,syslog-udp] [--wide]
 
 A busybox container writes N lines (`seq N`, or 100-byte lines with --wide) and stays up; then the
-real agent (`python -m agent run`, a subprocess) is started with one sink that follows only that
+`source` row runs the json-file source alone in this process (FileTail over that container's file,
+reading, parsing, rejoining, batching, committing checkpoints, into a sink that only counts; CPU is
+this process's), and for every sink the real agent (`python -m agent run`, a subprocess) is started
+with one sink that follows only that
 container. It is timed until its checkpoint reaches the end of Docker's file (polled every 10 ms
 from here: scraping /metrics would charge the agent for every other container's network metrics)
 and, for the network sinks, until the receiver holds every line (or, over UDP, has had nothing for
@@ -24,15 +27,25 @@ dockerd's CPU is its own utime+stime (pid from <engine root>/dockerd.pid) over t
 Receivers run in their own processes: the counting Forward receiver of bench/fluentd_sink.py, and
 here a counting syslog receiver per transport (TCP: complete LF-terminated lines; UDP: datagrams,
 with a 32 MiB receive buffer) whose own CPU is printed so one can see it was not the bottleneck.
+Rotation (`--rotation-rates 20000,50000,100000,max`, default on; `--rotation-rates ""` skips it):
+one agent with the fluentd sink (ack) into the counting receiver follows containers with
+`--log-opt max-size=1m --log-opt max-file=3`; each writes `--rotation-lines` numbered lines at a
+target rate (`seq` in chunks of 1000 with a sleep between them; `max`: one `seq`, as fast as dockerd
+takes them), while `docker logs -f` follows the same container. Printed: the rate reached (lines
+over the time from the start signal to the container's exit), lines at the receiver and lines
+`docker logs -f` printed, each out of those sent, and what the agent counted as missed.
+
 Uses the tests' engine; every container made is labelled dockwatch.test=1 and removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing as mp
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -49,9 +62,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from agentproc import free_port  # noqa: E402
+from agentproc import free_port, parse  # noqa: E402
 from engine import BUSYBOX_IMAGE, Engine, test_engine, wait_for  # noqa: E402
 from fluentd_sink import Receiver, dockerd  # noqa: E402
+from toolbox import agent_env  # noqa: E402
+
+from agent.docker.models import Container  # noqa: E402
+from agent.logs.checkpoint import CheckpointStore  # noqa: E402
+from agent.logs.delivery import SinkRunner, TailOptions  # noqa: E402
+from agent.logs.filters import SinkSpec  # noqa: E402
+from agent.logs.tail import FileTail  # noqa: E402
+from exporters.sinks.base import Outcome  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -187,8 +208,7 @@ class AgentRun:
         self.sink = sink.get("name", "")
         cfg = tmp / f"cfg-{uuid.uuid4().hex[:6]}.yml"
         cfg.write_text(json.dumps({"logs": {"sinks": [sink]}}))
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env.pop("DOCKER_HOST", None)
+        env = agent_env()  # not the shell's DOCKWATCH_* variables: the agent refuses unknown ones
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
             [
@@ -276,8 +296,136 @@ def dockerd_syslog(srx: SyslogReceiver, eng: Engine, lines: int, wide: bool) -> 
     return wall * lines / sent, (cpu_at_last[0] - cpu0) * lines / sent, got
 
 
+# --- the json-file source alone, in this process ----------------------------------------------------------
+class _CountingSink:
+    name = "count"
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    async def open(self) -> None:
+        pass
+
+    async def send(self, batch: Any) -> Outcome:
+        self.n += len(batch)
+        return Outcome.OK
+
+    async def close(self) -> None:
+        pass
+
+
+def source_run(engine: Engine, cid: str, n: int, tmp: Path) -> tuple[float, float]:
+    """FileTail over the container's json-file log into a counting sink: (wall s, CPU s) of this process
+    from start to the n-th record (checkpoints written after every batch, as in the agent)."""
+    raw = engine.inspect(cid)
+    c = Container.from_inspect(raw)
+    path = engine.root / "data" / "containers" / cid / f"{cid}-json.log"
+    sink = _CountingSink()
+    runner = SinkRunner(SinkSpec("count", "count"), sink)
+    store = CheckpointStore(tmp / f"src-{uuid.uuid4().hex[:6]}")
+
+    async def run() -> tuple[float, float]:
+        tail = FileTail(c, runner, store, TailOptions(), path)
+        r0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        task = asyncio.create_task(tail.run())
+        while sink.n < n:
+            await asyncio.sleep(0.002)
+        r1, w1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        tail.stop()
+        await task
+        return w1 - w0, r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+
+    return asyncio.run(run())
+
+
+# --- rotation: delivered / sent at rising write rates, beside `docker logs -f` ----------------------------
+def rotation_script(lines: int, rate: str) -> str:
+    """Print `ready`, wait for /tmp/go, then lines 0..lines-1 at `rate` lines/s (`max`: one seq)."""
+    wait = "echo ready; while [ ! -e /tmp/go ]; do sleep 0.01; done"
+    if rate == "max":
+        return f"{wait}; seq 0 {lines - 1}"
+    chunk = 1000
+    tick = chunk / float(rate)
+    return (
+        f"{wait}; i=0; while [ $i -lt {lines} ]; do seq $i $((i+{chunk}-1)); i=$((i+{chunk})); "
+        f"sleep {tick:.4f}; done"
+    )
+
+
+def metric(run: AgentRun, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{run.port}/metrics", timeout=10) as r:
+        fams = parse(r.read().decode())
+    return sum(v for lbl, v in fams.get(name, []) if lbl.get("sink") == run.sink)
+
+
+def rotation_rows(engine: Engine, rx: Receiver, tmp: Path, lines: int, rates: list[str]) -> list[str]:
+    prefix = f"dwbenchrot-{uuid.uuid4().hex[:6]}-"
+    spec = {
+        "name": "rot",
+        "driver": "fluentd",
+        "options": {
+            "fluentd-address": f"tcp://127.0.0.1:{rx.port.value}",
+            "fluentd-async": "true",
+            "fluentd-request-ack": "true",
+        },
+        "include": {"name": f"^{prefix}"},
+    }
+    run = AgentRun(engine, tmp, spec)
+    run.wait_ready(60)
+    out = []
+    try:
+        for rate in rates:
+            rx.reset()
+            missed0 = metric(run, "dockwatch_log_sink_rotated_files_missed_total")
+            name = f"{prefix}{uuid.uuid4().hex[:6]}"
+            cid = engine.run(
+                "--network", "none", "--log-opt", "max-size=1m", "--log-opt", "max-file=3",
+                BUSYBOX_IMAGE, "sh", "-c", rotation_script(lines, rate), name=name,
+            )  # fmt: skip
+            follow = subprocess.Popen(["docker", "logs", "-f", cid], env=engine.env, stdout=subprocess.PIPE)
+            followed = [0]
+
+            def count(proc: subprocess.Popen[bytes] = follow, box: list[int] = followed) -> None:
+                assert proc.stdout is not None
+                while data := proc.stdout.read1(1 << 20):
+                    box[0] += data.count(b"\n")
+
+            counter = threading.Thread(target=count, daemon=True)
+            counter.start()
+            # Both followers have the container (its `ready` line) before it writes.
+            both = lambda box=followed: rx.count.value >= 1 and box[0] >= 1  # noqa: E731
+            wait_for(both, timeout=60, what="both following")
+            t0 = time.monotonic()
+            engine.docker("exec", cid, "touch", "/tmp/go")
+            engine.docker("wait", cid, timeout=600)
+            wall = time.monotonic() - t0
+            follow.wait(60)
+            counter.join(10)
+            # The agent finishes the container (it exited): until the receiver has everything, or
+            # nothing came for 3 s.
+            last, since = -1, time.monotonic()
+            while rx.count.value < lines + 1 and time.monotonic() - since < 3:
+                if rx.count.value != last:
+                    last, since = rx.count.value, time.monotonic()
+                time.sleep(0.05)
+            got, seen = rx.count.value - 1, followed[0] - 1  # minus `ready`
+            missed = metric(run, "dockwatch_log_sink_rotated_files_missed_total") - missed0
+            target = "dockerd's max" if rate == "max" else f"{int(rate):,}"
+            out.append(
+                f"| {target} | {lines / wall:,.0f} | {got:,} / {lines:,} ({100 * got / lines:.1f}%) | "
+                f"{int(missed)} | {seen:,} / {lines:,} ({100 * seen / lines:.1f}%) |"
+            )
+            print(f"  rotation {target}: {out[-1]}", file=sys.stderr)
+            engine.docker("rm", "-f", cid, check=False)
+    finally:
+        run.stop()
+    return out
+
+
 DOCKER_LOGS = "`docker logs` (dockerd reading the same files)"
+SOURCE = "dockwatch json-file source alone (read, parse, rejoin, checkpoint)"
 PEERS = {  # sink -> the dockerd path it is compared with
+    "source": DOCKER_LOGS,
     "json-file": DOCKER_LOGS,
     "fluentd": "dockerd fluentd driver",
     "fluentd+ack": "dockerd fluentd driver",
@@ -291,7 +439,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--sinks", default="json-file,fluentd,syslog-tcp,syslog-udp")
+    ap.add_argument(
+        "--sinks",
+        default="source,json-file,fluentd,syslog-tcp,syslog-udp",
+        help="`source`: the json-file source alone, in this process (no agent, no sink)",
+    )
+    ap.add_argument("--rotation-rates", default="20000,50000,100000,max")
+    ap.add_argument("--rotation-lines", type=int, default=200_000)
     ap.add_argument(
         "--wide",
         action="store_true",
@@ -360,6 +514,9 @@ def main() -> None:
             }
 
             def agent(label: str) -> Row:
+                if label == "source":
+                    wall, cpu = source_run(engine, cid, n, tmp)
+                    return n / wall, cpu * 100_000 / n, n
                 spec = {"name": "bench", **sinks[label](), "include": {"name": f"^{name}$"}}
                 got = n
                 if label.startswith("fluentd"):
@@ -386,7 +543,9 @@ def main() -> None:
                         f"  warning: {label} took under 1 s beyond the idle start; use more --lines",
                         file=sys.stderr,
                     )
-                return n / max(1e-9, wall - idle_wall), max(0.0, cpu - idle_cpu) * 100_000 / n, got
+                # Under 1 s beyond the idle start (warned above), lines/s says nothing: 0 prints as "-".
+                lps = n / (wall - idle_wall) if wall - idle_wall >= 1.0 else 0.0
+                return lps, max(0.0, cpu - idle_cpu) * 100_000 / n, got
 
             def peer(label: str) -> Row:
                 if label == DOCKER_LOGS:
@@ -404,13 +563,16 @@ def main() -> None:
             peers = list(dict.fromkeys(PEERS[s] for s in chosen))
             for i in range(a.repeat):
                 for label in chosen:
-                    rows.setdefault(f"dockwatch → {label} sink", []).append(r := agent(label))
+                    key = SOURCE if label == "source" else f"dockwatch → {label} sink"
+                    rows.setdefault(key, []).append(r := agent(label))
                     print(
                         f"  [{i + 1}] {label} sink: {r[0]:,.0f} lines/s, {r[1]:.3f}, {r[2]}", file=sys.stderr
                     )
                 for label in peers:
                     rows.setdefault(label, []).append(r := peer(label))
                     print(f"  [{i + 1}] {label}: {r[0]:,.0f} lines/s, {r[1]:.3f}, {r[2]}", file=sys.stderr)
+            rates = [r for r in a.rotation_rates.split(",") if r]
+            rot = rotation_rows(engine, rx, tmp, a.rotation_lines, rates) if rates else []
         finally:
             engine.docker("rm", "-f", cid, check=False)
     load1 = os.getloadavg()
@@ -433,14 +595,27 @@ def main() -> None:
         got = min(v[2] for v in vals)
         lost = "" if got >= n else f" (min; {100 * (n - got) / n:.1f}% lost)"
         sink = label.removeprefix("dockwatch → ").removesuffix(" sink")
+        sink = "source" if label == SOURCE else sink
         if sink in PEERS:
             p = PEERS[sink]
-            cmp = f"{p} | {lps / med(p, 0):.2f}x | {cpu / med(p, 1):.2f}x"
+            vs = f"{lps / med(p, 0):.2f}x" if lps else "-"
+            cmp = f"{p} | {vs} | {cpu / med(p, 1):.2f}x"
         else:
             cmp = "(peer) | | "
         per_cpu = f"{100_000 / cpu:,.0f}" if cpu else "-"
-        print(f"| {label} | {lps:,.0f} | {cpu:.3f} | {per_cpu} | {got:,} / {n:,}{lost} | {cmp} |")
+        shown = f"{lps:,.0f}" if lps else "-"
+        print(f"| {label} | {shown} | {cpu:.3f} | {per_cpu} | {got:,} / {n:,}{lost} | {cmp} |")
     print()
+    if rot:
+        print(
+            f"Rotation: max-size=1m, max-file=3, {a.rotation_lines:,} numbered lines per container; "
+            "dockwatch (fluentd sink with ack) and `docker logs -f` follow the same container\n"
+        )
+        print("| target lines/s | reached lines/s | dockwatch delivered / sent | files counted missed | "
+              "`docker logs -f` / sent |")  # fmt: skip
+        print("|---:|---:|---:|---:|---:|")
+        print("\n".join(rot))
+        print()
     for label, vals in rx_cpu.items():
         print(f"syslog receiver CPU during {label}: {statistics.median(vals):.3f} s per 100k lines (median)")
 

@@ -16,7 +16,7 @@ import argparse
 import importlib.util
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,8 @@ RI = "[$__rate_interval]"
 # One series per scrape target, carrying its node: filters and labels the node-less self metrics.
 TARGET_NODE = f"group by (job, instance, node) (dockwatch_build_info{{{JOB},{NODE}}})"
 SERVICE_BY = "stack, service, compose_project, compose_service"
-SERVICE_LEGEND = "{{stack}}{{compose_project}}/{{service}}{{compose_service}}"
+SERVICE_LEGEND = "{{group}}"
+STANDALONE = "(no stack or project)"
 
 
 def sel(metric: str, *matchers: str) -> str:
@@ -64,12 +65,28 @@ def increase_range(metric: str, *matchers: str) -> str:
     return f"increase({sel(metric, *matchers)}[$__range])"
 
 
+def increase_at_end(metric: str, *matchers: str) -> str:
+    """Increase over the whole dashboard range, evaluated once at its end: inside a range query,
+    this is what an instant query over the range would give, the same at every step."""
+    return f"increase({sel(metric, *matchers)}[$__range] @ end())"
+
+
 def action(a: str) -> str:
     return f'action="{a}"'
 
 
 NOT_HOST = 'name!=""'
 RESTARTS = 'action=~"start|restart"'
+
+
+def per_service(expr: str) -> str:
+    """`expr` summed per swarm stack/service or compose project/service, with one `group` label for
+    the legend: "stack/service", "project/service", or STANDALONE for containers with neither
+    (one series, instead of a legend reading "/")."""
+    sources = ", ".join(f'"{label}"' for label in SERVICE_BY.split(", "))
+    joined = f'label_join(sum by ({SERVICE_BY}) ({expr}), "group", ";", {sources})'
+    named = f'label_replace({joined}, "group", "$1$3/$2$4", "group", "([^;]*);([^;]*);([^;]*);([^;]*)")'
+    return f'label_replace({named}, "group", "{STANDALONE}", "group", "/")'
 
 
 def per_node(expr: str) -> str:
@@ -135,13 +152,30 @@ def instant(expr: str, legend: str = "") -> Target:
 
 
 def link_to(uid: str, title: str, label: str = "name") -> Json:
-    """A data link to another dashboard, carrying the series' container (or other label) along."""
+    """A data link to another dashboard, carrying the clicked series' container and its own node
+    (not ${node:queryparam}: with node=All that would open the container on every node)."""
     return {
         "title": title,
-        "url": f"/d/{uid}/{uid}?var-container=${{__field.labels.{label}}}&${{__url_time_range}}"
-        "&${datasource:queryparam}&${job:queryparam}&${node:queryparam}",
+        "url": f"/d/{uid}/{uid}?var-container=${{__field.labels.{label}}}&var-node=${{__field.labels.node}}"
+        "&${__url_time_range}&${datasource:queryparam}&${job:queryparam}",
     }
 
+
+def alarm(warning: float, critical: float) -> Json:
+    """Stat colours: green, orange from `warning`, red from `critical` (field defaults)."""
+    steps = [
+        {"color": "green", "value": None},
+        {"color": "orange", "value": warning},
+        {"color": "red", "value": critical},
+    ]
+    return {"thresholds": {"mode": "absolute", "steps": steps}}
+
+
+# Warning at the shipped alert rules' thresholds (grafana/alerts), critical ten times higher. Errors:
+# the alert fires on any, and one error in a 1 m window is already a rate of 0.017/s.
+ERRORS_ALARM = alarm(0.01, 1)
+DROPS_ALARM = alarm(1, 10)
+FAILED_CONNECTS_ALARM = alarm(1, 10)
 
 HEALTH_MAPPINGS: list[Json] = [
     {
@@ -382,15 +416,25 @@ def traffic() -> Json:
     c = CONTAINER
     cn = f"{c},{NET}"
     detail = [link_to("dockwatch-container", "Container detail")]
-    by_service = f"sum by ({SERVICE_BY})"
+    by_service = per_service
 
-    def rx_tx(title: str, desc: str, unit: str, rx: str, tx: str, by: str, legend: str, **kw: Any) -> Panel:
+    def rx_tx(
+        title: str,
+        desc: str,
+        unit: str,
+        rx: str,
+        tx: str,
+        by: str | Callable[[str], str],
+        legend: str,
+        **kw: Any,
+    ) -> Panel:
+        agg = by if callable(by) else lambda e: f"{by} ({e})"
         return ts(
             title,
             desc,
             unit,
-            t(f"{by} ({rate(rx, cn)})", legend + " rx"),
-            t(f"{by} ({rate(tx, cn)})", legend + " tx"),
+            t(agg(rate(rx, cn)), legend + " rx"),
+            t(agg(rate(tx, cn)), legend + " tx"),
             **kw,
         )
 
@@ -422,15 +466,19 @@ def traffic() -> Json:
         ),
         stat(
             "Errors",
-            "Receive plus transmit errors per second, all selected interfaces.",
+            "Receive plus transmit errors per second, all selected interfaces. Orange from 0.01/s "
+            "(any error), red from 1/s.",
             "pps",
             t(f"sum({rate(RX_ERRS, cn)}) + sum({rate(TX_ERRS, cn)})"),
+            extra_defaults=ERRORS_ALARM,
         ),
         stat(
             "Drops",
-            "Received plus transmitted packets dropped per second, all selected interfaces.",
+            "Received plus transmitted packets dropped per second, all selected interfaces. Orange "
+            "from 1/s (the ContainerNetworkDrops alert), red from 10/s.",
             "pps",
             t(f"sum({rate(RX_DROP, cn)}) + sum({rate(TX_DROP, cn)})"),
+            extra_defaults=DROPS_ALARM,
         ),
         rx_tx(
             "Traffic by node",
@@ -444,7 +492,7 @@ def traffic() -> Json:
         rx_tx(
             "Traffic by stack / service",
             "Container traffic per swarm stack/service or compose project/service "
-            "(standalone containers show as '/').",
+            f"(containers with neither: {STANDALONE}).",
             "Bps",
             RX_BYTES,
             TX_BYTES,
@@ -453,12 +501,16 @@ def traffic() -> Json:
         ),
         ts(
             "Top talkers",
-            "The 10 containers with the most received plus transmitted bytes per second. "
-            "Click a series for its container dashboard.",
+            "Received plus transmitted bytes per second of the 10 containers that moved the most bytes "
+            "over the shown range. The 10 are chosen once, at the end of the range (topk over "
+            "[$__range] @ end()), so the panel never shows more than 10 series. Click a series for "
+            "its container dashboard.",
             "Bps",
             t(
-                f"topk(10, sum by (node, name) ({rate(RX_BYTES, cn)}) "
-                f"+ sum by (node, name) ({rate(TX_BYTES, cn)}))",
+                f"(sum by (node, name) ({rate(RX_BYTES, cn)}) + sum by (node, name) ({rate(TX_BYTES, cn)}))"
+                " and on (node, name) "
+                f"topk(10, sum by (node, name) ({increase_at_end(RX_BYTES, cn)}) "
+                f"+ sum by (node, name) ({increase_at_end(TX_BYTES, cn)}))",
                 "{{node}}/{{name}}",
             ),
             links=detail,
@@ -494,8 +546,8 @@ def traffic() -> Json:
                                 {
                                     "title": "Container detail",
                                     "url": "/d/dockwatch-container/dockwatch-container"
-                                    "?var-container=${__value.raw}&${__url_time_range}"
-                                    "&${datasource:queryparam}&${job:queryparam}&${node:queryparam}",
+                                    "?var-container=${__value.raw}&var-node=${__data.fields.node}"
+                                    "&${__url_time_range}&${datasource:queryparam}&${job:queryparam}",
                                 }
                             ],
                         }
@@ -676,9 +728,11 @@ def container() -> Json:
         ),
         stat(
             "Failed connects",
-            "Failed TCP connection attempts per second.",
+            "Failed TCP connection attempts per second. Orange from 1/s (the "
+            "ContainerTcpFailedConnectsRising alert), red from 10/s.",
             "ops",
             t(per_ctr(rate("container_network_tcp_failed_connection_attempts_total", c)), "{{name}}"),
+            extra_defaults=FAILED_CONNECTS_ALARM,
         ),
         stat(
             "Dies in range",
@@ -765,7 +819,6 @@ def connections() -> Json:
     c = CONTAINER
     ctr = "sum by (node, name)"
     ctr_l = "{{node}}/{{name}}"
-    svc = f"sum by ({SERVICE_BY})"
     detail = [link_to("dockwatch-container", "Container detail")]
 
     def by_ctr(title: str, desc: str, unit: str, expr_fn: Any, *metrics: tuple[str, str]) -> Panel:
@@ -798,9 +851,11 @@ def connections() -> Json:
         ),
         stat(
             "Failed connects",
-            "Failed TCP connection attempts per second, all selected containers.",
+            "Failed TCP connection attempts per second, all selected containers. Orange from 1/s "
+            "(the ContainerTcpFailedConnectsRising alert, per container), red from 10/s.",
             "ops",
             t(f"sum({rate('container_network_tcp_failed_connection_attempts_total', c)})"),
+            extra_defaults=FAILED_CONNECTS_ALARM,
         ),
         stat(
             "Resets sent",
@@ -825,7 +880,7 @@ def connections() -> Json:
             "Established by stack / service",
             "TCP connections in ESTABLISHED or CLOSE-WAIT per service.",
             "short",
-            t(f"{svc} ({sel('container_network_tcp_connections_established', c)})", SERVICE_LEGEND),
+            t(per_service(sel("container_network_tcp_connections_established", c)), SERVICE_LEGEND),
         ),
         by_ctr(
             "TIME-WAIT by container",
@@ -867,7 +922,7 @@ def connections() -> Json:
             "Failed connection attempts by stack / service",
             "Failed TCP connection attempts per second per service.",
             "ops",
-            t(f"{svc} ({rate('container_network_tcp_failed_connection_attempts_total', c)})", SERVICE_LEGEND),
+            t(per_service(rate("container_network_tcp_failed_connection_attempts_total", c)), SERVICE_LEGEND),
         ),
         by_ctr(
             "Resets by container",
@@ -1177,6 +1232,31 @@ def agent() -> Json:
             ),
         ),
         ts(
+            "Agent CPU",
+            "CPU the agent process uses, in cores (process_cpu_seconds_total: user + system).",
+            "percentunit",
+            t(f"sum by (node) ({per_node(rate('process_cpu_seconds_total', JOB))})", "{{node}}"),
+        ),
+        ts(
+            "Agent memory",
+            "Resident memory of the agent process (process_resident_memory_bytes).",
+            "bytes",
+            t(f"max by (node) ({per_node(sel('process_resident_memory_bytes', JOB))})", "{{node}}"),
+        ),
+        ts(
+            "Agent open files",
+            "File descriptors the agent holds, and its limit (process_open_fds, process_max_fds).",
+            "short",
+            t(f"max by (node) ({per_node(sel('process_open_fds', JOB))})", "{{node}} open"),
+            t(f"max by (node) ({per_node(sel('process_max_fds', JOB))})", "{{node}} limit"),
+        ),
+        ts(
+            "Agent uptime",
+            "Seconds since each agent process started (process_start_time_seconds): drops on restarts.",
+            "s",
+            t(f"time() - max by (node) ({per_node(sel('process_start_time_seconds', JOB))})", "{{node}}"),
+        ),
+        ts(
             "Containers and namespaces tracked",
             "Running containers in the inventory and distinct network namespaces read, per node.",
             "short",
@@ -1242,6 +1322,30 @@ def agent() -> Json:
             t(
                 f"sum by (node, sink, reason) ({sink_rate('dockwatch_log_sink_records_dropped_total')})",
                 "{{node}} {{sink}} {{reason}}",
+            ),
+            no_value=no_sink,
+        ),
+        ts(
+            "Log files missed in rotation",
+            "json-file log files per interval that Docker deleted before the sink's tail read them to "
+            "their end (held bound exceeded, not opened in time, or rotated away while the agent was "
+            "down). " + no_sink.capitalize() + ".",
+            "short",
+            t(
+                "sum by (node, sink) "
+                f"({per_node(increase('dockwatch_log_sink_rotated_files_missed_total', JOB, sink))})",
+                "{{node}} {{sink}}",
+            ),
+            no_value=no_sink,
+        ),
+        ts(
+            "Log bytes missed in rotation",
+            "Bytes per second of those files never read (exact when let go over the held bound, "
+            "otherwise a lower bound from the container's max-size). " + no_sink.capitalize() + ".",
+            "Bps",
+            t(
+                f"sum by (node, sink) ({sink_rate('dockwatch_log_sink_rotated_bytes_missed_total')})",
+                "{{node}} {{sink}}",
             ),
             no_value=no_sink,
         ),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -10,11 +9,12 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine import Engine, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+from toolbox import agent_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,10 +36,22 @@ def parse(text: str) -> dict[str, Series]:
 
 
 class Agent:
-    def __init__(self, engine: Engine, *args: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *args: str,
+        env: dict[str, str] | None = None,
+        docker_host: bool = True,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        """`env`: extra environment; `docker_host=False`: no --docker.host flag (DOCKER_HOST or the
+        default decide); `prefix`: a command the agent runs under (e.g. setpriv)."""
         self.engine = engine
         self.port = free_port()
         self.args = list(args)
+        self.env = env or {}
+        self.docker_host = docker_host
+        self.prefix = list(prefix)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="dockwatch-agent-", suffix=".log", delete=False)  # noqa: SIM115
 
@@ -48,15 +60,45 @@ class Agent:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait_ready: bool = True) -> Agent:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        env.pop("DOCKER_HOST", None)
+        """Start the agent; until it serves HTTP or exits. `wait_ready`: until /readyz is 200."""
+        for _ in range(3):
+            self._spawn()
+            # free_port() closed its socket: someone else may have bound that port since. Then
+            # the agent exits saying so, and gets another port (luck removed, not retried blindly).
+            wait_for(lambda: self._serving_or_exited(), timeout=120, what=f"agent up ({self.log.name})")
+            if self._lost_port():
+                self.port = free_port()
+                continue
+            break
+        if wait_ready:
+            wait_for(lambda: self.get("/readyz")[0] == 200, 120, what=f"agent ready ({self.log.name})")
+        return self
+
+    def _serving_or_exited(self) -> bool:
+        assert self.proc is not None
+        # The agent's own word that it listens (plain HTTP or TLS, with or without auth).
+        return self.proc.poll() is not None or "serving /metrics, /healthz and /readyz on" in Path(
+            self.log.name
+        ).read_text(errors="replace")
+
+    def _lost_port(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is None or "cannot listen on" not in self.logtext():
+            return False
+        self.log.seek(0)
+        self.log.truncate()
+        return True
+
+    def _spawn(self) -> None:
+        host = [f"--docker.host={self.engine.host}"] if self.docker_host else []
         self.proc = subprocess.Popen(
             [
+                *self.prefix,
                 sys.executable,
                 "-m",
                 "agent",
                 "run",
-                f"--docker.host={self.engine.host}",
+                *host,
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 f"--path.docker-root={self.engine.root / 'data'}",
                 "--log-level=debug",
@@ -64,12 +106,9 @@ class Agent:
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=agent_env(**self.env),
             cwd=REPO,
         )
-        if wait_ready:
-            wait_for(lambda: self.get("/readyz")[0] == 200, timeout=30, what=f"agent ready ({self.log.name})")
-        return self
 
     def get(self, path: str) -> tuple[int, str]:
         assert self.proc is not None and self.proc.poll() is None, f"agent exited; log: {self.logtext()}"

@@ -16,12 +16,13 @@ import signal
 import subprocess
 import tarfile
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from toolbox import wait_for  # the one wait helper; tests import it from here too
 
 BUSYBOX_IMAGE = "dockwatch-test/busybox:latest"
 ENGINE_ROOT = Path(os.environ.get("DOCKWATCH_TEST_ENGINE_ROOT", "/tmp/dwtest-engine"))
@@ -30,24 +31,6 @@ APPLETS = (
     "sh ash cat cp dd echo env false grep head hostname httpd id ifconfig ip kill ls mkdir "
     "nc netstat ping printf ps rm route seq sleep tail tee timeout touch true uname wc wget xargs yes"
 ).split()
-
-
-def wait_for(
-    cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
-) -> Any:
-    """Poll `cond` until it returns a truthy value or the deadline passes; return that value."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:  # the condition may fail until the thing exists
-            last_exc = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}") from last_exc
-        time.sleep(interval)
 
 
 @dataclass

@@ -7,9 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real peers the tests run against: dockerd, busybox for test images, rsyslog (+TLS),
-# prometheus/promtool, debootstrap for the agent's image base, iproute2 for veth pairs,
-# docker-compose to bring up deploy/*.yaml.
-PKGS=(docker.io busybox-static iproute2 rsyslog rsyslog-gnutls gnutls-bin openssl prometheus debootstrap ca-certificates docker-compose)
+# prometheus/promtool, debootstrap for the agent's image base, iproute2 for veth pairs and the
+# swarm test's network namespaces, util-linux for its nsenter/unshare, docker-compose to bring
+# up deploy/*.yaml, curl for the TLS/auth tests, amtool (Alertmanager's package) to check
+# deploy/alertmanager/alertmanager.yml, tmux to drive `dockwatch top` in a real terminal.
+PKGS=(docker.io busybox-static iproute2 util-linux rsyslog rsyslog-gnutls gnutls-bin openssl prometheus debootstrap ca-certificates docker-compose curl prometheus-alertmanager tmux)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,13 +1,19 @@
-"""A thin, read-only Engine API client over the unix socket (or tcp://), on aiohttp.
+"""A thin, read-only Engine API client over the unix socket (or tcp://, with TLS), on aiohttp.
 
 Only GET requests. Errors are normalised once here: EngineError (unreachable, 5xx, bad JSON)
 and NotFound (404); callers never see aiohttp exceptions or raw error bodies.
+
+tcp:// follows the docker CLI: https with the TLS context given (DOCKER_TLS_VERIFY: ca.pem,
+cert.pem, key.pem of DOCKER_CERT_PATH), default port 2376 with TLS and 2375 without.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -82,17 +88,48 @@ class JsonLinesDecoder:
                 out.append(obj)
 
 
+def tls_context(cert_path: str, verify: bool = True) -> ssl.SSLContext:
+    """The client side of the docker CLI's --tlsverify: trust ca.pem, present cert.pem/key.pem if
+    both exist, check the engine's name against the host in DOCKER_HOST. ValueError names the file."""
+    ca = os.path.join(cert_path, "ca.pem")
+    cert, key = os.path.join(cert_path, "cert.pem"), os.path.join(cert_path, "key.pem")
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # the CLI's floor (go-connections tlsconfig)
+    if verify:
+        try:
+            ctx.load_verify_locations(cafile=ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"{ca}: not a CA certificate this agent can load ({exc})") from None
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if os.path.exists(cert) and os.path.exists(key):
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"{cert} and {key}: not a certificate and its key ({exc})") from None
+    return ctx
+
+
 class DockerClient:
-    def __init__(self, host: str, timeout: float = 10.0) -> None:
+    def __init__(self, host: str, timeout: float = 10.0, tls: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.timeout = timeout
         self.api_version = ""
+        self._tls = tls
         if host.startswith("unix://"):
             self._connector_args: dict[str, Any] = {"path": host.removeprefix("unix://")}
             self._base = "http://docker"
         else:
             self._connector_args = {}
-            self._base = "http://" + host.split("://", 1)[1].rstrip("/")
+            hostport = host.split("://", 1)[1].split("/", 1)[0]
+            if host.startswith("tcp://") and tls is not None:
+                scheme, port = "https", 2376
+            else:
+                scheme, port, self._tls = "http", 2375, None
+            if not hostport.rpartition("]")[2].count(":"):  # no port given: the CLI's defaults
+                hostport = f"{hostport}:{port}"
+            self._base = f"{scheme}://{hostport}"
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> DockerClient:
@@ -113,7 +150,7 @@ class DockerClient:
             connector: aiohttp.BaseConnector = (
                 aiohttp.UnixConnector(**self._connector_args)
                 if self._connector_args
-                else aiohttp.TCPConnector()
+                else aiohttp.TCPConnector(ssl=self._tls if self._tls is not None else True)
             )
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
@@ -133,6 +170,8 @@ class DockerClient:
                 if resp.status >= 400:
                     raise EngineError(f"GET {path}: {resp.status} {_message(body)}", resp.status)
                 return json.loads(body)
+        except aiohttp.ClientConnectorError as exc:
+            raise unreachable(self.host, exc.os_error) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise EngineError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
         except ValueError as exc:
@@ -154,6 +193,11 @@ class DockerClient:
     async def running_container_ids(self) -> list[str]:
         data = await self.get_json("/containers/json")
         return [str(c["Id"]) for c in data]
+
+    async def container_states(self) -> dict[str, str]:
+        """Every container, running or not (`docker ps -a`): id → State (running, exited, ...)."""
+        data = await self.get_json("/containers/json", {"all": "1"})
+        return {str(c["Id"]): str(c.get("State") or "") for c in data}
 
     async def inspect(self, container_id: str) -> Container:
         return Container.from_inspect(await self.get_json(f"/containers/{quote(container_id)}/json"))
@@ -188,6 +232,8 @@ class DockerClient:
                 async for chunk in resp.content.iter_any():
                     for obj in decoder.feed(chunk):
                         yield Event.from_api(obj)
+        except aiohttp.ClientConnectorError as exc:
+            raise unreachable(self.host, exc.os_error) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise EngineError(f"GET /events: {type(exc).__name__}: {exc}") from exc
         raise EngineError("GET /events: the engine closed the stream")
@@ -208,6 +254,31 @@ class DockerClient:
                     yield chunk
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise EngineError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def unreachable(host: str, err: OSError) -> EngineError:
+    """No connection at all: say so, and how to fix it (the agent's one line about it at start)."""
+    why = err.strerror or str(err)
+    if not host.startswith("unix://"):
+        return EngineError(
+            f"cannot connect to the Docker engine at {host}: {why} (is the engine listening there?)",
+            unreachable=True,
+        )
+    path = host.removeprefix("unix://")
+    if err.errno == errno.ECONNREFUSED:  # the socket file is there, nobody listens: dockerd is down
+        return EngineError(
+            f"cannot connect to the Docker engine at {host}: {why} (is dockerd running?)", unreachable=True
+        )
+    try:
+        gid = str(os.stat(path).st_gid)
+    except OSError:
+        gid = "<the socket's group id>"
+    return EngineError(
+        f"cannot connect to the Docker engine at {host}: {why}. Fix: mount the socket "
+        f"(-v /var/run/docker.sock:{path}:ro) or point --docker.host at it; if it is mounted, run as "
+        f"root or add its group (--group-add {gid}); --sidecar watches one app's namespace without it",
+        unreachable=True,
+    )
 
 
 def _message(body: bytes) -> str:

@@ -20,11 +20,13 @@ LOGS_OPT_OUT = "dockwatch.logs"
 
 
 class EngineError(Exception):
-    """The engine answered with an error, or could not be reached."""
+    """The engine answered with an error, or could not be reached (`unreachable`: no connection
+    could be made at all, e.g. no socket, a socket we may not open, nothing listening)."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, unreachable: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.unreachable = unreachable
 
 
 class NotFound(EngineError):
@@ -225,6 +227,7 @@ class Container:
     env: tuple[str, ...] = ()
     networks: tuple[NetworkAttachment, ...] = ()
     log_driver: str = ""
+    log_opts: Mapping[str, str] = field(default_factory=dict)  # HostConfig.LogConfig.Config (max-size, ...)
     log_path: str = ""
     health: str = ""  # "", starting, healthy, unhealthy
     tty: bool = False
@@ -266,6 +269,7 @@ class Container:
             env=tuple(cfg.get("Env") or ()),
             networks=attachments,
             log_driver=((host_cfg.get("LogConfig") or {}).get("Type")) or "",
+            log_opts=dict(((host_cfg.get("LogConfig") or {}).get("Config")) or {}),
             log_path=raw.get("LogPath") or "",
             health=health,
             tty=bool(cfg.get("Tty")),

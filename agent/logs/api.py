@@ -5,6 +5,11 @@ dual-logging cache. `since` is inclusive and has nanosecond resolution, so the c
 (time of the last delivered entry, how many entries with exactly that time were delivered) and the
 boundary duplicates are dropped on resume (moby `daemon/logger/local/read.go` filters `Before(since)`).
 
+A follow stream is not the end of a container: dockerd 20.10 can close it when the container stops
+before the last entries were sent (`docker logs -f` misses them too). The tail ends only after a
+read without follow, begun once the container is known to have stopped, from the last entry read
+(inclusive, boundary deduped) has reached the end.
+
     stream reader task ──chunks──► bounded queue ──► demux → timestamp → Joiner → batch ─► SinkRunner
 """
 
@@ -61,12 +66,18 @@ class ApiTail(Tail):
         pos = await self.load()
         if isinstance(pos, ApiPos):
             self.committed = self.read_pos = pos
-        elif self.preexisting and self.opts.start_at_end:
-            self.read_pos = ApiPos(time.time_ns(), 0)
+        else:
+            if self.preexisting and self.opts.start_at_end:
+                self.read_pos = ApiPos(time.time_ns(), 0)
+            # Owed from now on: a restart finishes this container even if nothing was delivered.
+            await self.owe(self.read_pos or ApiPos(0, 0))
         backoff = 0.2
         while not self.stopping:
+            # A read that begins once the container is known to have stopped is the last one, and
+            # it does not follow: dockerd 20.10 can end a follow stream before the last entries.
+            final = self.finishing
             try:
-                ended = await self._follow()
+                ended = await self._follow(follow=not final)
             except Unreadable as exc:
                 self.on_unreadable(self.container, str(exc))
                 return
@@ -76,28 +87,30 @@ class ApiTail(Tail):
                 else:
                     log.warning("container %s logs: %s; reconnecting", self.cid[:12], exc)
                     ended = False
-            if ended and self.finishing:
-                # The container is gone: a line it never finished goes out as it is. After a mere
-                # reconnect the open line stays pending; the next stream continues it.
-                for o in self.joiner.flush(force=True):
+            if ended and final:
+                # Everything Docker kept has been read: a line the container never finished goes
+                # out as it is. After a mere reconnect the open line stays pending; the next
+                # stream continues it.
+                for o in self.joiner.flush(end=self.read_pos, force=True):
                     self.add(o.stream, o.time_ns, o.line, o.partial, o.pos)
             if self.batch:
                 await self.flush()
-            if self.stopping or (ended and self.finishing):
+            if self.stopping or (ended and final):
                 return
             if ended:
-                # A followed stream ends when the container stops; wait for the inventory to say so
-                # (or for a restart, which resumes from the position).
-                await self.idle(1.0)
+                # A followed stream ends when the container stops: once the inventory says so (or
+                # at once, if it already has), read again without follow; a restart resumes.
+                if not self.finishing:
+                    await self.idle(1.0)
                 backoff = 0.2
                 continue
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    async def _follow(self) -> bool:
-        """One connection; True when the engine ended the stream (container stopped)."""
-        params = {"follow": "1", "stdout": "1", "stderr": "1", "timestamps": "1"}
-        if self.read_pos is not None:
+    async def _follow(self, follow: bool = True) -> bool:
+        """One request from `read_pos` (inclusive); True when the engine ended the stream."""
+        params = {"follow": "1" if follow else "0", "stdout": "1", "stderr": "1", "timestamps": "1"}
+        if self.read_pos is not None and self.read_pos.time_ns:
             params["since"] = since_param(self.read_pos.time_ns)
         queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue(QUEUE_CHUNKS)
 
@@ -162,7 +175,7 @@ class ApiTail(Tail):
                             await self.flush()
                 if self.stopping:
                     return False
-                for o in self.joiner.flush():
+                for o in self.joiner.flush(end=self.read_pos):
                     self.add(o.stream, o.time_ns, o.line, o.partial, o.pos)
                 if self.batch and queue.empty():
                     await self.flush()

@@ -1,11 +1,14 @@
 """Delivery positions per (sink, container), persisted atomically in the state directory.
 
-    <path.state>/logs/<sink>/<container id>.json   {"v":1,"file":{...},"api":{...}}
+    <path.state>/logs/<sink>/<container id>.json   {"v":1,"file":{...}} or {"v":1,"api":{...}}
+    <path.state>/logs/<sink>/first-start           {"v":1,"time_ns":...}
 
-A position is written only after the sink said OK for everything before it, with write-to-temp,
+A tail writes its start position as soon as it has one (the container is owed lines from there),
+then a position only after the sink said OK for everything before it; always with write-to-temp,
 fsync, rename, fsync(dir): a crash leaves the old or the new file, never half of one. Positions
 name the file by inode and by fingerprint (first line) so they survive Docker renaming the file to
-`.1` or gzipping it to `.1.gz`.
+`.1` or gzipping it to `.1.gz`. `first-start` is when the sink first ran: containers created before
+it existed before the agent (`logs.start-at` applies to them), later ones are shipped in full.
 """
 
 from __future__ import annotations
@@ -91,10 +94,30 @@ class CheckpointStore:
         return pos
 
     def save(self, sink: str, container_id: str, pos: Position) -> None:
-        path = self._path(sink, container_id)
+        self._write(self._path(sink, container_id), encode(pos))
+
+    def first_start(self, sink: str, now_ns: int) -> int:
+        """When this sink first ran (ns since the epoch); recorded as `now_ns` if it never did.
+        OSError when it cannot be recorded."""
+        if not _SAFE.match(sink):
+            raise ValueError(f"unsafe sink name {sink!r}")
+        path = self.root / sink / "first-start"
+        try:
+            obj = json.loads(path.read_bytes())
+            if isinstance(obj, dict) and obj.get("v") == 1 and isinstance(obj.get("time_ns"), int):
+                return int(obj["time_ns"])
+            log.warning("%s is unreadable; the sink's first start is now", path)
+        except FileNotFoundError:
+            pass
+        except ValueError:
+            log.warning("%s is unreadable; the sink's first start is now", path)
+        self._write(path, {"v": 1, "time_ns": now_ns})
+        return now_ns
+
+    def _write(self, path: Path, obj: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        data = json.dumps(encode(pos), separators=(",", ":")).encode()
+        data = json.dumps(obj, separators=(",", ":")).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data)

@@ -8,7 +8,8 @@
 A sink that is down holds only its own tails: each waits with its batch (bounded) while Docker's
 files keep the rest; other sinks read on. Sinks come from exporters/ (agent/ does not import them):
 anything with `name`, `open()`, `send(batch)` returning an outcome whose `.value` is "ok", "retry"
-or "fail", and `close()`.
+or "fail", and `close()`; and optionally `raw_chunks = True` to get Docker's 16 KiB chunks as
+chunks whatever `logs.join-partial` says.
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.docker.models import Container
 from agent.logs.checkpoint import ApiPos, CheckpointStore, FilePos, Position
 from agent.logs.filters import SinkSpec
 from agent.logs.record import LogRecord
+from agent.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,10 @@ class SinkStats:
     bytes: int = 0
     retries: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    # json-file files Docker deleted before they were read to the end, and their unread bytes (exact,
+    # or a lower bound where only that is knowable: agent/logs/README.md "Rotation").
+    files_missed: int = 0
+    bytes_missed: int = 0
     last_success: float = 0.0
     lag: float = 0.0
 
@@ -62,7 +68,11 @@ class SinkStats:
 
 
 class SinkRunner:
-    """One sink: sends one batch at a time, owns the backoff, keeps the counters."""
+    """One sink: sends one batch at a time, owns the backoff, keeps the counters.
+
+    A sink that keeps failing is reported through an Outage: its first failure, then a summary
+    every few minutes, then one line when it delivers again; each attempt is logged at debug.
+    """
 
     def __init__(
         self,
@@ -71,39 +81,49 @@ class SinkRunner:
         *,
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.spec = spec
         self.sink = sink
         self.name = spec.name
+        # A sink that writes Docker's 16 KiB chunks as they are (json-file) gets them unjoined.
+        self.raw_chunks = bool(getattr(sink, "raw_chunks", False))
         self.stats = SinkStats()
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.clock = clock
         self._backoff = 0.0
         self._lock = asyncio.Lock()
         self._opened = False
-        self._down_since = 0.0
+        self.outage = Outage(log, f"sink {self.name}", clock=clock)
 
-    async def deliver(self, batch: Sequence[LogRecord]) -> bool:
-        """Send until the sink takes the batch (True) or rejects it for good (False, counted)."""
+    async def deliver(self, batch: Sequence[LogRecord], nbytes: int | None = None) -> bool:
+        """Send until the sink takes the batch (True) or rejects it for good (False, counted).
+        `nbytes`: the sum of its lines' lengths, when the caller knows it."""
         while True:
             async with self._lock:
-                outcome = await self._attempt(batch)
+                outcome, reason = await self._attempt(batch)
                 if outcome == "ok":
-                    self._up(batch)
+                    self._up(batch, nbytes)
                     return True
                 if outcome == "fail":
                     self.stats.drop("rejected", len(batch))
                     log.error("sink %s rejected a batch of %d records; skipped", self.name, len(batch))
                     return False
                 self.stats.retries += 1
+                self.outage.failed(
+                    reason,
+                    f"sink {self.name}: cannot deliver: {reason}; retrying with backoff (up to "
+                    f"{self.backoff_cap:g}s), its batches wait and nothing is committed past them",
+                )
+                log.debug("sink %s: attempt failed: %s; retrying", self.name, reason)
                 # Capped, jittered exponential backoff; under the lock, so every tail of this sink
                 # waits behind the one probe instead of hammering a peer that is down.
                 self._backoff = min(self.backoff_cap, self._backoff * 2 or self.backoff_base)
-                if not self._down_since:
-                    self._down_since = time.monotonic()
-                await asyncio.sleep(self._backoff * (0.75 + random.random() / 2))
+                await self.clock.sleep(self._backoff * (0.75 + random.random() / 2))
 
-    async def _attempt(self, batch: Sequence[LogRecord]) -> str:
+    async def _attempt(self, batch: Sequence[LogRecord]) -> tuple[str, str]:
+        """("ok" | "fail" | "retry", why a retry is needed)."""
         try:
             if not self._opened:
                 await self.sink.open()
@@ -112,20 +132,20 @@ class SinkRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a sink's bug or a refused open(): retry, never crash the pipeline
-            log.warning("sink %s: %s: %s; will retry", self.name, type(exc).__name__, exc)
-            return "retry"
+            return "retry", f"{type(exc).__name__}: {exc}"
         value = str(getattr(res, "value", res)).lower()
-        return value if value in ("ok", "fail") else "retry"
+        if value in ("ok", "fail"):
+            return value, ""
+        # Sinks keep the reason of their last RETRY; they log each attempt at debug only.
+        return "retry", str(getattr(self.sink, "last_error", "") or "the sink asked to retry")
 
-    def _up(self, batch: Sequence[LogRecord]) -> None:
+    def _up(self, batch: Sequence[LogRecord], nbytes: int | None = None) -> None:
         st = self.stats
-        if self._down_since:
-            log.info("sink %s delivering again after %.1fs", self.name, time.monotonic() - self._down_since)
-            self._down_since = 0.0
+        self.outage.recovered("delivering again")
         self._backoff = 0.0
         st.sent += len(batch)
-        st.bytes += sum(len(r.line) for r in batch)
-        now = time.time()
+        st.bytes += sum(len(r.line) for r in batch) if nbytes is None else nbytes
+        now = self.clock.time()
         st.last_success = now
         if batch:
             st.lag = max(0.0, now - batch[-1].time_ns / 1e9)
@@ -139,7 +159,7 @@ class SinkRunner:
 @dataclass(frozen=True, slots=True)
 class TailOptions:
     join_partial: bool = True
-    start_at_end: bool = False  # only for containers already running at the agent's first start
+    start_at_end: bool = False  # only for containers that existed before the sink's first start
     batch_records: int = BATCH_RECORDS
     batch_bytes: int = BATCH_BYTES
     poll_interval: float = 0.25
@@ -209,7 +229,7 @@ class Tail:
         """Deliver the batch (retrying as long as it takes) and commit its position."""
         batch, raw = self.batch, self.batch_pos
         if batch:
-            await self.runner.deliver(batch)
+            await self.runner.deliver(batch, self.batch_bytes)
             self.batch = []
             self.batch_bytes = 0
         if raw is not None:
@@ -227,6 +247,12 @@ class Tail:
         else:
             self._save_failed = False
         self.committed = pos
+
+    async def owe(self, raw: Any) -> None:
+        """No checkpoint yet: record where reading starts (`raw`, as for `add`) at once, so that a
+        restart, even after SIGKILL, still finishes this container when nothing was delivered."""
+        if self.committed is None:
+            await self.commit(self.to_position(raw))
 
     async def load(self) -> Position | None:
         try:

@@ -160,8 +160,64 @@ def parse_fields(raw: bytes) -> tuple[str, int, bytes, bool]:
     return stream or "stdout", parse_time(ts), data, complete
 
 
+# One whole line in dockerd's own layout (keys log, stream, [attrs,] time; UTC time), for a whole block
+# of lines in one C pass: (line, log body still escaped, `\\n` if the log ended with a newline, stream,
+# time up to the seconds, fraction digits). The body loop is the unrolled `[^"\\]*(\\.[^"\\]*)*`, lazy on
+# escapes so that a final `\\n` escape lands in its own group.
+_BLOCK_LINE = re.compile(
+    rb'^(\{"log":"([^"\\\n]*(?:\\.[^"\\\n]*)*?)(\\n)?","stream":"(stdout|stderr)"(?:,"attrs":\{[^\n]*?\})?'
+    rb',"time":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z"\}\n)',
+    re.M,
+)
+Row = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
+# A Row's seconds part → epoch seconds (filled by row_time; the tail reads it inline on its hot path),
+# and fraction digits → ns multiplier.
+ROW_EPOCH: dict[bytes, int] = {}
+FRACTION_SCALE = _SCALE
+
+
+def parse_block(block: bytes) -> list[Row] | None:
+    """Every line of `block` (whole lines, each ending in a newline) as a Row, in one regex pass; None
+    when any line is not in dockerd's layout or the block is not UTF-8 (then parse line by line).
+
+    The hot path of the json-file source: no str, no dict and no object of ours per line.
+    """
+    if not block.isascii():
+        try:
+            block.decode()
+        except UnicodeDecodeError:
+            return None
+    rows: list[Row] = _BLOCK_LINE.findall(block)
+    # Anchored at line starts and ending at a newline, each match is one whole line: as many matches
+    # as newlines means every line matched.
+    return rows if len(rows) == block.count(b"\n") else None
+
+
+def row_time(head: bytes, frac: bytes) -> int:
+    """A Row's time (seconds part and fraction digits) → ns since the epoch."""
+    secs = ROW_EPOCH.get(head)
+    if secs is None:
+        secs = parse_time(head.decode() + "Z") // 1_000_000_000
+        if len(ROW_EPOCH) > 4096:
+            ROW_EPOCH.clear()
+        ROW_EPOCH[head] = secs
+    return secs * 1_000_000_000 + int(frac) * _SCALE[len(frac)] if frac else secs * 1_000_000_000
+
+
+def unescape(body: bytes) -> bytes:
+    """A Row's log body that holds escapes → its bytes (CorruptLine if the escapes are not JSON)."""
+    if b"\\ufffd" in body:
+        body = _FFFD_ESCAPE.sub(rb"\1\\udcff", body)
+    try:
+        text, _ = _scanstring(body.decode() + '"', 0)
+    except ValueError:
+        raise CorruptLine("not JSON") from None
+    return _utf8(text)
+
+
 class LineSplitter:
-    """Bytes in, (line, end offset) out; bounded: an over-long line is skipped and counted."""
+    """Bytes in, whole lines out (with their end offsets, or as one block); bounded: an over-long
+    line is skipped and counted."""
 
     def __init__(self, offset: int = 0) -> None:
         self._buf = bytearray()
@@ -197,6 +253,46 @@ class LineSplitter:
         elif rest:
             buf += rest
         return out
+
+    def feed_block(self, data: bytes) -> tuple[bytes, int]:
+        """Bytes in, (the whole lines among them as one block, the file offset of its first byte) out."""
+        buf = self._buf
+        if buf:
+            data = bytes(buf) + data
+            buf.clear()
+        start = self.offset
+        if self._skipping:  # the end of an over-long line we are dropping
+            nl = data.find(b"\n")
+            if nl < 0:
+                self.offset += len(data)
+                return b"", self.offset
+            self._skipping = False
+            data = data[nl + 1 :]
+            start += nl + 1
+        cut = data.rfind(b"\n") + 1
+        block = data[:cut] if cut < len(data) else data
+        self.offset = start + cut
+        rest = len(data) - cut
+        if rest > MAX_RAW_LINE:
+            self.offset += rest
+            self.oversized += 1
+            self._skipping = True
+        elif rest:
+            buf += data[cut:]
+        return block, start
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?\s*$", re.IGNORECASE)
+
+
+def docker_size(value: str) -> int:
+    """json-file's `max-size` as dockerd reads it (go-units FromHumanSize: decimal, 1m = 1,000,000);
+    0 when unset or not a size. (exporters/sinks/base.parse_size is the sinks' own, validating copy.)"""
+    m = _SIZE.match(value or "")
+    if not m:
+        return 0
+    mult = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}[m.group(2).lower()]
+    return int(float(m.group(1)) * mult)
 
 
 def fingerprint(head: bytes) -> str:

@@ -3,8 +3,9 @@
 Docker's copier splits a line longer than 16 KiB into chunks; every chunk carries the first chunk's
 time, and only the last one ended in "\\n" (moby `daemon/logger/copier.go`). json-file keeps no
 partial id or ordinal, so in pass-through mode we derive a stable id from where the line starts
-(the same id after a restart). Joining is bounded: a line grows to at most `max_bytes`, then goes
-out as chunks with partial metadata; a last chunk that never comes is flushed after `flush_after`.
+(the same id after a restart). Joining is bounded: a line of up to `max_bytes` (inclusive) is one
+record; a longer one goes out as pieces of at most `max_bytes` with partial metadata; a last chunk
+that never comes is flushed after `flush_after`.
 
 Positions are opaque to the joiner (a file offset, an API timestamp): each output carries the
 position a checkpoint may move to once it is delivered, which never skips the start of a line
@@ -129,6 +130,18 @@ class Joiner(Generic[P]):
                 Out(stream, p.time_ns, data, Partial(p.pid, p.ordinal, complete), self._commit(stream, end))
             )
             return out
+        if p.parts and p.size + len(data) > self.max_bytes:
+            # Bounded memory: a line longer than max_bytes goes out in pieces of at most max_bytes
+            # with one id. The limit is inclusive: a line of exactly max_bytes stays one record,
+            # though its newline comes in Docker's next chunk (an empty one).
+            p.ordinal += 1
+            chunks, p.chunks = p.chunks - 1, 1
+            piece = b"".join(p.parts)
+            p.parts.clear()
+            p.size = 0
+            commit = self._commit(stream, start)
+            p.start = start
+            out.append(Out(stream, p.time_ns, piece, Partial(p.pid, p.ordinal, False), commit, chunks))
         p.parts.append(data)
         p.size += len(data)
         if complete:
@@ -136,18 +149,6 @@ class Joiner(Generic[P]):
             line = b"".join(p.parts)
             partial = Partial(p.pid, p.ordinal + 1, True) if p.ordinal else None
             out.append(Out(stream, p.time_ns, line, partial, self._commit(stream, end), p.chunks))
-        elif p.size >= self.max_bytes:
-            # Bounded memory: what we have goes out as a chunk; the rest follows with the same id.
-            p.ordinal += 1
-            line = b"".join(p.parts)
-            p.parts.clear()
-            p.size = 0
-            chunks, p.chunks = p.chunks, 0
-            del self._pending[stream]
-            commit = self._commit(stream, end)
-            self._pending[stream] = p
-            p.start = end
-            out.append(Out(stream, p.time_ns, line, Partial(p.pid, p.ordinal, False), commit, chunks))
         return out
 
     def close(self, stream: str, time_ns: int) -> list[Out[P]]:

@@ -8,15 +8,23 @@
 Source per container: `json-file` → Docker's files; a TTY or the `none` driver → unreadable;
 anything else → the Engine API (local, journald, or a driver with the dual-logging cache; if the
 engine answers that it cannot read them, the container is listed as unreadable).
-Shutdown (`stop`): tails stop reading, in-flight batches get `timeout` seconds to finish, their
-checkpoints are written, then the sinks are closed.
+
+Owed lines: a tail writes its start position as a checkpoint at once, so a container the agent has
+seen is owed until its checkpoint reaches the end. At start (`resume_stopped`) every stopped
+container is listed and each one still owed is read to its end: one with a checkpoint, one created
+after the sink's first start (it ran while the agent was down), one that existed before it (as
+`logs.start-at` says). Shutdown (`stop`): tails stop reading, in-flight batches get `timeout`
+seconds to finish, their checkpoints are written, then the sinks are closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,16 +32,20 @@ from agent.docker.client import DockerClient, Event
 from agent.docker.models import Container, EngineError, NotFound
 from agent.hostfs import HostFS
 from agent.logs.api import ApiTail
-from agent.logs.checkpoint import CheckpointStore
+from agent.logs.checkpoint import CheckpointStore, FilePos
 from agent.logs.delivery import SinkRunner, Tail, TailOptions
 from agent.logs.events import EventShipper
 from agent.logs.filters import opted_out
+from agent.logs.jsonfile import CorruptLine, parse_time
 from agent.logs.tail import FileTail
+from agent.logs.watch import DirWatcher
 
 log = logging.getLogger(__name__)
 
 FILE_DRIVERS = ("json-file",)
 PERMISSION = "permission"
+CATCH_UP_PARALLEL = 8  # stopped containers read at once at start: bounded engine requests and files
+LIVE_STATES = ("running", "paused", "restarting")  # the inventory's (inspected only if stopped)
 
 
 class LogPipeline:
@@ -55,9 +67,22 @@ class LogPipeline:
         self.tails: dict[tuple[str, str], Tail] = {}
         self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.unreadable: dict[str, str] = {}  # container id -> reason
-        self._first_listing = True
+        self.watcher = DirWatcher()  # one inotify thread for every FileTail
+        # Started again while a tail of it was finishing: followed afresh once that tail ends.
+        self._restarted: dict[str, Container] = {}
         self._stopping = False
         self._aux: set[asyncio.Task[None]] = set()
+        # The json-file sink writes Docker's chunks as Docker did: its tails never rejoin them.
+        self._raw_opts = dataclasses.replace(opts, join_partial=False)
+        now = time.time_ns()
+        self.first_start = {r.name: self._first_start(r.name, now) for r in self.runners}
+
+    def _first_start(self, sink: str, now: int) -> int:
+        try:
+            return self.store.first_start(sink, now)
+        except OSError as exc:
+            log.error("sink %s: cannot record its first start (%s); this one counts as the first", sink, exc)
+            return now
 
     # --- inventory listener (called on the event loop) ------------------------------------------
     def on_container(self, kind: str, c: Container) -> None:
@@ -65,6 +90,7 @@ class LogPipeline:
             return
         if kind == "removed":
             self.unreadable.pop(c.id, None)
+            self._restarted.pop(c.id, None)
             for (cid, _), tail in list(self.tails.items()):
                 if cid == c.id:
                     tail.finish()
@@ -95,10 +121,13 @@ class LogPipeline:
             return  # gone already (`--rm`): nothing left to read
         self._start_finishing(c)
 
-    def _start_finishing(self, c: Container, runners: Sequence[SinkRunner] | None = None) -> None:
+    def _start_finishing(
+        self, c: Container, runners: Sequence[SinkRunner] | None = None
+    ) -> list[asyncio.Task[None]]:
         """Tails that read a stopped container's logs to the end, then end."""
         if self._stopping or opted_out(c) or self._unreadable_reason(c):
-            return
+            return []
+        started = []
         for r in self.runners if runners is None else runners:
             key = (c.id, r.name)
             if key in self.tails or not r.spec.wants(c):
@@ -107,30 +136,79 @@ class LogPipeline:
             tail.finishing = True
             self.tails[key] = tail
             name = f"logs-{r.name}-{c.short_id}"
-            self.tasks[key] = asyncio.create_task(self._run_tail(key, tail), name=name)
-
-    def listing_done(self) -> None:
-        """The first inventory listing is in: containers seen later are new, read from their start."""
-        self._first_listing = False
+            self.tasks[key] = task = asyncio.create_task(self._run_tail(key, tail), name=name)
+            started.append(task)
+        return started
 
     async def resume_stopped(self) -> None:
-        """Containers that stopped while the agent was down still have lines past their checkpoint:
-        read those to the end. A checkpoint whose container is gone is deleted."""
+        """At start: read every stopped container still owed lines to its end, a few at a time;
+        delete the checkpoints of containers that are gone. Running ones are the inventory's."""
         if self.client is None:
             return
+        states = await self._container_states()
         for r in self.runners:
             for cid in await asyncio.to_thread(self.store.containers, r.name):
-                if (cid, r.name) in self.tails or self._stopping:
+                if cid in states or (cid, r.name) in self.tails or self._stopping:
                     continue
                 try:
-                    c = await self.client.inspect(cid)
+                    await self.client.inspect(cid)
                 except NotFound:
                     await asyncio.to_thread(self.store.delete, r.name, cid)
+                except EngineError:
                     continue
-                except EngineError as exc:
-                    log.warning("cannot inspect %s to finish its logs: %s", cid[:12], exc)
-                    continue
-                self._start_finishing(c, [r])
+        slots = asyncio.Semaphore(CATCH_UP_PARALLEL)
+        for cid, state in states.items():
+            if self._stopping:
+                return
+            if state in LIVE_STATES or all((cid, r.name) in self.tails for r in self.runners):
+                continue
+            try:
+                c = await self.client.inspect(cid)
+            except NotFound:
+                continue
+            except EngineError as exc:
+                log.warning("cannot inspect %s to finish its logs: %s", cid[:12], exc)
+                continue
+            if c.pid > 0:
+                continue
+            wanted = [r for r in self.runners if (cid, r.name) not in self.tails and r.spec.wants(c)]
+            owed = [r for r in wanted if await asyncio.to_thread(self._owes, c, r)]
+            if not owed:
+                continue
+            await slots.acquire()
+            tasks = self._start_finishing(c, owed)
+            if not tasks:
+                slots.release()
+                continue
+            done = asyncio.gather(*tasks, return_exceptions=True)
+            done.add_done_callback(lambda _: slots.release())
+
+    async def _container_states(self) -> dict[str, str]:
+        """Every container's state; retried (capped backoff) until the engine answers."""
+        assert self.client is not None
+        delay = 0.5
+        while True:
+            try:
+                return await self.client.container_states()
+            except EngineError as exc:
+                if self._stopping:
+                    return {}
+                log.warning("cannot list containers to finish their logs: %s; retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _owes(self, c: Container, r: SinkRunner) -> bool:
+        """Blocking. False only when nothing can be left for a stopped container: its json-file
+        checkpoint is at the end of the live file. Any other gets a tail, which starts from its
+        checkpoint or, without one, as `_make_tail` says, and may find nothing."""
+        if c.log_driver not in FILE_DRIVERS:
+            return True
+        try:
+            pos = self.store.load(r.name, c.id)
+            st = os.stat(self.hostfs.container_dir(c.id) / f"{c.id}-json.log")
+        except (OSError, ValueError):
+            return True
+        return not (isinstance(pos, FilePos) and (pos.inode, pos.offset) == (st.st_ino, st.st_size))
 
     def _start(self, c: Container) -> None:
         if opted_out(c) or not any(r.spec.wants(c) for r in self.runners):
@@ -150,7 +228,12 @@ class LogPipeline:
             key = (c.id, r.name)
             tail = self.tails.get(key)
             if tail is not None:
-                tail.resume(c)
+                if tail.finishing:
+                    # It may be past its last read already (a final read of the API, the end of
+                    # a file): let it end, then a fresh tail follows from its checkpoint.
+                    self._restarted[c.id] = c
+                else:
+                    tail.resume(c)
                 continue
             if opted_out(c) or not r.spec.wants(c):
                 continue
@@ -168,13 +251,33 @@ class LogPipeline:
             return f"driver_{c.log_driver or 'unknown'}"
         return ""
 
+    def preexisting(self, c: Container, r: SinkRunner) -> bool:
+        """Did the container exist before the sink's first start? Where reading starts for those
+        without a checkpoint is `logs.start-at`; every later one is read from its first line."""
+        if not c.created:
+            return False
+        try:
+            return parse_time(c.created) < self.first_start[r.name]
+        except CorruptLine:
+            return False
+
     def _make_tail(self, c: Container, r: SinkRunner) -> Tail:
-        pre = self._first_listing
+        pre = self.preexisting(c, r)
+        opts = self._raw_opts if r.raw_chunks else self.opts
         if c.log_driver in FILE_DRIVERS:
             path = self.hostfs.container_dir(c.id) / f"{c.id}-json.log"
-            return FileTail(c, r, self.store, self.opts, path, preexisting=pre, on_denied=self._mark_denied)
+            return FileTail(
+                c,
+                r,
+                self.store,
+                opts,
+                path,
+                preexisting=pre,
+                on_denied=self._mark_denied,
+                watcher=self.watcher,
+            )
         assert self.client is not None
-        return ApiTail(c, r, self.store, self.opts, self.client, self._mark_unreadable, preexisting=pre)
+        return ApiTail(c, r, self.store, opts, self.client, self._mark_unreadable, preexisting=pre)
 
     def _mark_unreadable(self, c: Container, why: str) -> None:
         reason = f"driver_{c.log_driver or 'unknown'}"
@@ -225,9 +328,11 @@ class LogPipeline:
                 del self.tails[key]
                 self.tasks.pop(key, None)
             if tail.finishing and not self._stopping:
-                if self.unreadable.get(tail.cid) == PERMISSION:  # gone: no longer a gap to report
-                    del self.unreadable[tail.cid]
+                self.unreadable.pop(tail.cid, None)  # stopped: no longer a gap to report
                 await self._forget_if_destroyed(tail)
+            restarted = self._restarted.pop(tail.cid, None)
+            if restarted is not None and not self._stopping:
+                self._start(restarted)
 
     async def _forget_if_destroyed(self, tail: Tail) -> None:
         """A destroyed container's checkpoint goes with it; a stopped one's stays for its restart."""
@@ -261,3 +366,4 @@ class LogPipeline:
             await shipper.stop(timeout)
         for r in self.runners:
             await r.close()
+        await asyncio.to_thread(self.watcher.close)

@@ -16,7 +16,9 @@ class Partial:
     last: bool  # True on the chunk that ended with the newline
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__, which cost
+# about 1 us of the json-file source's ~3 us per line (bench/RESULTS_logs.md). Treat it as immutable.
+@dataclass(slots=True)
 class LogRecord:
     """One log line (or one 16 KiB chunk of a longer line) of one container.
 

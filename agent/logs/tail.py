@@ -1,15 +1,22 @@
 """The json-file source: follow Docker's own `<id>-json.log` files for one (container, sink).
 
 Rotation (moby `loggerutils/logfile.go`): Docker renames the live file to `.1` (shifting older ones,
-optionally gzipping `.1` to `.1.gz` and deleting `.1`) and creates a new live file. We keep an open
-descriptor on every file we still have to read, so a renamed, gzipped or deleted file is still read
-to its end by its descriptor; the newest one stays open, so its inode cannot be reused and a new live
-file is always recognised. When we notice a new live file, the files between it and ours (`.1`,
-`.2.gz`, ... rotated while we looked away) are found by inode or first-line fingerprint and queued.
+unlinking the last, optionally gzipping `.1` to `.1.gz` and deleting `.1`) and creates a new live
+file. With max-size=1m and max-file=3 a file written at full speed lives about 0.2 s, so files are
+opened by the DirWatcher's thread (agent/logs/watch.py) the moment inotify says one was created,
+whatever the event loop is busy with. Every file opened stays open until it is read to its end AND
+Docker has deleted it: a deleted file is still read through its descriptor, and a held inode cannot
+be reused, so inodes identify files exactly. A new live file's predecessors that were never seen
+(`.1`, `.2.gz`, ... when the watcher fell behind) are found by walking the chain back to the newest
+held file (by inode, or fingerprint for a `.gz`).
 
-    watcher (every poll_interval): stat live → new inode? queue [.k.. .1, live]; backlog
-    reader:  files[0] ─pread→ LineSplitter → parse_line → Joiner → Tail.batch ─► SinkRunner
-             EOF on a file that is not the newest → it is complete: close it, next file
+    watcher thread: notice ─► scan: stat live; new inode? open it, walk back, queue [.k .. .1, live]
+                              account: plain names Docker unlinked - held files it unlinked = missed
+    event loop:     inbox ─► files[0] ─pread─► LineSplitter ─► parse_block ─► Joiner ─► batch ─► SinkRunner
+                    EOF on a file that is not the newest → it is complete: next file
+
+Bounds (per tail): MAX_HELD_FILES files and MAX_HELD_BYTES bytes queued behind the reader; beyond
+either the oldest queued file is counted (its lines exactly) and let go. See agent/logs/README.md.
 """
 
 from __future__ import annotations
@@ -20,25 +27,46 @@ import gzip
 import logging
 import os
 import re
+import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate, repeat
+from operator import add, itemgetter, methodcaller, mul
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from agent.docker.models import Container
 from agent.logs.checkpoint import CheckpointStore, FilePos, Position
 from agent.logs.delivery import SinkRunner, Tail, TailOptions
-from agent.logs.jsonfile import FINGERPRINT_MAX, CorruptLine, LineSplitter, fingerprint, parse_fields
+from agent.logs.jsonfile import (
+    FINGERPRINT_MAX,
+    FRACTION_SCALE,
+    ROW_EPOCH,
+    CorruptLine,
+    LineSplitter,
+    docker_size,
+    fingerprint,
+    parse_block,
+    parse_fields,
+    row_time,
+    unescape,
+)
 from agent.logs.partial import Joiner
 from agent.logs.record import LogRecord
+from agent.logs.watch import DirWatcher, Notice, Subscription
 
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
-MAX_HELD = 32  # rotated files kept open for a slow sink; beyond that the oldest is counted lost
+# Held behind the reader per tail (files Docker may already have deleted: disk space it cannot free
+# while we hold them). A sink down for long, or a writer faster than the sink, reaches these.
+MAX_HELD_FILES = 64
+MAX_HELD_BYTES = 512 << 20
 MAX_WALK = 64
 RawPos = tuple["LogFile", int, int]  # (file, offset after the line, its time_ns)
+STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
 
 
 @dataclass(eq=False)
@@ -50,6 +78,9 @@ class LogFile:
     gz: bool
     offset: int = 0  # next byte (uncompressed) to read
     fp: str = ""
+    # Closed once both: read to its end (finished) and unlinked by Docker (gone; or never watched).
+    finished: bool = False
+    gone: bool = False
     _gzf: gzip.GzipFile | None = field(default=None, repr=False)
     _raw: BinaryIO | None = field(default=None, repr=False)
 
@@ -101,6 +132,9 @@ class LogFile:
         return data
 
     def close(self) -> None:
+        """Idempotent: the descriptor number may belong to another file once closed."""
+        if self.fd < 0:
+            return
         if self._gzf is not None:
             with contextlib.suppress(Exception):
                 self._gzf.close()
@@ -109,6 +143,7 @@ class LogFile:
                 self._raw.close()
         with contextlib.suppress(OSError):
             os.close(self.fd)
+        self.fd = -1
 
 
 def rotation_chain(live: Path) -> list[Path]:
@@ -129,11 +164,17 @@ def rotation_chain(live: Path) -> list[Path]:
     return [found[n] for n in sorted(found, reverse=True)] + [live]
 
 
-def count_lines(f: LogFile) -> int:
-    n = 0
+def count_lines(f: LogFile) -> tuple[int, int]:
+    """Lines and bytes from the file's read offset to its end (blocking)."""
+    lines = size = 0
     while data := f.read(CHUNK):
-        n += data.count(b"\n")
-    return n
+        lines += data.count(b"\n")
+        size += len(data)
+    return lines, size
+
+
+def _iso(time_ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time_ns / 1e9)) + f".{time_ns % 10**9:09d}Z"
 
 
 class FileTail(Tail):
@@ -148,12 +189,14 @@ class FileTail(Tail):
         path: Path,
         preexisting: bool = False,
         on_denied: Callable[[Container, OSError | None], None] | None = None,
+        watcher: DirWatcher | None = None,
     ) -> None:
         super().__init__(container, runner, store, opts)
         self.path = path
         self.on_denied = on_denied
         self._denied = False
         self.preexisting = preexisting
+        # Event-loop side: the files to read, oldest first; the last one is the newest.
         self.files: list[LogFile] = []
         # Positions inside the tail are (file, offset, time_ns) tuples: cheap per line; a FilePos
         # is made only when a checkpoint is written.
@@ -162,38 +205,79 @@ class FileTail(Tail):
         self._splitting: LogFile | None = None  # the file the splitter is positioned in
         self.skip_until_ns = 0  # resume by time when the checkpointed file is gone
         self.corrupt = 0
+        self._watcher = watcher
+        self._sub: Subscription | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting = False  # the reader waits for more data: an IN_MODIFY wakes it
+        # Shared with the watcher thread, under _lock.
+        self._lock = threading.Lock()
+        self._inbox: list[LogFile] = []  # opened by the watcher, not yet in self.files
+        self._held: dict[int, LogFile] = {}  # every plain file we hold, by inode, until Docker unlinks it
+        self._newest: LogFile | None = None
+        self._ready = False
+        self._ended = False
+        self._exact = False  # inotify sees every unlink in the directory: misses can be counted
+        self._unlinked = 0  # plain chain names Docker unlinked since we watch
+        self._ours_unlinked = 0  # ... of which files we hold
+        self._missed = 0  # files counted as missed so far
+        self._let_go: list[LogFile] = []  # over the bound: counted and released outside the lock
 
-    # --- opening ------------------------------------------------------------------------------------
+    @property
+    def max_size(self) -> int:
+        """The container's json-file max-size in bytes (0: unset): a rotated file holds at least this."""
+        return docker_size(self.container.log_opts.get("max-size", ""))
+
+    # --- opening (a worker thread, or the watcher thread; always under _lock) ----------------------
     def _open_initial(self, pos: Position | None) -> None:
-        """Blocking: open the files to read, positioned from the checkpoint (or the start option)."""
-        chain = rotation_chain(self.path)
-        if not isinstance(pos, FilePos):
-            if self.preexisting and self.opts.start_at_end:
-                f = LogFile.open(self.path)
-                f.offset = _line_start_before(f, f.size())
-                self.files = [f]
-            else:
-                self.files = self._open_all(chain)
-            return
-        opened = self._open_all(chain)
-        for i, f in enumerate(opened):
-            by_inode = not f.gz and f.inode == pos.inode and (not pos.fingerprint or f.fp == pos.fingerprint)
-            same = by_inode or (bool(pos.fingerprint) and f.fp == pos.fingerprint)
-            if same and (f.gz or pos.offset <= f.size()):
-                for old in opened[:i]:
-                    old.close()
-                f.offset = pos.offset
-                self.files = opened[i:]
-                return
-        # The checkpointed file was rotated away while we were not running: whatever Docker still
-        # has, from the line after the last delivered time.
+        """Blocking: open every file Docker has, positioned from the checkpoint (or the start option)."""
+        opened = self._open_all(rotation_chain(self.path))
+        with self._lock:
+            for f in opened:
+                self._hold(f)
+            self._newest = opened[-1] if opened else None
+            start = 0
+            if isinstance(pos, FilePos):
+                found = None
+                for i, f in enumerate(opened):
+                    same_fp = bool(pos.fingerprint) and f.fp == pos.fingerprint
+                    by_inode = not f.gz and f.inode == pos.inode and (not pos.fingerprint or same_fp)
+                    same = by_inode or same_fp
+                    if same and (f.gz or pos.offset <= f.size()):
+                        f.offset = pos.offset
+                        found = i
+                        break
+                if found is None:
+                    self._gap_at_start(pos)
+                    self.skip_until_ns = pos.time_ns
+                else:
+                    start = found
+            elif self.preexisting and self.opts.start_at_end and opened:
+                live = opened[-1]
+                live.offset = _line_start_before(live, live.size())
+                start = len(opened) - 1
+            for f in opened[:start]:  # read already (or not wanted): held only until Docker unlinks them
+                self._release(f)
+            self.files = opened[start:]
+            self._ready = True
+
+    def _gap_at_start(self, pos: FilePos) -> None:
+        """The checkpointed file was rotated away while the agent was not running: count it."""
+        # Docker rotates a file only once it holds max-size bytes, so at least max-size - offset of it
+        # were never read. Whole files rotated away after it leave no trace: not counted.
+        lower = max(0, self.max_size - pos.offset)
+        st = self.runner.stats
+        st.files_missed += 1
+        st.bytes_missed += lower
         log.warning(
-            "container %s sink %s: checkpointed log file is gone (rotated away); resuming by time",
+            "container %s (%s) sink %s: the log file of the checkpoint was rotated away while the agent "
+            "was not running; lines after %s up to the oldest file Docker still has are lost "
+            "(at least %d bytes of 1 file; files rotated away after it cannot be counted)",
+            self.container.name,
             self.cid[:12],
             self.runner.name,
+            _iso(pos.time_ns),
+            lower,
         )
-        self.skip_until_ns = pos.time_ns
-        self.files = opened
 
     def _open_all(self, chain: list[Path]) -> list[LogFile]:
         out: list[LogFile] = []
@@ -210,137 +294,285 @@ class FileTail(Tail):
             out.append(f)
         return out
 
-    def _report_denied(self, exc: PermissionError | None) -> None:
+    def _hold(self, f: LogFile) -> None:
+        if f.gz:
+            f.gone = True  # a .gz is never watched for its unlink: closed once read
+        else:
+            self._held[f.inode] = f
+
+    def _release(self, f: LogFile) -> None:
+        """Read to its end (or given up): close it unless Docker still has it (held for its inode)."""
+        f.finished = True
+        if f.gone and f is not self._newest:
+            f.close()
+
+    def _on_notice(self, notice: Notice) -> None:
+        """The watcher thread (or a worker thread at start): look at the directory now."""
+        with self._lock:
+            if not self._ready or self._ended:
+                return
+            if notice.lost and self._exact:
+                self._exact = False
+                log.warning(
+                    "container %s sink %s: inotify events were lost; files Docker rotates away unseen "
+                    "can no longer be counted for it",
+                    self.cid[:12],
+                    self.runner.name,
+                )
+            if notice.exact:
+                self._unlinked += notice.deleted
+            added = False
+            if notice.created or notice.changed or not notice.exact:
+                added = self._scan()
+            if notice.deleted or not notice.exact:
+                self._account_unlinks()
+            let_go, self._let_go = self._let_go, []
+        for victim in let_go:
+            self._count_let_go(victim)
+        if added or (notice.modified and self._waiting):
+            self._wake_threadsafe()
+        elif not notice.exact and not self._waiting:
+            self._update_backlog()  # once a second: the reader may be stuck behind a sink that is down
+
+    def _wake_threadsafe(self) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(self.wake.set)
+
+    def _scan(self) -> bool:
+        """Queue a new live file and every unseen file rotated before it (under _lock)."""
+        try:
+            st = os.stat(self.path)
+        except PermissionError as exc:
+            self._denied_threadsafe(exc)
+            return False
+        except OSError:
+            return False
+        newest = self._newest
+        if newest is not None and st.st_ino == newest.inode:
+            self._denied_threadsafe(None)
+            return False
+        try:
+            live = LogFile.open(self.path)
+        except OSError as exc:
+            if isinstance(exc, PermissionError):
+                self._denied_threadsafe(exc)
+            return False
+        self._denied_threadsafe(None)
+        if newest is not None and live.inode == newest.inode:
+            live.close()
+            return False
+        between: list[LogFile] = []
+        reached = newest is None
+        if newest is not None:
+            newest_fp = newest.refresh_fp()
+            base = str(self.path)
+            for j in range(1, MAX_WALK):
+                try:
+                    f = LogFile.open(f"{base}.{j}")  # plain first: while Docker gzips it, it is whole
+                except FileNotFoundError:
+                    try:
+                        f = LogFile.open(f"{base}.{j}.gz")
+                    except OSError:
+                        break
+                except OSError:
+                    break
+                if f.inode == newest.inode or f.inode in self._held or (f.gz and f.fp and f.fp == newest_fp):
+                    f.close()
+                    reached = True
+                    break
+                between.append(f)
+        if not reached and not self._exact:
+            # Our newest file left Docker's chain before we saw its successors: whole files may
+            # have gone unseen. Without inotify's unlink events that cannot be counted.
+            log.warning(
+                "container %s (%s) sink %s: Docker rotated past max-file between two looks (polling); "
+                "lines may be lost",
+                self.container.name,
+                self.cid[:12],
+                self.runner.name,
+            )
+        for f in reversed(between):
+            self._hold(f)
+            self._inbox.append(f)
+        self._hold(live)
+        self._inbox.append(live)
+        self._newest = live
+        if between:
+            log.debug("container %s: %d rotated files queued", self.cid[:12], len(between))
+        self._let_go_over_bound()
+        return True
+
+    def _let_go_over_bound(self) -> None:
+        """Over MAX_HELD_FILES / MAX_HELD_BYTES queued behind the reader (a sink down for long, or slower
+        than the writer), take the oldest queued file out of the queue (under _lock; the reader may be
+        stuck in a delivery meanwhile, so this runs here, not in it). _count_let_go counts it."""
+        while True:
+            behind = [*self.files, *self._inbox][:-1]  # the newest is never behind
+            if len(behind) < 2:  # behind[0] is being read
+                return
+            try:
+                held = sum(f.size() for f in behind) - (0 if behind[0].gz else behind[0].offset)
+            except OSError:
+                held = 0
+            if len(behind) <= MAX_HELD_FILES and held <= MAX_HELD_BYTES:
+                return
+            victim = behind[1]
+            (self.files if victim in self.files else self._inbox).remove(victim)
+            self._let_go.append(victim)
+
+    def _count_let_go(self, victim: LogFile) -> None:
+        """Count a file let go over the bound: its lines exactly (read outside the lock: it can be big)."""
+        try:
+            lines, size = count_lines(victim)
+        except OSError:
+            lines, size = 0, 0
+        with self._lock:
+            self._release(victim)
+        st = self.runner.stats
+        st.drop("rotated", lines)
+        st.files_missed += 1
+        st.bytes_missed += size
+        log.warning(
+            "container %s (%s) sink %s: more than %d files or %d MiB behind the sink; a rotated file of "
+            "%d lines let go unread",
+            self.container.name,
+            self.cid[:12],
+            self.runner.name,
+            MAX_HELD_FILES,
+            MAX_HELD_BYTES >> 20,
+            lines,
+        )
+
+    def _account_unlinks(self) -> None:
+        """Files Docker unlinked that we never held were missed: count them (under _lock)."""
+        for ino, f in list(self._held.items()):
+            try:
+                nlink = os.fstat(f.fd).st_nlink
+            except OSError:
+                continue
+            if nlink == 0:
+                del self._held[ino]
+                f.gone = True
+                self._ours_unlinked += 1
+                if f.finished and f is not self._newest:
+                    f.close()
+        if not self._exact:
+            return
+        missed = self._unlinked - self._ours_unlinked - self._missed
+        if missed <= 0:
+            return
+        # Each was a whole rotated file: at least max-size bytes.
+        self._missed += missed
+        st = self.runner.stats
+        st.files_missed += missed
+        st.bytes_missed += missed * self.max_size
+        log.warning(
+            "container %s (%s) sink %s: Docker rotated %d log file(s) away before the agent could open "
+            "them (at least %d bytes); their lines are lost",
+            self.container.name,
+            self.cid[:12],
+            self.runner.name,
+            missed,
+            missed * self.max_size,
+        )
+
+    def _denied_threadsafe(self, exc: PermissionError | None) -> None:
         """Tell the pipeline when the file becomes unreadable or readable again (transitions only)."""
         if (exc is not None) == self._denied:
             return
         self._denied = exc is not None
-        if self.on_denied is not None:
+        if self.on_denied is None:
+            return
+        loop = self._loop
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is None or here is loop:
             self.on_denied(self.container, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self.on_denied, self.container, exc)
 
     def poll_rotation(self) -> None:
-        """Blocking but cheap (one stat): queue a new live file and anything rotated in between."""
+        """Look at the directory now, as a watcher notice would (blocking: a stat, a few opens)."""
+        self._on_notice(Notice(exact=False))
+
+    # --- the event loop side ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        pos = await self.load()
+        self._loop = asyncio.get_running_loop()
+        own = self._watcher is None
+        watcher = self._watcher = self._watcher or DirWatcher()
         try:
-            st = os.stat(self.path)
-        except PermissionError as exc:
-            self._report_denied(exc)
-            return
-        except OSError:
-            return
-        newest = self.files[-1] if self.files else None
-        if newest is not None and st.st_ino == newest.inode:
-            self._report_denied(None)
-            self._update_backlog()
-            return
-        held_inodes = {f.inode for f in self.files}
-        held_fps = {f.refresh_fp() for f in self.files} - {""}
-        between: list[LogFile] = []
-        found_held = False
-        if newest is not None:
-            base = str(self.path)
-            for j in range(1, MAX_WALK):
-                plain, gz = Path(f"{base}.{j}"), Path(f"{base}.{j}.gz")
-                try:
-                    if plain.exists():
-                        if os.stat(plain).st_ino in held_inodes:
-                            found_held = True
-                            break
-                        f = LogFile.open(plain)
-                    elif gz.exists():
-                        f = LogFile.open(gz)
-                    else:
-                        break
-                except OSError:
-                    break
-                if f.inode in held_inodes or (f.fp and f.fp in held_fps):
+            try:
+                await asyncio.to_thread(self._open_initial, pos)
+            except OSError as exc:
+                log.warning("container %s: cannot open %s: %s", self.cid[:12], self.path, exc)
+                with self._lock:
+                    self._ready = True
+            if pos is not None:
+                self.committed = pos
+            else:  # owed from here on, even if the agent dies before the first delivery
+                with self._lock:
+                    first = self.files[0] if self.files else None
+                if first is not None:
+                    await self.owe((first, first.offset, 0))
+            # Watch from here on; the look right after covers what rotated since the files were listed.
+            self._sub = watcher.subscribe(str(self.path.parent), self.path.name, self._on_notice)
+            with self._lock:
+                self._exact = self._sub.wd >= 0
+            await asyncio.to_thread(self.poll_rotation)
+            await self._read_loop()
+        finally:
+            if self._sub is not None:
+                watcher.unsubscribe(self._sub)
+            with self._lock:
+                self._ended = True
+                for f in [*self.files, *self._inbox, *self._held.values(), *self._let_go]:
                     f.close()
-                    found_held = True
-                    break
-                between.append(f)
-            if between and not found_held:
-                # Our newest file has left Docker's chain (max-file) and every file still there is
-                # newer: Docker may have rotated away whole files we never saw. How many lines that
-                # was is unknowable; say so.
-                log.warning(
-                    "container %s sink %s: Docker rotated past max-file faster than the agent followed; "
-                    "lines may be lost",
-                    self.cid[:12],
-                    self.runner.name,
-                )
-        try:
-            live = LogFile.open(self.path)
-        except OSError as exc:
-            for f in between:
-                f.close()
-            if isinstance(exc, PermissionError):
-                self._report_denied(exc)
-            return
-        self._report_denied(None)
-        if newest is not None and live.inode == newest.inode:
-            live.close()
-            for f in between:
-                f.close()
-            return
-        self.files.extend(reversed(between))
-        self.files.append(live)
-        if between:
-            log.debug("container %s: %d rotated files queued", self.cid[:12], len(between))
-        while len(self.files) > MAX_HELD:
-            lost = self.files.pop(1)
-            n = count_lines(lost)
-            lost.close()
-            self.runner.stats.drop("rotated", n)
-            log.warning(
-                "container %s sink %s: %d lines rotated away unread", self.cid[:12], self.runner.name, n
-            )
+                if self._newest is not None:
+                    self._newest.close()
+                self.files, self._inbox, self._held, self._let_go = [], [], {}, []
+            if own:
+                await asyncio.to_thread(watcher.close)
+
+    def _take_inbox(self) -> None:
+        """Files the watcher opened → the reading queue."""
+        with self._lock:
+            self.files.extend(self._inbox)
+            self._inbox = []
         self._update_backlog()
 
     def _update_backlog(self) -> None:
+        """Bytes not yet delivered; also from the watcher thread, so while a sink is down it moves."""
+        files = [*self.files, *self._inbox]  # copies: the reader may pop meanwhile
         try:
-            total = sum(f.size() for f in self.files)
+            total = sum(f.size() for f in files)
         except OSError:
             return
-        if self.files:
-            total -= self.files[0].offset if not self.files[0].gz else 0
+        if files:
+            total -= files[0].offset if not files[0].gz else 0
         self.backlog_bytes = max(0, total) + self.batch_bytes
 
-    # --- reading ------------------------------------------------------------------------------------
-    async def run(self) -> None:
-        pos = await self.load()
+    async def _wait(self, timeout: float) -> None:
+        self._waiting = True
         try:
-            await asyncio.to_thread(self._open_initial, pos)
-        except OSError as exc:
-            log.warning("container %s: cannot open %s: %s", self.cid[:12], self.path, exc)
-        if pos is not None:
-            self.committed = pos
-        watcher = asyncio.create_task(self._watch(), name=f"logs-watch-{self.cid[:12]}")
-        try:
-            await self._read_loop()
+            await self.idle(timeout)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            for f in self.files:
-                f.close()
-            self.files = []
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.opts.poll_interval)
-            before = len(self.files)
-            # On the loop, not in a thread: it changes self.files, which the reader pops; it is a
-            # stat() per tick, and a few opens when Docker rotated.
-            self.poll_rotation()
-            if len(self.files) != before:
-                self.wake.set()
+            self._waiting = False
 
     async def _read_loop(self) -> None:
         quiet_since = 0.0
         while not self.stopping:
+            if self._inbox:
+                self._take_inbox()
             if not self.files:
                 if self.finishing:
                     return
-                await self.idle(self.opts.poll_interval)
+                await self._wait(self.opts.poll_interval)
                 continue
             f = self.files[0]
             if f is not self._splitting:
@@ -356,8 +588,9 @@ class FileTail(Tail):
                 if self.splitter.pending:
                     self.corrupt += 1
                     self.runner.stats.drop("corrupt")
-                f.close()
-                self.files.pop(0)
+                with self._lock:
+                    self._release(f)
+                    self.files.pop(0)
                 continue
             # Caught up with the live file.
             for o in self.joiner.flush(end=self._pos_here(f)):
@@ -367,15 +600,16 @@ class FileTail(Tail):
             ):
                 await self.flush()
                 continue
+            self._update_backlog()
             if self.finishing:
                 # Docker has flushed the copier before `die`; one more look for a late rotation.
                 if not quiet_since:
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since > 2 * self.opts.poll_interval:
-                    self.poll_rotation()
-                    if len(self.files) == 1 and not self.joiner.pending:
+                    await asyncio.to_thread(self.poll_rotation)
+                    if not self._inbox and len(self.files) == 1 and not self.joiner.pending:
                         return
-            await self.idle(self.opts.poll_interval)
+            await self._wait(self.opts.poll_interval)
         if self.batch:
             await self.flush()
 
@@ -387,18 +621,135 @@ class FileTail(Tail):
         return FilePos(f.inode, f.refresh_fp(), offset, time_ns)
 
     async def _consume(self, f: LogFile, data: bytes) -> None:
-        before = self.splitter.oversized
-        lines = self.splitter.feed(data)
-        stats = self.runner.stats
-        if self.splitter.oversized != before:
-            stats.drop("corrupt", self.splitter.oversized - before)
+        sp = self.splitter
+        before = sp.oversized
+        block, start = sp.feed_block(data)
+        if sp.oversized != before:
+            self.runner.stats.drop("corrupt", sp.oversized - before)
+        if not block:
+            return
         if not f.fp:
             f.refresh_fp()
-        cid, container, joiner = self.cid, self.container, self.joiner
-        skip = self.skip_until_ns
+        rows = parse_block(block)
+        if rows is None:
+            await self._consume_lines(f, block, start)
+        elif (
+            not self.skip_until_ns
+            and not self.joiner.pending
+            and block.count(b"\\") == len(rows) == block.count(b'\\n","stream"')
+        ):
+            # The only backslash of each line is its final `\n` escape: every line is complete and
+            # its body needs no unescaping (the common case): records are made without a Python loop.
+            await self._consume_plain(f, rows, start, start + len(block))
+        else:
+            await self._consume_rows(f, rows, start, start + len(block))
+
+    async def _consume_plain(self, f: LogFile, rows: list[Any], start: int, block_end: int) -> None:
+        """Whole lines in dockerd's layout, no escapes, nothing being joined: columns through C maps."""
+        heads = list(map(_HEAD, rows))
+        for h in set(heads).difference(ROW_EPOCH):
+            row_time(h, b"")  # fills ROW_EPOCH
+        try:
+            secs = list(map(ROW_EPOCH.__getitem__, heads))
+        except KeyError:  # the cache was cleared while filling (4096 distinct seconds in one block)
+            await self._consume_rows(f, rows, start, block_end)
+            return
+        # Fraction digits right-padded to 9 are nanoseconds ("74470478" → 744704780).
+        frac_ns = map(int, map(_PAD9, map(_FRAC, rows)))
+        times = list(map(add, map(mul, secs, repeat(1_000_000_000)), frac_ns))
+        bodies = list(map(_BODY, rows))
+        streams = map(STREAMS.__getitem__, map(_STREAM, rows))
+        recs = list(map(LogRecord, repeat(self.container), streams, times, bodies))
+        sizes = list(accumulate(map(len, bodies)))
         max_records, max_bytes = self.opts.batch_records, self.opts.batch_bytes
-        batch = self.batch
-        for raw, end in lines:
+        ends: list[int] | None = None
+        i, n = 0, len(recs)
+        while i < n:
+            before = sizes[i - 1] if i else 0
+            # The last record of this piece: the batch is full in records, or crosses max_bytes with it.
+            j = min(n, i + max(1, max_records - len(self.batch))) - 1
+            j = min(j, bisect_left(sizes, before + max_bytes - self.batch_bytes, i))
+            self.batch.extend(recs[i : j + 1])
+            self.batch_bytes += sizes[j] - before
+            if len(self.batch) < max_records and self.batch_bytes < max_bytes:
+                self.batch_pos = (f, block_end, times[-1])  # j is the last row
+                return
+            ends = ends or _ends(rows, start)
+            self.batch_pos = (f, ends[j], times[j])
+            await self.flush()
+            if self.stopping:
+                return
+            i = j + 1
+
+    async def _consume_rows(self, f: LogFile, rows: list[Any], start: int, block_end: int) -> None:
+        """The hot path: a block of lines all in dockerd's layout (jsonfile.parse_block)."""
+        container, joiner, epoch, scale = self.container, self.joiner, ROW_EPOCH, FRACTION_SCALE
+        max_records, max_bytes = self.opts.batch_records, self.opts.batch_bytes
+        batch, nbytes = self.batch, self.batch_bytes
+        pending = joiner.pending
+        skip = self.skip_until_ns
+        ends: list[int] | None = None  # end offset of each row, computed when first needed
+        # The last row went straight into the batch (or was skipped): batch_pos is set after the loop,
+        # or before the joiner is fed, to the end of that row, stamped last_ns.
+        direct = False
+        ns = last_ns = 0
+        for i, (raw, body, nl, stream, head, frac) in enumerate(rows):
+            secs = epoch.get(head)
+            if secs is None:
+                ns = row_time(head, frac)
+            else:
+                ns = secs * 1_000_000_000 + (int(frac) * scale[len(frac)] if frac else 0)
+            if b"\\" in body:
+                try:
+                    body = unescape(body)
+                except CorruptLine:
+                    self.corrupt += 1
+                    self.runner.stats.drop("corrupt")
+                    direct = not pending
+                    continue
+            if skip:
+                if ns <= skip:
+                    direct = not pending
+                    continue
+                skip = self.skip_until_ns = 0
+            if nl and not pending:
+                batch.append(LogRecord(container, STREAMS[stream], ns, body))
+                nbytes += len(body)
+                direct, last_ns = True, ns
+                if len(batch) < max_records and nbytes < max_bytes:
+                    continue
+                ends = ends or _ends(rows, start)
+                self.batch_bytes, self.batch_pos = nbytes, (f, ends[i], ns)
+            else:
+                ends = ends or _ends(rows, start)
+                end = ends[i]
+                begin = end - len(raw)
+                if direct:
+                    self.batch_pos = (f, begin, last_ns)
+                self.batch_bytes = nbytes
+                before_pos, after_pos = (f, begin, ns), (f, end, ns)
+                seed = f"{self.cid}:{f.fp}:{begin}"
+                for o in joiner.feed(STREAMS[stream], ns, body, bool(nl), before_pos, after_pos, seed):
+                    self.add(o.stream, o.time_ns, o.line, o.partial, o.pos)
+                pending, nbytes, direct = joiner.pending, self.batch_bytes, False
+                if len(batch) < max_records and nbytes < max_bytes:
+                    continue
+            await self.flush()
+            batch, nbytes, direct = self.batch, self.batch_bytes, False
+            if self.stopping:
+                return
+        self.batch_bytes = nbytes
+        if direct:
+            self.batch_pos = (f, block_end, last_ns)
+
+    async def _consume_lines(self, f: LogFile, block: bytes, start: int) -> None:
+        """Line by line (a block with a line not in dockerd's layout): corrupt lines are counted."""
+        stats = self.runner.stats
+        cid, container, joiner = self.cid, self.container, self.joiner
+        max_records, max_bytes = self.opts.batch_records, self.opts.batch_bytes
+        end = start
+        for raw in block.split(b"\n")[:-1]:
+            end += len(raw) + 1
             try:
                 stream, time_ns, line, complete = parse_fields(raw)
             except CorruptLine:
@@ -407,27 +758,34 @@ class FileTail(Tail):
                 log.debug("container %s: corrupt json-file line before offset %d skipped", cid[:12], end)
                 self.advance((f, end, 0), joiner.pending)
                 continue
-            if skip:
-                if time_ns <= skip:
+            if self.skip_until_ns:
+                if time_ns <= self.skip_until_ns:
                     self.advance((f, end, time_ns), joiner.pending)
                     continue
-                skip = self.skip_until_ns = 0
+                self.skip_until_ns = 0
             if complete and not joiner.pending:
-                # The common case, inlined: one record per line, nothing to join.
-                batch.append(LogRecord(container, stream, time_ns, line))
+                self.batch.append(LogRecord(container, stream, time_ns, line))
                 self.batch_bytes += len(line)
                 self.batch_pos = (f, end, time_ns)
             else:
-                start = end - len(raw) - 1
-                seed = f"{cid}:{f.fp}:{start}"
-                before_pos, after_pos = (f, start, time_ns), (f, end, time_ns)
+                begin = end - len(raw) - 1
+                seed = f"{cid}:{f.fp}:{begin}"
+                before_pos, after_pos = (f, begin, time_ns), (f, end, time_ns)
                 for o in joiner.feed(stream, time_ns, line, complete, before_pos, after_pos, seed):
                     self.add(o.stream, o.time_ns, o.line, o.partial, o.pos)
-            if len(batch) >= max_records or self.batch_bytes >= max_bytes:
+            if len(self.batch) >= max_records or self.batch_bytes >= max_bytes:
                 await self.flush()
-                batch = self.batch
                 if self.stopping:
                     return
+
+
+def _ends(rows: list[Any], start: int) -> list[int]:
+    """The file offset after each row (row[0] is the whole line with its newline)."""
+    return list(accumulate(map(len, map(_LINE, rows)), initial=start))[1:]
+
+
+_LINE, _BODY, _STREAM, _HEAD, _FRAC = (itemgetter(k) for k in (0, 1, 3, 4, 5))
+_PAD9 = methodcaller("ljust", 9, b"0")
 
 
 def _line_start_before(f: LogFile, size: int) -> int:

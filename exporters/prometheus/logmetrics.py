@@ -37,6 +37,8 @@ class LogMetrics(Collector):
         sent_bytes = _counter(n.LOG_SINK_BYTES_SENT, ["sink"])
         retries = _counter(n.LOG_SINK_RETRIES, ["sink"])
         dropped = _counter(n.LOG_SINK_RECORDS_DROPPED, ["sink", "reason"])
+        files_missed = _counter(n.LOG_SINK_ROTATED_FILES_MISSED, ["sink"])
+        bytes_missed = _counter(n.LOG_SINK_ROTATED_BYTES_MISSED, ["sink"])
         backlog = _gauge(n.LOG_SINK_BACKLOG_BYTES)
         lag = _gauge(n.LOG_SINK_DELIVERY_LAG)
         last = _gauge(n.LOG_SINK_LAST_SUCCESS)
@@ -53,11 +55,13 @@ class LogMetrics(Collector):
                 reasons.add(EVENTS_DROP)
             for reason in sorted(reasons):
                 dropped.add_metric([r.name, reason], drops.get(reason, 0))
+            files_missed.add_metric([r.name], st.files_missed)
+            bytes_missed.add_metric([r.name], st.bytes_missed)
             backlog.add_metric([r.name], p.backlog(r.name))
             lag.add_metric([r.name], st.lag)
             last.add_metric([r.name], st.last_success)
             tails.add_metric([r.name], per_sink.get(r.name, 0))
-        yield from (sent, sent_bytes, retries, dropped, backlog, lag, last, tails)
+        yield from (sent, sent_bytes, retries, dropped, files_missed, bytes_missed, backlog, lag, last, tails)
         unreadable = GaugeMetricFamily(
             n.LOG_CONTAINERS_UNREADABLE.name, n.LOG_CONTAINERS_UNREADABLE.help, labels=["reason"]
         )

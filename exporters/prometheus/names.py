@@ -270,7 +270,8 @@ CONTAINER_HEALTH = Metric(
 CONTAINER_EVENTS = Metric(
     "dockwatch_container_events_total",
     Kind.COUNTER,
-    "Docker events per running container since the agent saw it start (die, oom, kill, health_status...).",
+    "Docker events per container (running or recently exited) since the agent started; die, kill, "
+    "oom, restart, start (and health_status with a healthcheck) exist at 0 from its first sight.",
     (*IDENTITY, "action"),
     "docker /events",
 )
@@ -370,14 +371,15 @@ DOCKER_EVENTS = Metric(
 COLLECTOR_SUCCESS = Metric(
     "dockwatch_scrape_collector_success",
     Kind.GAUGE,
-    "1 if the collector's last run succeeded for every namespace it could still see.",
+    "1 if the collector's last run returned and read all it could still see; 0 if it raised or "
+    "part of it failed (its series are then missing; the rest of the scrape is served).",
     ("collector",),
     "agent",
 )
 COLLECTOR_DURATION = Metric(
     "dockwatch_scrape_collector_duration_seconds",
     Kind.GAUGE,
-    "Wall time of the collector's last run.",
+    "Wall time of the collector's last run (netns, tcp_states on its own interval, logs).",
     ("collector",),
     "agent",
 )
@@ -417,6 +419,39 @@ BUILD_INFO = Metric(
     "agent",
 )
 
+# --- the agent process (prometheus_client's ProcessCollector, from /proc/self) ---------------------
+# The names and help every client_python and Go exporter uses, so process dashboards work as is.
+PROCESS_CPU = Metric(
+    "process_cpu_seconds_total",
+    Kind.COUNTER,
+    "Total user and system CPU time spent in seconds.",
+    (),
+    "/proc/self/stat utime+stime",
+)
+PROCESS_RSS = Metric(
+    "process_resident_memory_bytes", Kind.GAUGE, "Resident memory size in bytes.", (), "/proc/self/stat rss"
+)
+PROCESS_VMS = Metric(
+    "process_virtual_memory_bytes", Kind.GAUGE, "Virtual memory size in bytes.", (), "/proc/self/stat vsize"
+)
+PROCESS_START = Metric(
+    "process_start_time_seconds",
+    Kind.GAUGE,
+    "Start time of the process since unix epoch in seconds.",
+    (),
+    "/proc/self/stat starttime, /proc/stat btime",
+)
+PROCESS_OPEN_FDS = Metric(
+    "process_open_fds", Kind.GAUGE, "Number of open file descriptors.", (), "/proc/self/fd"
+)
+PROCESS_MAX_FDS = Metric(
+    "process_max_fds",
+    Kind.GAUGE,
+    "Maximum number of open file descriptors.",
+    (),
+    "/proc/self/limits Max open files",
+)
+
 # --- log shipping (agent/logs; per sink by its configured name) ------------------------------------
 LOG_SINK_RECORDS_SENT = Metric(
     "dockwatch_log_sink_records_sent_total",
@@ -443,9 +478,27 @@ LOG_SINK_RECORDS_DROPPED = Metric(
     "dockwatch_log_sink_records_dropped_total",
     Kind.COUNTER,
     "Log records never delivered: corrupt (unparsable json-file line), rejected (sink said FAIL), "
-    "rotated (Docker rotated the file away before it was read), events_overflow (docker events "
-    "dropped: queue full while the sink was down, or unsent at exit).",
+    "rotated (lines of a rotated json-file log let go unread because more than the held bound was "
+    "behind the sink; counted exactly), events_overflow (docker events dropped: queue full while the "
+    "sink was down, or unsent at exit).",
     ("sink", "reason"),
+    "agent",
+)
+LOG_SINK_ROTATED_FILES_MISSED = Metric(
+    "dockwatch_log_sink_rotated_files_missed_total",
+    Kind.COUNTER,
+    "json-file log files not read to their end before Docker deleted them: let go over the held "
+    "bound, rotated away before the agent could open them, or the checkpointed file rotated away "
+    "while the agent was down (whole files rotated away during that time are not seen).",
+    ("sink",),
+    "agent",
+)
+LOG_SINK_ROTATED_BYTES_MISSED = Metric(
+    "dockwatch_log_sink_rotated_bytes_missed_total",
+    Kind.COUNTER,
+    "Bytes of those files never read: exact for files let go over the held bound; otherwise a lower "
+    "bound from the container's max-size (Docker rotates a file once it holds max-size bytes).",
+    ("sink",),
     "agent",
 )
 LOG_SINK_BACKLOG_BYTES = Metric(

@@ -1,4 +1,4 @@
-"""One collection: read every namespace and render, in a worker thread, once at a time.
+"""One collection: run the collectors and render, in a worker thread, once at a time.
 
 By default collection happens at scrape time: the numbers are as fresh as the scrape, nothing
 is polled when nobody scrapes, and a removed container's series are gone on the next scrape.
@@ -7,70 +7,95 @@ kernel generating the /proc files), so `--collect.interval` moves collection to 
 loop: /metrics answers from the last rendered body at once, and the loop re-collects on every
 inventory change, so new containers still appear and removed ones leave within a second.
 
-The work (file reads, parsing, rendering, gzip) runs in a thread so the event loop keeps
-following docker events and answering /healthz; concurrent requests share one run.
+    GET /metrics ──► Scraper.collect() ── one flight per inventory generation ──┐
+    interval loop ─┘                                                           │
+        worker thread: Registry.collect(snapshot) ─► Collection ─► Renderer ─► bytes
+                       (each collector isolated)      (immutable)
+
+The worker thread gets only immutable inputs (the inventory Snapshot, the engine state read on
+the event loop) and returns bytes and the Collection; the loop publishes them. Concurrent
+requests share one run, unless the inventory changed after that run took its snapshot: then
+they wait for a new one, so a scrape that starts after the agent read `destroy` never holds
+the removed container.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
+import logging
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Collection as Names
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent import __version__
-from agent.inventory import Inventory
-from agent.netstats import CollectResult, NetCollector
+from agent.collector import Collection, Outcome, Registry
+from agent.inventory import Inventory, Snapshot
+from agent.netstats import NETNS, CollectResult, namespaces
 from exporters.prometheus import names as n
-from exporters.prometheus.render import Renderer
+from exporters.prometheus.render import Exposition, MetricsPage, Renderer
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-@dataclass(slots=True)
-class CollectorStatus:
-    success: float = 1.0
-    duration: float = 0.0
+@dataclass(frozen=True, slots=True)
+class EngineState:
+    """The inventory's connection state, read on the event loop when a collection starts."""
+
+    connected: bool = False
+    reconnects: int = 0
 
 
 class SelfMetrics(Collector):
-    """The agent's own metrics, read from live state at collect time (client_python custom collector)."""
+    """The agent's own metrics, from one collection's immutable inputs (a client_python collector)."""
 
     def __init__(
-        self, inventory: Inventory, status: dict[str, CollectorStatus], namespaces: Callable[[], int]
+        self,
+        snap: Snapshot,
+        collection: Collection,
+        engine: EngineState,
+        extra: Mapping[str, Outcome] | None = None,
     ) -> None:
-        self.inventory = inventory
-        self.status = status
-        self.namespaces = namespaces  # namespaces read by the last collection
+        self.snap = snap
+        self.collection = collection
+        self.engine = engine
+        self.extra = extra or {}  # exposition collectors (log pipeline) of the same scrape
 
     def collect(self) -> Iterator[Metric]:
-        inv = self.inventory
-        snap = inv.snapshot
+        snap = self.snap
         ok = GaugeMetricFamily(n.COLLECTOR_SUCCESS.name, n.COLLECTOR_SUCCESS.help, labels=["collector"])
         dur = GaugeMetricFamily(n.COLLECTOR_DURATION.name, n.COLLECTOR_DURATION.help, labels=["collector"])
-        for name, st in sorted(self.status.items()):
-            ok.add_metric([name], st.success)
-            dur.add_metric([name], st.duration)
+        outcomes = {**self.collection.outcomes, **self.extra}
+        for name, o in sorted(outcomes.items()):
+            ok.add_metric([name], 1.0 if o.success else 0.0)
+            dur.add_metric([name], o.duration)
         yield ok
         yield dur
         yield GaugeMetricFamily(
             n.CONTAINERS_TRACKED.name, n.CONTAINERS_TRACKED.help, value=len(snap.containers)
         )
-        yield GaugeMetricFamily(n.NETNS_TRACKED.name, n.NETNS_TRACKED.help, value=self.namespaces())
-        yield GaugeMetricFamily(n.ENGINE_CONNECTED.name, n.ENGINE_CONNECTED.help, value=int(inv.connected))
+        netns = namespaces(self.collection)
+        yield GaugeMetricFamily(n.NETNS_TRACKED.name, n.NETNS_TRACKED.help, value=len(netns.samples))
+        yield GaugeMetricFamily(
+            n.ENGINE_CONNECTED.name, n.ENGINE_CONNECTED.help, value=int(self.engine.connected)
+        )
         yield CounterMetricFamily(
-            n.ENGINE_RECONNECTS.name.removesuffix("_total"), n.ENGINE_RECONNECTS.help, value=inv.reconnects
+            n.ENGINE_RECONNECTS.name.removesuffix("_total"),
+            n.ENGINE_RECONNECTS.help,
+            value=self.engine.reconnects,
         )
         ev = CounterMetricFamily(
             n.DOCKER_EVENTS.name.removesuffix("_total"), n.DOCKER_EVENTS.help, labels=["type", "action"]
         )
-        for (typ, action), count in sorted(inv.events_total.items()):
+        for (typ, action), count in sorted(snap.events_total.items()):
             ev.add_metric([typ, action], count)
         yield ev
         info = GaugeMetricFamily(n.BUILD_INFO.name, n.BUILD_INFO.help, labels=list(n.BUILD_INFO.labels))
@@ -78,73 +103,161 @@ class SelfMetrics(Collector):
         yield info
 
 
+class ExpositionCollectors:
+    """client_python collectors (the log pipeline's metrics), each run in its own try: one that
+    raises loses its own families and reports dockwatch_scrape_collector_success 0, nothing else."""
+
+    def __init__(self) -> None:
+        self._units: list[tuple[str, Collector]] = []
+
+    def register(self, collector: Collector, name: str = "") -> None:
+        self._units.append((name or type(collector).__name__.lower(), collector))
+
+    def collect(self) -> tuple[list[Metric], dict[str, Outcome]]:
+        families: list[Metric] = []
+        outcomes: dict[str, Outcome] = {}
+        for name, c in self._units:
+            t0 = time.perf_counter()
+            try:
+                got = list(c.collect())
+            except Exception as exc:
+                log.exception("collector %s failed", name)
+                outcomes[name] = Outcome(name, None, False, time.perf_counter() - t0, str(exc))
+                continue
+            families.extend(got)
+            outcomes[name] = Outcome(name, None, True, time.perf_counter() - t0)
+        return families, outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    page: MetricsPage
+    collection: Collection
+
+
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    generation: int
+    future: asyncio.Future[_Run]
+
+
 class Scraper:
     def __init__(
         self,
         inventory: Inventory,
-        collector: NetCollector,
-        registry: CollectorRegistry | None = None,
+        collectors: Registry,
+        registry: ExpositionCollectors | None = None,
         interval: float = 0.0,
     ) -> None:
         self.inventory = inventory
+        self.collectors = collectors
         self.interval = interval  # 0: collect at scrape time
-        self._body: bytes | None = None
-        self.collector = collector
-        self.renderer = Renderer()
-        self.status: dict[str, CollectorStatus] = {"netns": CollectorStatus()}
-        self.registry = registry or CollectorRegistry(auto_describe=False)
-        self.registry.register(SelfMetrics(inventory, self.status, self._namespaces))
-        self._inflight: asyncio.Future[bytes] | None = None
-        self.last_result: CollectResult | None = None
+        self.renderer = Renderer()  # used by one run at a time (single flight)
+        self.registry = registry or ExpositionCollectors()
+        # process_* (CPU seconds, resident memory, open fds, start time) of the agent itself, from
+        # /proc/self like every client_python exporter: the agent's own procfs, not --path.procfs.
+        self.process = ProcessCollector(registry=None)
+        self._inflight: _Flight | None = None
+        self._page: MetricsPage | None = None
+        self.last: Collection | None = None  # the last finished collection (set on the event loop)
 
-    def _namespaces(self) -> int:
-        return len(self.last_result.samples) if self.last_result is not None else 0
+    @property
+    def last_result(self) -> CollectResult | None:
+        return self.last.result(NETNS) if self.last is not None else None
 
-    async def scrape(self, gzip_ok: bool = False) -> bytes:
-        """The exposition body (gzip-compressed when gzip_ok)."""
-        if self.interval > 0 and self._body is not None:
-            plain = self._body
+    async def scrape(
+        self, gzip_ok: bool = False, openmetrics: bool = False, names: Names[str] | None = None
+    ) -> bytes:
+        """The exposition body: text 0.0.4 or OpenMetrics, only `names` if given, gzip when gzip_ok."""
+        if self.interval > 0 and self._page is not None:
+            page = self._page
         else:
-            plain = await self.collect()
-        if gzip_ok:  # level 1: most of the size win for a fraction of the CPU
-            return await asyncio.to_thread(gzip.compress, plain, 1)
-        return plain
+            page = await self.collect()
+        return await asyncio.to_thread(page.body, openmetrics, names, gzip_ok)
 
-    async def collect(self) -> bytes:
-        """Collect and render now (single flight: concurrent callers share one run)."""
-        if self._inflight is None:
-            self._inflight = asyncio.ensure_future(asyncio.to_thread(self._scrape_blocking))
-            self._inflight.add_done_callback(lambda _: setattr(self, "_inflight", None))
-        body = await asyncio.shield(self._inflight)
-        self._body = body
-        return body
+    async def collect(self) -> MetricsPage:
+        """Collect and render now: one run at a time, shared by callers of the same snapshot."""
+        while True:
+            snap = self.inventory.snapshot
+            flight = self._inflight
+            if flight is None or flight.future.done():  # done: its callback has not run yet
+                break
+            if flight.generation == snap.generation:
+                return (await asyncio.shield(flight.future)).page
+            # That run took its snapshot before the last inventory change: wait for it (one run at
+            # a time), then look again.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(flight.future)
+        engine = EngineState(self.inventory.connected, self.inventory.reconnects)
+        fut = asyncio.ensure_future(asyncio.to_thread(self._scrape_blocking, snap, engine))
+        mine = _Flight(snap.generation, fut)
+        self._inflight = mine
+
+        def done(f: asyncio.Future[_Run]) -> None:
+            if self._inflight is mine:
+                self._inflight = None
+            if not f.cancelled() and f.exception() is None:
+                run = f.result()
+                self._page, self.last = run.page, run.collection
+
+        fut.add_done_callback(done)
+        return (await asyncio.shield(fut)).page
+
+    async def run(self) -> None:
+        """Background work: the background collectors, and interval-mode collection; never returns."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._background())
+            if self.interval > 0:
+                tg.create_task(self.run_interval())
+
+    async def _background(self) -> None:
+        # After the first full listing: a sweep of the empty start-up inventory would leave a
+        # slow tier (the connection tier runs every 120 s by default) empty for a whole interval.
+        await self.inventory.ready.wait()
+        await self.collectors.run_background(lambda: self.inventory.snapshot)
 
     async def run_interval(self) -> None:
         """Interval mode: collect every `interval` seconds, and promptly when the inventory changes."""
         changed = self.inventory.changed
         while True:
             changed.clear()
-            await self.collect()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=self.interval)
-                # A stack deploy starts dozens of containers at once: take them in one pass.
-                await asyncio.sleep(0.05)
+            try:
+                await self.collect()
+            except Exception:  # collectors are isolated; this would be our own bug: keep serving
+                log.exception("interval collection failed; /metrics keeps the last body")
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that arrives
+            # as the event fires, and this loop then never ends on shutdown.
+            try:
+                async with asyncio.timeout(self.interval):
+                    await changed.wait()
+            except TimeoutError:
+                continue
+            # A stack deploy starts dozens of containers at once: take them in one pass.
+            await asyncio.sleep(0.05)
 
-    def _scrape_blocking(self) -> bytes:
-        t0 = time.perf_counter()
-        inv = self.inventory
-        snap = inv.snapshot
-        res = self.collector.collect(snap.containers.values(), snap.networks)
-        self.last_result = res
-        st = self.status["netns"]
-        # A namespace that vanished mid-scrape is not a failure; an unreadable one is.
-        st.success = 0.0 if res.errors else 1.0
-        known = {cid: c for cid in inv.container_events if (c := inv.known(cid)) is not None}
-        body = self.renderer.render(
-            snap.node, snap.node_id, res, dict(inv.container_events), known, snap.containers.values()
-        )
-        # Keep the identity strings of every running container, not only those with events:
-        # containers already running at agent start have none and were re-rendered every scrape.
-        self.renderer.forget_except([*snap.containers, *known])
-        st.duration = time.perf_counter() - t0
-        return body.encode() + generate_latest(self.registry)
+    def _scrape_blocking(self, snap: Snapshot | None = None, engine: EngineState | None = None) -> _Run:
+        """Worker thread: collect, render. Reads only its arguments (immutable) and its own parts."""
+        snap = snap if snap is not None else self.inventory.snapshot
+        engine = engine or EngineState()
+        col = self.collectors.collect(snap)
+        res = namespaces(col)
+        try:
+            exposition = self.renderer.render(
+                snap.node, snap.node_id, res, snap.container_events, snap.known, snap.containers.values()
+            )
+        except Exception as exc:  # never fail /metrics: the self-metrics say what is missing
+            log.exception("rendering the per-container families failed")
+            exposition = Exposition([], [])
+            bad = Outcome(NETNS.name, None, False, 0.0, f"render: {exc}")
+            col = replace(col, outcomes=MappingProxyType({**col.outcomes, NETNS.name: bad}))
+        # Keep the identity strings of every running container and of every container with event
+        # counters: containers already running at agent start were re-rendered every scrape.
+        self.renderer.forget_except([*snap.containers, *snap.known])
+        families, extra = self.registry.collect()
+        own = SelfMetrics(snap, col, engine, extra)
+        try:
+            process = list(self.process.collect())
+        except Exception:  # /proc/self unreadable: the agent's own process metrics are missing
+            log.exception("process metrics failed")
+            process = []
+        return _Run(MetricsPage(exposition, [*own.collect(), *families, *process]), col)

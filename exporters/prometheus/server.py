@@ -1,26 +1,67 @@
-"""HTTP endpoints: /metrics, /healthz (process alive), /readyz (engine connected, inventory loaded)."""
+"""The HTTP endpoints: /metrics, /healthz, /readyz and an index page.
+
+/metrics answers like prometheus_client's exposition: OpenMetrics 1.0 when the scraper lists
+`application/openmetrics-text` in Accept (Prometheus does), else text 0.0.4; `name[]=<sample name>`
+(repeatable) keeps only those series; gzip when accepted. An optional web config
+(exporters/prometheus/webconfig.py: exporter-toolkit's --web.config.file) adds TLS, basic auth,
+headers and a rate limit to every endpoint.
+"""
 
 from __future__ import annotations
 
 import logging
+import ssl
+from typing import Protocol
 
 from aiohttp import web
 
-from agent.inventory import Inventory
-from exporters.prometheus.scrape import CONTENT_TYPE, Scraper
+from exporters.prometheus import webconfig
+from exporters.prometheus.scrape import Scraper
 
 log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 _INDEX = """<html><head><title>dockwatch</title></head><body><h1>dockwatch</h1>
 <ul><li><a href="/metrics">/metrics</a></li><li><a href="/healthz">/healthz</a></li>
 <li><a href="/readyz">/readyz</a></li></ul></body></html>"""
 
 
-def make_app(scraper: Scraper, inventory: Inventory) -> web.Application:
+class Readiness(Protocol):
+    """What /readyz asks (agent/app.py's Readiness: engine answered, inventory loaded, /proc readable)."""
+
+    @property
+    def is_ready(self) -> bool: ...
+
+    @property
+    def last_error(self) -> str: ...
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """True when Accept lists application/openmetrics-text (q > 0), as prometheus_client decides."""
+    for item in accept.split(","):
+        media, *params = (p.strip() for p in item.split(";"))
+        if media.lower() != "application/openmetrics-text":
+            continue
+        q = next((p[2:] for p in params if p.lower().startswith("q=")), "1")
+        try:
+            if float(q) > 0:
+                return True
+        except ValueError:
+            return True
+    return False
+
+
+def make_app(
+    scraper: Scraper, inventory: Readiness, web_config: webconfig.WebConfig | None = None
+) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         gz = "gzip" in request.headers.get("Accept-Encoding", "")
-        body = await scraper.scrape(gzip_ok=gz)
-        headers = {"Content-Type": CONTENT_TYPE}
+        om = wants_openmetrics(request.headers.get("Accept", ""))
+        names = request.query.getall("name[]", None)
+        body = await scraper.scrape(gzip_ok=gz, openmetrics=om, names=frozenset(names) if names else None)
+        headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if om else CONTENT_TYPE}
         if gz:
             headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
@@ -37,7 +78,8 @@ def make_app(scraper: Scraper, inventory: Inventory) -> web.Application:
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=_INDEX, content_type="text/html")
 
-    app = web.Application()
+    middlewares = [webconfig.middleware(web_config)] if web_config is not None else []
+    app = web.Application(middlewares=middlewares)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -45,10 +87,13 @@ def make_app(scraper: Scraper, inventory: Inventory) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+async def serve(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     await site.start()
-    log.info("serving /metrics on %s:%d", host, port)
+    scheme = "https" if ssl_context is not None else "http"
+    log.info("serving /metrics on %s://%s:%d", scheme, host, port)
     return runner

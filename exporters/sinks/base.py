@@ -3,7 +3,8 @@
 The pipeline owns batching, retry with backoff and checkpoints; a sink only says how a batch went:
 
     records ──► Sink.send(batch) ──► Outcome.OK     checkpoint advances past the batch
-                                 └─► Outcome.RETRY  same batch again after backoff (peer down, timeout)
+                                 └─► Outcome.RETRY  same batch again after backoff (peer down, timeout);
+                                                    why in `last_error`: the pipeline logs it, not the sink
                                  └─► Outcome.FAIL   the batch can never go (e.g. rejected): counted, skipped
 """
 
@@ -176,11 +177,15 @@ class Sink(abc.ABC):
 
     driver: ClassVar[str]  # Docker's driver name: "json-file", "syslog", "fluentd"
     options: ClassVar[Sequence[Option]]
+    # True: the pipeline gives this sink Docker's 16 KiB chunks as they came (with Partial
+    # metadata), whatever `logs.join-partial` says; False: rejoined lines when it is on.
+    raw_chunks: ClassVar[bool] = False
 
     def __init__(self, opts: Mapping[str, str], *, name: str | None = None, hostname: str = "") -> None:
         self.name = name or self.driver
         self.hostname = hostname  # the Docker host's name, as Docker's drivers use os.Hostname()
         self.opts = parse_options(self.driver, self.options, opts)
+        self.last_error = ""  # why the last send() returned RETRY; the pipeline reports it, rate-limited
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect or create what the sink needs; may raise, the pipeline retries."""

@@ -521,7 +521,9 @@ class FluentdSink(Sink):
                 conn = await self._connection()
                 await self._deliver(conn, frames)
             except (OSError, EOFError, TimeoutError, ProtocolError, ssl.SSLError, ValueError) as exc:
-                log.warning("fluentd sink %s: %s: %s; will retry", self.name, self._where(), _why(exc))
+                # The runner reports the outage (first failure, then a summary); each attempt: debug.
+                self.last_error = f"{self._where()}: {_why(exc)}"
+                log.debug("fluentd sink %s: %s; will retry", self.name, self.last_error)
                 self._drop()
                 return Outcome.RETRY
             except Exception:  # a sink never takes the pipeline down; the batch is retried

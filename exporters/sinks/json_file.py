@@ -14,6 +14,13 @@ tails Docker's files (Fluent Bit's `docker` parser, Promtail, `jq`) reads ours u
 - `attrs` is Go's `json.Marshal` of a `map[string]string`: sorted keys, HTML-safe escaping, and (Go ≥ 1.22,
   i.e. Docker ≥ 25) `\\b`/`\\f` short escapes; older dockerd wrote `\\u0008`/`\\u000c` there.
 - `time` is Go's `time.RFC3339Nano` in UTC: trailing zeros of the fraction trimmed, no dot when zero.
+- One entry per 16 KiB chunk of a longer line, as dockerd: this sink declares `raw_chunks`, so the
+  pipeline gives it Docker's chunks whatever `logs.join-partial` says (other sinks may get the
+  rejoined line at the same time). Each chunk is escaped on its own, so a multi-byte character cut
+  by Docker's chunking is `\\ufffd` on both sides of the cut, as in dockerd's file. (Through the
+  Engine API, for drivers other than json-file, no chunk says whether it was a line's last: a chunk
+  is written as the last, with its newline, when the next entry has another time, and without one
+  when it is the container's last output.)
 
 Options (Docker's names, syntax and checks; any other key is refused by name):
 
@@ -362,6 +369,9 @@ class JsonFileSink(Sink):
     """Writes Docker's json-file format, with Docker's rotation, one file per container."""
 
     driver = "json-file"
+    # Docker's file has one entry per 16 KiB chunk, each escaped on its own (a multi-byte character
+    # cut by the chunking becomes \ufffd on both sides): only the chunks give the same bytes.
+    raw_chunks = True
     options = (
         Option(
             "max-size", "rotate when a file holds this many bytes (10m = 10,000,000)", None, parse_max_size
@@ -409,7 +419,9 @@ class JsonFileSink(Sink):
             try:
                 await asyncio.to_thread(self._write, lines)
             except OSError as exc:  # disk full, permissions, a path in the way: may heal
-                log.warning("json-file sink %s: %s; will retry", self.name, exc)
+                # The runner reports the outage (first failure, then a summary); each attempt: debug.
+                self.last_error = str(exc)
+                log.debug("json-file sink %s: %s; will retry", self.name, exc)
                 return Outcome.RETRY
             except Exception:  # a sink never takes the pipeline down
                 log.exception("json-file sink %s: unexpected error; will retry", self.name)

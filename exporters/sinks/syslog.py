@@ -433,7 +433,9 @@ class SyslogSink(Sink):
                         log.info("syslog sink %s: %s: %s; reconnecting", self.name, self.address, _why(exc))
                         continue
                     if isinstance(exc, OSError | TimeoutError | EOFError):
-                        log.warning("syslog sink %s: %s: %s; will retry", self.name, self.address, _why(exc))
+                        # The runner reports the outage (first failure, then a summary); each attempt: debug.
+                        self.last_error = f"{self.address}: {_why(exc)}"
+                        log.debug("syslog sink %s: %s; will retry", self.name, self.last_error)
                     else:
                         log.exception("syslog sink %s: unexpected error; will retry", self.name)
                     return Outcome.RETRY

@@ -1,8 +1,12 @@
-"""End-to-end fixtures: the agent's image, built from the Dockerfile on a locally made base."""
+"""End-to-end fixtures: the agent's image (built from the Dockerfile on a locally made base), a swarm."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from engine import Engine
 from harness import AGENT_IMAGE, build_agent_image
+from swarmnodes import Swarm, missing_tools, swarm_on
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +27,23 @@ def agent_image(engine_session: Engine) -> str:
         f"{size / 1e6:.0f} MB"
     )
     return AGENT_IMAGE
+
+
+@pytest.fixture
+def swarm(engine: Engine) -> Iterator[Swarm]:
+    """A swarm on the test engine for one test, the only way tests here change its swarm state.
+
+    The engine is the manager, advertised on an underlay bridge so that `Swarm.add_nodes` can
+    join extra nodes (tests/e2e/swarmnodes.py). Afterwards the engine is as it was: nodes torn
+    down, swarm left, the docker_gwbridge swarm made removed. Per test, not per session: the
+    engine stays in a swarm no longer than one test, whatever else shares the session or it.
+    """
+    if missing_tools() or os.geteuid() != 0:
+        pytest.skip(f"needs root and {', '.join(missing_tools()) or 'the namespace tools'}")
+    # Not under pytest's basetemp, which keeps old runs: nodes' data roots hold image layers.
+    workdir = Path(tempfile.mkdtemp(prefix="dwtsw-"))
+    try:
+        with swarm_on(engine, workdir) as sw:
+            yield sw
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -4,11 +4,12 @@ The compose file is resolved by the tool itself (`config`), then adapted to this
 agent image is the one built from the Dockerfile, Prometheus is Debian's binary in the local
 base image (no registry here), bind sources point at this engine's socket and data root, and
 published ports are dropped (this engine publishes nothing; they would only hold host ports).
-Grafana is left out: there is no Grafana image here.
+Grafana and the optional Alertmanager are left out: there are no such images here.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import urllib.parse
@@ -43,7 +44,11 @@ def resolve(cmd: list[str], *files: str) -> dict[str, Any]:
     """The deploy/ files merged and interpolated by the compose tool itself (`config`)."""
     tool = cmd[: cmd.index("-p")]
     args = [a for f in files for a in ("-f", str(DEPLOY / f))]
-    res = subprocess.run([*tool, *args, "config"], capture_output=True, text=True, timeout=60, check=True)
+    # The Grafana password is required by the file (Grafana itself is left out below).
+    env = {**os.environ, "GRAFANA_ADMIN_PASSWORD": "test-only"}
+    res = subprocess.run(
+        [*tool, *args, "config"], capture_output=True, text=True, timeout=60, check=True, env=env
+    )
     return dict(yaml.safe_load(res.stdout))
 
 
@@ -74,6 +79,7 @@ def test_compose_up_prometheus_scrapes_the_agent(
     sources = {"/var/run/docker.sock": engine.socket_path, "/var/lib/docker": root}
     services = doc["services"]
     del services["grafana"]
+    services.pop("alertmanager", None)  # optional (a profile), and no Alertmanager image here
     agent, prom = services["dockwatch"], services["prometheus"]
     agent["image"] = agent_image
     agent.pop("build", None)
@@ -83,7 +89,9 @@ def test_compose_up_prometheus_scrapes_the_agent(
     for svc in (agent, prom):
         svc["volumes"] = [_retarget(v, sources) for v in svc["volumes"]]
         svc.pop("ports", None)
-    doc["volumes"] = {k: v for k, v in doc.get("volumes", {}).items() if not k.startswith("grafana")}
+    doc["volumes"] = {
+        k: v for k, v in doc.get("volumes", {}).items() if not k.startswith(("grafana", "alertmanager"))
+    }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     up = subprocess.run([*cmd, "up", "-d"], env=engine.env, capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stderr

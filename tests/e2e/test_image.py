@@ -186,6 +186,8 @@ def test_non_root_needs_the_socket_group(engine: Engine, agent_image: str) -> No
     with pytest.raises(Exception, match="503"):
         http_get(bad + "/readyz")
     assert series(parse(http_get(bad + "/metrics")), "dockwatch_engine_connected")[0][1] == 0
+    said = [ln for ln in logs(engine, without).splitlines() if "cannot connect to the Docker engine" in ln]
+    assert len(said) == 1 and f"--group-add {gid}" in said[0]  # the fix, once (issue 9)
 
 
 def _sidecar_reports_app_traffic(engine: Engine, agent_image: str, *opts: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,12 +16,20 @@ import pytest
 from agentproc import Agent, one
 from engine import BUSYBOX_IMAGE, Engine
 from peers.forward import ForwardReceiver
+from toolbox import until
 
 from agent.logs.jsonfile import parse_line
 
 pytestmark = pytest.mark.docker
 
 PREFIX = f"dwev{uuid.uuid4().hex[:6]}-"
+
+
+def rfc3339nano_fraction(ts: str) -> int:
+    """The nanoseconds of Go's time.RFC3339Nano text: trailing zeros trimmed, `.0` omitted."""
+    m = re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(\d{0,8}[1-9]))?Z", ts)
+    assert m, f"not RFC3339Nano: {ts}"
+    return int((m.group(1) or "0").ljust(9, "0"))
 
 
 def file_events(out: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -80,23 +88,27 @@ async def test_start_and_die_events_reach_json_file_and_fluentd(engine: Engine, 
             def file_mine() -> list[tuple[dict[str, Any], dict[str, Any]]]:
                 return [(entry, ev) for entry, ev in file_events(out) if ev["Actor"]["ID"] == cid]
 
-            deadline = time.monotonic() + 30
-            while not (
-                {"start", "die"} <= {ev["Action"] for _, ev in fluent_mine()}
-                and {"start", "die"} <= {ev["Action"] for _, ev in file_mine()}
-            ):
-                assert time.monotonic() < deadline, (fluent_mine(), file_mine(), agent.logtext()[-3000:])
-                await asyncio.sleep(0.1)
+            def both_arrived() -> bool:
+                at_fluentd = {ev["Action"] for _, ev in fluent_mine()}
+                in_file = {ev["Action"] for _, ev in file_mine()}
+                return {"start", "die"} <= at_fluentd and {"start", "die"} <= in_file
+
+            try:
+                await until(both_arrived, timeout=30, interval=0.1, what="start and die at both sinks")
+            except TimeoutError:
+                raise AssertionError((fluent_mine(), file_mine(), agent.logtext()[-3000:])) from None
 
             for e, ev in fluent_mine():
                 assert ev["Type"] == "container"
                 assert ev["Actor"]["Attributes"]["name"] == name
                 assert ev["Actor"]["Attributes"]["image"] == BUSYBOX_IMAGE
-                assert ev["time"] == ev["timeNano"] // 10**9 and ev["timeNano"] % 10**9 != 0
+                assert ev["time"] == ev["timeNano"] // 10**9
                 # the record's time is the event's (whole seconds: no fluentd-sub-second-precision)
                 assert e.time_ns == ev["timeNano"] // 10**9 * 10**9
                 assert e.record["container_name"] == "/docker-events"
                 assert e.record["source"] == "stdout"
+            # Nanoseconds, not whole seconds (two events both on a whole second: 1 in 10^18).
+            assert any(ev["timeNano"] % 10**9 for _, ev in fluent_mine())
             actions = [ev["Action"] for _, ev in fluent_mine()]
             assert actions.index("start") < actions.index("die")  # in the engine's order
             die = next(ev for _, ev in fluent_mine() if ev["Action"] == "die")
@@ -105,7 +117,9 @@ async def test_start_and_die_events_reach_json_file_and_fluentd(engine: Engine, 
             for entry, ev in file_mine():
                 assert entry["stream"] == "stdout" and entry["attrs"] == {"tag": "docker.events"}  # default
                 assert ev["Type"] == "container" and ev["Actor"]["Attributes"]["name"] == name
-                assert entry["time"].endswith(f".{ev['timeNano'] % 10**9:09d}Z")  # json-file keeps the ns
+                # json-file keeps the ns, as RFC3339Nano: Go trims trailing zeros (.54861424Z, not
+                # .548614240Z) and drops a zero fraction, as dockerd writes its own files.
+                assert rfc3339nano_fraction(entry["time"]) == ev["timeNano"] % 10**9
             assert not (out / cid).exists()  # the include matched no container: no container logs
 
             m = await asyncio.to_thread(agent.scrape)

@@ -13,7 +13,6 @@ import asyncio
 import collections
 import json
 import signal
-import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from agentproc import Agent, one, scrape_until
 from engine import BUSYBOX_IMAGE, Engine, wait_for
 from peers.forward import ForwardReceiver
+from toolbox import until
 
 from agent.logs.jsonfile import CorruptLine, parse_line
 
@@ -56,19 +56,26 @@ def start_agent(engine: Engine, tmp: Path, cfg: Path, *extra: str) -> Agent:
 
 
 def read_sink_lines(out: Path, cid: str) -> list[str]:
-    """Every record the json-file sink wrote for a container, in order (rotated files first)."""
+    """Every line the json-file sink wrote for a container, in order (rotated files first); like
+    Docker's own file, a line over 16 KiB is there as chunks, rejoined here."""
     d = out / cid
     files = sorted(d.glob(f"{cid}-json.log.*"), key=lambda p: -int(p.name.rsplit(".", 1)[-1]))
     files.append(d / f"{cid}-json.log")
     lines: list[str] = []
+    chunks: list[bytes] = []
     for f in files:
         if not f.exists():
             continue
         for raw in f.read_bytes().splitlines():
             try:
-                lines.append(parse_line(raw).data.decode("utf-8", "replace"))
+                entry = parse_line(raw)
             except CorruptLine:
                 lines.append("<corrupt>")
+                continue
+            chunks.append(entry.data)
+            if entry.complete:
+                lines.append(b"".join(chunks).decode("utf-8", "replace"))
+                chunks = []
     return lines
 
 
@@ -87,6 +94,18 @@ def assert_each_once(lines: list[str], n: int) -> None:
 
 def run_logger(engine: Engine, script: str, *opts: str) -> str:
     return engine.run(*opts, BUSYBOX_IMAGE, "sh", "-c", script, name=f"{PREFIX}{uuid.uuid4().hex[:8]}")
+
+
+def wait_done(agent: Agent, sink: str = "files") -> None:
+    """Instead of a grace period for duplicates to show up before counting: wait until the agent is
+    done with the test's containers. A tail ends only once its container died (or a `die` started
+    one) and it has read Docker's log to the end; with no tail left, nothing more reaches the sink."""
+    scrape_until(
+        agent,
+        lambda m: one(m, "dockwatch_log_sink_containers", sink=sink) == 0,
+        timeout=60,
+        what=f"every {sink} tail to end",
+    )
 
 
 def wait_lines(out: Path, cid: str, n: int, timeout: float) -> list[str]:
@@ -110,7 +129,7 @@ def test_every_line_exactly_once(engine: Engine, tmp_path: Path) -> None:
         cid = run_logger(engine, logger_script(n, per_tick=100, tick="0.02"))
         lines = wait_lines(out, cid, n, timeout=60)
         engine.docker("wait", cid)
-        time.sleep(0.5)  # a short grace for anything extra (a duplicate) to show up before we count
+        wait_done(agent)
         assert_each_once(read_sink_lines(out, cid), n)
         m = agent.scrape()
         assert one(m, "dockwatch_log_sink_records_sent_total", sink="files") >= n
@@ -131,7 +150,7 @@ def test_container_that_exits_at_once(engine: Engine, tmp_path: Path, driver: st
         cid = run_logger(engine, script, "--log-driver", driver)
         engine.docker("wait", cid)
         wait_lines(out, cid, n, timeout=30)
-        time.sleep(0.5)
+        wait_done(agent)
         assert_each_once(read_sink_lines(out, cid), n)
     finally:
         assert agent.stop() == 0
@@ -154,7 +173,7 @@ def test_rotation_loses_and_repeats_nothing(engine: Engine, tmp_path: Path, comp
         assert rotated, "dockerd did not rotate: the test would prove nothing"
         if compress:
             assert any(p.name.endswith(".gz") for p in rotated)
-        time.sleep(0.5)
+        wait_done(agent)
         # ~6000 lines x ~70 bytes over 20 kB files: dockerd rotated about 20 times under the reader
         assert_each_once(read_sink_lines(out, cid), n)
         m = agent.scrape()
@@ -235,7 +254,7 @@ def test_killed_agent_resumes_from_checkpoint(engine: Engine, tmp_path: Path) ->
     try:
         wait_lines(out, cid, n, timeout=90)
         engine.docker("wait", cid)
-        time.sleep(0.5)
+        wait_done(agent2)
         lines = read_sink_lines(out, cid)
         counts = numbered_counts(lines)
         assert [i for i in range(n) if counts[i] == 0] == []
@@ -257,7 +276,7 @@ def test_sigterm_drains_and_restart_repeats_nothing(engine: Engine, tmp_path: Pa
     try:
         wait_lines(out, cid, n, timeout=90)
         engine.docker("wait", cid)
-        time.sleep(0.5)
+        wait_done(agent2)
         assert_each_once(read_sink_lines(out, cid), n)
     finally:
         assert agent2.stop() == 0
@@ -276,7 +295,7 @@ def test_local_driver_via_api_exactly_once_across_restart(engine: Engine, tmp_pa
     try:
         wait_lines(out, cid, n, timeout=90)
         engine.docker("wait", cid)
-        time.sleep(0.5)
+        wait_done(agent2)
         # `since` is inclusive: the boundary entries came twice from the engine and were dropped
         assert_each_once(read_sink_lines(out, cid), n)
     finally:
@@ -294,7 +313,7 @@ def test_syslog_driver_read_through_dual_logging_cache(engine: Engine, tmp_path:
         cid = run_logger(engine, logger_script(n, per_tick=100, tick="0.02"), *syslog)
         wait_lines(out, cid, n, timeout=60)
         engine.docker("wait", cid)
-        time.sleep(0.5)
+        wait_done(agent)
         assert_each_once(read_sink_lines(out, cid), n)
     finally:
         assert agent.stop() == 0
@@ -354,10 +373,10 @@ def test_filters_and_opt_out(engine: Engine, tmp_path: Path) -> None:
         assert agent.stop() == 0
 
 
-# --- fluentd sink with the receiver stopped for 10 s ---------------------------------------------------
-async def test_receiver_down_10s_loses_nothing(engine: Engine, tmp_path: Path) -> None:
-    """Three containers log while the fluentd receiver is down for 10 s: every line arrives once it is
-    back; the json-file sink next to it keeps delivering during the outage."""
+# --- fluentd sink with the receiver stopped while containers log ----------------------------------------
+async def test_receiver_down_loses_nothing(engine: Engine, tmp_path: Path) -> None:
+    """Three containers log while the fluentd receiver is down: every line arrives once it is back;
+    the json-file sink next to it keeps delivering during the outage."""
     out = tmp_path / "out"
     async with ForwardReceiver() as rx:
         sink = {
@@ -382,24 +401,35 @@ async def test_receiver_down_10s_loses_nothing(engine: Engine, tmp_path: Path) -
             def mine(cid: str) -> list[str]:
                 return [str(e.record.get("log")) for e in rx.events if e.record.get("container_id") == cid]
 
-            deadline = time.monotonic() + 30
-            while min(len(mine(c)) for c in cids) < 100:
-                assert time.monotonic() < deadline, "no lines before the outage"
-                await asyncio.sleep(0.05)
+            await until(lambda: min(len(mine(c)) for c in cids) >= 100, 30, 0.05, "lines before the outage")
             await rx.stop()
             down_at = [len(mine(c)) for c in cids]
             files_at = [len(read_sink_lines(out, c)) for c in cids]
-            await asyncio.sleep(10)  # the outage itself (the scenario), not a wait for a condition
-            # The other sink did not wait for this one.
-            assert all(len(read_sink_lines(out, c)) > k for c, k in zip(cids, files_at, strict=True))
-            m = await asyncio.to_thread(agent.scrape)
-            assert one(m, "dockwatch_log_sink_retries_total", sink="central") > 0
-            assert one(m, "dockwatch_log_sink_backlog_bytes", sink="central") > 0
+
+            # The outage lasts until it has had its effects (not a fixed 10 s): the sink retried with
+            # growing backoff, a backlog built up, and the other sink, which did not wait for this
+            # one, delivered lines logged meanwhile.
+            def outage_felt() -> bool:
+                m = agent.scrape()
+                return (
+                    one(m, "dockwatch_log_sink_retries_total", sink="central") >= 4
+                    and one(m, "dockwatch_log_sink_backlog_bytes", sink="central") > 0
+                    and all(len(read_sink_lines(out, c)) > k for c, k in zip(cids, files_at, strict=True))
+                )
+
+            await asyncio.to_thread(wait_for, outage_felt, 60, 0.2, "retries, a backlog, the other sink on")
             await rx.start()
-            deadline = time.monotonic() + 60
-            while min(len(numbered_counts(mine(c))) for c in cids) < n:
-                assert time.monotonic() < deadline, f"{[len(numbered_counts(mine(c))) for c in cids]} of {n}"
-                await asyncio.sleep(0.1)
+
+            def all_arrived() -> bool:
+                return all(
+                    len(numbered_counts(mine(c))) >= n and len(numbered_counts(read_sink_lines(out, c))) >= n
+                    for c in cids
+                )
+
+            try:
+                await until(all_arrived, timeout=90, interval=0.1, what=f"{n} lines of each at both sinks")
+            except TimeoutError:
+                raise AssertionError(f"{[len(numbered_counts(mine(c))) for c in cids]} of {n}") from None
             assert max(down_at) < n, "the containers finished before the outage: log more slowly"
             for c in cids:
                 assert_each_once(read_sink_lines(out, c), n)
@@ -436,10 +466,7 @@ async def test_flags_one_sink_partial_metadata_passed_through(engine: Engine, tm
             def mine() -> list:
                 return [e for e in rx.events if e.record.get("container_id") == cid]
 
-            deadline = time.monotonic() + 30
-            while len(mine()) < 4:
-                assert time.monotonic() < deadline, f"{len(mine())} of 4 records"
-                await asyncio.sleep(0.05)
+            await until(lambda: len(mine()) >= 4, timeout=30, interval=0.05, what="4 records")
             evs = mine()
             assert {e.tag for e in evs} == {f"docker.{name}"}
             chunks = [e.record for e in evs[:3]]
@@ -477,20 +504,19 @@ async def test_sigterm_with_sink_down_exits_within_drain_timeout(engine: Engine,
             return one(agent.scrape(), "dockwatch_log_sink_retries_total", sink="central") > 0
 
         await asyncio.to_thread(wait_for, retrying, 20, 0.1, "retries while the receiver is down")
-        t0 = time.monotonic()
-        assert await asyncio.to_thread(agent.stop) == 0
-        assert time.monotonic() - t0 < 8, "SIGTERM took longer than the drain timeout allows"
+        # Exits 0 by itself (agent.stop() SIGKILLs after 20 s: -9), having ended the drain at its
+        # timeout; how long that takes is measured in bench/shutdown.py, not asserted here.
+        assert await asyncio.to_thread(agent.stop) == 0, agent.logtext()
+        assert "within 2s" in agent.logtext()  # the drain ended at its timeout
         assert rx.events == []
         await rx.start()
         agent2 = await asyncio.to_thread(start_agent, engine, tmp_path, cfg)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                got = [str(e.record.get("log")) for e in rx.events if e.record.get("container_id") == cid]
-                if len(numbered_counts(got)) >= n:
-                    break
-                assert time.monotonic() < deadline, f"{len(numbered_counts(got))} of {n} after the restart"
-                await asyncio.sleep(0.05)
-            assert_each_once(got, n)
+
+            def got() -> list[str]:
+                return [str(e.record.get("log")) for e in rx.events if e.record.get("container_id") == cid]
+
+            await until(lambda: len(numbered_counts(got())) >= n, 30, 0.05, f"{n} lines after the restart")
+            assert_each_once(got(), n)
         finally:
             assert await asyncio.to_thread(agent2.stop) == 0

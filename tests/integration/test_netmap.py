@@ -23,7 +23,6 @@ from agent.connections import ConnectionCollector
 from agent.docker.client import DockerClient
 from agent.docker.models import Container, Network, Service
 from agent.hostfs import HostFS
-from agent.netstats import NetCollector
 from agent.peers import Direction, Edge, Peer, PeerKind
 
 pytestmark = pytest.mark.docker
@@ -331,7 +330,7 @@ def test_vip_mapping_from_a_real_namespace(engine: Engine) -> None:
             return str(info.get("Name") or ""), cs, await client.networks()
 
     node, containers, networks = asyncio.run(inventory())
-    tier = ConnectionCollector(NetCollector(HostFS()), host_netns=False)
+    tier = ConnectionCollector(HostFS(), host_netns=False)
 
     def sweep_edges() -> tuple[dict[Edge, int], dict[Edge, int]] | None:
         res = tier.sweep(node, containers, networks, [service])

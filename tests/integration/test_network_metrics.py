@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,8 @@ pytestmark = pytest.mark.docker
 
 RX, TX = "container_network_receive_bytes_total", "container_network_transmit_bytes_total"
 RXP, TXP = "container_network_receive_packets_total", "container_network_transmit_packets_total"
+# Deadlines only a broken agent reaches: the machine may be loaded (timing goals are in bench/).
+WAIT = 30
 
 
 @pytest.fixture(scope="module", params=["at-scrape", "interval"])
@@ -56,15 +57,15 @@ def quiescent_compare(agent: Agent, pid: int, name: str) -> tuple[dict[str, Seri
     In interval mode the agent's figure is from its last collection, so we also wait (a few
     seconds at most) for a collection made after the traffic; equality stays exact.
     """
-    for _ in range(100):
+
+    def same_instant() -> tuple[dict[str, Series], procnet.DevCounters] | None:
         before = kernel_dev(pid)["eth0"]
         m = agent.scrape()
         after = kernel_dev(pid)["eth0"]
         got = select(m.get(RX, []), name=name, interface="eth0")
-        if before == after and got and got[0][1] == before.rx_bytes:
-            return m, before
-        time.sleep(0.05)
-    raise AssertionError(f"{name}'s eth0 never went quiet, or the agent never caught up")
+        return (m, before) if before == after and got and got[0][1] == before.rx_bytes else None
+
+    return wait_for(same_instant, timeout=WAIT, what=f"{name}'s eth0 quiet and the agent caught up")
 
 
 def test_traffic_equals_kernel_counters_exactly(engine: Engine, agent: Agent) -> None:
@@ -83,10 +84,10 @@ def test_traffic_equals_kernel_counters_exactly(engine: Engine, agent: Agent) ->
         name=server,
     )
     engine.run("--network", net, BUSYBOX_IMAGE, "sleep", "600", name=client)
-    wait_for(lambda: select(agent.scrape().get(RX, []), name=server), timeout=5, what="server series")
+    wait_for(lambda: select(agent.scrape().get(RX, []), name=server), timeout=WAIT, what="server series")
     wait_for(
         lambda: engine.ok("exec", client, "wget", "-q", "-O", "/dev/null", f"http://{server}/blob"),
-        timeout=10,
+        timeout=WAIT,
         what="server httpd up",
     )
     cpid = engine.pid(client)
@@ -129,13 +130,16 @@ def test_failed_connection_attempts_count_exactly(engine: Engine, agent: Agent) 
     engine.run("--network", net, BUSYBOX_IMAGE, "sleep", "600", name=server)
     engine.run("--network", net, BUSYBOX_IMAGE, "sleep", "600", name=client)
     fails = "container_network_tcp_failed_connection_attempts_total"
-    wait_for(lambda: select(agent.scrape().get(fails, []), name=client), timeout=5, what="client series")
+    wait_for(lambda: select(agent.scrape().get(fails, []), name=client), timeout=WAIT, what="client series")
     before = one(agent.scrape(), fails, name=client)
     before_rst = one(agent.scrape(), "container_network_tcp_resets_sent_total", name=server)
     k = 7
     engine.docker("exec", client, "sh", "-c", f"for i in $(seq {k}); do nc {server} 9 </dev/null; done; true")
-    # At scrape time the first scrape has it; in interval mode the next collection does.
-    m = scrape_until(agent, lambda m: one(m, fails, name=client) != before, 5, "failed connects counted")
+    # The exec has returned: all k happened. At scrape time the first scrape has them; in interval
+    # mode a collection that ran during the loop has only some, and a later one has all.
+    m = scrape_until(
+        agent, lambda m: one(m, fails, name=client) - before >= k, WAIT, "failed connects counted"
+    )
     assert one(m, fails, name=client) - before == k
     # Each refused SYN was answered with a RST from the server's namespace.
     assert one(m, "container_network_tcp_resets_sent_total", name=server) - before_rst == k
@@ -155,7 +159,7 @@ def test_shared_namespaces_are_counted_once(engine: Engine, agent: Agent) -> Non
     m = scrape_until(
         agent,
         lambda m: {owner, j1, j2, hostc} <= {lbl["name"] for lbl, _ in m.get("dockwatch_container_info", [])},
-        timeout=5,
+        timeout=WAIT,
         what="all four containers in the inventory",
     )
     info = {lbl["name"]: lbl for lbl, _ in m["dockwatch_container_info"]}
@@ -199,7 +203,7 @@ def test_network_label_for_every_mode(engine: Engine, agent: Agent) -> None:
     m = scrape_until(
         agent,
         lambda m: len(ifaces(m, two)) == 2 and bool(ifaces(m, default)),
-        timeout=5,
+        timeout=WAIT,
         what="both interfaces of the two-network container",
     )
     assert ifaces(m, default) == {"eth0": "bridge"}
@@ -213,7 +217,9 @@ def test_network_label_for_every_mode(engine: Engine, agent: Agent) -> None:
     # Disconnecting is followed as well.
     engine.docker("network", "disconnect", b_net, two)
     wait_for(
-        lambda: ifaces(agent.scrape(), two) == {"eth0": a_net}, timeout=5, what="eth1 gone after disconnect"
+        lambda: ifaces(agent.scrape(), two) == {"eth0": a_net},
+        timeout=WAIT,
+        what="eth1 gone after disconnect",
     )
 
 
@@ -235,25 +241,24 @@ def test_macvlan_network_label(engine: Engine, agent: Agent, veth_parent: str) -
     engine.network(net, "-d", "macvlan", "--subnet", "10.123.45.0/24", "-o", f"parent={veth_parent}")
     c = f"dwt-mvc-{uid()}"
     engine.run("--network", net, BUSYBOX_IMAGE, "sleep", "600", name=c)
-    m = scrape_until(agent, lambda m: bool(select(m.get(RX, []), name=c)), timeout=5, what="macvlan series")
+    m = scrape_until(
+        agent, lambda m: bool(select(m.get(RX, []), name=c)), timeout=WAIT, what="macvlan series"
+    )
     assert {lbl["interface"]: lbl["network"] for lbl, _ in select(m[RX], name=c)} == {"eth0": net}
 
 
-def test_container_appears_within_one_second_and_leaves_on_removal(engine: Engine, agent: Agent) -> None:
+def test_container_appears_on_start_and_leaves_on_removal(engine: Engine, agent: Agent) -> None:
+    """Followed from events, both ways; how fast is measured in bench/appear.py, not asserted."""
     name = f"dwt-new-{uid()}"
     cid = engine.run(BUSYBOX_IMAGE, "sleep", "600", name=name)
-    t0 = time.monotonic()
-    wait_for(
-        lambda: select(agent.scrape().get(RX, []), name=name), timeout=1.0, interval=0.02, what="new series"
-    )
-    assert time.monotonic() - t0 <= 1.0
+    wait_for(lambda: select(agent.scrape().get(RX, []), name=name), timeout=WAIT, what="new series")
     engine.docker("rm", "-f", cid)
 
     def gone() -> bool:
         m = agent.scrape()
         return not any(select(series, name=name) for series in m.values())
 
-    wait_for(gone, timeout=2, what="series removed")
+    wait_for(gone, timeout=WAIT, what="series removed")
 
 
 def test_self_metrics(engine: Engine, agent: Agent) -> None:
@@ -261,7 +266,7 @@ def test_self_metrics(engine: Engine, agent: Agent) -> None:
     engine.run(BUSYBOX_IMAGE, "sleep", "600", name=name)  # at least one event since the agent started
     # In interval mode the body is from the last collection: wait for one that has the container.
     m = scrape_until(
-        agent, lambda m: bool(select(m.get(RX, []), name=name)), 5, "a scrape with the container"
+        agent, lambda m: bool(select(m.get(RX, []), name=name)), WAIT, "a scrape with the container"
     )
     assert one(m, "dockwatch_scrape_collector_success", collector="netns") == 1
     assert one(m, "dockwatch_engine_connected") == 1
@@ -294,14 +299,14 @@ def test_health_and_container_event_counters(engine: Engine, agent: Agent) -> No
     scrape_until(
         agent,
         lambda m: [v for _, v in select(m.get(healthy, []), name=name)] == [0.0],
-        10,
+        WAIT,
         "starting/unhealthy reported as 0",
     )
     engine.docker("exec", name, "touch", "/tmp/ok")
     scrape_until(
         agent,
         lambda m: [v for _, v in select(m.get(healthy, []), name=name)] == [1.0],
-        10,
+        WAIT,
         "healthy reported",
     )
 
@@ -310,7 +315,7 @@ def test_health_and_container_event_counters(engine: Engine, agent: Agent) -> No
     m = scrape_until(
         agent,
         lambda m: dict((lbl["action"], v) for lbl, v in select(m.get(ev, []), name=name)).get("start") == 2,
-        10,
+        WAIT,
         "second start counted",
     )
     counts = {lbl["action"]: v for lbl, v in select(m[ev], name=name)}
@@ -337,7 +342,7 @@ def test_tcp_states_tier(engine: Engine, tcp_agent: Agent) -> None:
         return {lbl["state"]: v for lbl, v in select(m.get(states, []), name=server)}
 
     m = scrape_until(
-        tcp_agent, lambda m: server_states(m).get("established") == 1, 10, "established on server"
+        tcp_agent, lambda m: server_states(m).get("established") == 1, WAIT, "established on server"
     )
     got = server_states(m)
     assert got["listen"] == 1 and sum(got.values()) == 2

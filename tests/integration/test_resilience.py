@@ -10,6 +10,7 @@ import pytest
 from agentproc import Agent, one, parse, scrape_until, select
 from engine import BUSYBOX_IMAGE, Engine
 
+from agent.collector import Registry
 from agent.docker.client import DockerClient
 from agent.hostfs import HostFS
 from agent.inventory import Inventory, Snapshot
@@ -31,7 +32,7 @@ async def test_container_vanished_mid_scrape_is_not_an_error(engine: Engine) -> 
         stale = {cid: await client.inspect(cid) for cid in (live, doomed)}
         engine.docker("rm", "-f", doomed)
         inv._snap = Snapshot(containers=stale, node="n")  # the view just before the die event arrives
-        scraper = Scraper(inv, NetCollector(HostFS()))
+        scraper = Scraper(inv, Registry(NetCollector(HostFS())))
         m = parse((await scraper.scrape()).decode())
     finally:
         await client.close()

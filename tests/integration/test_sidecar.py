@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from agentproc import REPO, free_port, one, parse
 from engine import BUSYBOX_IMAGE, Engine, wait_for
+from toolbox import agent_env
 
 from agent import procnet
 
@@ -26,7 +25,7 @@ def test_sidecar_reports_the_app_namespace_equal_to_the_kernel(engine: Engine, t
     log = open(tmp_path / "sidecar.log", "wb")  # noqa: SIM115
     # nsenter puts the agent in the app's namespace, as network_mode: service:app does; no socket
     # is given, DOCKER_HOST points nowhere, so nothing but /proc/self/net can be read.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "DOCKER_HOST": "unix:///nonexistent.sock"}
+    env = agent_env(DOCKER_HOST="unix:///nonexistent.sock")
     agent = subprocess.Popen(
         [
             "nsenter",
@@ -56,16 +55,15 @@ def test_sidecar_reports_the_app_namespace_equal_to_the_kernel(engine: Engine, t
         wait_for(lambda: scrape().get("container_network_receive_bytes_total"), timeout=20, what="sidecar up")
         for _ in range(3):  # some traffic into the app
             engine.docker("exec", app, "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/")
-        for _ in range(100):
-            # Only eth0: the scrape itself crosses the app's lo.
+
+        def quiet() -> tuple[dict, procnet.DevCounters] | None:
+            """A scrape between two equal kernel readings (only eth0: the scrape crosses the app's lo)."""
             before = procnet.parse_net_dev(Path(f"/proc/{pid}/net/dev").read_text())["eth0"]
             m = scrape()
             after = procnet.parse_net_dev(Path(f"/proc/{pid}/net/dev").read_text())["eth0"]
-            if before == after:
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the app's namespace never went quiet")
+            return (m, before) if before == after else None
+
+        m, before = wait_for(quiet, timeout=30, what="the app's namespace quiet during a scrape")
         rx = m["container_network_receive_bytes_total"]
         assert [(lbl["name"], lbl["interface"]) for lbl, _ in rx] == [
             ("shop-web", "eth0")

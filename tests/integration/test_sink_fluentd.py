@@ -12,13 +12,13 @@ import re
 import ssl
 import struct
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
 import pytest
 from engine import BUSYBOX_IMAGE, Engine
 from peers.forward import Event, ForwardReceiver
+from toolbox import until
 
 from agent.docker.models import Container
 from agent.logs.record import LogRecord, Partial
@@ -194,7 +194,7 @@ async def test_server_that_does_not_know_the_key_is_refused() -> None:
     try:
         assert await s.send(batch(3)) is Outcome.RETRY
         assert pings and pings[0][0] == "PING"
-        await asyncio.wait_for(_until(lambda: seen), 5)
+        await until(lambda: seen, timeout=30, what="the impostor to read what came next")
     finally:
         await s.close()
         server.close()
@@ -401,12 +401,6 @@ async def test_receiver_reads_fluentds_own_encodings() -> None:
         w.close()
     assert [(e.time_ns, e.record["log"]) for e in events] == [(T0 + 5, "a"), (10**9, "b")]
     assert rx.connections[0].entries_types == {"str"} and rx.connections[0].modes == {"PackedForward"}
-
-
-async def _until(cond: Callable[[], object]) -> None:
-    """Poll a condition; callers bound it with asyncio.wait_for."""
-    while not cond():
-        await asyncio.sleep(0.01)
 
 
 # --- the reference: dockerd's own fluentd driver ------------------------------------------------------------

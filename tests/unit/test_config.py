@@ -97,3 +97,51 @@ def test_cli_help_lists_every_key(tmp_path: Path) -> None:
     for key in config.KEYS:
         assert f"--{key.name}" in res.stdout
         assert f"[env:{key.env}]" in flat
+
+
+# --- issue 9: misconfiguration is loud --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "closest"),
+    [
+        ("DOCKWATCH_LOG_LEVL", "DOCKWATCH_LOG_LEVEL"),
+        ("DOCKWATCH_COLLECT_INTERVALL", "DOCKWATCH_COLLECT_INTERVAL"),
+        ("DOCKWATCH_SIDCAR", "DOCKWATCH_SIDECAR"),
+    ],
+)
+def test_misspelled_environment_variable_is_refused_naming_the_closest(name: str, closest: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.load({}, env={name: "x"})
+    assert str(err.value).startswith(f"environment variable {name}: unknown; did you mean {closest}?")
+
+
+def test_dockwatch_variables_that_are_not_keys_are_known() -> None:
+    env = {"DOCKWATCH_CONFIG": "/etc/dockwatch.yml", "DOCKWATCH_IMAGE": "registry/dockwatch:1"}
+    assert config.load({}, env=env).log_level == "info"
+
+
+def test_misspelled_yaml_key_names_the_closest() -> None:
+    with pytest.raises(ConfigError, match=r"'web.listen-adress': unknown; did you mean web.listen-address\?"):
+        config.load({}, env={}, file_values={"web.listen-adress": ":1"})
+
+
+def test_cli_misspelled_flag_exits_2_naming_the_closest(tmp_path: Path) -> None:
+    res = run_cli("run", "--log-levl=debug", tmp_path=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "dockwatch: error: unrecognized argument '--log-levl=debug'; did you mean --log-level?"
+    ]
+
+
+def test_no_socket_never_chooses_sidecar_mode(tmp_path: Path) -> None:
+    """Sidecar mode is asked for, never guessed: not even in a container (/.dockerenv) with no socket."""
+    c = config.load({}, env={"DOCKER_HOST": f"unix://{tmp_path / 'missing.sock'}"})
+    assert c.sidecar is False and c.docker_host == f"unix://{tmp_path / 'missing.sock'}"
+    assert config.load({"sidecar": True}, env={}).sidecar is True
+
+
+def test_default_drain_and_closing_end_before_dockers_stop_timeout() -> None:
+    """SIGTERM → drain (logs.drain-timeout) → at most SHUTDOWN_GRACE to close the sinks → exit, all
+    inside Docker's default 10 s before its SIGKILL (tests/integration/test_misconfiguration.py
+    checks it under a real `docker stop`)."""
+    assert config.load({}, env={}).logs_drain_timeout == config.DRAIN_TIMEOUT
+    assert config.DRAIN_TIMEOUT + config.SHUTDOWN_GRACE < config.DOCKER_STOP_TIMEOUT == 10.0

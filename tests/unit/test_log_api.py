@@ -4,9 +4,12 @@ a driver the engine cannot read."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import time
 from pathlib import Path
+
+import pytest
 
 from agent.docker.models import Container, EngineError
 from agent.logs.api import ApiTail
@@ -34,10 +37,19 @@ def frame(stream: int, ns: int, msg: bytes) -> bytes:
 class FakeEngine:
     """Serves /containers/{id}/logs from a list of (stream, time_ns, message), honouring `since`."""
 
-    def __init__(self, entries: list[tuple[int, int, bytes]], error: EngineError | None = None) -> None:
+    def __init__(
+        self,
+        entries: list[tuple[int, int, bytes]],
+        error: EngineError | None = None,
+        follow_drops: int = 0,
+    ) -> None:
         self.entries = entries
         self.error = error
         self.requests: list[dict[str, str]] = []
+        # dockerd 20.10: a follow stream can end without the container's last entries.
+        self.follow_drops = follow_drops
+        self.follow_ends = asyncio.Event()
+        self.follow_ends.set()
 
     async def stream(self, path: str, params: dict[str, str]):
         self.requests.append(dict(params))
@@ -48,9 +60,14 @@ class FakeEngine:
         if since:
             s, _, f = since.partition(".")
             since_ns = int(s) * 10**9 + int(f.ljust(9, "0"))
-        wire = b"".join(frame(s, t, m) for s, t, m in self.entries if t >= since_ns)
+        entries = [e for e in self.entries if e[1] >= since_ns]
+        if params.get("follow") == "1" and self.follow_drops:
+            entries = entries[: -self.follow_drops]
+        wire = b"".join(frame(s, t, m) for s, t, m in entries)
         for i in range(0, len(wire), 7):  # chunk boundaries anywhere
             yield wire[i : i + 7]
+        if params.get("follow") == "1":
+            await self.follow_ends.wait()
 
 
 class Sink:
@@ -70,9 +87,8 @@ class Sink:
         pass
 
 
-async def run_once(tmp: Path, engine: FakeEngine, unreadable: list | None = None) -> Sink:
-    sink = Sink()
-    tail = ApiTail(
+def make_tail(tmp: Path, engine: FakeEngine, sink: Sink, unreadable: list | None = None) -> ApiTail:
+    return ApiTail(
         C,
         SinkRunner(SinkSpec("s", "x"), sink),
         CheckpointStore(tmp),
@@ -80,6 +96,11 @@ async def run_once(tmp: Path, engine: FakeEngine, unreadable: list | None = None
         engine,  # type: ignore[arg-type]
         lambda c, why: (unreadable if unreadable is not None else []).append(why),
     )
+
+
+async def run_once(tmp: Path, engine: FakeEngine, unreadable: list | None = None) -> Sink:
+    sink = Sink()
+    tail = make_tail(tmp, engine, sink, unreadable)
     tail.finishing = True  # the container has stopped: read to the end of the stream, then end
     await asyncio.wait_for(tail.run(), 10)
     return sink
@@ -111,3 +132,56 @@ async def test_unreadable_driver_is_reported(tmp_path: Path) -> None:
     eng = FakeEngine([], EngineError("configured logging driver does not support reading", 501))
     sink = await run_once(tmp_path, eng, why)
     assert sink.records == [] and why and "does not support reading" in why[0]
+
+
+async def until(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("stop_seen", ["before-the-stream-ends", "after-the-stream-ended"])
+async def test_a_final_read_without_follow_gets_what_the_follow_stream_missed(
+    tmp_path: Path, stop_seen: str
+) -> None:
+    """The follow stream ends without the last entry (an unterminated line); whether the tail learns
+    that the container stopped before or after that end, it reads once more without follow, from
+    the last entry it read (inclusive, deduplicated), and only then ends."""
+    entries = [(1, T0, b"a\n"), (1, T0 + 1, b"b\n"), (1, T0 + 2, b"no-newline-at-end")]
+    eng = FakeEngine(entries, follow_drops=1)
+    sink = Sink()
+    tail = make_tail(tmp_path, eng, sink)
+    if stop_seen == "before-the-stream-ends":
+        eng.follow_ends.clear()
+    task = asyncio.create_task(tail.run())
+    await until(lambda: len(sink.records) == 2)
+    tail.finish()  # the inventory saw the container stop
+    eng.follow_ends.set()
+    await asyncio.wait_for(task, 10)
+    assert [r.line for r in sink.records] == [b"a", b"b", b"no-newline-at-end"]
+    last = sink.records[-1]
+    assert last.partial is not None and not last.partial.last  # as Docker's own drivers mark it
+    assert [r.get("follow") for r in eng.requests] == ["1", "0"]
+    assert eng.requests[-1]["since"] == since_param(T0 + 1)
+    assert CheckpointStore(tmp_path).load("s", CID) == ApiPos(T0 + 2, 1)
+    again = await run_once(tmp_path, FakeEngine(entries))  # an agent restart: nothing is owed
+    assert again.records == []
+
+
+async def test_checkpoint_exists_from_first_sight(tmp_path: Path) -> None:
+    """Before anything is delivered the container is recorded as owed, from its start."""
+    eng = FakeEngine([(1, T0, b"a\n")])
+    eng.follow_ends.clear()
+
+    class Down(Sink):
+        async def send(self, batch):
+            return Outcome.RETRY
+
+    tail = make_tail(tmp_path, eng, Down())
+    task = asyncio.create_task(tail.run())
+    await until(lambda: CheckpointStore(tmp_path).load("s", CID) is not None)
+    assert CheckpointStore(tmp_path).load("s", CID) == ApiPos(0, 0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

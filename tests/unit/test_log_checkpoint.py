@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from toolbox import wait_for
 
 from agent.logs.checkpoint import ApiPos, CheckpointStore, FilePos
 
@@ -56,9 +56,8 @@ def test_killed_writer_leaves_old_or_new(tmp_path: Path) -> None:
         )
         assert p.stdout is not None and p.stdout.readline() == b"go\n"
         st = CheckpointStore(tmp_path)
-        deadline = time.monotonic() + 10
-        while st.load("s", "c" * 64) is None and time.monotonic() < deadline:
-            pass  # kill it mid-stream of saves, once it has saved at least once
+        # Kill it mid-stream of saves, once it has saved at least once.
+        wait_for(lambda st=st: st.load("s", "c" * 64), timeout=30, interval=0.001, what="a first save")
         p.kill()
         p.wait()
         pos = st.load("s", "c" * 64)
@@ -77,3 +76,13 @@ def test_damaged_checkpoint_is_ignored(tmp_path: Path, content: bytes) -> None:
 def test_names_cannot_escape_the_directory(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         CheckpointStore(tmp_path).save("../x", CID, ApiPos(0, 0))
+
+
+def test_first_start_is_recorded_once(tmp_path: Path) -> None:
+    st = CheckpointStore(tmp_path)
+    assert st.first_start("central", 100) == 100
+    assert st.first_start("central", 200) == 100  # a later start keeps the first
+    assert st.first_start("other", 300) == 300  # per sink: a new sink has its own first start
+    assert st.containers("central") == []  # not a container's checkpoint
+    (tmp_path / "logs" / "central" / "first-start").write_text("garbage")
+    assert st.first_start("central", 400) == 400  # damaged: this start counts as the first

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from toolbox import agent_env
 
 from agent import config
 from agent.app import build_log_pipeline
@@ -108,7 +108,7 @@ def run_cli(*args: str, cfg: str | None = None, tmp: Path | None = None) -> subp
     if cfg is not None and tmp is not None:
         (tmp / "c.yml").write_text(cfg)
         extra = [f"--config={tmp / 'c.yml'}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = agent_env()  # not the shell's DOCKWATCH_* variables: the agent refuses unknown ones
     return subprocess.run(
         [sys.executable, "-m", "agent", "run", "--web.listen-address=127.0.0.1:0", *extra, *args],
         cwd=ROOT,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from agent.logs.partial import Joiner
 
 K16 = b"k" * 16384
@@ -98,3 +100,66 @@ def test_hold_last_unterminated_chunk_flushes_as_not_last() -> None:
     assert j.feed("stderr", 1, b"tail", False, 0, 1, "s") == []
     out = j.flush(now=time.monotonic() + 10)
     assert [(o.line, o.partial.last) for o in out if o.partial] == [(b"tail", False)]
+
+
+# --- the 1 MiB limit, with the chunks Docker's copier makes (moby daemon/logger/copier.go) -------------
+MIB = 1 << 20
+CHUNK = 16384
+
+
+def docker_chunks(n: int) -> list[tuple[bytes, bool]]:
+    """A line of `n` bytes and its newline as Docker's copier cuts it: full 16 KiB buffers without a
+    newline are chunks; the rest, up to the newline, is the last chunk (empty when n is a multiple of
+    16 KiB). (chunk, ended in a newline), as json-file stores them."""
+    line = bytes(i % 251 for i in range(n))
+    full = n // CHUNK
+    return [(line[i * CHUNK : (i + 1) * CHUNK], False) for i in range(full)] + [(line[full * CHUNK :], True)]
+
+
+def test_docker_chunk_shapes_at_the_limit() -> None:
+    assert [len(c) for c, _ in docker_chunks(MIB - 1)] == [CHUNK] * 63 + [CHUNK - 1]
+    assert [len(c) for c, _ in docker_chunks(MIB)] == [CHUNK] * 64 + [0]
+    assert [len(c) for c, _ in docker_chunks(MIB + 1)] == [CHUNK] * 64 + [1]
+
+
+def feed_file_shape(j: Joiner[int], n: int) -> list:
+    out = []
+    for i, (data, complete) in enumerate(docker_chunks(n)):
+        out += j.feed("stdout", 7, data, complete, i, i + 1, f"c:{i}")
+    return out
+
+
+def feed_api_shape(j: Joiner[int], n: int) -> list:
+    """Through the Engine API no chunk of a split line ends in a newline, not even the last: the next
+    entry, with another time, ends the line."""
+    out = []
+    chunks = docker_chunks(n)
+    for i, (data, _) in enumerate(chunks):
+        out += j.close("stdout", 7)
+        out += j.feed("stdout", 7, data, False, i, i + 1, f"c:{i}")
+    out += j.close("stdout", 8)
+    return out
+
+
+@pytest.mark.parametrize("shape", [feed_file_shape, feed_api_shape], ids=["json-file", "api"])
+def test_one_mib_limit_is_inclusive(shape) -> None:
+    for n in (MIB - 1, MIB):
+        out = shape(Joiner(hold_last=shape is feed_api_shape), n)
+        assert [(len(o.line), o.partial) for o in out] == [(n, None)], n
+        assert out[0].line == bytes(i % 251 for i in range(n))
+    out = shape(Joiner(hold_last=shape is feed_api_shape), MIB + 1)
+    assert [(len(o.line), o.partial.ordinal, o.partial.last) for o in out if o.partial] == [
+        (MIB, 1, False),
+        (1, 2, True),
+    ]
+    assert len(out) == 2 and out[0].partial.id == out[1].partial.id
+    assert out[0].line + out[1].line == bytes(i % 251 for i in range(MIB + 1))
+    assert out[0].pos == 64  # the first piece commits up to the chunk that starts the second
+
+
+def test_pass_through_keeps_dockers_chunks_at_the_limit() -> None:
+    for n, count in ((MIB - 1, 64), (MIB, 65), (MIB + 1, 65)):
+        out = feed_file_shape(Joiner(join=False), n)
+        assert [len(o.line) for o in out] == [len(c) for c, _ in docker_chunks(n)]
+        assert [o.partial.ordinal for o in out] == list(range(1, count + 1))
+        assert [o.partial.last for o in out] == [False] * (count - 1) + [True]

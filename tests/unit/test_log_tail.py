@@ -12,10 +12,10 @@ import gzip
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from toolbox import until
 
 from agent.docker.models import Container
 from agent.hostfs import HostFS
@@ -74,7 +74,8 @@ class DockerWriter:
     def line(self, text: str, stream: str = "stdout", nl: bool = True) -> None:
         self.t += 1000
         sec, ns = divmod(self.t, 10**9)
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ns:09d}".rstrip("0") + "Z"
+        frac = f".{ns:09d}".rstrip("0") if ns else ""  # Go's RFC3339Nano, as dockerd writes it
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + frac + "Z"
         obj = {"log": text + ("\n" if nl else ""), "stream": stream, "time": ts}
         self.fh.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
         self.fh.flush()
@@ -116,6 +117,7 @@ def container() -> Container:
         pid=1,
         network_mode="default",
         log_driver="json-file",
+        log_opts={},
     )
 
 
@@ -123,14 +125,6 @@ def make_tail(root: Path, sink: ListSink, opts: TailOptions = FAST, **kw) -> Fil
     runner = SinkRunner(SinkSpec(sink.name, "test"), sink, backoff_base=0.01, backoff_cap=0.05)
     path = HostFS(docker_root=root).container_dir(CID) / f"{CID}-json.log"
     return FileTail(container(), runner, CheckpointStore(root / "state"), opts, path, **kw)
-
-
-async def until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def stop(tail: FileTail, task: asyncio.Task) -> None:
@@ -180,7 +174,11 @@ async def test_rotation_while_reading_loses_and_repeats_nothing(tmp_path: Path, 
         w.line(f"line-{n}")
         n += 1
     await until(lambda: len(sink.records) >= n, what=f"{n} lines")
-    await asyncio.sleep(0.1)  # nothing extra may trickle in (duplicates)
+    # A marker behind everything, instead of a grace period for duplicates to trickle in: once it
+    # is delivered, the tail has read past every earlier line (rotated files first).
+    w.line(f"line-{n}")
+    n += 1
+    await until(lambda: sink.lines()[-1:] == [f"line-{n - 1}"], what="the marker line")
     await stop(tail, task)
     assert sink.lines() == numbered(n)
 
@@ -247,9 +245,10 @@ async def test_restart_resumes_from_checkpoint_even_after_gzip(tmp_path: Path) -
     tail2 = make_tail(tmp_path, sink2)
     task2 = asyncio.create_task(tail2.run())
     await until(lambda: len(sink2.records) == 50, what="resumed lines")
-    await asyncio.sleep(0.1)
+    w.line("line-120")  # a marker behind everything (see above): no grace period for duplicates
+    await until(lambda: sink2.lines()[-1:] == ["line-120"], what="the marker line")
     await stop(tail2, task2)
-    assert sink2.lines() == numbered(50, 70)
+    assert sink2.lines() == numbered(51, 70)
 
 
 async def test_restart_when_checkpointed_file_is_gone_resumes_by_time(tmp_path: Path) -> None:

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from agent import config
+from agent.top import cli as top_cli
 from exporters.prometheus import names
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-SECTIONS = {"metrics": names.markdown_table, "config": config.markdown_table}
+SECTIONS = {"metrics": names.markdown_table, "config": config.markdown_table, "top": top_cli.markdown_table}
 
 
 def render(text: str) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.collector import Registry
 from agent.docker.models import Container
 from agent.hostfs import HostFS
 from agent.inventory import Inventory, Snapshot
@@ -69,7 +70,7 @@ def test_render_round_trips_through_the_reference_parser() -> None:
         samples=[sample(web, 100), sample(None, 1000)],
         members=[Membership(web, 100, web), Membership(joiner, 100, web), Membership(hostc, 1000, None)],
     )
-    text = Renderer().render("node1", "nid", res, {web.id: {"die": 2}}, {web.id: web}, [web])
+    text = Renderer().render("node1", "nid", res, {web.id: {"die": 2}}, {web.id: web}, [web]).text()
     got = parse(text)
 
     rx = got["container_network_receive_bytes_total"]
@@ -128,7 +129,7 @@ def test_identity_cache_keeps_running_containers_without_events() -> None:
     c = container("a", "web")
     inv = Inventory(None)
     inv._snap = Snapshot(containers={c.id: c}, node="n")  # listed at start: no events for it
-    scraper = Scraper(inv, NetCollector(HostFS(procfs=Path("/nonexistent"))))
+    scraper = Scraper(inv, Registry(NetCollector(HostFS(procfs=Path("/nonexistent")))))
     scraper.renderer.identity(c, "n")
     scraper._scrape_blocking()
     assert c.id in scraper.renderer._ident

@@ -179,3 +179,11 @@ def test_invalid_options_name_the_key(opts: dict[str, str], key: str) -> None:
 
 def test_compress_false_needs_nothing() -> None:
     assert JsonFileSink({"compress": "false"}).compress is False
+
+
+def test_the_sink_asks_for_dockers_chunks() -> None:
+    """Docker's file has one entry per 16 KiB chunk: the pipeline must not rejoin them for this sink."""
+    from exporters.sinks.base import Sink
+    from exporters.sinks.json_file import JsonFileSink
+
+    assert JsonFileSink.raw_chunks and not Sink.raw_chunks

@@ -1,0 +1,84 @@
+"""The tests' one toolbox: wait on a condition with a deadline (threads and asyncio alike), a fake
+clock where time matters, and the environment an agent subprocess runs with.
+
+Tests never sleep a fixed time to let something happen: they wait for the condition that says it
+happened, with a deadline that only a broken agent reaches (the machine may be loaded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wait_for(
+    cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    """Poll `cond` until it returns a truthy value or the deadline passes; return that value."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = cond()
+            if value:
+                return value
+        except Exception as exc:  # the condition may fail until the thing exists
+            last_exc = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}") from last_exc
+        time.sleep(interval)
+
+
+async def until(
+    cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, what: str = "condition"
+) -> Any:
+    """wait_for on the event loop: poll `cond` (cheap, non-blocking) until truthy; return the value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class FakeClock:
+    """agent.clock.Clock for tests: sleep() returns at once, advancing both clocks by the delay
+    asked for, which is recorded; so backoff and rate limits are checked without waiting."""
+
+    def __init__(self, start: float = 1_000.0, wall: float = 1_800_000_000.0) -> None:
+        self.now = start
+        self.wall = wall
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.wall
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.wall += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+        await asyncio.sleep(0)  # still a scheduling point, as the real one is
+
+
+def agent_env(**extra: str) -> dict[str, str]:
+    """The environment for `python -m agent`: this checkout's code, and none of the DOCKWATCH_*
+    variables of the shell running the tests (the agent refuses the ones it does not know, such as
+    DOCKWATCH_TEST_STOP_ENGINE), nor its DOCKER_HOST."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKWATCH_") and k != "DOCKER_HOST"}
+    env["PYTHONPATH"] = str(REPO)
+    env.update(extra)
+    return env

@@ -1,0 +1,272 @@
+"""The log directory watcher (inotify through ctypes, polling as the fallback) and what the json-file
+source counts when files go unread: pure event parsing from bytes, then a writer that rotates like
+dockerd (tests/unit/test_log_tail.py's DockerWriter) against the real kernel."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import struct
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.logs import tail as tail_mod
+from agent.logs.checkpoint import CheckpointStore, FilePos
+from agent.logs.delivery import TailOptions
+from agent.logs.watch import (
+    IN_CREATE,
+    IN_DELETE,
+    IN_MODIFY,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    DirWatcher,
+    Notice,
+    RawEvent,
+    _fold,
+    parse_events,
+)
+
+_spec = importlib.util.spec_from_file_location("tail_helpers", Path(__file__).with_name("test_log_tail.py"))
+assert _spec is not None and _spec.loader is not None
+th = importlib.util.module_from_spec(_spec)
+sys.modules["tail_helpers"] = th
+_spec.loader.exec_module(th)
+
+LIVE = f"{th.CID}-json.log"
+
+
+def raw_event(wd: int, mask: int, name: str, cookie: int = 0) -> bytes:
+    data = name.encode()
+    n = (len(data) // 16 + 1) * 16 if data else 0  # the kernel NUL-pads names
+    return struct.pack("iIII", wd, mask, cookie, n) + data.ljust(n, b"\0")
+
+
+def test_parse_events_from_bytes() -> None:
+    buf = raw_event(1, IN_CREATE, LIVE) + raw_event(1, IN_MOVED_FROM, LIVE, 7) + raw_event(2, 0x4000, "")
+    assert parse_events(buf) == [
+        RawEvent(1, IN_CREATE, 0, LIVE),
+        RawEvent(1, IN_MOVED_FROM, 7, LIVE),
+        RawEvent(2, 0x4000, 0, ""),
+    ]
+    assert parse_events(buf[:5]) == []  # a short read holds no event
+
+
+def test_fold_counts_creates_and_plain_unlinks_only() -> None:
+    n = Notice(exact=True)
+    for ev in [
+        RawEvent(1, IN_DELETE, 0, f"{LIVE}.2"),  # rotation: unlink the oldest
+        RawEvent(1, IN_MOVED_FROM, 0, f"{LIVE}.1"),
+        RawEvent(1, IN_MOVED_TO, 0, f"{LIVE}.2"),
+        RawEvent(1, IN_CREATE, 0, LIVE),
+        RawEvent(1, IN_MODIFY, 0, LIVE),
+        RawEvent(1, IN_DELETE, 0, f"{LIVE}.1.gz"),  # a copy: its plain file's unlink was counted
+    ]:
+        got = _fold(n, LIVE, ev)
+        assert got is not None
+        n = got
+    assert n == Notice(exact=True, created=1, modified=True, changed=True, deleted=1)
+    assert _fold(n, LIVE, RawEvent(1, IN_MODIFY, 0, "config.v2.json")) is None
+
+
+@pytest.mark.parametrize("use_inotify", [True, False], ids=["inotify", "polling"])
+async def test_rotation_faster_than_the_reader_loses_nothing(tmp_path: Path, use_inotify: bool) -> None:
+    """max-file=3 and 40 rotations while the reader is held back by a sink that is down: every file is
+    rotated away and unlinked long before it is read, and is read through the descriptor the watcher
+    opened. The writer waits only until the watcher holds each new file (the watcher's job: the
+    kernel cannot be outrun from inside this process, which shares the GIL with the writer)."""
+    watcher = DirWatcher(use_inotify=use_inotify, fallback_interval=0.01)
+    assert watcher.inotify is use_inotify
+    w = th.DockerWriter(tmp_path, max_file=3)
+    sink = th.ListSink()
+    sink.down = True
+    tail = th.make_tail(tmp_path, sink, TailOptions(poll_interval=0.05, batch_records=100), watcher=watcher)
+    task = asyncio.create_task(tail.run())
+    try:
+        await th.until(lambda: tail._ready and tail._sub is not None, what="watching")
+        n = 0
+        for _ in range(40):
+            for _ in range(50):
+                w.line(f"line-{n}")
+                n += 1
+            w.rotate()
+            ino = w.path.stat().st_ino
+            await th.until(lambda i=ino: tail._newest is not None and tail._newest.inode == i, what="held")
+        w.line(f"line-{n}")
+        n += 1
+        assert len(list(w.dir.glob("*-json.log*"))) == 3  # dockerd's files: only the last 3
+        sink.down = False
+        await th.until(lambda: len(sink.records) >= n, what=f"{n} lines")
+        await asyncio.sleep(0.1)
+        await th.stop(tail, task)
+        assert sink.lines() == th.numbered(n)
+        st = tail.runner.stats
+        assert (st.files_missed, st.bytes_missed, st.dropped.get("rotated", 0)) == (0, 0, 0)
+    finally:
+        await asyncio.to_thread(watcher.close)
+
+
+async def test_files_rotated_away_unopened_are_counted(tmp_path: Path) -> None:
+    """The watcher cannot open anything for a while (its tail's lock is held, as a starved thread would
+    be): dockerd rotates 5 times with max-file=2, so 4 files are created and unlinked unseen."""
+    watcher = DirWatcher()
+    w = th.DockerWriter(tmp_path, max_file=2)
+    sink = th.ListSink()
+    tail = th.make_tail(tmp_path, sink, watcher=watcher)
+    tail.container = th.container()
+    tail.container.log_opts["max-size"] = "20k"  # type: ignore[index]
+    task = asyncio.create_task(tail.run())
+    try:
+        for s in th.numbered(10):
+            w.line(s)
+        await th.until(lambda: len(sink.records) == 10, what="first lines")
+        with tail._lock:
+            for r in range(5):
+                for s in th.numbered(10, 10 + 10 * r):
+                    w.line(s)
+                w.rotate()
+            rounds = watcher.rounds
+            time.sleep(0.05)  # the events queue in the kernel meanwhile
+        await th.until(lambda: watcher.rounds > rounds + 1, what="the watcher's next rounds")
+        w.line("last")
+        await th.until(lambda: sink.lines()[-1:] == ["last"], what="the last line")
+        st = tail.runner.stats
+        # Our file was read to its end through its descriptor (lines 10-19 arrived); of the 5 files
+        # after it, 3 (lines 20-49) were created and unlinked while the watcher could not look, the
+        # last two (.1 and the live file) were still there.
+        assert sink.lines() == [*th.numbered(20), *th.numbered(10, 50), "last"]
+        assert (st.files_missed, st.bytes_missed) == (3, 3 * 20_000)
+        assert st.dropped.get("rotated", 0) == 0  # their lines are not knowable
+    finally:
+        await th.stop(tail, task)
+        await asyncio.to_thread(watcher.close)
+
+
+async def test_over_the_held_bound_the_oldest_file_is_counted_exactly(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(tail_mod, "MAX_HELD_FILES", 2)
+    w = th.DockerWriter(tmp_path, max_file=2)
+    sink = th.ListSink()
+    sink.down = True
+    tail = th.make_tail(tmp_path, sink)
+    task = asyncio.create_task(tail.run())
+    try:
+        n = 0
+        for _ in range(5):  # 5 files of 30 lines behind a sink that is down, 2 may be held behind
+            for _ in range(30):
+                w.line(f"line-{n}")
+                n += 1
+            rounds = tail._watcher.rounds if tail._watcher else 0
+            w.rotate()
+            await th.until(lambda r=rounds: tail._watcher is not None and tail._watcher.rounds > r)
+        w.line(f"line-{n}")
+        n += 1
+        await th.until(lambda: tail.runner.stats.files_missed == 2, what="2 files let go")
+        sink.down = False
+        await th.until(lambda: sink.lines()[-1:] == [f"line-{n - 1}"], what="the last line")
+        st = tail.runner.stats
+        got = [int(s[5:]) for s in sink.lines()]
+        assert len(got) + st.dropped["rotated"] == n  # every line delivered or counted, exactly
+        assert st.dropped["rotated"] == 60 and st.bytes_missed > 0
+    finally:
+        await th.stop(tail, task)
+
+
+async def test_checkpointed_file_gone_at_start_is_counted(tmp_path: Path) -> None:
+    w = th.DockerWriter(tmp_path, max_file=2)
+    for s in th.numbered(10):
+        w.line(s)
+    sink = th.ListSink()
+    tail = th.make_tail(tmp_path, sink)
+    task = asyncio.create_task(tail.run())
+    await th.until(lambda: len(sink.records) == 10)
+    await th.stop(tail, task)
+    pos = CheckpointStore(tmp_path / "state").load("t", th.CID)
+    assert isinstance(pos, FilePos)
+    for r in range(3):  # our file rotated away while nobody watched
+        for s in th.numbered(5, 10 + 5 * r):
+            w.line(s)
+        w.rotate()
+    w.line("after")
+    tail2 = th.make_tail(tmp_path, th.ListSink())
+    tail2.container.log_opts["max-size"] = "1k"  # type: ignore[index]
+    task2 = asyncio.create_task(tail2.run())
+    await th.until(lambda: tail2.runner.stats.files_missed == 1)
+    await th.stop(tail2, task2)
+    assert tail2.runner.stats.bytes_missed == 1000 - pos.offset
+
+
+async def test_batches_keep_their_bounds_and_positions(tmp_path: Path) -> None:
+    """The columnar path cuts batches by records and by bytes mid-block; a restart from the
+    checkpoint repeats nothing."""
+    w = th.DockerWriter(tmp_path)
+    for s in th.numbered(100):
+        w.line(s)
+    sink = th.ListSink()
+    opts = TailOptions(poll_interval=0.02, batch_records=7, batch_bytes=40)
+    batches: list[int] = []
+    send = sink.send
+
+    async def sizes(batch):  # record each batch's size on its way to the sink
+        batches.append(len(batch))
+        assert len(batch) <= 7 and sum(len(r.line) for r in batch) - len(batch[-1].line) < 40
+        return await send(batch)
+
+    sink.send = sizes  # type: ignore[method-assign]
+    tail = th.make_tail(tmp_path, sink, opts)
+    task = asyncio.create_task(tail.run())
+    await th.until(lambda: len(sink.records) == 100)
+    await th.stop(tail, task)
+    assert max(batches) <= 7 and min(batches[:-1]) >= 5  # 6-7 byte lines: 40 bytes cut at 6-7 records
+    for s in th.numbered(50, 100):
+        w.line(s)
+    sink2 = th.ListSink()
+    tail2 = th.make_tail(tmp_path, sink2, opts)
+    task2 = asyncio.create_task(tail2.run())
+    await th.until(lambda: len(sink2.records) == 50)
+    await asyncio.sleep(0.1)
+    await th.stop(tail2, task2)
+    assert sink.lines() + sink2.lines() == th.numbered(150)
+
+
+async def test_polling_cannot_count_what_it_did_not_see_but_warns(tmp_path: Path, caplog) -> None:
+    """Without inotify, files created and deleted between two looks leave no trace: a warning says
+    lines may be lost; nothing is counted (there is nothing to count from)."""
+    watcher = DirWatcher(use_inotify=False, fallback_interval=60.0, rescan_interval=60.0)
+    w = th.DockerWriter(tmp_path, max_file=2)
+    sink = th.ListSink()
+    tail = th.make_tail(tmp_path, sink, watcher=watcher)
+    task = asyncio.create_task(tail.run())
+    try:
+        for s in th.numbered(10):
+            w.line(s)
+        await th.until(lambda: len(sink.records) == 10)
+        for r in range(3):
+            for s in th.numbered(10, 10 + 10 * r):
+                w.line(s)
+            w.rotate()
+        w.line("last")
+        await asyncio.to_thread(tail.poll_rotation)  # the next look
+        tail.wake.set()
+        await th.until(lambda: sink.lines()[-1:] == ["last"])
+        assert "rotated past max-file between two looks (polling); lines may be lost" in caplog.text
+        assert (tail.runner.stats.files_missed, tail.runner.stats.bytes_missed) == (0, 0)
+    finally:
+        await th.stop(tail, task)
+        await asyncio.to_thread(watcher.close)
+
+
+async def test_lost_inotify_events_stop_the_counting(tmp_path: Path, caplog) -> None:
+    w = th.DockerWriter(tmp_path)
+    w.line("one")
+    sink = th.ListSink()
+    tail = th.make_tail(tmp_path, sink)
+    task = asyncio.create_task(tail.run())
+    try:
+        await th.until(lambda: len(sink.records) == 1 and tail._exact)
+        await asyncio.to_thread(tail._on_notice, Notice(exact=False, lost=True))  # IN_Q_OVERFLOW
+        assert not tail._exact
+        assert "inotify events were lost" in caplog.text
+    finally:
+        await th.stop(tail, task)
