@@ -14,6 +14,8 @@ while a joiner's own link may be readable: it must still land in the host's grou
 Two collectors (agent/collector.py) read namespaces: NetCollector (counters, every scrape) and
 TcpStatesCollector (the opt-in net/tcp{,6} tier, on its own interval). Both are blocking file
 I/O and run in a worker thread, never on the event loop; neither shares state with the other.
+With the connection tier on (agent/connections.py) its sweep reads net/tcp{,6} already, so the
+TCP-states collector is not registered and namespaces() takes the states from that sweep.
 """
 
 from __future__ import annotations
