@@ -17,7 +17,7 @@ import signal
 import socket
 from pathlib import Path
 
-from agent.collectors import build_collectors
+from agent.collectors import CONNECTIONS, build_collectors
 from agent.config import SHUTDOWN_GRACE, Config, ConfigError
 from agent.docker.client import DockerClient, tls_context
 from agent.docker.models import (
@@ -33,7 +33,9 @@ from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.events import EventShipper
 from agent.logs.filters import SinkSpec, parse_log_opts
 from agent.logs.pipeline import LogPipeline
+from agent.swarm import SwarmView
 from exporters.prometheus.logmetrics import LogMetrics
+from exporters.prometheus.netmap import NetmapMetrics
 from exporters.prometheus.scrape import Scraper
 from exporters.prometheus.server import make_app, serve
 from exporters.prometheus.webconfig import WebConfig, WebConfigError
@@ -205,13 +207,24 @@ class App:
         problem = procfs_problem(cfg)
         if problem:  # said once; /readyz keeps answering 503 with it
             log.error("%s; /readyz answers 503", problem)
-        self.scraper = Scraper(self.inventory, build_collectors(cfg), interval=cfg.collect_interval)
+        # Swarm services and their networks for the network map; a sidecar has no engine to ask.
+        self.swarm = None if cfg.sidecar else SwarmView(self.client, self.inventory)
+        if self.swarm is not None:
+            self.inventory.add_event_listener(self.swarm.on_event)
+        collectors = build_collectors(cfg, swarm=self.swarm)
+        self.scraper = Scraper(self.inventory, collectors, interval=cfg.collect_interval)
         self.stopping = asyncio.Event()
         wants_logs = bool(cfg.log_sink or cfg.logs_sinks)
         hostname = engine_hostname(cfg) if wants_logs else None
         self.logs = build_log_pipeline(cfg, self.client, self.inventory, hostname)
         if self.logs is not None:
             self.scraper.registry.register(LogMetrics(self.logs), name="logs")
+        # Issue 11: networks, ports and swarm services from the Engine API (always on), and the
+        # connection tier's last background sweep (a registry collector, when enabled).
+        tier = (lambda: collectors.latest(CONNECTIONS)) if CONNECTIONS.name in collectors.names else None
+        self.scraper.registry.register(
+            NetmapMetrics(lambda: self.inventory.snapshot, self.swarm, tier), name="netmap"
+        )
 
     async def _logs_listing_done(self) -> None:
         await self.inventory.ready.wait()
@@ -253,6 +266,8 @@ class App:
         log.info("serving /metrics, /healthz and /readyz on %s://%s:%d", scheme, host or "0.0.0.0", port)
         tasks = [asyncio.create_task(self.inventory.run(), name="inventory")]
         tasks.append(asyncio.create_task(self.scraper.run(), name="collect"))
+        if self.swarm is not None:
+            tasks.append(asyncio.create_task(self.swarm.run(), name="swarm-services"))
         if self.logs is not None:
             tasks.append(asyncio.create_task(self._logs_listing_done(), name="logs-listing"))
         stop = asyncio.create_task(self.stopping.wait(), name="stop")

@@ -125,6 +125,11 @@ class Registry:
     def names(self) -> list[str]:
         return [u.name for u in self._units]
 
+    def latest(self, key: Key[R]) -> R | None:
+        """A background collector's last result (None before its first run, or when it raised)."""
+        o = self._latest.get(key.name)
+        return cast(R, o.result) if o is not None and o.result is not None else None
+
     @property
     def has_background(self) -> bool:
         return any(u.interval > 0 for u in self._units)

@@ -14,6 +14,8 @@ while a joiner's own link may be readable: it must still land in the host's grou
 Two collectors (agent/collector.py) read namespaces: NetCollector (counters, every scrape) and
 TcpStatesCollector (the opt-in net/tcp{,6} tier, on its own interval). Both are blocking file
 I/O and run in a worker thread, never on the event loop; neither shares state with the other.
+With the connection tier on (agent/connections.py) its sweep reads net/tcp{,6} already, so the
+TCP-states collector is not registered and namespaces() takes the states from that sweep.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Protocol
 
 from agent import procnet
 from agent.collector import Collection, Key
@@ -398,11 +401,26 @@ class TcpStatesCollector:
         return TcpStates(MappingProxyType(fresh), failed)
 
 
+class _StatesByNetns(Protocol):
+    """A result that carries TCP states per namespace: TcpStates, or the connection tier's."""
+
+    @property
+    def errors(self) -> int: ...
+
+    @property
+    def by_netns(self) -> Mapping[NsKey, Mapping[str, int]]: ...
+
+
+# The connection tier (agent/connections.py, registered only when on) reads net/tcp{,6} too: with
+# it on, the TCP-states collector is not registered and the states come from its sweep.
+_CONNECTION_STATES: Key[_StatesByNetns] = Key("connections")
+
+
 def namespaces(col: Collection) -> CollectResult:
     """The netns result of a collection, with each namespace's TCP states attached when the
     tier has them (joined by namespace key: a namespace gone since the tier ran has none)."""
     res = col.result(NETNS) or CollectResult()
-    tcp = col.result(TCP_STATES)
+    tcp: _StatesByNetns | None = col.result(TCP_STATES) or col.result(_CONNECTION_STATES)
     if tcp is None:
         return res
     states = tcp.by_netns

@@ -13,6 +13,7 @@ dockwatch_build_info, one series per scrape target.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -1420,6 +1421,20 @@ DASHBOARDS = {
     "events.json": events,
     "agent.json": agent,
 }
+
+
+def _networking() -> dict[str, Any]:
+    """Issue 11's dashboards (networks.json, service-map.json): grafana/networking.py, built over
+    the helpers of this module, which it is given rather than imports (no import cycle)."""
+    spec = importlib.util.spec_from_file_location("dockwatch_grafana_networking", HERE / "networking.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    made: dict[str, Any] = mod.dashboards(sys.modules[__name__])
+    return made
+
+
+DASHBOARDS.update(_networking())
 
 
 def render_all() -> dict[str, str]:

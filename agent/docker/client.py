@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from agent.docker.models import Container, EngineError, Network, NotFound
+from agent.docker.models import Container, EngineError, Network, NotFound, Service
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,15 @@ class DockerClient:
 
     async def networks(self) -> list[Network]:
         return [Network.from_api(n) for n in await self.get_json("/networks")]
+
+    async def network_verbose(self, network_id: str) -> Network:
+        """One network with its swarm services' VIPs and task IPs (any swarm node, not only managers)."""
+        raw = await self.get_json(f"/networks/{quote(network_id)}", {"verbose": "true"})
+        return Network.from_api(raw)
+
+    async def services(self) -> list[Service]:
+        """GET /services: only a swarm manager answers (503 elsewhere, as EngineError)."""
+        return [Service.from_api(s) for s in await self.get_json("/services")]
 
     async def events(self, since: str | None = None) -> AsyncIterator[Event]:
         """Follow GET /events until the stream ends or fails (then EngineError)."""

@@ -59,6 +59,23 @@ class NetworkAttachment:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkTask:
+    """A swarm task's endpoint on a network (GET /networks/{id}?verbose=true, Services.*.Tasks)."""
+
+    name: str
+    ip: str
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkService:
+    """A swarm service as a network's verbose inspect shows it: its VIP there and its tasks' IPs."""
+
+    name: str
+    vip: str
+    tasks: tuple[NetworkTask, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Network:
     """An engine network (from GET /networks) with its IPAM subnets."""
 
@@ -67,10 +84,19 @@ class Network:
     driver: str
     scope: str
     subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # IPAM Config[].Gateway, aligned with `subnets` ("" where the engine gives none).
+    gateways: tuple[str, ...] = ()
+    internal: bool = False
+    attachable: bool = False
+    ingress: bool = False
+    ipv6: bool = False
+    # Only from a verbose inspect of a swarm-scoped network (GET /networks/{id}?verbose=true).
+    services: tuple[NetworkService, ...] = ()
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> Network:
         subnets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        gateways: list[str] = []
         for cfg in (raw.get("IPAM") or {}).get("Config") or []:
             sub = cfg.get("Subnet")
             if sub:
@@ -78,12 +104,112 @@ class Network:
                     subnets.append(ipaddress.ip_network(sub, strict=False))
                 except ValueError:
                     continue
+                gateways.append(str(cfg.get("Gateway") or ""))
+        services = tuple(
+            NetworkService(
+                name=str(name),
+                vip=str(svc.get("VIP") or ""),
+                tasks=tuple(
+                    NetworkTask(name=str(t.get("Name") or ""), ip=str(t.get("EndpointIP") or ""))
+                    for t in svc.get("Tasks") or ()
+                    if isinstance(t, Mapping)
+                ),
+            )
+            for name, svc in sorted((raw.get("Services") or {}).items())
+            if isinstance(svc, Mapping) and name  # "" holds the network's load balancer endpoints
+        )
         return cls(
             id=raw.get("Id", ""),
             name=raw.get("Name", ""),
             driver=raw.get("Driver", ""),
             scope=raw.get("Scope", ""),
             subnets=tuple(subnets),
+            gateways=tuple(gateways),
+            internal=bool(raw.get("Internal")),
+            attachable=bool(raw.get("Attachable")),
+            ingress=bool(raw.get("Ingress")),
+            ipv6=bool(raw.get("EnableIPv6")),
+            services=services,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedPort:
+    """One host binding of a container port (NetworkSettings.Ports["8080/tcp"][i])."""
+
+    container_port: int
+    protocol: str  # tcp, udp, sctp
+    host_ip: str
+    host_port: int
+
+    @classmethod
+    def parse_all(cls, ports: Mapping[str, Any] | None) -> tuple[PublishedPort, ...]:
+        """Every binding; an exposed port with no binding (value null) publishes nothing."""
+        out: list[PublishedPort] = []
+        for key, bindings in sorted((ports or {}).items()):
+            port, _, proto = str(key).partition("/")
+            if not port.isdigit():
+                continue
+            for b in bindings or ():
+                hp = str((b or {}).get("HostPort") or "")
+                if hp.isdigit():
+                    ip = str(b.get("HostIp") or "")
+                    out.append(cls(int(port), proto or "tcp", ip, int(hp)))
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    """A swarm service's published port (Endpoint.Ports[i])."""
+
+    target_port: int
+    published_port: int
+    protocol: str
+    publish_mode: str  # ingress (routing mesh) or host
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A swarm service (GET /services, managers only): its published ports and virtual IPs."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    endpoint_mode: str = ""  # vip or dnsrr
+    ports: tuple[ServicePort, ...] = ()
+    vips: tuple[tuple[str, str], ...] = ()  # (network id, address without the prefix length)
+
+    @property
+    def stack(self) -> str:
+        return self.labels.get(STACK_NAMESPACE, "")
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Service:
+        spec = raw.get("Spec") or {}
+        ep = raw.get("Endpoint") or {}
+        ports = tuple(
+            ServicePort(
+                target_port=int(p.get("TargetPort") or 0),
+                published_port=int(p.get("PublishedPort") or 0),
+                protocol=str(p.get("Protocol") or "tcp"),
+                publish_mode=str(p.get("PublishMode") or "ingress"),
+            )
+            for p in ep.get("Ports") or ()
+            if isinstance(p, Mapping)
+        )
+        vips = tuple(
+            (str(v.get("NetworkID") or ""), str(v.get("Addr") or "").partition("/")[0])
+            for v in ep.get("VirtualIPs") or ()
+            if isinstance(v, Mapping) and v.get("Addr")
+        )
+        mode = (ep.get("Spec") or {}).get("Mode") or (spec.get("EndpointSpec") or {}).get("Mode") or ""
+        return cls(
+            id=str(raw.get("ID") or ""),
+            name=str(spec.get("Name") or ""),
+            labels=dict(spec.get("Labels") or {}),
+            endpoint_mode=str(mode),
+            ports=ports,
+            vips=vips,
         )
 
 
@@ -109,6 +235,7 @@ class Container:
     started_at: str = ""
     hostname: str = ""
     command: str = ""
+    ports: tuple[PublishedPort, ...] = ()  # published ports (NetworkSettings.Ports with a binding)
 
     @classmethod
     def from_inspect(cls, raw: Mapping[str, Any]) -> Container:
@@ -150,6 +277,7 @@ class Container:
             started_at=state.get("StartedAt") or "",
             hostname=cfg.get("Hostname") or "",
             command=" ".join(c for c in cmd if c),
+            ports=PublishedPort.parse_all((raw.get("NetworkSettings") or {}).get("Ports")),
         )
 
     # --- identity -------------------------------------------------------------------------------

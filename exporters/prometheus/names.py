@@ -277,6 +277,89 @@ CONTAINER_EVENTS = Metric(
 )
 HOST_NETWORK_MODE = "host"
 
+# --- Docker networking (issue 11): networks, published ports, listeners, who talks to whom ------
+# Always on, from the Engine API (rendered by exporters/prometheus/netmap.py). Networks carry `node`
+# only: each agent reports the networks its engine lists (a swarm network: where it has tasks).
+# `network_id` keeps two networks of one name apart (the engine allows it), so joins use it.
+NETWORK_INFO = Metric(
+    "dockwatch_network_info",
+    Kind.INFO,
+    "One series per Docker network the engine lists: driver, scope and flags.",
+    ("node", "network", "network_id", "driver", "scope", "internal", "attachable", "ingress", "ipv6"),
+    "docker GET /networks",
+)
+NETWORK_SUBNET = Metric(
+    "dockwatch_network_subnet_info",
+    Kind.INFO,
+    "One series per subnet of a Docker network (IPAM config), with its gateway.",
+    ("node", "network", "network_id", "subnet", "gateway"),
+    "docker GET /networks IPAM.Config",
+)
+NETWORK_CONTAINERS = Metric(
+    "dockwatch_network_containers",
+    Kind.GAUGE,
+    "Running containers on this node attached to the network (container:X joiners are not attached).",
+    ("node", "network", "network_id"),
+    "docker inspect NetworkSettings.Networks",
+)
+CONTAINER_NETWORK = Metric(
+    "dockwatch_container_network_info",
+    Kind.INFO,
+    "One series per network a container is attached to, with its addresses there.",
+    (*IDENTITY, "network", "ip_address", "ipv6_address"),
+    "docker inspect NetworkSettings.Networks",
+)
+CONTAINER_PUBLISHED_PORT = Metric(
+    "dockwatch_container_published_port_info",
+    Kind.INFO,
+    "One series per host binding of a container's published port.",
+    (*IDENTITY, "container_port", "protocol", "host_ip", "host_port"),
+    "docker inspect NetworkSettings.Ports",
+)
+SERVICE_PUBLISHED_PORT = Metric(
+    "dockwatch_service_published_port_info",
+    Kind.INFO,
+    "One series per published port of a swarm service (swarm managers only); publish_mode ingress "
+    "(routing mesh) or host.",
+    ("node", "stack", "service", "target_port", "published_port", "protocol", "publish_mode"),
+    "docker GET /services Endpoint.Ports",
+)
+SERVICE_VIRTUAL_IP = Metric(
+    "dockwatch_service_virtual_ip_info",
+    Kind.INFO,
+    "One series per virtual IP of a swarm service, by network (swarm managers only): the address "
+    "clients connect to, which --collect.connections resolves to the service.",
+    ("node", "stack", "service", "network", "virtual_ip"),
+    "docker GET /services Endpoint.VirtualIPs",
+)
+# Opt-in connection tier (--collect.connections; its own interval, never on the scrape path).
+LISTENING_SOCKETS = Metric(
+    "container_network_listening_sockets",
+    Kind.GAUGE,
+    "Sockets listening in the namespace: TCP in LISTEN, UDP bound and unconnected (opt-in: "
+    "--collect.connections). Docker's embedded DNS (127.0.0.11) is left out.",
+    (*IDENTITY, "protocol", "address", "port"),
+    "net/tcp, net/tcp6 st 0A; net/udp, net/udp6 st 07",
+)
+PEER_CONNECTIONS = Metric(
+    "container_network_tcp_peer_connections",
+    Kind.GAUGE,
+    "Established TCP connections by peer and server port (opt-in: --collect.connections). direction: "
+    "client (this namespace connected out) or server (it accepted); peer_kind: container, service, "
+    "host or external; port: the server's port.",
+    (*IDENTITY, "direction", "peer_kind", "peer", "peer_service", "port"),
+    "net/tcp, net/tcp6 st 01, peers resolved from docker inspect, /services, /networks",
+)
+PUBLISHED_PORT_LISTENING = Metric(
+    "dockwatch_container_published_port_listening",
+    Kind.GAUGE,
+    "1 if something in the container listens where its published port forwards to, 0 if not "
+    "(opt-in: --collect.connections); state: listening, loopback_only (only on 127.0.0.1 or ::1, "
+    "which Docker's forwarding cannot reach) or not_listening.",
+    (*IDENTITY, "container_port", "protocol", "host_ip", "host_port", "state"),
+    "docker inspect NetworkSettings.Ports joined with net/tcp{,6}, net/udp{,6}",
+)
+
 # --- self metrics (registered on the agent's own registry) --------------------------------------
 DOCKER_EVENTS = Metric(
     "dockwatch_docker_events_total",

@@ -207,9 +207,15 @@ class Scraper:
     async def run(self) -> None:
         """Background work: the background collectors, and interval-mode collection; never returns."""
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.collectors.run_background(lambda: self.inventory.snapshot))
+            tg.create_task(self._background())
             if self.interval > 0:
                 tg.create_task(self.run_interval())
+
+    async def _background(self) -> None:
+        # After the first full listing: a sweep of the empty start-up inventory would leave a
+        # slow tier (the connection tier runs every 120 s by default) empty for a whole interval.
+        await self.inventory.ready.wait()
+        await self.collectors.run_background(lambda: self.inventory.snapshot)
 
     async def run_interval(self) -> None:
         """Interval mode: collect every `interval` seconds, and promptly when the inventory changes."""

@@ -9,6 +9,8 @@ All, must return a non-empty result — except the ones listed in EMPTY_BY_DESIG
 from __future__ import annotations
 
 import contextlib
+import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -28,6 +30,10 @@ REPO = Path(__file__).resolve().parents[2]
 # Panels that may stay empty in this run, keyed by a marker in their query, and why; none is
 # skipped silently. Everything the dashboards show is staged above, so this is empty.
 EMPTY_BY_DESIGN: dict[str, str] = {}
+# Empty unless the shared test engine happens to be a swarm manager with services: its swarm
+# belongs to tests/e2e/test_swarm.py, so this test makes none. These panels are proven on the
+# exporter's own series by tests/unit/test_dashboards.py (and the parsing by unit tests).
+NEEDS_SWARM_SERVICES: dict[str, str] = {"dockwatch_service_": "swarm services (GET /services on a manager)"}
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +45,14 @@ def stack(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
         eng,
         "--collect.tcp-states",
         "--collect.tcp-states-interval=1s",
+        # Issue 11's tier; with it on, the TCP states come from its read, on its interval.
+        "--collect.connections",
+        "--collect.connections-interval=1s",
         "--log-sink=json-file",
         f"--log-opt=path={tmp / 'logs'}",
         f"--path.state={tmp / 'state'}",
     ).start()
+    host_conn: socket.socket | None = None
     try:  # a failure while staging must not leave the agent running
         net = f"dwt-dash-{uuid.uuid4().hex[:6]}"
         eng.network(net)
@@ -52,12 +62,16 @@ def stack(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
             "--network",
             net,
             *labels,
+            "-p",  # published on the host's loopback, a port Docker picks: listening behind it
+            "127.0.0.1::80",
             BUSYBOX_IMAGE,
             "sh",
             "-c",
             "echo hi > /var/www/index.html; httpd -f -p 80 -h /var/www",
             name=srv,
         )
+        # A published port with nothing behind it (issue 11's "not listening" panels and alert).
+        eng.run("--network", net, "-p", "127.0.0.1::8080", BUSYBOX_IMAGE, "sleep", "600")
         ip = eng.inspect(srv)["NetworkSettings"]["Networks"][net]["IPAddress"]
         # Bounded loops: traffic, failed connects and log lines; one connection held open.
         eng.run(
@@ -85,6 +99,30 @@ def stack(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
         )
         eng.docker("kill", eng.run(BUSYBOX_IMAGE, "sleep", "600"))
         eng.run("--log-driver", "none", BUSYBOX_IMAGE, "sleep", "600")
+        # Issue 11's service map: the host namespace holding a connection to a container, and a
+        # container talking to an address Docker does not know (192.0.2.77, TEST-NET-1, put on a
+        # second container's interface inside its namespace): an "external" peer that stays here.
+        # Each listener's stdin is a pipe that stays open: on EOF (a detached container's /dev/null)
+        # nc would close its end at once, leaving FIN-WAIT-2 / CLOSE-WAIT instead of ESTABLISHED.
+        sink = eng.run("--network", net, BUSYBOX_IMAGE, "sh", "-c", "sleep 600 | nc -l -p 9000 >/dev/null")
+        sink_ip = eng.inspect(sink)["NetworkSettings"]["Networks"][net]["IPAddress"]
+        ext = eng.run("--network", net, BUSYBOX_IMAGE, "sh", "-c", "sleep 600 | nc -l -p 7000 >/dev/null")
+        ext_cli = eng.run("--network", net, BUSYBOX_IMAGE, "sleep", "600")
+        for cid, cmd in (
+            (ext, "addr add 192.0.2.77/32 dev eth0"),
+            (ext_cli, "route add 192.0.2.77/32 dev eth0"),
+        ):
+            subprocess.run(["nsenter", "-t", str(eng.pid(cid)), "-n", "ip", *cmd.split()], check=True)
+        # Retried (bounded) until the listener is up: a refused nc exits at once, a connected one stays
+        # (its stdin a FIFO a sleeping writer holds open; a pipe would wait out the sleep on failure).
+        hold = (
+            "busybox mkfifo /tmp/hold; sleep 600 > /tmp/hold & "
+            "for i in $(seq 100); do nc 192.0.2.77 7000 < /tmp/hold; sleep 0.2; done"
+        )
+        eng.docker("exec", "-d", ext_cli, "sh", "-c", hold)
+        host_conn = wait_for(
+            lambda: socket.create_connection((sink_ip, 9000), timeout=5), timeout=10, what="nc -l"
+        )
 
         cfg = tmp / "prometheus.yml"
         cfg.write_text(
@@ -96,6 +134,8 @@ def stack(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
         )
         prom = Prometheus(cfg, tmp / "tsdb")
     except BaseException:
+        if host_conn is not None:
+            host_conn.close()
         agent.stop()
         eng.cleanup()
         raise
@@ -104,6 +144,8 @@ def stack(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
         wait_for(lambda: prom_query(base, 'up{job="dockwatch"} == 1'), timeout=60, what="Prometheus scraping")
         yield agent, base
     finally:
+        assert host_conn is not None
+        host_conn.close()
         prom.stop()
         assert agent.stop() == 0, agent.logtext()
         eng.cleanup()
@@ -111,6 +153,7 @@ def stack(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def test_every_dashboard_query_returns_data(stack: tuple[Agent, str]) -> None:
     _, base = stack
+    exempt = {**EMPTY_BY_DESIGN, **NEEDS_SWARM_SERVICES}
     queries = list(dashboard_queries(values={"job": "dockwatch"}))
     assert len(queries) > 50
     box: list[list] = [[], []]  # the last round's empty and unexplained queries
@@ -119,7 +162,7 @@ def test_every_dashboard_query_returns_data(stack: tuple[Agent, str]) -> None:
         """Rather than waiting a fixed time for data to accumulate (rate() needs two samples in its
         window, counters must move): ask until every query returns data, or the deadline passes."""
         empty = [q for q in queries if not prom_query(base, q.expr)]
-        box[:] = [empty, [q for q in empty if not any(k in q.expr.lower() for k in EMPTY_BY_DESIGN)]]
+        box[:] = [empty, [q for q in empty if not any(k in q.expr.lower() for k in exempt)]]
         return not box[1]
 
     with contextlib.suppress(TimeoutError):

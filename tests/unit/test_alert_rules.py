@@ -34,6 +34,7 @@ REQUIRED = {
     "ContainerUnhealthy",
     "LogSinkDropping",
     "LogSinkLagging",
+    "ContainerPublishedPortNotListening",
 }
 
 

@@ -42,13 +42,15 @@ UIDS = {
     "connections.json": "dockwatch-connections",
     "events.json": "dockwatch-events",
     "agent.json": "dockwatch-agent",
+    "networks.json": "dockwatch-networks",
+    "service-map.json": "dockwatch-service-map",
 }
 # Prometheus's own per-target series, not the agent's.
 BUILTIN_METRICS = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 KNOWN_METRICS = {m.name for m in names.ALL} | BUILTIN_METRICS
 IDENTITY_METRICS = {m.name for m in names.ALL if "name" in m.labels}
 COUNTERS = {m.name for m in names.ALL if m.kind is names.Kind.COUNTER}
-PANEL_TYPES = {"timeseries", "stat", "table", "state-timeline"}
+PANEL_TYPES = {"timeseries", "stat", "table", "state-timeline", "nodeGraph"}
 GRAFANA_BUILTIN_VARS = {"__rate_interval", "__interval", "__range", "__url_time_range", "__all"}
 # Panel field links use Grafana's ${__field...} / ${__value...} and ${var:queryparam}.
 PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
@@ -165,6 +167,8 @@ def test_variables() -> None:
         "connections.json": {"datasource", "job", "node", "stack", "service", "container"},
         "events.json": {"datasource", "job", "node", "stack", "service", "container"},
         "agent.json": {"datasource", "job", "node", "sink"},
+        "networks.json": {"datasource", "job", "node", "stack", "service", "container", "network"},
+        "service-map.json": {"datasource", "job", "node", "stack", "service", "container"},
     }
     for fname, dash in dashboards().items():
         vs = {v["name"]: v for v in dash["templating"]["list"]}
@@ -465,11 +469,17 @@ def _exposition() -> list[tuple[str, dict[str, str], float, bool]]:
     snap = Snapshot(
         containers={web.id: web}, node="n1", events_total={("container", a): v for a, v in actions.items()}
     )
-    col = Collection(snap, {"netns": Outcome("netns", result, True, 0.0)})
+    from agent.connections import ConnectionsResult  # issue 11's tier, a background collector
+
+    tier = Outcome("connections", ConnectionsResult(), True, 0.0)
+    col = Collection(snap, {"netns": Outcome("netns", result, True, 0.0), "connections": tier})
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SelfMetrics(snap, col, EngineState()))
     registry.register(ProcessCollector(registry=None))
     text += generate_latest(registry).decode()
+    from netmap_exposition import netmap_text  # issue 11's families, from the real exporter
+
+    text += netmap_text(web, app, "n1")
     out = []
     for fam in text_string_to_metric_families(text):
         for smp in fam.samples:
