@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from agentproc import Agent, Series, free_port, one, scrape_until, select
 from engine import BUSYBOX_IMAGE, Engine, wait_for
+from peers.prometheus import Prometheus, prom_query
 
 from agent.connections import ConnectionCollector
 from agent.docker.client import DockerClient
@@ -130,46 +131,17 @@ def test_more_connections_than_one_read(engine: Engine, agent: Agent, engine_ses
         assert states.stop() == 0, states.logtext()
 
 
-class Prometheus:
+def scraping(agent: Agent, tmp: Path) -> Prometheus:
     """Prometheus scraping the agent every second with the shipped alert rules loaded."""
-
-    def __init__(self, agent: Agent, tmp: Path) -> None:
-        self.port = free_port()
-        cfg = tmp / "prometheus.yml"
-        cfg.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            f"rule_files: ['{RULES}']\n"
-            "scrape_configs:\n"
-            "  - job_name: dockwatch\n"
-            f"    static_configs: [{{targets: ['127.0.0.1:{agent.port}']}}]\n"
-        )
-        self.log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                shutil.which("prometheus") or "prometheus",
-                f"--config.file={cfg}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def query(self, expr: str) -> list[dict[str, object]]:
-        import json
-        import urllib.parse
-        import urllib.request
-
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            body = json.load(resp)
-        assert body["status"] == "success", body
-        return list(body["data"]["result"])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self.log.close()
+    cfg = tmp / "prometheus.yml"
+    cfg.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: ['{RULES}']\n"
+        "scrape_configs:\n"
+        "  - job_name: dockwatch\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{agent.port}']}}]\n"
+    )
+    return Prometheus(cfg, tmp / "tsdb")
 
 
 def test_published_port_with_nothing_listening(engine: Engine, agent: Agent, tmp_path: Path) -> None:
@@ -181,7 +153,7 @@ def test_published_port_with_nothing_listening(engine: Engine, agent: Agent, tmp
     # Published on the host's loopback with a port Docker picks: nothing on this machine is exposed.
     engine.run("--network", net, "-p", "127.0.0.1::8080", BUSYBOX_IMAGE, "sleep", "600", name=name)
     host_port = engine.inspect(name)["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
-    prom = Prometheus(agent, tmp_path)
+    prom = scraping(agent, tmp_path)
     try:
 
         def state(m: dict[str, Series]) -> tuple[str, float] | None:
@@ -195,16 +167,16 @@ def test_published_port_with_nothing_listening(engine: Engine, agent: Agent, tmp
         ]
         alert = f'ALERTS{{alertname="ContainerPublishedPortNotListening",name="{name}"}}'
         # The rule matched in a real Prometheus (pending until its `for`; promtool covers firing).
-        wait_for(lambda: prom.query(alert), timeout=TIER_DEADLINE, what="the alert pending/firing")
+        wait_for(lambda: prom_query(prom.base, alert), timeout=TIER_DEADLINE, what="the alert pending/firing")
 
         engine.docker("exec", "-d", name, "sh", "-c", "httpd -f -p 127.0.0.1:8080 & echo $! > /tmp/lo.pid")
         scrape_until(agent, lambda m: state(m) == ("loopback_only", 0.0), TIER_DEADLINE, "loopback_only")
-        assert prom.query(alert)  # still a problem: Docker forwards to the container's address
+        assert prom_query(prom.base, alert)  # still a problem: Docker forwards to the container's address
 
         engine.docker("exec", name, "sh", "-c", "kill $(cat /tmp/lo.pid)")
         engine.docker("exec", "-d", name, "httpd", "-f", "-p", "8080", "-h", "/var/www")
         scrape_until(agent, lambda m: state(m) == ("listening", 1.0), TIER_DEADLINE, "listening")
-        wait_for(lambda: not prom.query(alert), timeout=TIER_DEADLINE, what="the alert cleared")
+        wait_for(lambda: not prom_query(prom.base, alert), timeout=TIER_DEADLINE, what="the alert cleared")
     finally:
         prom.stop()
 
