@@ -212,7 +212,7 @@ class App:
         if self.swarm is not None:
             self.inventory.add_event_listener(self.swarm.on_event)
         collectors = build_collectors(cfg, swarm=self.swarm)
-        self.scraper = Scraper(self.inventory, collectors, interval=cfg.collect_interval)
+        self.scraper = Scraper(self.inventory, collectors, interval=cfg.collector_interval)
         self.stopping = asyncio.Event()
         wants_logs = bool(cfg.log_sink or cfg.logs_sinks)
         hostname = engine_hostname(cfg) if wants_logs else None

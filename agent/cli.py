@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from agent import __version__, config
+from agent import __version__, config, logformat
 from agent.config import ConfigError
 from agent.top import cli as top_cli
 
 EXIT_CONFIG = 2
+USAGE_HINT = "dockwatch run --help lists the options"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: a typo is one line naming what is wrong, not a page of usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"dockwatch: error: {message} ({USAGE_HINT})\n")
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
@@ -25,7 +33,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         help="YAML config file (env: DOCKWATCH_CONFIG).",
     )
     for key in config.KEYS:
-        default = "" if key.default is None else f" (default: {key.default})"
+        default = f" Default: {key.shown_default}." if key.shown_default else ""
         if key.kind == "bool":
             p.add_argument(
                 f"--{key.name}",
@@ -53,17 +61,33 @@ def _add_options(p: argparse.ArgumentParser) -> None:
             )
 
 
+def _bool_values(argv: Sequence[str]) -> list[str]:
+    """`--x=true|false` for a boolean flag, as exporters accept it, becomes `--x` / `--no-x`."""
+    bools = {f"--{k.name}" for k in config.KEYS if k.kind == "bool"}
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        if eq and flag in bools:
+            try:
+                arg = flag if config.parse_bool(value) else f"--no-{flag[2:]}"
+            except ValueError as exc:
+                raise ConfigError(f"{flag}: {value!r} is invalid: {exc}") from None
+        out.append(arg)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
+    top = Parser(
         prog="dockwatch",
+        allow_abbrev=False,  # a prefix of a flag is a typo to name, not a guess to act on
         description="Per-container network, connection and log agent for Docker hosts. "
         "`dockwatch run` serves Prometheus metrics on :9105/metrics. Options may also be given as "
         "DOCKWATCH_<KEY> environment variables or in a YAML file (--config); "
-        "flags win over env, env over file.",
+        "flags win over env, env over file. A boolean option is --x, --no-x or --x=true|false.",
     )
     top.add_argument("--version", action="version", version=f"dockwatch {__version__}")
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="run the agent (the options below apply)")
+    run = sub.add_parser("run", help="run the agent (the options below apply)", allow_abbrev=False)
     _add_options(run)
     top_cli.add_parser(sub)
     _add_options(top)  # so `dockwatch --help` lists every option too
@@ -80,15 +104,23 @@ def load_config(ns: argparse.Namespace, env: dict[str, str] | None = None) -> co
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    ns, unknown = parser.parse_known_args(argv)
+    try:
+        args = _bool_values(sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"dockwatch: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    ns, unknown = parser.parse_known_args(args)
     if unknown:  # as argparse would, plus the nearest flag: the same help as for env and YAML typos
         flag = unknown[0].split("=", 1)[0]
+        if flag.removeprefix("--") in config.RENAMED:
+            print(f"dockwatch: error: {flag}: renamed --{config.RENAMED[flag[2:]]}", file=sys.stderr)
+            return EXIT_CONFIG
         flags = ["--config", *(f"--{k.name}" for k in config.KEYS)]
         hint = config.closest(flag, flags)
         print(f"dockwatch: error: unrecognized argument {unknown[0]!r}{hint}", file=sys.stderr)
         return EXIT_CONFIG
-    if ns.command is None:
-        parser.print_help()
+    if ns.command is None:  # a short reminder, not the whole option table
+        print("usage: dockwatch {run,top} [options] (dockwatch --help for all)", file=sys.stderr)
         return EXIT_CONFIG
     if ns.command == "top":
         return top_cli.main(ns)
@@ -97,11 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dockwatch: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=cfg.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logformat.setup(cfg.log_level, cfg.log_format)
     from agent.app import App  # imported late: `--help` and config errors stay fast
 
     try:

@@ -20,30 +20,30 @@ __all__ = ["CONNECTIONS", "build_collectors"]
 
 def build_collectors(cfg: Config, swarm: SwarmSource | None = None) -> Registry:
     fs, sidecar = cfg.hostfs, cfg.sidecar
-    host_netns = cfg.collect_host_netns and not sidecar
+    host_netns = cfg.collector_host_netns and not sidecar
     reg = Registry()
     reg.register(
         NetCollector(
             fs,
-            loopback=cfg.collect_loopback,
+            loopback=cfg.collector_loopback,
             host_netns=host_netns,
-            ignore=cfg.collect_interfaces_ignore,
-            host_ignore=cfg.collect_host_interfaces_ignore,
+            ignore=cfg.collector_interfaces_ignore,
+            host_ignore=cfg.collector_host_interfaces_ignore,
             sidecar=sidecar,
         )
     )
-    if cfg.collect_connections:  # opt-in, off the scrape path: ~3-4 ms CPU per namespace (bench/)
+    if cfg.collector_connections:  # opt-in, off the scrape path: ~3-4 ms CPU per namespace (bench/)
         conns = ConnectionCollector(
             fs,
             sidecar=sidecar,
             host_netns=host_netns,
-            keep_external_ips=cfg.collect_connections_external_ips,
+            keep_external_ips=cfg.collector_connections_external_ips,
             swarm=swarm,
         )
-        reg.register(conns, interval=cfg.collect_connections_interval)
-    if cfg.collect_tcp_states and not cfg.collect_connections:
+        reg.register(conns, interval=cfg.collector_connections_interval)
+    if cfg.collector_tcp_states and not cfg.collector_connections:
         # opt-in, off the scrape path: ~10 ms CPU per namespace. With the connection tier on, its
         # sweep already reads net/tcp{,6}: netstats.namespaces() takes the states from it instead.
         tcp = TcpStatesCollector(fs, host_netns=host_netns, sidecar=sidecar)
-        reg.register(tcp, interval=cfg.collect_tcp_states_interval)
+        reg.register(tcp, interval=cfg.collector_tcp_states_interval)
     return reg

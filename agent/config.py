@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 class Key:
     name: str  # flag name without "--"
     kind: str  # "str", "bool", "duration", "int", "regex", "list", "address"
-    default: Any
+    default: Any  # as a user would write it (durations "10s"): --help shows it so
     help: str
     metavar: str = ""
 
@@ -42,6 +42,13 @@ class Key:
     @property
     def attr(self) -> str:
         return re.sub(r"[.-]", "_", self.name)
+
+    @property
+    def shown_default(self) -> str:
+        """The default as a user writes it (`10s`, `false`); "" for none or an empty one."""
+        if self.default is None or self.default in ("", ()):
+            return ""
+        return str(self.default).lower() if isinstance(self.default, bool) else str(self.default)
 
 
 # Shutdown: the drain, then at most SHUTDOWN_GRACE more to close the sinks. Together they stay under
@@ -64,23 +71,23 @@ KEYS: tuple[Key, ...] = (
         "docker.host",
         "str",
         None,
-        f"Engine API endpoint (default: $DOCKER_HOST, else {hostfs.DEFAULT_DOCKER_HOST}).",
+        f"Engine API endpoint. Default: $DOCKER_HOST, else {hostfs.DEFAULT_DOCKER_HOST}.",
         "URL",
     ),
-    Key("docker.timeout", "duration", 10.0, "Timeout for one Engine API request.", "DURATION"),
+    Key("docker.timeout", "duration", "10s", "Timeout for one Engine API request.", "DURATION"),
     Key(
         "docker.tls-verify",
         "bool",
         None,
         "TLS to a tcp:// engine, verifying it with ca.pem from docker.cert-path and presenting cert.pem "
-        "and key.pem when present (default: on when $DOCKER_TLS_VERIFY is set, as the docker CLI).",
+        "and key.pem when present. Default: on when $DOCKER_TLS_VERIFY is set, as the docker CLI.",
         "",
     ),
     Key(
         "docker.cert-path",
         "str",
         None,
-        "Directory of ca.pem, cert.pem and key.pem (default: $DOCKER_CERT_PATH, else ~/.docker).",
+        "Directory of ca.pem, cert.pem and key.pem. Default: $DOCKER_CERT_PATH, else ~/.docker.",
         "DIR",
     ),
     Key("path.procfs", "str", hostfs.DEFAULT_PROCFS, "Host procfs root (/host/proc in a container).", "PATH"),
@@ -98,72 +105,72 @@ KEYS: tuple[Key, ...] = (
         "Directory for log checkpoints (a volume in a container).",
         "PATH",
     ),
-    Key("node-name", "str", None, "Value of the `node` label (default: the engine's host name).", "NAME"),
-    Key("collect.loopback", "bool", False, "Export the lo interface's traffic too.", ""),
+    Key("node-name", "str", None, "Value of the `node` label. Default: the engine's host name.", "NAME"),
+    Key("collector.loopback", "bool", False, "Export the lo interface's traffic too.", ""),
     Key(
-        "collect.host-netns",
+        "collector.host-netns",
         "bool",
         True,
         'Export the host network namespace once (name="", physical interfaces only).',
         "",
     ),
     Key(
-        "collect.interval",
+        "collector.interval",
         "duration0",
-        0.0,
+        "0s",
         "0: collect at scrape time. >0: collect in the background this often (and at once on any "
         "container change); /metrics answers from the last collection. For hundreds of containers.",
         "DURATION",
     ),
     Key(
-        "collect.tcp-states",
+        "collector.tcp-states",
         "bool",
         False,
         "Opt-in: TCP sockets by state from net/tcp{,6} (~10 ms CPU per namespace; own interval).",
         "",
     ),
     Key(
-        "collect.tcp-states-interval",
+        "collector.tcp-states-interval",
         "duration",
-        30.0,
+        "30s",
         "How often the TCP-state tier reads net/tcp{,6}.",
         "DURATION",
     ),
     Key(
-        "collect.connections",
+        "collector.connections",
         "bool",
         False,
         "Opt-in: what listens in each namespace, whether published ports reach a listener, and who "
         "talks to whom (peer per connection), from net/tcp{,6} and net/udp{,6} on their own interval, "
-        "never at scrape time. With --collect.tcp-states the TCP states come from the same read (so on "
+        "never at scrape time. With --collector.tcp-states the TCP states come from the same read (so on "
         "this interval).",
         "",
     ),
     Key(
-        "collect.connections-interval",
+        "collector.connections-interval",
         "duration",
-        120.0,
+        "2m",
         "How often the connection tier reads the socket tables (~4 ms CPU per namespace with sockets: "
         "1.8 percent of a core at 500 containers at this default, bench/RESULTS.md).",
         "DURATION",
     ),
     Key(
-        "collect.connections-external-ips",
+        "collector.connections-external-ips",
         "bool",
         False,
-        "Keep external peers' addresses in the `peer` label (default: `external`; one series per "
-        "remote address when on).",
+        "Keep external peers' addresses in the `peer` label, one series per remote address; when "
+        "off, every external peer is `external`.",
         "",
     ),
     Key(
-        "collect.interfaces-ignore",
+        "collector.interfaces-ignore",
         "regex",
         r"^(tunl0|sit0|ip6tnl0|ip6gre0|gre0|gretap0|erspan0|ip_vti0|ip6_vti0)$",
         "Interfaces never exported (the kernel's per-namespace fallback tunnel devices by default).",
         "REGEX",
     ),
     Key(
-        "collect.host-interfaces-ignore",
+        "collector.host-interfaces-ignore",
         "regex",
         r"^(lo|veth.*|docker.*|br-.*|vx-.*|ifb\d+)$",
         "Host-namespace interfaces not exported (container veths and bridges count as container traffic).",
@@ -178,11 +185,12 @@ KEYS: tuple[Key, ...] = (
         "that cannot reach the engine says why and /readyz answers 503.",
         "",
     ),
-    Key("sidecar.name", "str", None, "Sidecar mode: the `name` label (default: this host name).", "NAME"),
+    Key("sidecar.name", "str", None, "Sidecar mode: the `name` label. Default: this host name.", "NAME"),
     Key("sidecar.service", "str", "", "Sidecar mode: the `compose_service` / `service` labels.", "NAME"),
     Key("sidecar.project", "str", "", "Sidecar mode: the `compose_project` / `stack` labels.", "NAME"),
     Key("sidecar.image", "str", "", "Sidecar mode: the `image` label.", "IMAGE"),
-    Key("log-level", "str", "info", "Agent log level: debug, info, warning, error.", "LEVEL"),
+    Key("log.level", "str", "info", "Agent log level: debug, info, warning, error.", "LEVEL"),
+    Key("log.format", "str", "logfmt", "Format of the agent's own log lines: logfmt or json.", "FORMAT"),
     # --- log shipping (agent/logs) ---
     Key(
         "log-sink",
@@ -240,13 +248,19 @@ KEYS: tuple[Key, ...] = (
     Key(
         "logs.drain-timeout",
         "duration",
-        DRAIN_TIMEOUT,
+        f"{DRAIN_TIMEOUT:g}s",
         "On SIGTERM, how long in-flight log batches may take; the agent exits within this plus "
         f"{SHUTDOWN_GRACE:g}s, inside Docker's default 10s stop timeout (raise stop_grace_period with it).",
         "DURATION",
     ),
 )
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
+# Keys renamed to the exporters' conventions (node_exporter's --collector.*, --log.level). The old
+# spelling is refused with the new one named: a silently ignored flag would be a quiet fallback.
+RENAMED: dict[str, str] = {
+    **{k.name.replace("collector.", "collect.", 1): k.name for k in KEYS if k.name.startswith("collector.")},
+    "log-level": "log.level",
+}
 ENV_PREFIX = "DOCKWATCH_"
 # DOCKWATCH_* variables that are not keys: --config's, and the deploy files' image tag (compose
 # interpolation, often exported in the same shell). Any other DOCKWATCH_* is a typo, refused.
@@ -268,22 +282,23 @@ class Config:
     path_docker_root: str
     path_state: str
     node_name: str | None
-    collect_loopback: bool
-    collect_host_netns: bool
-    collect_interval: float
-    collect_tcp_states: bool
-    collect_tcp_states_interval: float
-    collect_connections: bool
-    collect_connections_interval: float
-    collect_connections_external_ips: bool
-    collect_interfaces_ignore: re.Pattern[str]
-    collect_host_interfaces_ignore: re.Pattern[str]
+    collector_loopback: bool
+    collector_host_netns: bool
+    collector_interval: float
+    collector_tcp_states: bool
+    collector_tcp_states_interval: float
+    collector_connections: bool
+    collector_connections_interval: float
+    collector_connections_external_ips: bool
+    collector_interfaces_ignore: re.Pattern[str]
+    collector_host_interfaces_ignore: re.Pattern[str]
     sidecar: bool
     sidecar_name: str | None
     sidecar_service: str
     sidecar_project: str
     sidecar_image: str
     log_level: str
+    log_format: str
     log_sink: str | None
     log_opt: tuple[str, ...]
     log_events: bool
@@ -302,7 +317,7 @@ class Config:
 _DUR = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 
 
-def _parse_bool(v: Any) -> bool:
+def parse_bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
     s = str(v).strip().lower()
@@ -373,7 +388,7 @@ def _parse_sinks(v: Any) -> tuple[SinkSpec, ...]:
 
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "str": _parse_str,
-    "bool": _parse_bool,
+    "bool": parse_bool,
     "duration": _parse_duration,
     "duration0": _parse_duration0,
     "address": _parse_address,
@@ -405,6 +420,9 @@ def check_env(env: Mapping[str, str]) -> None:
     """A misspelled DOCKWATCH_* variable is refused like a misspelled flag, not ignored."""
     known = [k.env for k in KEYS] + list(ENV_NOT_KEYS)
     unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
+    old_env = {Key(old, "str", None, "").env: KEYS_BY_NAME[new].env for old, new in RENAMED.items()}
+    if unknown and unknown[0] in old_env:
+        raise ConfigError(f"environment variable {unknown[0]}: renamed {old_env[unknown[0]]}")
     if unknown:
         raise ConfigError(
             f"environment variable {unknown[0]}: unknown{closest(unknown[0], known)} "
@@ -441,6 +459,8 @@ def load(
     check_env(env)
     file_values = file_values or {}
     unknown = sorted(k for k in file_values if k not in KEYS_BY_NAME and k.split(".")[0] not in extra_keys)
+    if unknown and unknown[0] in RENAMED:
+        raise ConfigError(f"config key {unknown[0]!r}: renamed {RENAMED[unknown[0]]!r}")
     if unknown:
         raise ConfigError(
             f"config key {unknown[0]!r}: unknown{closest(unknown[0], list(KEYS_BY_NAME))} "
@@ -472,8 +492,10 @@ def load(
         host_key = "DOCKER_HOST" if env.get("DOCKER_HOST") else host_key
     if values["log_level"] not in _LEVELS:
         raise ConfigError(
-            f"log-level: {values['log_level']!r} is invalid: expected one of {', '.join(_LEVELS)}"
+            f"log.level: {values['log_level']!r} is invalid: expected one of {', '.join(_LEVELS)}"
         )
+    if values["log_format"] not in ("logfmt", "json"):
+        raise ConfigError(f"log.format: {values['log_format']!r} is invalid: expected logfmt or json")
     if values["logs_start_at"] not in ("beginning", "end"):
         raise ConfigError(f"logs.start-at: {values['logs_start_at']!r} is invalid: expected beginning or end")
     if values.get("log_opt") and not values.get("log_sink"):
@@ -531,7 +553,7 @@ def markdown_table() -> str:
     """The README's configuration table."""
     rows = ["| flag / YAML key | environment | default | meaning |", "|---|---|---|---|"]
     for k in KEYS:
-        default = "" if k.default is None else f"`{k.default}`"
+        default = f"`{k.shown_default}`" if k.shown_default else ""
         rows.append(f"| `--{k.name}` | `{k.env}` | {default.replace('|', '&#124;')} | {k.help} |")
     return "\n".join(rows)
 

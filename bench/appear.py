@@ -136,7 +136,7 @@ def main() -> None:
             "| floor: `docker events` p50 | p90 | max |"
         )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for mode, args in (("at scrape", ()), ("--collect.interval=2s", ("--collect.interval=2s",))):
+        for mode, args in (("at scrape", ()), ("--collector.interval=2s", ("--collector.interval=2s",))):
             a, f, i = run_mode(eng, inv, n, *args)
             print(
                 f"| {mode} | {statistics.median(a):.0f} | {pct(a, 90):.0f} | {max(a):.0f} "

@@ -147,7 +147,7 @@ def measure(eng: Engine, n: int) -> dict[str, float]:
     finally:
         agent.stop()
     # The same agent in interval mode: /metrics answers from the last collection.
-    agent = Agent(eng, "--collect.interval=5s").start()
+    agent = Agent(eng, "--collector.interval=5s").start()
     try:
         assert agent.proc is not None
         while one(agent.scrape(), "dockwatch_containers_tracked") < running:

@@ -15,7 +15,7 @@ and N/2 clients each holding 4 connections to its server. Then, per N:
     read them all, always);
   - peer: `nsenter -n ss -tuna` per namespace (iproute2 over sock_diag, the privileged way an
     operator lists a container's sockets), on a sample of 20 namespaces, CPU of the children;
-  - agent: the real agent as a subprocess with --collect.connections on a 5 s interval for
+  - agent: the real agent as a subprocess with --collector.connections on a 5 s interval for
     --window seconds once its first sweep is done, against the same agent with the tier off for
     the same window (nobody scrapes either): utime+stime from /proc/<pid>/stat; the difference
     divided by the sweeps the agent logged in the window (under load a sweep can outlast the
@@ -202,7 +202,7 @@ def agent_cpu(eng: Engine, window: float, *args: str) -> tuple[float, list[float
         # A loaded engine answers the first listing slowly: a longer deadline than the tests'.
         wait_for(lambda: a.get("/readyz")[0] == 200, timeout=300, what=f"agent ready ({a.log.name})")
         log = Path(a.log.name)
-        if "--collect.connections" in args:  # steady state: after the first sweep
+        if "--collector.connections" in args:  # steady state: after the first sweep
             wait_for(lambda: SWEEP_LINE.search(log.read_text()), timeout=300, what="first sweep")
         else:
             time.sleep(3)  # past the listing
@@ -258,7 +258,7 @@ def main() -> None:
                 every = statistics.median(all_four(pids) for _ in range(args.repeat))
                 peer = ss_peer([c.pid for c in mine][:20])
                 on, sweeps = agent_cpu(
-                    eng, args.window, "--collect.connections", "--collect.connections-interval=5s"
+                    eng, args.window, "--collector.connections", "--collector.connections-interval=5s"
                 )
                 off, _ = agent_cpu(eng, args.window)
                 # The agent's whole CPU with the tier on, less the same agent's without it, per

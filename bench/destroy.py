@@ -253,7 +253,7 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=300)
     ap.add_argument("--parallel", type=int, default=3)
     ap.add_argument("--before", help="also run the agent as of this git commit, in the same run")
-    ap.add_argument("--interval", help="also run each agent with --collect.interval=VALUE")
+    ap.add_argument("--interval", help="also run each agent with --collector.interval=VALUE")
     opts = ap.parse_args()
     print(
         "| agent | cycles | failed scrapes | stale scrapes | cycles with one | gone after rm p50 | p99 | max "
@@ -266,7 +266,7 @@ def main() -> None:
             sources.append((f"before ({opts.before})", extract(opts.before, Path(tmp))))
         modes: list[tuple[str, tuple[str, ...]]] = [("at scrape", ())]
         if opts.interval:
-            modes.append((f"interval {opts.interval}", (f"--collect.interval={opts.interval}",)))
+            modes.append((f"interval {opts.interval}", (f"--collector.interval={opts.interval}",)))
         try:
             for mode, args in modes:
                 for label, src in sources:

@@ -221,7 +221,7 @@ class AgentRun:
                 f"--path.docker-root={engine.root / 'data'}",
                 f"--path.state={self.state}",
                 f"--config={cfg}",
-                "--log-level=warning",
+                "--log.level=warning",
             ],
             env=env,
             cwd=ROOT,

@@ -101,7 +101,7 @@ class Agent:
                 *host,
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 f"--path.docker-root={self.engine.root / 'data'}",
-                "--log-level=debug",
+                "--log.level=debug",
                 *self.args,
             ],
             stdout=self.log,

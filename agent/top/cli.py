@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import sys
+from typing import Any
 
 from agent.top.model import COLUMN_KEYS, COLUMNS, DEFAULT_SORT, Sample, compute, parse_filter, sort_rows
 from agent.top.sources import MetricsSource, Source, SourceError
@@ -33,9 +34,9 @@ def _interval(v: str) -> float:
     return x
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def add_parser(sub: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
     """Register `dockwatch top` on the main parser's subcommands."""
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "top",
         help="live per-container traffic and connections in the terminal",
         description="A live view of every container's traffic and connections: rx/tx bytes and "

@@ -100,10 +100,10 @@ class Standalone:
         self.inventory = Inventory(self.client, cfg.node_name)
         self.collector = _TimedCollector(
             cfg.hostfs,
-            loopback=cfg.collect_loopback,
-            host_netns=cfg.collect_host_netns,
-            ignore=cfg.collect_interfaces_ignore,
-            host_ignore=cfg.collect_host_interfaces_ignore,
+            loopback=cfg.collector_loopback,
+            host_netns=cfg.collector_host_netns,
+            ignore=cfg.collector_interfaces_ignore,
+            host_ignore=cfg.collector_host_interfaces_ignore,
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -191,7 +191,7 @@ def detail_body(
     parts: list[RenderableType] = [head, Text(""), ifs, Text(""), tcp]
     if ns.tcp_states is not None:
         states = ", ".join(f"{k} {v}" for k, v in sorted(ns.tcp_states.items()) if v)
-        parts += [Text(""), Text(f"tcp states (the agent's --collect.tcp-states tier): {states or 'none'}")]
+        parts += [Text(""), Text(f"tcp states (the agent's --collector.tcp-states tier): {states or 'none'}")]
     parts.append(Text(""))
     if sockets is None:
         parts.append(

@@ -247,7 +247,7 @@ UDP_INUSE = Metric(
 TCP_STATES = Metric(
     "container_network_tcp_connections",
     Kind.GAUGE,
-    "TCP sockets by state, IPv4 and IPv6 (opt-in: --collect.tcp-states; refreshed on its own interval).",
+    "TCP sockets by state, IPv4 and IPv6 (opt-in: --collector.tcp-states; refreshed on its own interval).",
     (*IDENTITY, "state"),
     "net/tcp, net/tcp6 st column",
 )
@@ -328,23 +328,23 @@ SERVICE_VIRTUAL_IP = Metric(
     "dockwatch_service_virtual_ip_info",
     Kind.INFO,
     "One series per virtual IP of a swarm service, by network (swarm managers only): the address "
-    "clients connect to, which --collect.connections resolves to the service.",
+    "clients connect to, which --collector.connections resolves to the service.",
     ("node", "stack", "service", "network", "virtual_ip"),
     "docker GET /services Endpoint.VirtualIPs",
 )
-# Opt-in connection tier (--collect.connections; its own interval, never on the scrape path).
+# Opt-in connection tier (--collector.connections; its own interval, never on the scrape path).
 LISTENING_SOCKETS = Metric(
     "container_network_listening_sockets",
     Kind.GAUGE,
     "Sockets listening in the namespace: TCP in LISTEN, UDP bound and unconnected (opt-in: "
-    "--collect.connections). Docker's embedded DNS (127.0.0.11) is left out.",
+    "--collector.connections). Docker's embedded DNS (127.0.0.11) is left out.",
     (*IDENTITY, "protocol", "address", "port"),
     "net/tcp, net/tcp6 st 0A; net/udp, net/udp6 st 07",
 )
 PEER_CONNECTIONS = Metric(
     "container_network_tcp_peer_connections",
     Kind.GAUGE,
-    "Established TCP connections by peer and server port (opt-in: --collect.connections). direction: "
+    "Established TCP connections by peer and server port (opt-in: --collector.connections). direction: "
     "client (this namespace connected out) or server (it accepted); peer_kind: container, service, "
     "host or external; port: the server's port.",
     (*IDENTITY, "direction", "peer_kind", "peer", "peer_service", "port"),
@@ -354,7 +354,7 @@ PUBLISHED_PORT_LISTENING = Metric(
     "dockwatch_container_published_port_listening",
     Kind.GAUGE,
     "1 if something in the container listens where its published port forwards to, 0 if not "
-    "(opt-in: --collect.connections); state: listening, loopback_only (only on 127.0.0.1 or ::1, "
+    "(opt-in: --collector.connections); state: listening, loopback_only (only on 127.0.0.1 or ::1, "
     "which Docker's forwarding cannot reach) or not_listening.",
     (*IDENTITY, "container_port", "protocol", "host_ip", "host_port", "state"),
     "docker inspect NetworkSettings.Ports joined with net/tcp{,6}, net/udp{,6}",

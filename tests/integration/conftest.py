@@ -13,7 +13,7 @@ from engine import Engine
 def agent(request: pytest.FixtureRequest, engine_session: Engine) -> Iterator[Agent]:
     """The agent in both collection modes: at scrape time, and on a background interval.
     (A module that needs another agent defines its own `agent` fixture.)"""
-    args = ["--collect.interval=2s"] if request.param == "interval" else []
+    args = ["--collector.interval=2s"] if request.param == "interval" else []
     a = Agent(engine_session, *args).start()
     yield a
     assert a.stop() == 0, a.logtext()

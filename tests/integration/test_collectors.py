@@ -51,9 +51,9 @@ async def test_a_raising_collector_keeps_the_agent_serving(
         {
             "docker.host": engine.host,
             "web.listen-address": f"127.0.0.1:{port}",
-            "collect.interval": interval,
-            "collect.tcp-states": True,
-            "collect.tcp-states-interval": "1s",
+            "collector.interval": interval,
+            "collector.tcp-states": True,
+            "collector.tcp-states-interval": "1s",
         },
         env={},
     )

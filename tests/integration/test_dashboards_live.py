@@ -43,11 +43,11 @@ def stack(engine_session: Engine, tmp_path_factory: pytest.TempPathFactory) -> I
     # The agent first: event panels count what happens after it subscribed.
     agent = Agent(
         eng,
-        "--collect.tcp-states",
-        "--collect.tcp-states-interval=1s",
+        "--collector.tcp-states",
+        "--collector.tcp-states-interval=1s",
         # Issue 11's tier; with it on, the TCP states come from its read, on its interval.
-        "--collect.connections",
-        "--collect.connections-interval=1s",
+        "--collector.connections",
+        "--collector.connections-interval=1s",
         "--log-sink=json-file",
         f"--log-opt=path={tmp / 'logs'}",
         f"--path.state={tmp / 'state'}",

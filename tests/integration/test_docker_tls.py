@@ -151,7 +151,7 @@ class EnvAgent:
                 "run",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 f"--path.state={tmp / 'state'}",
-                "--log-level=debug",
+                "--log.level=debug",
             ],
             env={**env, "PYTHONPATH": str(REPO)},
             cwd=REPO,

@@ -70,7 +70,7 @@ async def until_number(rx: ForwardReceiver, cid: str, n: int, timeout: float) ->
 def log_notes(agent: Agent) -> str:
     """The agent's own words about its log tails, for an assertion message."""
     text = Path(agent.log.name).read_text(errors="replace")
-    keep = ("agent.logs.tail", "agent.logs.watch", "WARNING", "ERROR")
+    keep = ("agent.logs.tail", "agent.logs.watch", "level=warn", "level=error")
     return "\n".join(ln[:300] for ln in text.splitlines() if any(k in ln for k in keep))[-4000:]
 
 

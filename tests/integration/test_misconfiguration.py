@@ -1,7 +1,7 @@
 """Misconfiguration is loud (issue 9, item 5): each mistake gives one clear line with its fix, and
 /readyz answers 503 while the agent cannot do its job. The real agent, the real engine, real peers.
 
-Attempts are counted from the agent's own debug lines (`--log-level=debug`), never by waiting a
+Attempts are counted from the agent's own debug lines (`--log.level=debug`), never by waiting a
 fixed time: "logged once" means once over at least ATTEMPTS failed attempts.
 """
 
@@ -38,9 +38,8 @@ def logtext(agent: Agent) -> str:
 
 
 def lines(agent: Agent, needle: str, level: str | None = None) -> list[str]:
-    return [
-        ln for ln in logtext(agent).splitlines() if needle in ln and (level is None or f" {level} " in ln)
-    ]
+    tag = f" level={level} " if level else ""
+    return [ln for ln in logtext(agent).splitlines() if needle in ln and tag in ln]
 
 
 def engine_attempts(agent: Agent) -> int:
@@ -76,7 +75,7 @@ def test_no_socket_and_no_sidecar_flag_is_an_error_until_the_engine_answers(
         wait_for(lambda: engine_attempts(agent) >= ATTEMPTS, timeout=WAIT, what=f"{ATTEMPTS} attempts")
         status, body = agent.get("/readyz")
         assert status == 503 and "cannot connect to the Docker engine" in body
-        errors = lines(agent, "cannot connect to the Docker engine", "ERROR")
+        errors = lines(agent, "cannot connect to the Docker engine", "error")
         assert len(errors) == 1, logtext(agent)
         assert f"unix://{sock}: No such file or directory" in errors[0]
         assert "mount the socket" in errors[0] and "--group-add" in errors[0] and "--sidecar" in errors[0]
@@ -115,7 +114,7 @@ def test_socket_not_permitted_names_its_group(engine_session: Engine, short_dir:
         try:
             wait_for(lambda: engine_attempts(agent) >= ATTEMPTS, timeout=WAIT, what=f"{ATTEMPTS} attempts")
             errors = lines(agent, "cannot connect to the Docker engine")
-            assert len(errors) == 1 and " ERROR " in errors[0], logtext(agent)
+            assert len(errors) == 1 and " level=error " in errors[0], logtext(agent)
             assert "Permission denied" in errors[0] and f"--group-add {gid}" in errors[0]
             assert agent.get("/readyz")[0] == 503
         finally:
@@ -131,7 +130,7 @@ def test_procfs_that_is_not_there_is_not_ready(engine: Engine) -> None:
         status, body = agent.get("/readyz")
         assert status == 503 and "--path.procfs /nonexistent" in body
         said = lines(agent, "--path.procfs /nonexistent")
-        assert len(said) == 1 and " ERROR " in said[0] and "mount the host's /proc" in said[0]
+        assert len(said) == 1 and " level=error " in said[0] and "mount the host's /proc" in said[0]
     finally:
         assert agent.stop() == 0, logtext(agent)
 
@@ -181,9 +180,10 @@ async def test_dead_sink_is_logged_once_then_once_when_it_recovers(engine: Engin
 
             await asyncio.to_thread(wait_for, lambda: retries() >= 6, WAIT, 0.2, "six retries")
             first = lines(agent, "sink central: cannot deliver")
-            assert len(first) == 1 and " WARNING " in first[0], logtext(agent)
+            assert len(first) == 1 and " level=warn " in first[0], logtext(agent)
             assert f":{rx.port}" in first[0] and "retrying" in first[0]
-            assert not [ln for ln in lines(agent, "will retry") if " DEBUG " not in ln]  # sinks: debug only
+            # sinks: debug only
+            assert not [ln for ln in lines(agent, "will retry") if " level=debug " not in ln]
             assert not lines(agent, "delivering again")
 
             await rx.start()
@@ -197,7 +197,7 @@ async def test_dead_sink_is_logged_once_then_once_when_it_recovers(engine: Engin
             back = await asyncio.to_thread(
                 wait_for, lambda: lines(agent, "sink central: delivering again"), WAIT, 0.1, "recovery line"
             )
-            assert len(back) == 1 and " INFO " in back[0] and "failed attempts" in back[0]
+            assert len(back) == 1 and " level=info " in back[0] and "failed attempts" in back[0]
             assert len(lines(agent, "sink central: cannot deliver")) == 1
         finally:
             assert await asyncio.to_thread(agent.stop) == 0, logtext(agent)

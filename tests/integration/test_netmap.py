@@ -43,7 +43,7 @@ def uid() -> str:
 
 @pytest.fixture(scope="module")
 def agent(engine_session: Engine) -> Iterator[Agent]:
-    a = Agent(engine_session, "--collect.connections", "--collect.connections-interval=0.5s").start()
+    a = Agent(engine_session, "--collector.connections", "--collector.connections-interval=0.5s").start()
     yield a
     assert a.stop() == 0, a.logtext()
 
@@ -100,7 +100,7 @@ def test_three_connections_both_ends_agree(engine: Engine, agent: Agent) -> None
 def test_more_connections_than_one_read(engine: Engine, agent: Agent, engine_session: Engine) -> None:
     """40 connections: net/tcp hands out 27 lines per read, so the tables take several reads.
 
-    The TCP-states tier alone (--collect.tcp-states) reads them too: with the connection tier
+    The TCP-states tier alone (--collector.tcp-states) reads them too: with the connection tier
     both come from one read, so each agent's state counts must match the connections."""
     net, srv, cli = f"dwt-nm40-{uid()}", f"dwt-nms40-{uid()}", f"dwt-nmc40-{uid()}"
     engine.network(net)
@@ -116,7 +116,7 @@ def test_more_connections_than_one_read(engine: Engine, agent: Agent, engine_ses
         "40 connections on both ends",
     )
     assert one(m, "container_network_tcp_connections_established", name=srv) == 40  # net/snmp agrees
-    states = Agent(engine_session, "--collect.tcp-states", "--collect.tcp-states-interval=0.5s")
+    states = Agent(engine_session, "--collector.tcp-states", "--collector.tcp-states-interval=0.5s")
     states.start(wait_ready=False)
     try:
         wait_for(lambda: states.get("/readyz")[0] == 200, timeout=TIER_DEADLINE, what="second agent ready")

@@ -321,7 +321,7 @@ def test_health_and_container_event_counters(engine: Engine, agent: Agent) -> No
 
 @pytest.fixture(scope="module")
 def tcp_agent(engine_session: Engine) -> Iterator[Agent]:
-    a = Agent(engine_session, "--collect.tcp-states", "--collect.tcp-states-interval=0.5s").start()
+    a = Agent(engine_session, "--collector.tcp-states", "--collector.tcp-states-interval=0.5s").start()
     yield a
     assert a.stop() == 0, a.logtext()
 

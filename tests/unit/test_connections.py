@@ -67,7 +67,7 @@ def test_sweep_resolves_both_ends_and_reads_only_tables_with_sockets(tmp_path: P
 
 
 def test_tcp_states_come_from_the_connection_sweep(tmp_path: Path) -> None:
-    """With --collect.connections and --collect.tcp-states, net/tcp is read once: the registry has
+    """With --collector.connections and --collector.tcp-states, net/tcp is read once: the registry has
     no tcp_states collector, and each namespace's states come from the connection tier's result."""
     from agent.collector import Collection, Outcome
     from agent.collectors import build_collectors
@@ -76,9 +76,9 @@ def test_tcp_states_come_from_the_connection_sweep(tmp_path: Path) -> None:
 
     make_proc(tmp_path, 100, "srv", sockstat(2, 3), sockstat6(4, 1))
     make_proc(tmp_path, 200, "cli", sockstat(4, 1), sockstat6(0, 0), skip=("tcp6", "udp6"))
-    both = load({"collect.connections": True, "collect.tcp-states": True}, env={})
+    both = load({"collector.connections": True, "collector.tcp-states": True}, env={})
     assert build_collectors(both).names == ["netns", "connections"]
-    only_states = load({"collect.tcp-states": True}, env={})
+    only_states = load({"collector.tcp-states": True}, env={})
     assert build_collectors(only_states).names == ["netns", "tcp_states"]
 
     fs = HostFS(procfs=tmp_path)

@@ -183,12 +183,12 @@ def test_host_namespace_has_empty_identity() -> None:
 
 def test_config_keys() -> None:
     cfg = load({}, env={})
-    assert (cfg.collect_connections, cfg.collect_connections_external_ips) == (False, False)
-    assert cfg.collect_connections_interval > 0
-    cfg = load({"collect.connections": True, "collect.connections-interval": "2s"}, env={})
-    assert cfg.collect_connections and cfg.collect_connections_interval == 2.0
-    env = {"DOCKWATCH_COLLECT_CONNECTIONS_EXTERNAL_IPS": "true"}
-    assert load({}, env=env).collect_connections_external_ips
+    assert (cfg.collector_connections, cfg.collector_connections_external_ips) == (False, False)
+    assert cfg.collector_connections_interval > 0
+    cfg = load({"collector.connections": True, "collector.connections-interval": "2s"}, env={})
+    assert cfg.collector_connections and cfg.collector_connections_interval == 2.0
+    env = {"DOCKWATCH_COLLECTOR_CONNECTIONS_EXTERNAL_IPS": "true"}
+    assert load({}, env=env).collector_connections_external_ips
 
 
 def test_two_networks_with_one_name_stay_apart() -> None:
