@@ -10,12 +10,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.docker.models import Container
+from agent.hostfs import HostFS
+
 REPO = Path(__file__).resolve().parents[1]
+CAPTURED_PROC = REPO / "tests" / "data" / "proc"  # net files captured from a container and a host
 
 
 def wait_for(
@@ -90,3 +96,39 @@ def sinks_config(tmp: Path, sinks: list[dict[str, Any]]) -> Path:
     cfg = tmp / "dockwatch.yml"
     cfg.write_text(json.dumps({"logs": {"sinks": sinks}}))  # JSON is YAML
     return cfg
+
+
+# --- values the unit tests build ---------------------------------------------------------------
+def container(n: int, name: str, mode: str = "bridge", **labels: str) -> Container:
+    """Container number `n` (id n in hex, pid 100+n) as the inventory would hold it."""
+    return Container(
+        id=f"{n:064x}",
+        name=name,
+        image="img",
+        image_id="sha256:x",
+        pid=100 + n,
+        network_mode=mode,
+        labels=labels,
+        created=f"2026-01-{n:02d}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedFS(HostFS):
+    """ns/net links as scripted: an inode, or None for one ptrace rules hide (PermissionError);
+    the /proc files are real (see captured_procfs)."""
+
+    links: Mapping[int, int | None] = field(default_factory=dict)
+
+    def netns_inode(self, pid: int | str) -> int:
+        ino = self.links[int(pid)]
+        if ino is None:
+            raise PermissionError(13, "Permission denied", str(self.proc(pid, "ns", "net")))
+        return ino
+
+
+def captured_procfs(root: Path, pids: Mapping[int, str]) -> Path:
+    """<root>/<pid>/net/* from the captured "host" or "container" files."""
+    for pid, kind in pids.items():
+        shutil.copytree(CAPTURED_PROC / kind, root / str(pid) / "net")
+    return root

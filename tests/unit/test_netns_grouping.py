@@ -6,47 +6,20 @@ the links' readability is scripted, and the net files are the captured ones of t
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+from toolbox import ScriptedFS, captured_procfs
+from toolbox import container as ctr
 
 from agent.docker.models import Container
-from agent.hostfs import HostFS
 from agent.inventory import Snapshot
 from agent.netstats import HOST_KEY, NetCollector, NsKey, TcpStatesCollector, group_namespaces
 from exporters.prometheus.render import Renderer
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "proc"
 HOST_INO = 4026531833
 DENIED = None  # a link ptrace rules hide
-
-
-@dataclass(frozen=True, slots=True)
-class ScriptedFS(HostFS):
-    """ns/net links as scripted: an inode, or DENIED (PermissionError); /proc files are real."""
-
-    links: Mapping[int, int | None] = field(default_factory=dict)
-
-    def netns_inode(self, pid: int | str) -> int:
-        ino = self.links[int(pid)]
-        if ino is None:
-            raise PermissionError(13, "Permission denied", str(self.proc(pid, "ns", "net")))
-        return ino
-
-
-def ctr(n: int, name: str, mode: str = "bridge") -> Container:
-    return Container(
-        id=f"{n:064x}",
-        name=name,
-        image="img",
-        image_id="sha256:x",
-        pid=100 + n,
-        network_mode=mode,
-        created=f"2026-01-0{n}",
-    )
 
 
 H = ctr(1, "hostc", "host")  # default capabilities: its link is hidden from a capability-less agent
@@ -106,16 +79,9 @@ def test_a_sidecar_never_calls_its_namespace_the_host() -> None:
     assert g.host_key == HOST_KEY and members(g.groups, HOST_INO) == {me.id}
 
 
-def procfs(tmp_path: Path, pids: Mapping[int, str]) -> Path:
-    """<tmp>/<pid>/net/* from the captured host or container files."""
-    for pid, kind in pids.items():
-        shutil.copytree(DATA / kind, tmp_path / str(pid) / "net")
-    return tmp_path
-
-
 def test_joiner_of_a_host_network_container_is_exported_as_the_host(tmp_path: Path) -> None:
     """The exposition: the host namespace once (name=""), joiners with netns_owner="host"."""
-    root = procfs(tmp_path, {1: "host", B.pid: "container"})
+    root = captured_procfs(tmp_path, {1: "host", B.pid: "container"})
     links = {1: DENIED, H.pid: DENIED, J.pid: HOST_INO, JJ.pid: HOST_INO, J2.pid: DENIED, B.pid: 7, JB.pid: 7}
     fs = ScriptedFS(procfs=root, links=links)
     snap = Snapshot(containers={c.id: c for c in ALL})
