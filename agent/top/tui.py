@@ -124,7 +124,10 @@ class DetailScreen(Screen[None]):
         yield Footer()
 
     def show(self, body: RenderableType) -> None:
-        self.query_one("#detail", Static).update(body)
+        # Closed while its sockets were read, or not composed yet: nothing to update (the next
+        # refresh shows it); a NoMatches here would end the sampler.
+        for detail in self.query("#detail").results(Static):
+            detail.update(body)
 
 
 def detail_body(

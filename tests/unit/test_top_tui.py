@@ -6,6 +6,7 @@ tests/integration/test_top.py; these cover the edges quickly.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from textual.pilot import Pilot
@@ -117,3 +118,35 @@ async def test_a_failed_sample_is_shown_and_the_next_rate_spans_the_gap() -> Non
         # Samples 2 and 6 are 4 s apart on the scripted clock: still 1000/s, no spike, no dip.
         assert row.rx_bps == 1000
         await pilot.press("q")
+
+
+class HeldSockets(Scripted):
+    """The detail view's socket read waits until the test lets it finish."""
+
+    def __init__(self, per_second: dict[str, int]) -> None:
+        super().__init__(per_second)
+        self.asked = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def sockets(self, ns: NsCounters) -> None:
+        self.asked.set()
+        await self.release.wait()
+
+
+async def test_the_detail_closed_while_its_sockets_are_read() -> None:
+    """The detail view refreshes after reading sockets: if it was closed meanwhile, the refresh
+    finds nothing to update and sampling goes on (the sampler died with NoMatches: a flaky run)."""
+    src = HeldSockets({"web": 100, "db": 200})
+    app = TopApp(src, interval=0.02)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await until(pilot, lambda: app.shown_frame is not None, "a sample")
+        await pilot.press("enter")
+        await until(pilot, lambda: src.asked.is_set(), "the detail reading sockets")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, DetailScreen), "the detail closed")
+        src.release.set()
+        n = src.n
+        await until(pilot, lambda: src.n >= n + 3, "sampling after the detail closed")
+        assert app.error == ""
+        await pilot.press("q")
+    assert app.return_code == 0
