@@ -27,6 +27,7 @@ from agent.logs.checkpoint import ApiPos, CheckpointStore, Position
 from agent.logs.delivery import SinkRunner, Tail, TailOptions
 from agent.logs.jsonfile import CorruptLine
 from agent.logs.partial import Joiner
+from agent.logs.sink import DropReason
 from agent.logs.stdcopy import FramingError, StdcopyDecoder, since_param, split_timestamp
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class ApiTail(Tail):
                         try:
                             ts, msg, complete = split_timestamp(payload)
                         except CorruptLine:
-                            self.runner.stats.drop("corrupt")
+                            self.runner.stats.drop(DropReason.CORRUPT)
                             continue
                         if skip is not None:
                             if ts < skip.time_ns:

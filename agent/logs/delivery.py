@@ -6,10 +6,8 @@
                                                                           └─► FAIL  → counted, commit past
 
 A sink that is down holds only its own tails: each waits with its batch (bounded) while Docker's
-files keep the rest; other sinks read on. Sinks come from exporters/ (agent/ does not import them):
-anything with `name`, `open()`, `send(batch)` returning an outcome whose `.value` is "ok", "retry"
-or "fail", and `close()`; and optionally `raw_chunks = True` to get Docker's 16 KiB chunks as
-chunks whatever `logs.join-partial` says.
+files keep the rest; other sinks read on. Sinks come from exporters/ (agent/ does not import them)
+and follow the contract in agent/logs/sink.py.
 """
 
 from __future__ import annotations
@@ -20,13 +18,14 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from agent.clock import SYSTEM_CLOCK, Clock, within
 from agent.docker.models import Container
 from agent.logs.checkpoint import ApiPos, CheckpointStore, FilePos, Position
 from agent.logs.filters import SinkSpec
 from agent.logs.record import LogRecord
+from agent.logs.sink import DropReason, Outcome, Sink
 from agent.outage import Outage
 
 log = logging.getLogger(__name__)
@@ -37,16 +36,6 @@ BACKOFF_BASE = 0.2
 BACKOFF_CAP = 5.0
 
 
-class SinkLike(Protocol):
-    name: str
-
-    async def open(self) -> None: ...
-
-    async def send(self, batch: Sequence[LogRecord]) -> Any: ...
-
-    async def close(self) -> None: ...
-
-
 @dataclass(slots=True)
 class SinkStats:
     """Read by the metrics collector in a scrape thread: plain numbers only."""
@@ -54,7 +43,7 @@ class SinkStats:
     sent: int = 0
     bytes: int = 0
     retries: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
+    dropped: dict[DropReason, int] = field(default_factory=dict)
     # json-file files Docker deleted before they were read to the end, and their unread bytes (exact,
     # or a lower bound where only that is knowable: agent/logs/README.md "Rotation").
     files_missed: int = 0
@@ -62,7 +51,7 @@ class SinkStats:
     last_success: float = 0.0
     lag: float = 0.0
 
-    def drop(self, reason: str, n: int = 1) -> None:
+    def drop(self, reason: DropReason, n: int = 1) -> None:
         if n > 0:
             self.dropped[reason] = self.dropped.get(reason, 0) + n
 
@@ -77,7 +66,7 @@ class SinkRunner:
     def __init__(
         self,
         spec: SinkSpec,
-        sink: SinkLike,
+        sink: Sink,
         *,
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
@@ -103,11 +92,11 @@ class SinkRunner:
         while True:
             async with self._lock:
                 outcome, reason = await self._attempt(batch)
-                if outcome == "ok":
+                if outcome is Outcome.OK:
                     self._up(batch, nbytes)
                     return True
-                if outcome == "fail":
-                    self.stats.drop("rejected", len(batch))
+                if outcome is Outcome.FAIL:
+                    self.stats.drop(DropReason.REJECTED, len(batch))
                     log.error("sink %s rejected a batch of %d records; skipped", self.name, len(batch))
                     return False
                 self.stats.retries += 1
@@ -122,8 +111,8 @@ class SinkRunner:
                 self._backoff = min(self.backoff_cap, self._backoff * 2 or self.backoff_base)
                 await self.clock.sleep(self._backoff * (0.75 + random.random() / 2))
 
-    async def _attempt(self, batch: Sequence[LogRecord]) -> tuple[str, str]:
-        """("ok" | "fail" | "retry", why a retry is needed)."""
+    async def _attempt(self, batch: Sequence[LogRecord]) -> tuple[Outcome, str]:
+        """The outcome, and why a retry is needed."""
         try:
             if not self._opened:
                 await self.sink.open()
@@ -132,12 +121,12 @@ class SinkRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a sink's bug or a refused open(): retry, never crash the pipeline
-            return "retry", f"{type(exc).__name__}: {exc}"
-        value = str(getattr(res, "value", res)).lower()
-        if value in ("ok", "fail"):
-            return value, ""
-        # Sinks keep the reason of their last RETRY; they log each attempt at debug only.
-        return "retry", str(getattr(self.sink, "last_error", "") or "the sink asked to retry")
+            return Outcome.RETRY, f"{type(exc).__name__}: {exc}"
+        if res is Outcome.OK or res is Outcome.FAIL:
+            return res, ""
+        # RETRY (or, from a buggy sink, anything else). Sinks keep the reason of their last RETRY;
+        # they log each attempt at debug only.
+        return Outcome.RETRY, str(getattr(self.sink, "last_error", "") or "the sink asked to retry")
 
     def _up(self, batch: Sequence[LogRecord], nbytes: int | None = None) -> None:
         st = self.stats

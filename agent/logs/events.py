@@ -24,6 +24,7 @@ from agent.docker.client import Event
 from agent.docker.models import Container
 from agent.logs.delivery import BATCH_RECORDS, SinkRunner
 from agent.logs.record import LogRecord
+from agent.logs.sink import DropReason
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,6 @@ EVENTS_CONTAINER = Container(
     id=EVENTS_ID, name=EVENTS_ID, image="", image_id="", pid=0, network_mode="none", log_driver="events"
 )
 QUEUE_MAX = 10_000  # a few MiB at most; beyond that a sink down that long loses events, counted
-OVERFLOW = "events_overflow"
 
 
 def event_line(ev: Event) -> bytes:
@@ -72,7 +72,7 @@ class EventShipper:
         try:
             self.queue.put_nowait(event_record(ev))
         except asyncio.QueueFull:
-            self.runner.stats.drop(OVERFLOW)
+            self.runner.stats.drop(DropReason.EVENTS_OVERFLOW)
             if not self._warned:
                 log.warning("sink %s: events queue full (sink down?); dropping docker events", self.name)
                 self._warned = True
@@ -100,6 +100,6 @@ class EventShipper:
                 await task
         left = self.queue.qsize() + self._inflight
         if left:
-            self.runner.stats.drop(OVERFLOW, left)
+            self.runner.stats.drop(DropReason.EVENTS_OVERFLOW, left)
             log.warning("sink %s: %d docker events not sent before exit; lost", self.name, left)
         await self.runner.close()

@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from agent.logs.delivery import SinkRunner, Tail, TailOptions
 from agent.logs.events import EventShipper
 from agent.logs.filters import opted_out
 from agent.logs.jsonfile import CorruptLine, parse_time
+from agent.logs.sink import LOG_DROP_REASONS, DropReason, PipelineSnapshot, SinkSnapshot
 from agent.logs.tail import FileTail
 from agent.logs.watch import DirWatcher
 
@@ -340,8 +342,37 @@ class LogPipeline:
             await asyncio.to_thread(self.store.delete, tail.runner.name, tail.cid)
 
     # --- lifecycle ------------------------------------------------------------------------------------
-    def backlog(self, sink: str) -> int:
-        return sum(t.backlog_bytes for (_, s), t in list(self.tails.items()) if s == sink)
+    def snapshot(self) -> PipelineSnapshot:
+        """Every sink's numbers and the unreadable containers, for the metrics. Runs in the scrape
+        thread: it only copies (list/dict copies are atomic under the GIL)."""
+        tails = list(self.tails.items())
+        per_sink = Counter(s for (_, s), _ in tails)
+        backlog: Counter[str] = Counter()
+        for (_, s), t in tails:
+            backlog[s] += t.backlog_bytes
+        sinks = []
+        for r in self.runners:
+            st = r.stats
+            reasons = dict.fromkeys(LOG_DROP_REASONS, 0)
+            if r.spec.events:
+                reasons[DropReason.EVENTS_OVERFLOW] = 0
+            reasons.update(st.dropped)
+            sinks.append(
+                SinkSnapshot(
+                    name=r.name,
+                    sent=st.sent,
+                    bytes=st.bytes,
+                    retries=st.retries,
+                    dropped={str(k): v for k, v in reasons.items()},
+                    files_missed=st.files_missed,
+                    bytes_missed=st.bytes_missed,
+                    backlog_bytes=backlog[r.name],
+                    lag=st.lag,
+                    last_success=st.last_success,
+                    containers=per_sink[r.name],
+                )
+            )
+        return PipelineSnapshot(tuple(sinks), dict(Counter(dict(self.unreadable).values())))
 
     async def stop(self, timeout: float) -> None:
         """Stop reading; let in-flight batches finish (up to `timeout`), commit, close the sinks."""

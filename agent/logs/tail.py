@@ -55,6 +55,7 @@ from agent.logs.jsonfile import (
 )
 from agent.logs.partial import Joiner
 from agent.logs.record import LogRecord
+from agent.logs.sink import DropReason
 from agent.logs.watch import DirWatcher, Notice, Subscription
 
 log = logging.getLogger(__name__)
@@ -431,7 +432,7 @@ class FileTail(Tail):
         with self._lock:
             self._release(victim)
         st = self.runner.stats
-        st.drop("rotated", lines)
+        st.drop(DropReason.ROTATED, lines)
         st.files_missed += 1
         st.bytes_missed += size
         log.warning(
@@ -587,7 +588,7 @@ class FileTail(Tail):
                 # Docker writes to a file no more once a newer one exists: this one is complete.
                 if self.splitter.pending:
                     self.corrupt += 1
-                    self.runner.stats.drop("corrupt")
+                    self.runner.stats.drop(DropReason.CORRUPT)
                 with self._lock:
                     self._release(f)
                     self.files.pop(0)
@@ -625,7 +626,7 @@ class FileTail(Tail):
         before = sp.oversized
         block, start = sp.feed_block(data)
         if sp.oversized != before:
-            self.runner.stats.drop("corrupt", sp.oversized - before)
+            self.runner.stats.drop(DropReason.CORRUPT, sp.oversized - before)
         if not block:
             return
         if not f.fp:
@@ -704,7 +705,7 @@ class FileTail(Tail):
                     body = unescape(body)
                 except CorruptLine:
                     self.corrupt += 1
-                    self.runner.stats.drop("corrupt")
+                    self.runner.stats.drop(DropReason.CORRUPT)
                     direct = not pending
                     continue
             if skip:
@@ -754,7 +755,7 @@ class FileTail(Tail):
                 stream, time_ns, line, complete = parse_fields(raw)
             except CorruptLine:
                 self.corrupt += 1
-                stats.drop("corrupt")
+                stats.drop(DropReason.CORRUPT)
                 log.debug("container %s: corrupt json-file line before offset %d skipped", cid[:12], end)
                 self.advance((f, end, 0), joiner.pending)
                 continue

@@ -1,22 +1,18 @@
-"""Self-metrics of the log pipeline, per sink, read from live counters at scrape time.
+"""Self-metrics of the log pipeline, per sink: a rendering of the snapshot the pipeline gives.
 
-Registered on the agent's own registry by app.py; collect() runs in the scrape worker thread, so it
-only copies plain numbers (dict copies are atomic under the GIL).
+Registered on the agent's own registry by app.py; collect() runs in the scrape worker thread, and
+the pipeline's snapshot() only copies plain numbers there.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.logs.pipeline import LogPipeline
+from agent.logs.sink import Snapshotter
 from exporters.prometheus import names as n
-
-DROP_REASONS = ("corrupt", "rejected", "rotated")
-EVENTS_DROP = "events_overflow"  # only on sinks that ship docker events
 
 
 def _counter(m: n.Metric, labels: list[str]) -> CounterMetricFamily:
@@ -28,11 +24,11 @@ def _gauge(m: n.Metric) -> GaugeMetricFamily:
 
 
 class LogMetrics(Collector):
-    def __init__(self, pipeline: LogPipeline) -> None:
+    def __init__(self, pipeline: Snapshotter) -> None:
         self.pipeline = pipeline
 
     def collect(self) -> Iterator[Metric]:
-        p = self.pipeline
+        snap = self.pipeline.snapshot()
         sent = _counter(n.LOG_SINK_RECORDS_SENT, ["sink"])
         sent_bytes = _counter(n.LOG_SINK_BYTES_SENT, ["sink"])
         retries = _counter(n.LOG_SINK_RETRIES, ["sink"])
@@ -43,28 +39,22 @@ class LogMetrics(Collector):
         lag = _gauge(n.LOG_SINK_DELIVERY_LAG)
         last = _gauge(n.LOG_SINK_LAST_SUCCESS)
         tails = _gauge(n.LOG_SINK_CONTAINERS)
-        per_sink = Counter(s for (_, s) in list(p.tails))
-        for r in p.runners:
-            st = r.stats
-            sent.add_metric([r.name], st.sent)
-            sent_bytes.add_metric([r.name], st.bytes)
-            retries.add_metric([r.name], st.retries)
-            drops = dict(st.dropped)
-            reasons = set(DROP_REASONS) | set(drops)
-            if r.spec.events:
-                reasons.add(EVENTS_DROP)
-            for reason in sorted(reasons):
-                dropped.add_metric([r.name, reason], drops.get(reason, 0))
-            files_missed.add_metric([r.name], st.files_missed)
-            bytes_missed.add_metric([r.name], st.bytes_missed)
-            backlog.add_metric([r.name], p.backlog(r.name))
-            lag.add_metric([r.name], st.lag)
-            last.add_metric([r.name], st.last_success)
-            tails.add_metric([r.name], per_sink.get(r.name, 0))
+        for s in snap.sinks:
+            sent.add_metric([s.name], s.sent)
+            sent_bytes.add_metric([s.name], s.bytes)
+            retries.add_metric([s.name], s.retries)
+            for reason in sorted(s.dropped):
+                dropped.add_metric([s.name, reason], s.dropped[reason])
+            files_missed.add_metric([s.name], s.files_missed)
+            bytes_missed.add_metric([s.name], s.bytes_missed)
+            backlog.add_metric([s.name], s.backlog_bytes)
+            lag.add_metric([s.name], s.lag)
+            last.add_metric([s.name], s.last_success)
+            tails.add_metric([s.name], s.containers)
         yield from (sent, sent_bytes, retries, dropped, files_missed, bytes_missed, backlog, lag, last, tails)
         unreadable = GaugeMetricFamily(
             n.LOG_CONTAINERS_UNREADABLE.name, n.LOG_CONTAINERS_UNREADABLE.help, labels=["reason"]
         )
-        for reason, count in sorted(Counter(dict(p.unreadable).values()).items()):
+        for reason, count in sorted(snap.unreadable.items()):
             unreadable.add_metric([reason], count)
         yield unreadable

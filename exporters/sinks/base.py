@@ -1,17 +1,13 @@
 """What every log sink is: Docker-named options, a pure format step, an I/O step with an outcome.
 
-The pipeline owns batching, retry with backoff and checkpoints; a sink only says how a batch went:
-
-    records ──► Sink.send(batch) ──► Outcome.OK     checkpoint advances past the batch
-                                 └─► Outcome.RETRY  same batch again after backoff (peer down, timeout);
-                                                    why in `last_error`: the pipeline logs it, not the sink
-                                 └─► Outcome.FAIL   the batch can never go (e.g. rejected): counted, skipped
+The pipeline owns batching, retry with backoff and checkpoints; a sink only says how a batch went,
+with the log core's `Outcome` (the contract is agent/logs/sink.py). Network sinks connect through
+exporters/sinks/upstream.py.
 """
 
 from __future__ import annotations
 
 import abc
-import enum
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,12 +15,7 @@ from typing import Any, ClassVar
 
 from agent.docker.models import Container
 from agent.logs.record import LogRecord
-
-
-class Outcome(enum.Enum):
-    OK = "ok"
-    RETRY = "retry"
-    FAIL = "fail"
+from agent.logs.sink import Outcome as Outcome  # the core's; re-exported for the sinks
 
 
 class SinkConfigError(ValueError):
@@ -173,7 +164,7 @@ class ExtraAttributes:
 
 
 class Sink(abc.ABC):
-    """A log destination. Subclasses: one file each, listed in exporters.sinks.SINKS."""
+    """A log destination (agent.logs.sink.Sink); one file per subclass, listed in exporters.sinks.SINKS."""
 
     driver: ClassVar[str]  # Docker's driver name: "json-file", "syslog", "fluentd"
     options: ClassVar[Sequence[Option]]

@@ -7,7 +7,7 @@ string. Unlike dockerd (one Message-mode event per line, one ack round trip per 
 as one PackedForward message per tag with one `chunk` id and one ack.
 Spec: https://github.com/fluent/fluentd/wiki/Forward-Protocol-Specification-v1
 
-    send(batch) ─► encode (pure: group by tag, pack) ─► [connect, TLS, HELO/PING/PONG] ─► write
+    send(batch) ─► encode (pure: group by tag, pack) ─► upstream: [connect, TLS] + HELO/PING/PONG ─► write
                                                       └► [await {"ack": chunk} per message] ─► Outcome
 
 Docker's options, accepted with Docker's names and syntax so a daemon.json can be pasted:
@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import gzip
 import hashlib
 import logging
@@ -60,7 +59,6 @@ import re
 import socket
 import ssl
 import struct
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +66,7 @@ from urllib.parse import urlsplit
 
 import msgpack
 
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.docker.models import Container
 from agent.logs.record import LogRecord
 from exporters.sinks.base import (
@@ -82,6 +81,7 @@ from exporters.sinks.base import (
     parse_size,
 )
 from exporters.sinks.tag import Tag
+from exporters.sinks.upstream import Address, Stream, TlsKeys, Upstream, client_tls, host_port, why
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +94,6 @@ _INT32_MAX = 2**31 - 1
 
 
 # --- option parsers, in Docker's syntax --------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Address:
-    """Where the peer listens: scheme tcp|tls with host and port, or unix with a path."""
-
-    scheme: str
-    host: str = ""
-    port: int = 0
-    path: str = ""
-
-
 def parse_address(value: str) -> Address:
     """moby fluentd.go parseAddress: empty → tcp://127.0.0.1:24224; no scheme means tcp."""
     if not value:
@@ -119,11 +109,7 @@ def parse_address(value: str) -> Address:
         raise ValueError(f"unsupported scheme: {url.scheme!r}")
     if url.path:
         raise ValueError("should not contain a path element")
-    try:
-        port = url.port
-    except ValueError:
-        raise ValueError("invalid port") from None
-    return Address(url.scheme, url.hostname or DEFAULT_HOST, DEFAULT_PORT if port is None else port)
+    return Address(url.scheme, *host_port(url, DEFAULT_HOST, DEFAULT_PORT))
 
 
 _RAM = re.compile(r"^(\d+(?:\.\d+)*) ?([kmgtp])?i?b?$", re.IGNORECASE)
@@ -357,19 +343,13 @@ class ProtocolError(Exception):
 
 
 # --- the sink ----------------------------------------------------------------------------------------------
-class _Conn:
-    """One connection: the streams, an unpacker for what the server says, and its keepalive."""
+class _Conn(Stream):
+    """One connection: the upstream's stream, an unpacker for what the server says, its keepalive."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+        super().__init__(reader, writer)
         self.unpacker = msgpack.Unpacker(raw=False, unicode_errors="surrogateescape")
         self.keepalive = True
-
-    @property
-    def usable(self) -> bool:
-        # A peer that closed its end shows EOF here before our next write would vanish into a RST.
-        return not (self.writer.is_closing() or self.reader.at_eof())
 
     async def read_obj(self) -> Any:
         while True:
@@ -381,10 +361,6 @@ class _Conn:
             if not data:
                 raise ConnectionError("peer closed the connection")
             self.unpacker.feed(data)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
 
 
 class FluentdSink(Sink):
@@ -428,13 +404,19 @@ class FluentdSink(Sink):
         Option("fluentd-tls-skip-verify", "do not verify the server certificate", "false", parse_bool),
     )
 
-    def __init__(self, opts: Mapping[str, str], *, name: str | None = None, hostname: str = "") -> None:
+    def __init__(
+        self,
+        opts: Mapping[str, str],
+        *,
+        name: str | None = None,
+        hostname: str = "",
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         super().__init__(opts, name=name, hostname=hostname)
         o = self.opts
         self._validate(opts)
         self.address: Address = o["fluentd-address"]
         self.async_connect = bool(o["fluentd-async"] or o["fluentd-async-connect"])
-        self.reconnect_interval: float = o["fluentd-async-reconnect-interval"]
         self.request_ack: bool = o["fluentd-request-ack"]
         self.write_timeout: float | None = o["fluentd-write-timeout"] or None
         self.ack_timeout: float = o["fluentd-read-timeout"] or ACK_TIMEOUT_DEFAULT
@@ -453,10 +435,22 @@ class FluentdSink(Sink):
             max_message_size=o["fluentd-max-message-size"],
             hostname=hostname or socket.gethostname(),
         )
-        self._ssl = self._ssl_context() if self.address.scheme == "tls" else None
-        self._conn: _Conn | None = None
+        tls = None
+        if self.address.scheme == "tls":
+            keys = TlsKeys("fluentd-tls-ca-cert", "fluentd-tls-cert", "fluentd-tls-key")
+            tls = client_tls(self.driver, opts, o, keys, skip_verify=o["fluentd-tls-skip-verify"])
+        self.upstream = Upstream(
+            self.address,
+            _Conn,
+            tls=tls,
+            connect_timeout=self.write_timeout,
+            handshake=self._handshake if self.shared_key is not None else None,
+            handshake_timeout=self.handshake_timeout,
+            # Docker's fluentd-async-reconnect-interval: after a failed dial, sends within it RETRY at once.
+            redial_after=o["fluentd-async-reconnect-interval"],
+            clock=clock,
+        )
         self._lock = asyncio.Lock()
-        self._failed_at = float("-inf")
 
     def _validate(self, given: Mapping[str, str]) -> None:
         """Checks across options; each error names the option at fault."""
@@ -483,28 +477,13 @@ class FluentdSink(Sink):
             ):
                 if key in given:
                     fail(key, "only used with a tls:// fluentd-address")
-        if bool(o["fluentd-tls-cert"]) != bool(o["fluentd-tls-key"]):
-            fail("fluentd-tls-key", "give both fluentd-tls-cert and fluentd-tls-key")
-        for key in ("fluentd-tls-ca-cert", "fluentd-tls-cert", "fluentd-tls-key"):
-            if o[key] and not os.path.isfile(o[key]):
-                fail(key, "no such file")
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        o = self.opts
-        ctx = ssl.create_default_context(cafile=o["fluentd-tls-ca-cert"])
-        if o["fluentd-tls-skip-verify"]:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if o["fluentd-tls-cert"]:
-            ctx.load_cert_chain(o["fluentd-tls-cert"], o["fluentd-tls-key"])
-        return ctx
 
     # --- I/O ---------------------------------------------------------------------------------------------
     async def open(self) -> None:
         """Without fluentd-async, connect now and raise if the peer is down (Docker fails the start)."""
         if not self.async_connect:
             async with self._lock:
-                await self._connection()
+                await self._connect()
 
     async def send(self, batch: Sequence[LogRecord]) -> Outcome:
         if not batch:
@@ -515,32 +494,28 @@ class FluentdSink(Sink):
             log.exception("fluentd sink %s: cannot encode a batch of %d records", self.name, len(batch))
             return Outcome.FAIL
         async with self._lock:
-            if self._conn is None and time.monotonic() - self._failed_at < self.reconnect_interval:
+            if self.upstream.holding_back:
                 return Outcome.RETRY
             try:
-                conn = await self._connection()
+                conn = await self._connect()
                 await self._deliver(conn, frames)
             except (OSError, EOFError, TimeoutError, ProtocolError, ssl.SSLError, ValueError) as exc:
                 # The runner reports the outage (first failure, then a summary); each attempt: debug.
-                self.last_error = f"{self._where()}: {_why(exc)}"
+                self.last_error = f"{self.upstream}: {why(exc)}"
                 log.debug("fluentd sink %s: %s; will retry", self.name, self.last_error)
-                self._drop()
+                self.upstream.drop()
                 return Outcome.RETRY
             except Exception:  # a sink never takes the pipeline down; the batch is retried
                 log.exception("fluentd sink %s: unexpected error; will retry", self.name)
-                self._drop()
+                self.upstream.drop()
                 return Outcome.RETRY
             if not conn.keepalive:  # the server's HELO asked for one connection per message
-                self._drop()
+                self.upstream.drop()
         return Outcome.OK
 
     async def close(self) -> None:
         async with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.writer.wait_closed(), 5.0)
+            await self.upstream.close()
 
     async def _deliver(self, conn: _Conn, frames: Sequence[Frame]) -> None:
         """Write every message and collect the acks: one round trip per batch, not one per line."""
@@ -548,8 +523,8 @@ class FluentdSink(Sink):
 
         async def write() -> None:
             for frame in frames:
-                conn.writer.write(frame.data)
-            await asyncio.wait_for(conn.writer.drain(), self.write_timeout)
+                conn.write(frame.data)
+            await conn.drain(self.write_timeout)
 
         if not pending:
             await write()
@@ -570,78 +545,44 @@ class FluentdSink(Sink):
                 raise ProtocolError(f"unexpected answer {got!r} while waiting for {len(pending)} acks")
             pending.discard(ack)
 
-    async def _connection(self) -> _Conn:
-        if self._conn is not None and self._conn.usable:
-            return self._conn
-        self._drop()
-        try:
-            conn = await asyncio.wait_for(self._dial(), self.write_timeout)
-            if self.shared_key is not None:
-                await asyncio.wait_for(self._handshake(conn), self.handshake_timeout)
-        except BaseException:
-            self._failed_at = time.monotonic()
-            raise
-        self._conn = conn
-        log.info("fluentd sink %s: connected to %s", self.name, self._where())
+    async def _connect(self) -> _Conn:
+        conn, fresh = await self.upstream.connection()
+        assert isinstance(conn, _Conn)  # parse_address gives stream addresses only
+        if fresh:
+            log.info("fluentd sink %s: connected to %s", self.name, self.upstream)
         return conn
-
-    async def _dial(self) -> _Conn:
-        a = self.address
-        if a.scheme == "unix":
-            reader, writer = await asyncio.open_unix_connection(a.path)
-        else:
-            reader, writer = await asyncio.open_connection(
-                a.host, a.port, ssl=self._ssl, server_hostname=a.host if self._ssl else None
-            )
-            sock = writer.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _Conn(reader, writer)
 
     async def _handshake(self, conn: _Conn) -> None:
         """HELO → PING → PONG, checking the server knows the shared key too."""
         assert self.shared_key is not None
-        try:
-            helo = await conn.read_obj()
-            if not (
-                isinstance(helo, list) and len(helo) == 2 and helo[0] == "HELO" and isinstance(helo[1], dict)
-            ):
-                raise ProtocolError(f"expected HELO, got {helo!r}")
-            nonce = _raw(helo[1].get("nonce", b""))
-            auth = _raw(helo[1].get("auth", b""))
-            conn.keepalive = bool(helo[1].get("keepalive", True))
-            salt = os.urandom(16).hex()
-            pw = password_digest(auth, self.username, self.password) if auth else ""
-            ping = [
-                "PING",
-                self.self_hostname,
-                salt,
-                shared_key_digest(salt, self.self_hostname, nonce, self.shared_key),
-                self.username if auth else "",
-                pw,
-            ]
-            conn.writer.write(msgpack.packb(ping, use_bin_type=True))
-            await conn.writer.drain()
-            pong = await conn.read_obj()
-            if not (isinstance(pong, list) and len(pong) == 5 and pong[0] == "PONG"):
-                raise ProtocolError(f"expected PONG, got {pong!r}")
-            _, ok, reason, server_host, digest = pong
-            if not ok:
-                raise ProtocolError(f"authentication refused by the server: {reason}")
-            if digest != shared_key_digest(salt, server_host, nonce, self.shared_key):
-                raise ProtocolError("server's PONG digest does not match the shared key")
-        except BaseException:
-            conn.close()
-            raise
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _where(self) -> str:
-        a = self.address
-        return f"unix://{a.path}" if a.scheme == "unix" else f"{a.scheme}://{a.host}:{a.port}"
+        helo = await conn.read_obj()
+        if not (
+            isinstance(helo, list) and len(helo) == 2 and helo[0] == "HELO" and isinstance(helo[1], dict)
+        ):
+            raise ProtocolError(f"expected HELO, got {helo!r}")
+        nonce = _raw(helo[1].get("nonce", b""))
+        auth = _raw(helo[1].get("auth", b""))
+        conn.keepalive = bool(helo[1].get("keepalive", True))
+        salt = os.urandom(16).hex()
+        pw = password_digest(auth, self.username, self.password) if auth else ""
+        ping = [
+            "PING",
+            self.self_hostname,
+            salt,
+            shared_key_digest(salt, self.self_hostname, nonce, self.shared_key),
+            self.username if auth else "",
+            pw,
+        ]
+        conn.write(msgpack.packb(ping, use_bin_type=True))
+        await conn.drain(None)  # bounded by the handshake's timeout
+        pong = await conn.read_obj()
+        if not (isinstance(pong, list) and len(pong) == 5 and pong[0] == "PONG"):
+            raise ProtocolError(f"expected PONG, got {pong!r}")
+        _, ok, reason, server_host, digest = pong
+        if not ok:
+            raise ProtocolError(f"authentication refused by the server: {reason}")
+        if digest != shared_key_digest(salt, server_host, nonce, self.shared_key):
+            raise ProtocolError("server's PONG digest does not match the shared key")
 
 
 def _raw(value: Any) -> bytes:
@@ -651,9 +592,3 @@ def _raw(value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8", "surrogateescape")
     return b""
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__

@@ -278,8 +278,8 @@ def compress_rotated(name: str, last_time_ns: int) -> None:
 
 
 @dataclass
-class LogFile:
-    """One container's live file: its descriptor and dockerd's bookkeeping (size, last time)."""
+class RotatingLog:
+    """One container's live file (dockerd's loggerutils.LogFile): its descriptor and dockerd's bookkeeping."""
 
     path: str
     capacity: int  # -1: unlimited
@@ -400,7 +400,7 @@ class JsonFileSink(Sink):
         self.encoder = JsonFileEncoder(
             Attrs(o["labels"], o["labels-regex"], o["env"], o["env-regex"], o["tag"]), hostname
         )
-        self._files: OrderedDict[str, LogFile] = OrderedDict()
+        self._files: OrderedDict[str, RotatingLog] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="json-file-gzip")
         self._lock = asyncio.Lock()
 
@@ -439,10 +439,10 @@ class JsonFileSink(Sink):
         for cid, lines in by_container.items():
             self._file(cid).write_lines(lines, self._pool)
 
-    def _file(self, cid: str) -> LogFile:
+    def _file(self, cid: str) -> RotatingLog:
         f = self._files.get(cid)
         if f is None:
-            f = LogFile(self.file_path(cid), self.capacity, self.max_files, self.compress)
+            f = RotatingLog(self.file_path(cid), self.capacity, self.max_files, self.compress)
             self._files[cid] = f
             while len(self._files) > MAX_OPEN_FILES:
                 _, old = self._files.popitem(last=False)

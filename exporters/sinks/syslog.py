@@ -35,33 +35,31 @@ whatever its value, as in Docker), `tag` (default `{{.ID}}`); `labels`, `labels-
 the sink starts: until it does, send() returns RETRY.
 
 Delivery: send() returns OK once every message is handed to the kernel (syslog has no acks), RETRY when
-the peer cannot be reached or the connection breaks (after one immediate reconnect, as srslog does),
-and never raises. A TLS 1.3 server that refuses our client certificate says so only after the
-handshake, so those lines are lost as with Docker (the receiver logs it). UDP cannot tell delivery
-from loss; a refused datagram (ICMP port unreachable: at once on loopback, else seen on a later send)
-makes the batch RETRY from the refused message (or the one before it).
+the peer cannot be reached or the connection breaks, and never raises; the pipeline sends the batch
+again after its backoff, on a new connection (exporters/sinks/upstream.py; srslog instead reconnects
+and resends once at once, which the pipeline's retry makes redundant). A TLS 1.3 server that refuses
+our client certificate says so only after the handshake, so those lines are lost as with Docker (the
+receiver logs it). UDP cannot tell delivery from loss; a refused datagram (ICMP port unreachable: at
+once on loopback, else seen on a later send) makes the batch RETRY.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
 import re
 import socket
-import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
 from urllib.parse import urlsplit
 
 from agent.logs.record import LogRecord
-from exporters.sinks.base import Option, Outcome, Sink, SinkConfigError, parse_bool
+from exporters.sinks.base import Option, Outcome, Sink, parse_bool
 from exporters.sinks.tag import Tag
+from exporters.sinks.upstream import Address, Datagram, Stream, TlsKeys, Upstream, client_tls, host_port, why
 
 log = logging.getLogger(__name__)
 
@@ -92,28 +90,6 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 
 # --- options, in Docker's syntax -----------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Address:
-    """scheme udp|tcp|tcp+tls with host and port, unix|unixgram with a path, or "" for the local socket."""
-
-    scheme: str
-    host: str = ""
-    port: int = 0
-    path: str = ""
-
-    @property
-    def stream(self) -> bool:
-        return self.scheme in ("tcp", "tcp+tls", "unix")
-
-    def __str__(self) -> str:
-        if self.scheme in ("unix", "unixgram"):
-            return f"{self.scheme}://{self.path}"
-        if not self.scheme:
-            return "the local syslog socket"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-
 def parse_address(value: str) -> Address:
     """syslog.go parseAddress: a URL with a scheme; tcp/udp hosts default to port 514."""
     if not value:
@@ -125,11 +101,7 @@ def parse_address(value: str) -> Address:
         return Address(url.scheme, path=url.path)
     if url.scheme not in ("udp", "tcp", "tcp+tls"):
         raise ValueError(f"unsupported scheme: '{url.scheme}'")
-    try:
-        port = url.port
-    except ValueError:
-        raise ValueError("invalid port") from None
-    return Address(url.scheme, url.hostname or "localhost", DEFAULT_PORT if port is None else port)
+    return Address(url.scheme, *host_port(url, "localhost", DEFAULT_PORT))
 
 
 def parse_facility(value: str) -> int:
@@ -248,75 +220,30 @@ class SyslogFormatter:
         return out
 
 
-# --- connections ---------------------------------------------------------------------------------------
-class _Stream:
-    """tcp, tcp+tls or unix stream: one writer, and a reader that only watches for the peer's EOF."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @property
-    def usable(self) -> bool:
-        # A peer that closed shows EOF here before our next write would vanish into a RST.
-        return not (self.writer.is_closing() or self.reader.at_eof())
-
-    async def send(self, msgs: Sequence[bytes], start: int) -> None:
-        self.writer.write(b"".join(msgs[start:]))
-        await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-
-
-class _Datagram:
-    """udp or unixgram: a connected non-blocking socket, one message per datagram."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.resume = 0  # after a failure: the first message to send again
-
-    @property
-    def usable(self) -> bool:
-        return self.sock.fileno() >= 0
-
-    async def send(self, msgs: Sequence[bytes], start: int) -> None:
-        loop = asyncio.get_running_loop()
-        for i in range(start, len(msgs)):
-            if i % 256 == 255:
-                await asyncio.sleep(0)  # a long batch of datagrams must not hold the event loop
-            # A refusal raised by this send was earned by the datagram before (its ICMP came late).
-            self.resume = max(start, i - 1)
+# --- datagrams ----------------------------------------------------------------------------------------
+async def send_datagrams(sock: socket.socket, msgs: Sequence[bytes]) -> None:
+    """udp or unixgram: one message per datagram on the connected socket; raises on a refusal."""
+    loop = asyncio.get_running_loop()
+    for i, msg in enumerate(msgs):
+        if i % 256 == 255:
+            await asyncio.sleep(0)  # a long batch of datagrams must not hold the event loop
+        try:
             try:
-                try:
-                    self.sock.send(msgs[i])  # the common case: room in the socket buffer, no await
-                except BlockingIOError:
-                    await asyncio.wait_for(loop.sock_sendall(self.sock, msgs[i]), WRITE_TIMEOUT)
-            except OSError as exc:
-                if exc.errno == errno.EMSGSIZE:  # can never go as one datagram; dockerd drops it too
-                    log.warning(
-                        "syslog sink: dropped a %d-byte message: too large for a datagram", len(msgs[i])
-                    )
-                    continue
-                if not isinstance(exc, ConnectionRefusedError):
-                    self.resume = i
-                raise
-        # A refusal of any earlier datagram surfaced on the next send() above; only the last one's
-        # is still pending (on loopback the ICMP port-unreachable is already here). One syscall
-        # per batch, not per datagram: it was a third of the UDP path's CPU.
-        if len(msgs) > start:
-            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                self.resume = len(msgs) - 1
-                raise OSError(err, os.strerror(err))
-        self.resume = len(msgs)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-_Conn = _Stream | _Datagram
+                sock.send(msg)  # the common case: room in the socket buffer, no await
+            except BlockingIOError:
+                await asyncio.wait_for(loop.sock_sendall(sock, msg), WRITE_TIMEOUT)
+        except OSError as exc:
+            if exc.errno == errno.EMSGSIZE:  # can never go as one datagram; dockerd drops it too
+                log.warning("syslog sink: dropped a %d-byte message: too large for a datagram", len(msg))
+                continue
+            raise
+    # A refusal of any earlier datagram surfaced on the next send() above; only the last one's
+    # is still pending (on loopback the ICMP port-unreachable is already here). One syscall
+    # per batch, not per datagram: it was a third of the UDP path's CPU.
+    if msgs:
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
 
 
 # --- the sink ------------------------------------------------------------------------------------------
@@ -376,37 +303,15 @@ class SyslogSink(Sink):
             tz=tz,
         )
         self.clock = clock
-        self._ssl = self._ssl_context(opts) if self.address.scheme == "tcp+tls" else None
-        self._conn: _Conn | None = None
+        tls = None
+        if self.address.scheme == "tcp+tls":
+            keys = TlsKeys("syslog-tls-ca-cert", "syslog-tls-cert", "syslog-tls-key")
+            # Docker skips verification when the key is present, whatever its value.
+            tls = client_tls(self.driver, opts, o, keys, skip_verify="syslog-tls-skip-verify" in opts)
+        self.upstream = Upstream(
+            self.address, Stream, tls=tls, connect_timeout=CONNECT_TIMEOUT, local_paths=LOCAL_SOCKETS
+        )
         self._lock = asyncio.Lock()
-
-    def _ssl_context(self, given: Mapping[str, str]) -> ssl.SSLContext:
-        o = self.opts
-
-        def fail(key: str, why: str) -> SinkConfigError:
-            return SinkConfigError(f"log-opt {key}={given.get(key, '')!r} for the syslog sink: {why}")
-
-        for key in ("syslog-tls-ca-cert", "syslog-tls-cert", "syslog-tls-key"):
-            if o[key] and not os.path.isfile(o[key]):
-                raise fail(key, "no such file")
-        if bool(o["syslog-tls-cert"]) != bool(o["syslog-tls-key"]):
-            raise fail(
-                "syslog-tls-key" if o["syslog-tls-cert"] else "syslog-tls-cert", "give both cert and key"
-            )
-        try:
-            ctx = ssl.create_default_context(cafile=o["syslog-tls-ca-cert"] or None)
-        except ssl.SSLError as exc:
-            raise fail("syslog-tls-ca-cert", f"cannot load: {exc}") from None
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # docker/go-connections tlsconfig.Client's floor
-        if "syslog-tls-skip-verify" in given:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if o["syslog-tls-cert"]:
-            try:
-                ctx.load_cert_chain(o["syslog-tls-cert"], o["syslog-tls-key"])
-            except ssl.SSLError as exc:
-                raise fail("syslog-tls-cert", f"cannot load the key pair: {exc}") from None
-        return ctx
 
     # --- I/O -------------------------------------------------------------------------------------------
     async def send(self, batch: Sequence[LogRecord]) -> Outcome:
@@ -418,100 +323,24 @@ class SyslogSink(Sink):
         if not msgs:
             return Outcome.OK
         async with self._lock:
-            start = 0
-            for attempt in (1, 2):
-                fresh = True
-                try:
-                    conn, fresh = await self._connection()
-                    await conn.send(msgs, start)
-                    return Outcome.OK
-                except Exception as exc:  # a sink never raises into the pipeline
-                    if isinstance(self._conn, _Datagram):
-                        start = self._conn.resume  # what went before is with the kernel (or lost, as UDP is)
-                    self._drop()
-                    if attempt == 1 and not fresh:  # srslog: one reconnect and resend
-                        log.info("syslog sink %s: %s: %s; reconnecting", self.name, self.address, _why(exc))
-                        continue
-                    if isinstance(exc, OSError | TimeoutError | EOFError):
-                        # The runner reports the outage (first failure, then a summary); each attempt: debug.
-                        self.last_error = f"{self.address}: {_why(exc)}"
-                        log.debug("syslog sink %s: %s; will retry", self.name, self.last_error)
-                    else:
-                        log.exception("syslog sink %s: unexpected error; will retry", self.name)
-                    return Outcome.RETRY
-        return Outcome.RETRY
+            try:
+                conn, _ = await self.upstream.connection()
+                if isinstance(conn, Datagram):
+                    await send_datagrams(conn.sock, msgs)
+                else:
+                    conn.write(b"".join(msgs))
+                    await conn.drain(WRITE_TIMEOUT)
+            except Exception as exc:  # a sink never raises into the pipeline
+                self.upstream.drop()
+                if isinstance(exc, OSError | TimeoutError | EOFError):
+                    # The runner reports the outage (first failure, then a summary); each attempt: debug.
+                    self.last_error = f"{self.address}: {why(exc)}"
+                    log.debug("syslog sink %s: %s; will retry", self.name, self.last_error)
+                else:
+                    log.exception("syslog sink %s: unexpected error; will retry", self.name)
+                return Outcome.RETRY
+        return Outcome.OK
 
     async def close(self) -> None:
         async with self._lock:
-            conn, self._conn = self._conn, None
-            if isinstance(conn, _Stream):
-                conn.close()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.writer.wait_closed(), 5.0)
-            elif conn is not None:
-                conn.close()
-
-    async def _connection(self) -> tuple[_Conn, bool]:
-        """The connection, and whether it was dialled just now."""
-        if isinstance(self._conn, _Stream):
-            # Two loop turns: the first polls the socket, the second runs its callbacks, so a FIN the
-            # peer already sent shows as EOF now, not as a RST after our write "succeeded".
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-        if self._conn is not None and self._conn.usable:
-            return self._conn, False
-        self._drop()
-        self._conn = await asyncio.wait_for(self._dial(), CONNECT_TIMEOUT)
-        return self._conn, True
-
-    async def _dial(self) -> _Conn:
-        a = self.address
-        if a.scheme in ("tcp", "tcp+tls"):
-            reader, writer = await asyncio.open_connection(
-                a.host, a.port, ssl=self._ssl, server_hostname=a.host if self._ssl else None
-            )
-            sock = writer.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return _Stream(reader, writer)
-        if a.scheme == "unix":
-            return _Stream(*await asyncio.open_unix_connection(a.path))
-        if a.scheme == "udp":
-            infos = await asyncio.get_running_loop().getaddrinfo(a.host, a.port, type=socket.SOCK_DGRAM)
-            family, _, _, _, addr = infos[0]
-            return _Datagram(_connected(family, socket.SOCK_DGRAM, addr))
-        if a.scheme == "unixgram":
-            return _Datagram(_connected(socket.AF_UNIX, socket.SOCK_DGRAM, a.path))
-        return await self._dial_local()
-
-    async def _dial_local(self) -> _Conn:
-        """srslog's unixSyslog: each local path as a datagram socket, then as a stream socket."""
-        for path in LOCAL_SOCKETS:
-            with contextlib.suppress(OSError):
-                return _Datagram(_connected(socket.AF_UNIX, socket.SOCK_DGRAM, path))
-        for path in LOCAL_SOCKETS:
-            with contextlib.suppress(OSError):
-                return _Stream(*await asyncio.open_unix_connection(path))
-        raise ConnectionError(f"no local syslog socket ({', '.join(LOCAL_SOCKETS)})")
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-def _connected(family: int, kind: int, addr: tuple[Any, ...] | str) -> socket.socket:
-    sock = socket.socket(family, kind)
-    try:
-        sock.setblocking(False)
-        sock.connect(addr)  # datagram connect does not block; it fixes the peer and surfaces ICMP errors
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
+            await self.upstream.close()

@@ -62,7 +62,7 @@ async def test_retry_with_capped_backoff_then_ok() -> None:
 
 async def test_a_raising_sink_is_retried_not_fatal() -> None:
     sink = ScriptSink([RuntimeError("bug"), OSError("refused")])
-    r = SinkRunner(SinkSpec("s", "x"), sink, backoff_base=0.001)
+    r = SinkRunner(SinkSpec("s", "x"), sink, backoff_base=0.001, clock=FakeClock())
     assert await r.deliver(recs(1)) is True
     assert r.stats.retries == 2
 
@@ -84,7 +84,7 @@ async def test_lag_is_age_of_newest_record() -> None:
 async def test_one_probe_while_down() -> None:
     """Ten tails of one sink that is down: the sink sees one attempt per backoff step, not ten."""
     sink = ScriptSink([Outcome.RETRY] * 5)
-    r = SinkRunner(SinkSpec("s", "x"), sink, backoff_base=0.01, backoff_cap=0.02)
+    r = SinkRunner(SinkSpec("s", "x"), sink, backoff_base=0.01, backoff_cap=0.02, clock=FakeClock())
     assert all(await asyncio.gather(*(r.deliver(recs(1)) for _ in range(10))))
     assert len(sink.calls) == 5 + 10 and r.stats.sent == 10
 

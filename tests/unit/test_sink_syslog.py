@@ -196,7 +196,7 @@ def test_docker_accepts_and_ignores() -> None:
             "syslog-tls-skip-verify": "false",
         }
     )
-    assert s._ssl is None
+    assert s.upstream.tls is None
     assert s.formatter.message(rec(), T_NOW) is not None
 
 
@@ -219,9 +219,9 @@ def test_skip_verify_is_presence() -> None:
     import ssl
 
     s = SyslogSink({"syslog-address": "tcp+tls://127.0.0.1", "syslog-tls-skip-verify": "false"})
-    assert s._ssl is not None and s._ssl.verify_mode == ssl.CERT_NONE
+    assert s.upstream.tls is not None and s.upstream.tls.verify_mode == ssl.CERT_NONE
     s = SyslogSink({"syslog-address": "tcp+tls://127.0.0.1"})
-    assert s._ssl is not None and s._ssl.verify_mode == ssl.CERT_REQUIRED
+    assert s.upstream.tls is not None and s.upstream.tls.verify_mode == ssl.CERT_REQUIRED
 
 
 def test_empty_tag_is_the_default_as_in_docker() -> None:
