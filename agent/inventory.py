@@ -5,13 +5,16 @@
           │               └─► inspect tasks (concurrent, latest wins) ──┘
           └──► listeners (log pipeline: container added / removed / updated; events)
 
-The events stream is opened before the containers are listed, so a container that starts
-while we list is not missed. Events are handled in order and at once; only re-inspecting a
-container waits for the engine, in its own task, so a `destroy` is never queued behind the
-inspect calls of other containers. An inspect answer that a later event of the same container
-made stale (a die, a newer start) is dropped. When the engine goes away (dockerd restart,
-socket gone) we keep serving the last snapshot, reconnect with backoff, and re-list: the agent
-never exits for that.
+`Inventory` holds the snapshot, the counters and the listeners; `EngineInventory` fills it from
+the engine (its DockerClient), `SidecarInventory` with one fixed container and no engine.
+
+The events stream is opened before the containers are listed (the client calls `opened` once the
+engine has accepted the subscription), so a container that starts while we list is not missed.
+Events are handled in order and at once; only re-inspecting a container waits for the engine, in
+its own task, so a `destroy` is never queued behind the inspect calls of other containers. An
+inspect answer that a later event of the same container made stale (a die, a newer start) is
+dropped. When the engine goes away (dockerd restart, socket gone) we keep serving the last
+snapshot, reconnect with backoff, and re-list: the agent never exits for that.
 
 Everything another thread may read is in the Snapshot, event counters included: it is never
 changed, only replaced. The mutable working state behind it belongs to the event loop.
