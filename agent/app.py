@@ -28,7 +28,7 @@ from agent.docker.models import (
     Container,
     EngineError,
 )
-from agent.inventory import Inventory, SidecarInventory
+from agent.inventory import EngineInventory, Inventory, SidecarInventory
 from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.events import EventShipper
 from agent.logs.filters import SinkSpec, parse_log_opts
@@ -90,7 +90,7 @@ def engine_hostname(cfg: Config) -> str:
 
     async def ask() -> str:
         async with docker_client(cfg, timeout=min(cfg.docker_timeout, 3.0)) as client:
-            return str((await client.info()).get("Name") or "")
+            return (await client.info()).name
 
     try:
         name = asyncio.run(ask())
@@ -202,7 +202,7 @@ class App:
             self.inventory = SidecarInventory(me, node)
             log.info("sidecar mode (--sidecar): watching this process's own network namespace as %r", me.name)
         else:
-            self.inventory = Inventory(self.client, cfg.node_name)
+            self.inventory = EngineInventory(self.client, cfg.node_name)
         self.readiness = Readiness(cfg, self.inventory)
         problem = procfs_problem(cfg)
         if problem:  # said once; /readyz keeps answering 503 with it

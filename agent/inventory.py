@@ -1,17 +1,20 @@
 """The live view of running containers: list once, then follow /events.
 
-    engine /events ──► Inventory._on_event() ──► Snapshot (immutable, swapped whole)
+    engine /events ──► EngineInventory._on_event() ──► Snapshot (immutable, swapped whole)
           │               │   counters, removals: at once        ▲ read by collectors in worker threads
           │               └─► inspect tasks (concurrent, latest wins) ──┘
           └──► listeners (log pipeline: container added / removed / updated; events)
 
-The events stream is opened before the containers are listed, so a container that starts
-while we list is not missed. Events are handled in order and at once; only re-inspecting a
-container waits for the engine, in its own task, so a `destroy` is never queued behind the
-inspect calls of other containers. An inspect answer that a later event of the same container
-made stale (a die, a newer start) is dropped. When the engine goes away (dockerd restart,
-socket gone) we keep serving the last snapshot, reconnect with backoff, and re-list: the agent
-never exits for that.
+`Inventory` holds the snapshot, the counters and the listeners; `EngineInventory` fills it from
+the engine (its DockerClient), `SidecarInventory` with one fixed container and no engine.
+
+The events stream is opened before the containers are listed (the client calls `opened` once the
+engine has accepted the subscription), so a container that starts while we list is not missed.
+Events are handled in order and at once; only re-inspecting a container waits for the engine, in
+its own task, so a `destroy` is never queued behind the inspect calls of other containers. An
+inspect answer that a later event of the same container made stale (a die, a newer start) is
+dropped. When the engine goes away (dockerd restart, socket gone) we keep serving the last
+snapshot, reconnect with backoff, and re-list: the agent never exits for that.
 
 Everything another thread may read is in the Snapshot, event counters included: it is never
 changed, only replaced. The mutable working state behind it belongs to the event loop.
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.docker.client import DockerClient, Event
-from agent.docker.models import Container, EngineError, Network, NotFound
+from agent.docker.models import Container, EngineError, Info, Network, NotFound, Version
 from agent.outage import Outage
 
 log = logging.getLogger(__name__)
@@ -90,9 +93,11 @@ class Snapshot:
 
 
 class Inventory:
-    def __init__(self, client: DockerClient | None, node_name: str | None = None) -> None:
-        self.client = client
-        self._node_override = node_name
+    """The snapshot, the event counters and the listeners; what fills them is a subclass's `run`.
+
+    On its own it holds what it is given (tests, renderers): ready at once, nothing to follow."""
+
+    def __init__(self) -> None:
         self._snap = Snapshot()
         self.ready = asyncio.Event()  # set once the first full listing is in
         self.changed = asyncio.Event()  # set when containers or networks change; consumers clear it
@@ -106,18 +111,9 @@ class Inventory:
         self._known: dict[str, Container] = {}
         self._dirty = False  # counters changed since the last published snapshot
         self._known_pub: Mapping[str, Container] | None = None  # published copy of _known, if current
-        # Re-inspections: key (container id, or "" for the network list) -> the sequence number of
-        # the one request whose answer may still apply; a later event replaces or removes it.
-        self._pending: dict[str, int] = {}
-        self._seq = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._inspects = asyncio.Semaphore(_INSPECTS)
-        self._resync = asyncio.Event()
-        self._resync_why = ""
         self._listeners: list[Listener] = []
         self._event_listeners: list[EventListener] = []
         self.last_error = ""
-        self.outage = Outage(log, "the Docker engine")
 
     @property
     def snapshot(self) -> Snapshot:
@@ -145,6 +141,99 @@ class Inventory:
 
     def add_event_listener(self, fn: EventListener) -> None:
         self._event_listeners.append(fn)
+
+    async def run(self) -> None:
+        self.ready.set()
+        await asyncio.Event().wait()  # nothing to follow; live until cancelled
+
+    # --- counters ----------------------------------------------------------------------------------
+    def _zero_actions(self, c: Container) -> tuple[str, ...]:
+        return (*COUNTED_ACTIONS, HEALTH_ACTION) if c.health else COUNTED_ACTIONS
+
+    def _count(self, cid: str, action: str) -> None:
+        old = self._counts.pop(cid, {})
+        self._counts[cid] = {**old, action: old.get(action, 0) + 1}
+        _trim(self._counts, self._snap.containers)
+
+    def _remember(self, c: Container) -> None:
+        self._known.pop(c.id, None)
+        self._known[c.id] = c
+        for old in _trim(self._known, self._snap.containers):
+            self._counts.pop(old, None)
+        self._known_pub = None
+        counts = self._counts.get(c.id, {})
+        missing = [a for a in self._zero_actions(c) if a not in counts]
+        if missing:  # first sight (or a healthcheck appeared): the counters exist from now, at 0
+            self._counts.pop(c.id, None)
+            self._counts[c.id] = {**dict.fromkeys(missing, 0), **counts}
+            _trim(self._counts, self._snap.containers)
+
+    def _forget(self, cid: str) -> bool:
+        """Drop a removed container's counters; True when they were exported (it was known)."""
+        self._counts.pop(cid, None)
+        if self._known.pop(cid, None) is None:
+            return False
+        self._known_pub = None
+        return True
+
+    def _publish_soon(self) -> None:
+        """Counters alone changed: publish once for a burst of events, before anything else runs
+        on the loop (a scrape request is handled after this callback)."""
+        if not self._dirty:
+            self._dirty = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._dirty:
+            self._publish(changed=False)
+
+    def _publish(self, *, changed: bool | None = None, **fields: Any) -> None:
+        """Swap in a new Snapshot with `fields` and the current counters.
+
+        `changed` (default: when containers or networks are given) wakes the interval-mode
+        collection; a counter alone does not, it shows in the next collection.
+        """
+        self._dirty = False
+        self._snap = replace(
+            self._snap,
+            generation=self._snap.generation + 1,
+            events_total=dict(self._events_total),
+            container_events=self._counts.copy(),
+            known=self._published_known(),
+            **fields,
+        )
+        if changed if changed is not None else bool(fields):
+            self.changed.set()
+
+    def _published_known(self) -> Mapping[str, Container]:
+        if self._known_pub is None:  # copied only when it changed: it is as long as the counters
+            self._known_pub = self._known.copy()
+        return self._known_pub
+
+    def _notify(self, kind: str, c: Container) -> None:
+        for fn in self._listeners:
+            try:
+                fn(kind, c)
+            except Exception:  # a listener's bug must not stop the inventory
+                log.exception("inventory listener failed on %s %s", kind, c.short_id)
+
+
+class EngineInventory(Inventory):
+    """The containers and networks of one Docker engine: list once, then follow its /events."""
+
+    def __init__(self, client: DockerClient, node_name: str | None = None) -> None:
+        super().__init__()
+        self.client = client
+        self._node_override = node_name  # --node-name: else the engine's name for its host
+        self.outage = Outage(log, "the Docker engine")
+        # Re-inspections: key (container id, or "" for the network list) -> the sequence number of
+        # the one request whose answer may still apply; a later event replaces or removes it.
+        self._pending: dict[str, int] = {}
+        self._seq = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inspects = asyncio.Semaphore(_INSPECTS)
+        self._resync = asyncio.Event()
+        self._resync_why = ""
 
     # --- main loop ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -189,21 +278,20 @@ class Inventory:
             self._pending.clear()
 
     async def _consume(self) -> None:
-        assert self.client is not None
         ver = await self.client.negotiate()
         info = await self.client.info()
-        async for ev in self.client.events():
-            if ev.type == "dockwatch":  # the stream is open: now list, nothing can fall between
-                await self._relist(ver, info)
-                self.connected = True
-                self.last_error = ""
-                self.ready.set()
-                self.outage.recovered(f"connected to {self.client.host}")
-                continue
+
+        async def opened() -> None:  # the stream is open: now list, nothing can fall between
+            await self._relist(ver, info)
+            self.connected = True
+            self.last_error = ""
+            self.ready.set()
+            self.outage.recovered(f"connected to {self.client.host}")
+
+        async for ev in self.client.events(opened=opened):
             self._on_event(ev)
 
-    async def _relist(self, ver: Mapping[str, object], info: Mapping[str, object]) -> None:
-        assert self.client is not None
+    async def _relist(self, ver: Version, info: Info) -> None:
         client = self.client
         ids = await client.running_container_ids()
         sem = asyncio.Semaphore(16)
@@ -218,8 +306,6 @@ class Inventory:
 
         found = [c for c in await asyncio.gather(*(one(i) for i in ids)) if c is not None]
         networks = {n.id: n for n in await client.networks()}
-        swarm = info.get("Swarm")
-        node_id = str(swarm.get("NodeID") or "") if isinstance(swarm, Mapping) else ""
         old = self._snap.containers
         new = {c.id: c for c in found}
         for c in found:
@@ -227,9 +313,9 @@ class Inventory:
         self._publish(
             containers=new,
             networks=networks,
-            node=self._node_override or str(info.get("Name") or ""),
-            node_id=node_id,
-            engine_version=str(ver.get("Version") or ""),
+            node=self._node_override or info.name,
+            node_id=info.node_id,
+            engine_version=ver.version,
             api_version=client.api_version,
         )
         for c in found:
@@ -311,7 +397,6 @@ class Inventory:
         return None
 
     async def _refresh(self, cid: str, seq: int) -> None:
-        assert self.client is not None
         client = self.client
         c: Container | None
         try:
@@ -332,7 +417,6 @@ class Inventory:
         self._notify("updated" if existed else "added", c)
 
     async def _refresh_networks(self, seq: int) -> None:
-        assert self.client is not None
         client = self.client
         try:
             nets = await self._ask("", seq, "listing networks", client.networks)
@@ -350,77 +434,6 @@ class Inventory:
         self._publish(containers=_without(self._snap.containers, cid))
         self._notify("removed", c)
 
-    # --- counters ----------------------------------------------------------------------------------
-    def _zero_actions(self, c: Container) -> tuple[str, ...]:
-        return (*COUNTED_ACTIONS, HEALTH_ACTION) if c.health else COUNTED_ACTIONS
-
-    def _count(self, cid: str, action: str) -> None:
-        old = self._counts.pop(cid, {})
-        self._counts[cid] = {**old, action: old.get(action, 0) + 1}
-        _trim(self._counts, self._snap.containers)
-
-    def _remember(self, c: Container) -> None:
-        self._known.pop(c.id, None)
-        self._known[c.id] = c
-        for old in _trim(self._known, self._snap.containers):
-            self._counts.pop(old, None)
-        self._known_pub = None
-        counts = self._counts.get(c.id, {})
-        missing = [a for a in self._zero_actions(c) if a not in counts]
-        if missing:  # first sight (or a healthcheck appeared): the counters exist from now, at 0
-            self._counts.pop(c.id, None)
-            self._counts[c.id] = {**dict.fromkeys(missing, 0), **counts}
-            _trim(self._counts, self._snap.containers)
-
-    def _forget(self, cid: str) -> bool:
-        """Drop a removed container's counters; True when they were exported (it was known)."""
-        self._counts.pop(cid, None)
-        if self._known.pop(cid, None) is None:
-            return False
-        self._known_pub = None
-        return True
-
-    def _publish_soon(self) -> None:
-        """Counters alone changed: publish once for a burst of events, before anything else runs
-        on the loop (a scrape request is handled after this callback)."""
-        if not self._dirty:
-            self._dirty = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        if self._dirty:
-            self._publish(changed=False)
-
-    def _publish(self, *, changed: bool | None = None, **fields: Any) -> None:
-        """Swap in a new Snapshot with `fields` and the current counters.
-
-        `changed` (default: when containers or networks are given) wakes the interval-mode
-        collection; a counter alone does not, it shows in the next collection.
-        """
-        self._dirty = False
-        self._snap = replace(
-            self._snap,
-            generation=self._snap.generation + 1,
-            events_total=dict(self._events_total),
-            container_events=self._counts.copy(),
-            known=self._published_known(),
-            **fields,
-        )
-        if changed if changed is not None else bool(fields):
-            self.changed.set()
-
-    def _published_known(self) -> Mapping[str, Container]:
-        if self._known_pub is None:  # copied only when it changed: it is as long as the counters
-            self._known_pub = self._known.copy()
-        return self._known_pub
-
-    def _notify(self, kind: str, c: Container) -> None:
-        for fn in self._listeners:
-            try:
-                fn(kind, c)
-            except Exception:  # a listener's bug must not stop the inventory
-                log.exception("inventory listener failed on %s %s", kind, c.short_id)
-
 
 class SidecarInventory(Inventory):
     """Sidecar mode: one fixed "container", this process's own network namespace; no engine.
@@ -430,7 +443,7 @@ class SidecarInventory(Inventory):
     """
 
     def __init__(self, me: Container, node: str) -> None:
-        super().__init__(client=None, node_name=node)
+        super().__init__()
         self._snap = Snapshot(containers={me.id: me}, node=node, generation=1)
         self._remember(me)
         self._publish()
@@ -441,7 +454,3 @@ class SidecarInventory(Inventory):
     @property
     def is_ready(self) -> bool:
         return True
-
-    async def run(self) -> None:
-        self.ready.set()
-        await asyncio.Event().wait()  # nothing to follow; live until cancelled

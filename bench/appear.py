@@ -36,7 +36,7 @@ from engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
 
 from agent.docker.client import DockerClient  # noqa: E402
 from agent.docker.models import Container  # noqa: E402
-from agent.inventory import Inventory  # noqa: E402
+from agent.inventory import EngineInventory  # noqa: E402
 
 RX = "container_network_receive_bytes_total"
 
@@ -47,7 +47,7 @@ class InventoryClock:
     def __init__(self, eng: Engine) -> None:
         self.added: dict[str, float] = {}
         self.loop = asyncio.new_event_loop()
-        self.inv = Inventory(DockerClient(eng.host))
+        self.inv = EngineInventory(DockerClient(eng.host))
         self.inv.add_listener(self._on)
         threading.Thread(target=self.loop.run_until_complete, args=(self.inv.run(),), daemon=True).start()
 

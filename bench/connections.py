@@ -125,7 +125,7 @@ def cleanup(eng: Engine) -> None:
 async def inventory(eng: Engine) -> tuple[str, list[Container], list[Network]]:
     async with DockerClient(eng.host) as client:
         await client.negotiate()
-        node = str((await client.info()).get("Name") or "")
+        node = (await client.info()).name
         cs = []
         for cid in await client.running_container_ids():
             try:

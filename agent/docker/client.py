@@ -1,7 +1,8 @@
 """A thin, read-only Engine API client over the unix socket (or tcp://, with TLS), on aiohttp.
 
-Only GET requests. Errors are normalised once here: EngineError (unreachable, 5xx, bad JSON)
-and NotFound (404); callers never see aiohttp exceptions or raw error bodies.
+Only GET requests, all through `_request`. Errors are normalised once there: EngineError
+(unreachable, 5xx, bad JSON, broken framing) and NotFound (404); callers never see aiohttp
+exceptions, raw error bodies or the engine's JSON: they get the typed models of models.py.
 
 tcp:// follows the docker CLI: https with the TLS context given (DOCKER_TLS_VERIFY: ca.pem,
 cert.pem, key.pem of DOCKER_CERT_PATH), default port 2376 with TLS and 2375 without.
@@ -9,12 +10,13 @@ cert.pem, key.pem of DOCKER_CERT_PATH), default port 2376 with TLS and 2375 with
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -22,7 +24,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from agent.docker.models import Container, EngineError, Network, NotFound, Service
+from agent.docker.models import Container, EngineError, Info, Network, NotFound, Service, Version
+from agent.docker.stdcopy import CorruptFrame, FramingError, LogFrame, StdcopyDecoder, since_param
 
 log = logging.getLogger(__name__)
 
@@ -159,36 +162,53 @@ class DockerClient:
         prefix = f"/v{self.api_version}" if self.api_version else ""
         return f"{self._base}{prefix}{path}"
 
-    async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+    @contextlib.asynccontextmanager
+    async def _request(
+        self, path: str, params: Mapping[str, str] | None = None, streaming: bool = False
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The one place a request goes to the engine: a GET of `path` (versioned) with `params`.
+
+        Yields the response once its status is a success. A 404 is NotFound; any other error
+        status, a failed connection (`unreachable`), a timeout or a broken transfer, also while the
+        caller reads the body, is EngineError. `streaming`: no bound on the whole response (logs,
+        events), only on connecting."""
+        timeout = (
+            aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
+            if streaming
+            else aiohttp.ClientTimeout(total=self.timeout)
+        )
         try:
-            async with self._sess().get(
-                self._url(path), params=params, timeout=aiohttp.ClientTimeout(total=self.timeout)
-            ) as resp:
-                body = await resp.read()
-                if resp.status == 404:
-                    raise NotFound(_message(body) or f"{path}: not found", 404)
+            async with self._sess().get(self._url(path), params=params, timeout=timeout) as resp:
                 if resp.status >= 400:
+                    body = await resp.read()
+                    if resp.status == 404:
+                        raise NotFound(_message(body) or f"{path}: not found", 404)
                     raise EngineError(f"GET {path}: {resp.status} {_message(body)}", resp.status)
-                return json.loads(body)
+                yield resp
         except aiohttp.ClientConnectorError as exc:
             raise unreachable(self.host, exc.os_error) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise EngineError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+
+    async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        async with self._request(path, params) as resp:
+            body = await resp.read()
+        try:
+            return json.loads(body)
         except ValueError as exc:
             raise EngineError(f"GET {path}: response is not JSON") from exc
 
-    async def negotiate(self) -> dict[str, Any]:
+    async def negotiate(self) -> Version:
         """GET /version (unversioned) and talk the lower of its API version and ours from then on."""
         self.api_version = ""
-        ver: dict[str, Any] = await self.get_json("/version")
-        server = tuple(int(x) for x in str(ver.get("ApiVersion", "1.24")).split("."))
+        ver = Version.from_api(await self.get_json("/version"))
+        server = tuple(int(x) for x in ver.api_version.split("."))
         use = min(server, MAX_API_VERSION)
         self.api_version = f"{use[0]}.{use[1]}"
         return ver
 
-    async def info(self) -> dict[str, Any]:
-        data: dict[str, Any] = await self.get_json("/info")
-        return data
+    async def info(self) -> Info:
+        return Info.from_api(await self.get_json("/info"))
 
     async def running_container_ids(self) -> list[str]:
         data = await self.get_json("/containers/json")
@@ -214,46 +234,49 @@ class DockerClient:
         """GET /services: only a swarm manager answers (503 elsewhere, as EngineError)."""
         return [Service.from_api(s) for s in await self.get_json("/services")]
 
-    async def events(self, since: str | None = None) -> AsyncIterator[Event]:
-        """Follow GET /events until the stream ends or fails (then EngineError)."""
+    async def events(
+        self, since: str | None = None, opened: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[Event]:
+        """Follow GET /events until the stream ends or fails (then EngineError).
+
+        `opened` is awaited once the engine has accepted the subscription, before the first event
+        is read: what happens from then on is in the stream (the inventory lists containers there)."""
         params = {"since": since} if since else None
-        try:
-            async with self._sess().get(
-                self._url("/events"),
-                params=params,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None),
-            ) as resp:
-                if resp.status >= 400:
-                    raise EngineError(
-                        f"GET /events: {resp.status} {_message(await resp.read())}", resp.status
-                    )
-                decoder = JsonLinesDecoder()
-                yield Event(type="dockwatch", action="subscribed", actor_id="")
-                async for chunk in resp.content.iter_any():
-                    for obj in decoder.feed(chunk):
-                        yield Event.from_api(obj)
-        except aiohttp.ClientConnectorError as exc:
-            raise unreachable(self.host, exc.os_error) from exc
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise EngineError(f"GET /events: {type(exc).__name__}: {exc}") from exc
+        async with self._request("/events", params, streaming=True) as resp:
+            if opened is not None:
+                await opened()
+            decoder = JsonLinesDecoder()
+            async for chunk in resp.content.iter_any():
+                for obj in decoder.feed(chunk):
+                    yield Event.from_api(obj)
         raise EngineError("GET /events: the engine closed the stream")
 
-    async def stream(self, path: str, params: Mapping[str, str] | None = None) -> AsyncIterator[bytes]:
-        """GET a streaming endpoint (container logs) and yield raw chunks until it ends."""
-        try:
-            async with self._sess().get(
-                self._url(path),
-                params=params,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None),
-            ) as resp:
-                if resp.status == 404:
-                    raise NotFound(_message(await resp.read()) or f"{path}: not found", 404)
-                if resp.status >= 400:
-                    raise EngineError(f"GET {path}: {resp.status} {_message(await resp.read())}", resp.status)
-                async for chunk in resp.content.iter_any():
-                    yield chunk
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise EngineError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+    async def stream(self, path: str, params: Mapping[str, str] | None = None) -> AsyncGenerator[bytes, None]:
+        """GET a streaming endpoint and yield its raw chunks until it ends."""
+        async with self._request(path, params, streaming=True) as resp:
+            async for chunk in resp.content.iter_any():
+                yield chunk
+
+    async def logs(
+        self, container_id: str, since_ns: int = 0, follow: bool = True
+    ) -> AsyncIterator[list[LogFrame | CorruptFrame]]:
+        """GET /containers/{id}/logs (stdout and stderr, timestamped) from `since_ns` (inclusive; 0:
+        from the start): the frames each chunk the engine sent completes, in order, until the stream
+        ends. A stream that is not stdcopy-framed (or lost sync) is EngineError."""
+        path = f"/containers/{quote(container_id)}/logs"
+        params = {"follow": "1" if follow else "0", "stdout": "1", "stderr": "1", "timestamps": "1"}
+        if since_ns:
+            params["since"] = since_param(since_ns)
+        decoder = StdcopyDecoder()
+        # aclosing: a framing error ends the request at once, not when the generator is collected.
+        async with contextlib.aclosing(self.stream(path, params)) as chunks:
+            async for chunk in chunks:
+                try:
+                    frames = decoder.frames(chunk)
+                except FramingError as exc:
+                    raise EngineError(f"GET {path}: {exc}") from exc
+                if frames:
+                    yield frames
 
 
 def unreachable(host: str, err: OSError) -> EngineError:

@@ -34,6 +34,32 @@ class NotFound(EngineError):
 
 
 @dataclass(frozen=True, slots=True)
+class Version:
+    """GET /version: the engine's release and the newest API version it speaks."""
+
+    version: str  # the engine's release, e.g. 27.3.1
+    api_version: str  # e.g. 1.47
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Version:
+        return cls(version=str(raw.get("Version") or ""), api_version=str(raw.get("ApiVersion") or "1.24"))
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    """GET /info, the parts the agent uses: the host's name and its swarm node."""
+
+    name: str  # the Docker host's name (what `docker info` shows as Name)
+    node_id: str = ""  # Swarm.NodeID: "" when the engine is not in a swarm
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Info:
+        swarm = raw.get("Swarm")
+        node_id = swarm.get("NodeID") if isinstance(swarm, Mapping) else ""
+        return cls(name=str(raw.get("Name") or ""), node_id=str(node_id or ""))
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkAttachment:
     """One entry of a container's NetworkSettings.Networks."""
 

@@ -10,7 +10,7 @@ before the last entries were sent (`docker logs -f` misses them too). The tail e
 read without follow, begun once the container is known to have stopped, from the last entry read
 (inclusive, boundary deduped) has reached the end.
 
-    stream reader task ──chunks──► bounded queue ──► demux → timestamp → Joiner → batch ─► SinkRunner
+    client.logs() in a reader task ──frames of a read──► bounded queue ──► Joiner → batch ─► SinkRunner
 """
 
 from __future__ import annotations
@@ -23,17 +23,15 @@ from collections.abc import Callable
 
 from agent.docker.client import DockerClient
 from agent.docker.models import Container, EngineError, NotFound
+from agent.docker.stdcopy import CorruptFrame, LogFrame
 from agent.logs.checkpoint import ApiPos, CheckpointStore, Position
 from agent.logs.delivery import SinkRunner, Tail, TailOptions
-from agent.logs.jsonfile import CorruptLine
 from agent.logs.partial import Joiner
 from agent.logs.sink import DropReason
-from agent.logs.stdcopy import FramingError, StdcopyDecoder, since_param, split_timestamp
 
 log = logging.getLogger(__name__)
 
-QUEUE_CHUNKS = 64
-_EOF = b""
+QUEUE_CHUNKS = 64  # reads (each a list of frames) queued at most: a full queue holds the reader back
 
 
 class Unreadable(Exception):
@@ -82,7 +80,7 @@ class ApiTail(Tail):
             except Unreadable as exc:
                 self.on_unreadable(self.container, str(exc))
                 return
-            except (EngineError, FramingError) as exc:
+            except EngineError as exc:
                 if isinstance(exc, NotFound):
                     ended = True
                 else:
@@ -110,24 +108,23 @@ class ApiTail(Tail):
 
     async def _follow(self, follow: bool = True) -> bool:
         """One request from `read_pos` (inclusive); True when the engine ended the stream."""
-        params = {"follow": "1" if follow else "0", "stdout": "1", "stderr": "1", "timestamps": "1"}
-        if self.read_pos is not None and self.read_pos.time_ns:
-            params["since"] = since_param(self.read_pos.time_ns)
-        queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue(QUEUE_CHUNKS)
+        since = self.read_pos.time_ns if self.read_pos is not None else 0
+        # A read's frames, None at the end of the stream, or what ended it.
+        queue: asyncio.Queue[list[LogFrame | CorruptFrame] | BaseException | None] = asyncio.Queue(
+            QUEUE_CHUNKS
+        )
 
         async def reader() -> None:
             try:
-                async for chunk in self.client.stream(f"/containers/{self.cid}/logs", params):
-                    if chunk:
-                        await queue.put(chunk)
-                await queue.put(_EOF)
+                async for frames in self.client.logs(self.cid, since_ns=since, follow=follow):
+                    await queue.put(frames)
+                await queue.put(None)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
                 await queue.put(exc)
 
         task = asyncio.create_task(reader(), name=f"logs-api-{self.cid[:12]}")
-        decoder = StdcopyDecoder()
         skip = self.read_pos
         cur_ts, cur_n = (skip.time_ns, skip.n) if skip else (0, 0)
         seen_at_boundary = 0
@@ -142,16 +139,13 @@ class ApiTail(Tail):
                         if isinstance(item, EngineError) and item.status in (400, 501):
                             raise Unreadable(str(item))
                         raise item
-                    if item == _EOF:
+                    if item is None:
                         return True
-                    for stream, payload in decoder.feed(item):
-                        if stream not in ("stdout", "stderr"):
-                            continue
-                        try:
-                            ts, msg, complete = split_timestamp(payload)
-                        except CorruptLine:
+                    for frame in item:
+                        if isinstance(frame, CorruptFrame):
                             self.runner.stats.drop(DropReason.CORRUPT)
                             continue
+                        stream, ts, msg, complete = frame.stream, frame.time_ns, frame.message, frame.complete
                         if skip is not None:
                             if ts < skip.time_ns:
                                 continue

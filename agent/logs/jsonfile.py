@@ -7,21 +7,21 @@ trimmed, so 0-9 fraction digits). No I/O here: `tail.py` reads the files and fee
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.docker.timefmt import FRACTION_SCALE as _SCALE
+from agent.docker.timefmt import CorruptLine as CorruptLine
+from agent.docker.timefmt import epoch_cache as _epoch_cache
+from agent.docker.timefmt import parse_time as parse_time
+
 # A json-file line holds at most one 16 KiB chunk, escaped (x6 at worst) plus keys and attrs;
 # anything longer without a newline is not Docker's, so the splitter drops it rather than grow.
 MAX_RAW_LINE = 1 << 20
 FINGERPRINT_MAX = 4096
-
-
-class CorruptLine(ValueError):
-    """A line that is not a json-file entry (garbage, invalid UTF-8, truncated, wrong types)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +34,6 @@ class Entry:
     complete: bool  # the `log` value ended in "\n"
 
 
-_epoch_cache: dict[str, int] = {}
-_SCALE: tuple[int, ...] = tuple(int(10 ** (9 - n)) for n in range(10))  # fraction digits -> ns multiplier
 # The C string scanner json.loads uses (typeshed does not declare it).
 _scanstring: Callable[[str, int], tuple[str, int]] = vars(json.decoder)["scanstring"]
 _decoder = json.JSONDecoder()
@@ -43,55 +41,6 @@ _decoder = json.JSONDecoder()
 _TAIL = re.compile(
     r',"stream":"(\w+)"(?:,"attrs":.*)?,"time":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z"\}'
 )
-
-
-def parse_time(value: str) -> int:
-    """RFC3339Nano (`2026-11-23T08:19:30.74470478Z`, 0-9 fraction digits, or an offset) → ns since epoch."""
-    # The seconds part repeats for every line in a second: cache its conversion.
-    head = value[:19]
-    secs = _epoch_cache.get(head)
-    if secs is not None and value[-1] == "Z":  # the fast path: dockerd always writes UTC
-        if len(value) == 20:
-            return secs * 1_000_000_000
-        digits = value[20:-1]
-        if value[19] == "." and 0 < len(digits) <= 9 and digits.isdigit():
-            return secs * 1_000_000_000 + int(digits) * _SCALE[len(digits)]
-    if secs is None:
-        try:
-            y, mo, d = int(head[0:4]), int(head[5:7]), int(head[8:10])
-            h, mi, s = int(head[11:13]), int(head[14:16]), int(head[17:19])
-        except ValueError:
-            raise CorruptLine(f"bad time {value!r}") from None
-        if head[4] != "-" or head[10] not in "Tt" or head[13] != ":":
-            raise CorruptLine(f"bad time {value!r}")
-        try:
-            secs = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
-        except (ValueError, OverflowError):  # month 13 and the like
-            raise CorruptLine(f"bad time {value!r}") from None
-        if len(_epoch_cache) > 4096:
-            _epoch_cache.clear()
-        _epoch_cache[head] = secs
-    rest = value[19:]
-    frac_ns = 0
-    if rest.startswith("."):
-        i = 1
-        while i < len(rest) and rest[i].isdigit():
-            i += 1
-        digits = rest[1:i]
-        if not digits or len(digits) > 9:
-            raise CorruptLine(f"bad time {value!r}")
-        frac_ns = int(digits.ljust(9, "0"))
-        rest = rest[i:]
-    if rest in ("Z", "z"):
-        offset = 0
-    elif len(rest) == 6 and rest[0] in "+-" and rest[3] == ":":
-        try:
-            offset = (int(rest[1:3]) * 3600 + int(rest[4:6]) * 60) * (1 if rest[0] == "+" else -1)
-        except ValueError:
-            raise CorruptLine(f"bad time {value!r}") from None
-    else:
-        raise CorruptLine(f"bad time {value!r}")
-    return (secs - offset) * 1_000_000_000 + frac_ns
 
 
 # Go's encoder writes each invalid UTF-8 byte as the escape \ufffd and a real U+FFFD raw, so the

@@ -56,7 +56,7 @@ class LogPipeline:
         runners: Sequence[SinkRunner],
         hostfs: HostFS,
         state_dir: Path,
-        client: DockerClient | None,
+        client: DockerClient | None,  # None: no engine to ask; only json-file logs are read
         opts: TailOptions,
         events: Sequence[EventShipper] = (),
     ) -> None:
@@ -107,18 +107,19 @@ class LogPipeline:
             return
         for shipper in self.events:
             shipper.offer(ev)
-        if ev.type != "container" or ev.action != "die" or self.client is None:
+        client = self.client
+        if ev.type != "container" or ev.action != "die" or client is None:
             return
         if any(cid == ev.actor_id for cid, _ in self.tails):
             return
-        task = asyncio.create_task(self._catch_up(ev.actor_id), name=f"logs-catch-up-{ev.actor_id[:12]}")
+        job = self._catch_up(client, ev.actor_id)
+        task = asyncio.create_task(job, name=f"logs-catch-up-{ev.actor_id[:12]}")
         self._aux.add(task)
         task.add_done_callback(self._aux.discard)
 
-    async def _catch_up(self, cid: str) -> None:
-        assert self.client is not None
+    async def _catch_up(self, client: DockerClient, cid: str) -> None:
         try:
-            c = await self.client.inspect(cid)
+            c = await client.inspect(cid)
         except EngineError:
             return  # gone already (`--rm`): nothing left to read
         self._start_finishing(c)
@@ -145,15 +146,16 @@ class LogPipeline:
     async def resume_stopped(self) -> None:
         """At start: read every stopped container still owed lines to its end, a few at a time;
         delete the checkpoints of containers that are gone. Running ones are the inventory's."""
-        if self.client is None:
+        client = self.client
+        if client is None:
             return
-        states = await self._container_states()
+        states = await self._container_states(client)
         for r in self.runners:
             for cid in await asyncio.to_thread(self.store.containers, r.name):
                 if cid in states or (cid, r.name) in self.tails or self._stopping:
                     continue
                 try:
-                    await self.client.inspect(cid)
+                    await client.inspect(cid)
                 except NotFound:
                     await asyncio.to_thread(self.store.delete, r.name, cid)
                 except EngineError:
@@ -165,7 +167,7 @@ class LogPipeline:
             if state in LIVE_STATES or all((cid, r.name) in self.tails for r in self.runners):
                 continue
             try:
-                c = await self.client.inspect(cid)
+                c = await client.inspect(cid)
             except NotFound:
                 continue
             except EngineError as exc:
@@ -185,13 +187,12 @@ class LogPipeline:
             done = asyncio.gather(*tasks, return_exceptions=True)
             done.add_done_callback(lambda _: slots.release())
 
-    async def _container_states(self) -> dict[str, str]:
+    async def _container_states(self, client: DockerClient) -> dict[str, str]:
         """Every container's state; retried (capped backoff) until the engine answers."""
-        assert self.client is not None
         delay = 0.5
         while True:
             try:
-                return await self.client.container_states()
+                return await client.container_states()
             except EngineError as exc:
                 if self._stopping:
                     return {}
@@ -278,7 +279,8 @@ class LogPipeline:
                 on_denied=self._mark_denied,
                 watcher=self.watcher,
             )
-        assert self.client is not None
+        if self.client is None:  # _unreadable_reason keeps them out: without an engine only files are read
+            raise RuntimeError(f"container {c.short_id}: no engine to read its {c.log_driver} logs through")
         return ApiTail(c, r, self.store, opts, self.client, self._mark_unreadable, preexisting=pre)
 
     def _mark_unreadable(self, c: Container, why: str) -> None:

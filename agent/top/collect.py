@@ -1,7 +1,7 @@
 """Standalone `dockwatch top`: the ONE adapter to the agent's own collection code.
 
 With no --url, top reads what the agent reads, with the agent's parts and no parsing of its
-own: the engine client and Inventory (list, then follow /events) for the containers, and
+own: the engine client and EngineInventory (list, then follow /events) for the containers, and
 NetCollector (per-namespace /proc reads, procnet's parsers, namespace dedupe, interface →
 network mapping) for the counters. Nothing else in agent/top imports agent.inventory or
 agent.netstats: when collection changes shape, re-point `Standalone` and `to_sample` here.
@@ -20,7 +20,7 @@ from agent.clock import within
 from agent.config import Config
 from agent.docker.client import DockerClient
 from agent.docker.models import Container, Network
-from agent.inventory import Inventory
+from agent.inventory import EngineInventory
 from agent.netstats import CollectResult, NetCollector, NetnsSample, NsKey
 from agent.top.model import HOST_NAME, Iface, NsCounters, Sample
 from agent.top.sources import SourceError
@@ -97,7 +97,7 @@ class Standalone:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.client = DockerClient(cfg.docker_host, cfg.docker_timeout)
-        self.inventory = Inventory(self.client, cfg.node_name)
+        self.inventory = EngineInventory(self.client, cfg.node_name)
         self.collector = _TimedCollector(
             cfg.hostfs,
             loopback=cfg.collector_loopback,

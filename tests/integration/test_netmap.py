@@ -299,7 +299,7 @@ def test_vip_mapping_from_a_real_namespace(engine: Engine) -> None:
             await client.negotiate()
             info = await client.info()
             cs = [await client.inspect(i) for i in (srv, cli)]
-            return str(info.get("Name") or ""), cs, await client.networks()
+            return info.name, cs, await client.networks()
 
     node, containers, networks = asyncio.run(inventory())
     tier = ConnectionCollector(HostFS(), host_netns=False)

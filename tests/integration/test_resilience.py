@@ -28,7 +28,7 @@ async def test_container_vanished_mid_scrape_is_not_an_error(engine: Engine) -> 
     client = DockerClient(engine.host)
     try:
         await client.negotiate()
-        inv = Inventory(client)
+        inv = Inventory()
         stale = {cid: await client.inspect(cid) for cid in (live, doomed)}
         engine.docker("rm", "-f", doomed)
         inv._snap = Snapshot(containers=stale, node="n")  # the view just before the die event arrives

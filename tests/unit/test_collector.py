@@ -119,7 +119,7 @@ def samples(body: bytes) -> dict[tuple[str, str], float]:
 @pytest.mark.parametrize("interval", [0.0, 0.01])
 async def test_scraper_serves_with_a_raising_collector_in_both_modes(interval: float) -> None:
     c = Container(id="a" * 64, name="web", image="i", image_id="x", pid=1, network_mode="bridge")
-    inv = Inventory(None)
+    inv = Inventory()
     inv._snap = Snapshot(containers={c.id: c}, node="n", generation=1)
     reg = Registry(NetCollector(HostFS(procfs=Path("/nonexistent")), host_netns=False), Boom())
     scraper = Scraper(inv, reg, interval=interval)
@@ -146,7 +146,7 @@ async def test_scraper_serves_with_a_raising_collector_in_both_modes(interval: f
 async def test_interval_loop_ends_when_cancelled_as_the_inventory_changes() -> None:
     """Shutdown cancels the loop; if the inventory changes in the same instant, asyncio.wait_for
     (Python 3.11) returned the event's result and swallowed the cancellation: SIGTERM then hung."""
-    inv = Inventory(None)
+    inv = Inventory()
     reg = Registry(NetCollector(HostFS(procfs=Path("/nonexistent")), host_netns=False))
     scraper = Scraper(inv, reg, interval=30.0)
     task = asyncio.create_task(scraper.run_interval())

@@ -8,7 +8,7 @@ import asyncio
 import re
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,9 @@ from toolbox import until
 
 from agent.collector import Registry
 from agent.docker.client import Event
-from agent.docker.models import Container, EngineError, NotFound
+from agent.docker.models import Container, EngineError, Info, NotFound, Version
 from agent.hostfs import HostFS
-from agent.inventory import COUNTED_ACTIONS, HEALTH_ACTION, Inventory
+from agent.inventory import COUNTED_ACTIONS, HEALTH_ACTION, EngineInventory, Inventory
 from agent.netstats import NetCollector, TcpStatesCollector
 from exporters.prometheus.scrape import Scraper
 
@@ -63,11 +63,11 @@ class ScriptedEngine:
         for e in events:
             self.queue.put_nowait(e)
 
-    async def negotiate(self) -> dict[str, Any]:
-        return {"Version": "test", "ApiVersion": "1.41"}
+    async def negotiate(self) -> Version:
+        return Version(version="test", api_version="1.41")
 
-    async def info(self) -> dict[str, Any]:
-        return {"Name": "n1"}
+    async def info(self) -> Info:
+        return Info(name="n1")
 
     async def running_container_ids(self) -> list[str]:
         return list(self.running)
@@ -89,16 +89,16 @@ class ScriptedEngine:
             raise NotFound(cid, 404)
         return c
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self, opened: Callable[[], Awaitable[None]]) -> AsyncIterator[Event]:
         self.subscriptions += 1
-        yield Event(type="dockwatch", action="subscribed", actor_id="")
+        await opened()
         while (e := await self.queue.get()) is not None:
             yield e
         raise EngineError("stream closed")
 
 
 async def started(engine: ScriptedEngine) -> tuple[Inventory, asyncio.Task[None]]:
-    inv = Inventory(engine)  # type: ignore[arg-type]
+    inv = EngineInventory(engine)  # type: ignore[arg-type]
     task = asyncio.create_task(inv.run())
     await until(inv.ready.is_set, what="first listing")
     return inv, task

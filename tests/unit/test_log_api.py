@@ -7,17 +7,19 @@ import asyncio
 import contextlib
 import struct
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 from toolbox import until
 
+from agent.docker.client import DockerClient
 from agent.docker.models import Container, EngineError
+from agent.docker.stdcopy import since_param
 from agent.logs.api import ApiTail
 from agent.logs.checkpoint import ApiPos, CheckpointStore
 from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.filters import SinkSpec
-from agent.logs.stdcopy import since_param
 from exporters.sinks.base import Outcome
 
 CID = "e1" * 32
@@ -35,8 +37,9 @@ def frame(stream: int, ns: int, msg: bytes) -> bytes:
     return struct.pack(">BxxxI", stream, len(payload)) + payload
 
 
-class FakeEngine:
-    """Serves /containers/{id}/logs from a list of (stream, time_ns, message), honouring `since`."""
+class FakeEngine(DockerClient):
+    """Serves /containers/{id}/logs from a list of (stream, time_ns, message), honouring `since`:
+    the client's own `logs()` builds the request and decodes what this sends."""
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class FakeEngine:
         error: EngineError | None = None,
         follow_drops: int = 0,
     ) -> None:
+        super().__init__("unix:///fake-engine.sock")
         self.entries = entries
         self.error = error
         self.requests: list[dict[str, str]] = []
@@ -52,7 +56,8 @@ class FakeEngine:
         self.follow_ends = asyncio.Event()
         self.follow_ends.set()
 
-    async def stream(self, path: str, params: dict[str, str]):
+    async def stream(self, path: str, params: Mapping[str, str] | None = None):
+        assert params is not None
         self.requests.append(dict(params))
         if self.error is not None:
             raise self.error
@@ -94,7 +99,7 @@ def make_tail(tmp: Path, engine: FakeEngine, sink: Sink, unreadable: list | None
         SinkRunner(SinkSpec("s", "x"), sink),
         CheckpointStore(tmp),
         TailOptions(),
-        engine,  # type: ignore[arg-type]
+        engine,
         lambda c, why: (unreadable if unreadable is not None else []).append(why),
     )
 

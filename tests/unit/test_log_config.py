@@ -43,7 +43,7 @@ def test_flags_make_one_sink() -> None:
         "fluentd-address": "tcp://127.0.0.1:24224",
         "tag": "docker.{{.Name}}",
     }
-    pipe = build_log_pipeline(cfg, None, Inventory(None))  # type: ignore[arg-type]
+    pipe = build_log_pipeline(cfg, None, Inventory())  # type: ignore[arg-type]
     assert pipe is not None and [r.name for r in pipe.runners] == ["fluentd"]
 
 

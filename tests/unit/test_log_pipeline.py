@@ -7,10 +7,12 @@ import asyncio
 import re
 import struct
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from toolbox import until
 
+from agent.docker.client import DockerClient
 from agent.docker.models import Container, NotFound
 from agent.hostfs import HostFS
 from agent.logs.checkpoint import CheckpointStore, FilePos
@@ -248,13 +250,15 @@ async def test_a_raw_chunks_sink_gets_dockers_chunks_while_others_get_the_line(t
     await p.stop(timeout=1)
 
 
-class RestartingEngine:
+class RestartingEngine(DockerClient):
     """Engine API logs of one `local` container that stops and starts again: a follow stream ends
-    when it stops; a read without follow waits for `gate` (to catch the tail in its final read)."""
+    when it stops; a read without follow waits for `gate` (to catch the tail in its final read).
+    The client's own `logs()` builds the requests and decodes what `stream` sends."""
 
     T0 = 1_795_000_000_000_000_000
 
     def __init__(self) -> None:
+        super().__init__("unix:///fake-engine.sock")
         self.lines: list[bytes] = []
         self.running = asyncio.Event()
         self.stopped = asyncio.Event()
@@ -274,7 +278,8 @@ class RestartingEngine:
                 out += struct.pack(">BxxxI", 1, len(payload)) + payload
         return out
 
-    async def stream(self, path: str, params: dict[str, str]):
+    async def stream(self, path: str, params: Mapping[str, str] | None = None):
+        assert params is not None
         if params["follow"] == "0":
             self.final_reads += 1
             wire = self.frames(params.get("since"))  # what Docker has when the read begins
@@ -301,7 +306,7 @@ async def test_a_container_started_again_during_its_final_read_is_followed(tmp_p
         [SinkRunner(SinkSpec("s", "x"), sink)],
         HostFS(docker_root=tmp_path),
         tmp_path / "state",
-        eng,  # type: ignore[arg-type]
+        eng,
         TailOptions(),
     )
     c = ctr("6" * 64, "again", driver="local")

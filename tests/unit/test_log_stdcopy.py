@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from agent.logs.jsonfile import parse_time
-from agent.logs.stdcopy import MAX_FRAME, FramingError, StdcopyDecoder, since_param, split_timestamp
+from agent.docker.stdcopy import MAX_FRAME, FramingError, StdcopyDecoder, since_param, split_timestamp
+from agent.docker.timefmt import parse_time
 
 
 def frame(stream: int, payload: bytes) -> bytes:

@@ -127,7 +127,7 @@ def test_identity_cache_follows_container_changes() -> None:
 def test_identity_cache_keeps_running_containers_without_events() -> None:
     """Scraper.forget_except keeps running containers: their identity is rendered once, not per scrape."""
     c = container("a", "web")
-    inv = Inventory(None)
+    inv = Inventory()
     inv._snap = Snapshot(containers={c.id: c}, node="n")  # listed at start: no events for it
     scraper = Scraper(inv, Registry(NetCollector(HostFS(procfs=Path("/nonexistent")))))
     scraper.renderer.identity(c, "n")

@@ -30,7 +30,7 @@ class FakeClient:
 
 def view(manager: bool, node_id: str = "n1") -> tuple[SwarmView, FakeClient]:
     client = FakeClient(manager)
-    inv = Inventory(client=None)
+    inv = Inventory()
     nets = {
         n.id: n
         for n in (

@@ -9,8 +9,9 @@ ends in "\\n" unless it is a partial chunk.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
-from agent.logs.jsonfile import CorruptLine, parse_time
+from agent.docker.timefmt import CorruptLine, parse_time
 
 STREAMS = {0: "stdin", 1: "stdout", 2: "stderr", 3: "system"}
 # Docker's frames hold one message (a 16 KiB chunk at most, plus the timestamp); a length far above
@@ -20,6 +21,25 @@ MAX_FRAME = 4 << 20
 
 class FramingError(ValueError):
     """The stream is not stdcopy-framed (or lost sync)."""
+
+
+# Not frozen: one is made per log message, and a frozen dataclass's __init__ costs twice as much.
+@dataclass(slots=True)
+class LogFrame:
+    """One message of a container's log as the engine sent it (timestamps=1)."""
+
+    stream: str  # stdout or stderr
+    time_ns: int
+    message: bytes  # without its "\n"
+    complete: bool  # it ended in "\n"; else a partial chunk of a longer line
+
+
+@dataclass(frozen=True, slots=True)
+class CorruptFrame:
+    """A stdout/stderr frame whose payload does not start with a timestamp (counted as a drop)."""
+
+    stream: str
+    why: str
 
 
 class StdcopyDecoder:
@@ -48,6 +68,22 @@ class StdcopyDecoder:
             pos += 8 + size
         if pos:
             del buf[:pos]
+        return out
+
+    def frames(self, data: bytes) -> list[LogFrame | CorruptFrame]:
+        """Bytes in, the stdout and stderr messages they complete out, their timestamps parsed.
+
+        stdin and system frames carry no container output and are left out."""
+        out: list[LogFrame | CorruptFrame] = []
+        for stream, payload in self.feed(data):
+            if stream not in ("stdout", "stderr"):
+                continue
+            try:
+                ts, msg, complete = split_timestamp(payload)
+            except CorruptLine as exc:
+                out.append(CorruptFrame(stream, str(exc)))
+                continue
+            out.append(LogFrame(stream, ts, msg, complete))
         return out
 
 
