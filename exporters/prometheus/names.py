@@ -95,7 +95,9 @@ TX_DROPPED = _dev(
 )
 
 # --- per namespace: TCP (net/snmp Tcp:, net/netstat TcpExt:, net/sockstat) ----------------------
-# IPv4 and IPv6 share the Tcp: MIB in Linux.
+# IPv4 and IPv6 share the Tcp: MIB in Linux. A new Tcp or TcpExt counter is one `_tcp(...)` here:
+# the collector reads its field and the renderer exports it; then put it on a dashboard panel
+# (grafana/, a test wants every metric on one) and regenerate README's table and the dashboards.
 TCP_ESTABLISHED = _tcp(
     "container_network_tcp_connections_established",
     Kind.GAUGE,
