@@ -35,6 +35,7 @@ from agent.logs.filters import SinkSpec, parse_log_opts
 from agent.logs.pipeline import LogPipeline
 from agent.swarm import SwarmView
 from exporters.prometheus.logmetrics import LogMetrics
+from exporters.prometheus.names import MIB_FIELDS
 from exporters.prometheus.netmap import NetmapMetrics
 from exporters.prometheus.scrape import Scraper
 from exporters.prometheus.server import make_app, serve
@@ -211,7 +212,8 @@ class App:
         self.swarm = None if cfg.sidecar else SwarmView(self.client, self.inventory)
         if self.swarm is not None:
             self.inventory.add_event_listener(self.swarm.on_event)
-        collectors = build_collectors(cfg, swarm=self.swarm)
+        # The kernel fields to read are those names.py declares metrics for.
+        collectors = build_collectors(cfg, swarm=self.swarm, mib_fields=MIB_FIELDS)
         self.scraper = Scraper(self.inventory, collectors, interval=cfg.collector_interval)
         self.stopping = asyncio.Event()
         wants_logs = bool(cfg.log_sink or cfg.logs_sinks)

@@ -10,6 +10,8 @@ For any reader of namespaces (the /metrics scraper, a terminal view):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from agent.collector import Registry
 from agent.config import Config
 from agent.connections import CONNECTIONS, ConnectionCollector, SwarmSource
@@ -18,7 +20,12 @@ from agent.netstats import NetCollector, TcpStatesCollector
 __all__ = ["CONNECTIONS", "build_collectors"]
 
 
-def build_collectors(cfg: Config, swarm: SwarmSource | None = None) -> Registry:
+def build_collectors(
+    cfg: Config,
+    swarm: SwarmSource | None = None,
+    mib_fields: Mapping[str, Sequence[str]] | None = None,
+) -> Registry:
+    """`mib_fields`: the net/snmp and net/netstat fields the exporter exports (see NetCollector)."""
     fs, sidecar = cfg.hostfs, cfg.sidecar
     host_netns = cfg.collector_host_netns and not sidecar
     reg = Registry()
@@ -30,6 +37,7 @@ def build_collectors(cfg: Config, swarm: SwarmSource | None = None) -> Registry:
             ignore=cfg.collector_interfaces_ignore,
             host_ignore=cfg.collector_host_interfaces_ignore,
             sidecar=sidecar,
+            mib_fields=mib_fields,
         )
     )
     if cfg.collector_connections:  # opt-in, off the scrape path: ~3-4 ms CPU per namespace (bench/)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -449,16 +448,12 @@ def load(
     flags: Mapping[str, Any],
     env: Mapping[str, str] | None = None,
     file_values: Mapping[str, Any] | None = None,
-    extra_keys: Sequence[str] = (),
 ) -> Config:
-    """Merge the sources (flags > env > file > default) into a Config; raise ConfigError by key.
-
-    `extra_keys` are file keys owned by other parts (log sinks) that load() passes over.
-    """
+    """Merge the sources (flags > env > file > default) into a Config; raise ConfigError by key."""
     env = os.environ if env is None else env
     check_env(env)
     file_values = file_values or {}
-    unknown = sorted(k for k in file_values if k not in KEYS_BY_NAME and k.split(".")[0] not in extra_keys)
+    unknown = sorted(k for k in file_values if k not in KEYS_BY_NAME)
     if unknown and unknown[0] in RENAMED:
         raise ConfigError(f"config key {unknown[0]!r}: renamed {RENAMED[unknown[0]]!r}")
     if unknown:
@@ -543,10 +538,6 @@ def _check_docker_host(values: dict[str, Any], key: str, given: set[str], env: M
     cert, key_file = cert_dir / "cert.pem", cert_dir / "key.pem"
     if os.path.exists(cert) != os.path.exists(key_file):
         raise ConfigError(f"{path_key}: {str(cert_dir)!r} has only one of cert.pem and key.pem")
-
-
-def default_node_name() -> str:
-    return socket.gethostname()
 
 
 def markdown_table() -> str:

@@ -43,7 +43,7 @@ _GONE = {"die", "destroy", "stop"}
 _KNOWN_MAX = 2048
 # Per-container event counters that exist at 0 from a container's first sight: the dashboards
 # and alerts take increase() of them, which needs a sample before the first event (a series born
-# at 1 shows no increase). grafana/build.py and grafana/alerts use these (a unit test checks).
+# at 1 shows no increase). grafana/'s dashboards and alerts use these (a unit test checks).
 COUNTED_ACTIONS: tuple[str, ...] = ("die", "kill", "oom", "restart", "start")
 HEALTH_ACTION = "health_status"  # also at 0, for containers that have a healthcheck
 # Inspect calls in flight at once (a stack deploy starts dozens of containers together).

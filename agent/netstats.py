@@ -119,25 +119,6 @@ def _read(path: str) -> str:
     return b"".join(chunks).decode("ascii", "replace")
 
 
-# The net/snmp and net/netstat fields we export (see exporters/prometheus/names.py).
-WANTED_MIB: dict[str, tuple[str, ...]] = {
-    "Tcp": (
-        "CurrEstab",
-        "ActiveOpens",
-        "PassiveOpens",
-        "AttemptFails",
-        "EstabResets",
-        "OutRsts",
-        "RetransSegs",
-        "InSegs",
-        "OutSegs",
-        "InErrs",
-    ),
-    "Udp": ("InDatagrams", "OutDatagrams", "NoPorts", "InErrors", "RcvbufErrors", "SndbufErrors"),
-    "TcpExt": ("ListenOverflows", "ListenDrops", "TCPTimeouts", "TCPSynRetrans", "TCPAbortOnTimeout"),
-}
-
-
 # --- grouping ------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Grouping:
@@ -244,9 +225,15 @@ class NetCollector:
         ignore: re.Pattern[str] | None = None,
         host_ignore: re.Pattern[str] | None = None,
         sidecar: bool = False,
+        mib_fields: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """`mib_fields`: the net/snmp and net/netstat fields to convert, by section. The exporter
+        declares them with its metrics (exporters/prometheus/names.py MIB_FIELDS) and the
+        composition root hands them in, so agent/ need not import exporters/. None converts
+        every field: the same values, slower (net/netstat's TcpExt alone has over a hundred)."""
         self.fs = own_procfs(fs, sidecar)
         self.sidecar = sidecar
+        self.mib_fields = mib_fields
         self.loopback = loopback
         self.host_netns = host_netns
         self.ignore = ignore
@@ -307,8 +294,8 @@ class NetCollector:
             for name, ctr in dev.items()
             if (name != "lo" or self.loopback) and not (ignore and ignore.match(name))
         }
-        mib = procnet.pick_net_snmp(_read(net + "snmp"), WANTED_MIB)
-        mib.update(procnet.pick_net_snmp(_read(net + "netstat"), WANTED_MIB))
+        mib = self._mib(_read(net + "snmp"))
+        mib.update(self._mib(_read(net + "netstat")))
         sockstat = procnet.parse_sockstat(_read(net + "sockstat"))
         try:
             sockstat.update(procnet.parse_sockstat(_read(net + "sockstat6")))
@@ -320,6 +307,11 @@ class NetCollector:
         else:
             netmap = self._networks(ino, pid, owner, devices, networks)
         return NetnsSample(ino, owner, devices, netmap, mib, udp6, sockstat)
+
+    def _mib(self, text: str) -> dict[str, dict[str, int]]:
+        if self.mib_fields is None:
+            return procnet.parse_net_snmp(text)
+        return procnet.pick_net_snmp(text, self.mib_fields)
 
     def _networks(
         self,

@@ -12,31 +12,14 @@ import ipaddress
 import socket
 import struct
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-# net/dev columns after "iface:" — receive then transmit.
-_DEV_FIELDS = (
-    "rx_bytes",
-    "rx_packets",
-    "rx_errors",
-    "rx_dropped",
-    "rx_fifo",
-    "rx_frame",
-    "rx_compressed",
-    "rx_multicast",
-    "tx_bytes",
-    "tx_packets",
-    "tx_errors",
-    "tx_dropped",
-    "tx_fifo",
-    "tx_colls",
-    "tx_carrier",
-    "tx_compressed",
-)
 
 
 @dataclass(frozen=True, slots=True)
 class DevCounters:
+    """The net/dev columns exported, of the 16 after "iface:" (receive, then transmit)."""
+
     rx_bytes: int
     rx_packets: int
     rx_errors: int
@@ -91,7 +74,7 @@ def parse_net_snmp(text: str) -> dict[str, dict[str, int]]:
 _HEADER_INDEX: dict[str, dict[str, int]] = {}
 
 
-def pick_net_snmp(text: str, wanted: dict[str, tuple[str, ...]]) -> dict[str, dict[str, int]]:
+def pick_net_snmp(text: str, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]:
     """Like parse_net_snmp, but converts only the `wanted` section fields (the hot path).
 
     net/netstat's TcpExt alone has over a hundred fields; we export five of them.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import multiprocessing as mp
 import os
 import statistics
@@ -159,14 +160,14 @@ def main() -> None:
             ),
             ("dockwatch Message mode (Docker's format)", {"fluentd-mode": "Message"}),
         ):
-            rows.append((name, lambda o=opts: ours(rx, n, args.batch, o)))
+            rows.append((name, functools.partial(ours, rx, n, args.batch, opts)))
         for name, dopts in (
             ("dockerd fluentd driver", []),
             ("dockerd fluentd driver, cache-disabled", ["--log-opt", "cache-disabled=true"]),
             ("dockerd fluentd driver + ack, cache-disabled",
              ["--log-opt", "cache-disabled=true", "--log-opt", "fluentd-request-ack=true"]),
         ):  # fmt: skip
-            rows.append((name, lambda o=dopts: dockerd(rx, eng, n, o)))
+            rows.append((name, functools.partial(dockerd, rx, eng, n, dopts)))
 
         results: list[tuple[str, float, float]] = []
         for name, fn in rows:

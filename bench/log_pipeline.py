@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import multiprocessing as mp
 import os
@@ -92,7 +93,7 @@ def make_container(engine: Engine, lines: int, wide: bool) -> str:
     # The container stays up: the agent follows running containers (and stopped ones it has a
     # checkpoint for, which these have not).
     script = payload(lines, wide)
-    cid = engine.docker(
+    cid: str = engine.docker(
         "run", "-d", "--name", name, "--label", "dockwatch.test=1", BUSYBOX_IMAGE, "sh", "-c", script
     )
     log = engine.root / "data" / "containers" / cid / f"{cid}-json.log"
@@ -186,7 +187,7 @@ class SyslogReceiver:
         deadline = time.monotonic() + timeout
         last = -1
         while True:
-            c = self.count.value
+            c: int = self.count.value
             if c != last:
                 last = c
                 if on_change is not None:
@@ -202,7 +203,7 @@ class SyslogReceiver:
 
 
 class AgentRun:
-    def __init__(self, engine: Engine, tmp: Path, sink: dict) -> None:
+    def __init__(self, engine: Engine, tmp: Path, sink: dict[str, Any]) -> None:
         self.port = free_port()
         self.state = tmp / ("state-" + uuid.uuid4().hex[:6])
         self.sink = sink.get("name", "")
@@ -232,7 +233,8 @@ class AgentRun:
     def ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=5) as r:
-                return r.status == 200
+                status: int = r.status
+                return status == 200
         except OSError:
             return False
 
@@ -355,7 +357,8 @@ def rotation_script(lines: int, rate: str) -> str:
 def metric(run: AgentRun, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{run.port}/metrics", timeout=10) as r:
         fams = parse(r.read().decode())
-    return sum(v for lbl, v in fams.get(name, []) if lbl.get("sink") == run.sink)
+    total: float = sum(v for lbl, v in fams.get(name, []) if lbl.get("sink") == run.sink)
+    return total
 
 
 def rotation_rows(engine: Engine, rx: Receiver, tmp: Path, lines: int, rates: list[str]) -> list[str]:
@@ -386,7 +389,7 @@ def rotation_rows(engine: Engine, rx: Receiver, tmp: Path, lines: int, rates: li
             followed = [0]
 
             def count(proc: subprocess.Popen[bytes] = follow, box: list[int] = followed) -> None:
-                assert proc.stdout is not None
+                assert isinstance(proc.stdout, io.BufferedReader)  # stdout=PIPE, default buffering
                 while data := proc.stdout.read1(1 << 20):
                     box[0] += data.count(b"\n")
 
@@ -616,8 +619,8 @@ def main() -> None:
         print("|---:|---:|---:|---:|---:|")
         print("\n".join(rot))
         print()
-    for label, vals in rx_cpu.items():
-        print(f"syslog receiver CPU during {label}: {statistics.median(vals):.3f} s per 100k lines (median)")
+    for label, cpus in rx_cpu.items():
+        print(f"syslog receiver CPU during {label}: {statistics.median(cpus):.3f} s per 100k lines (median)")
 
 
 if __name__ == "__main__":

@@ -159,7 +159,7 @@ def main() -> None:
     r = Renderer()
     health = list(known.values())
 
-    def ours() -> str:
+    def ours() -> object:  # before the Exposition (older commits), render() returned the text
         return r.render("node-1", "nid", res, events, known, health)
 
     rows: list[tuple[str, Callable[[], object]]] = [("ours, text 0.0.4", ours)]

@@ -1,54 +1,34 @@
-"""Issue 11's dashboards: "Networks & ports" and "Service map", over build.py's helpers.
-
-build.py loads this file and calls `dashboards(build_module)`; the helpers (selectors, panels,
-variables, layout) are build.py's, passed in rather than imported so that build.py stays the one
-entry point (`python grafana/build.py [--check]`).
+"""Issue 11's dashboards: "Networks & ports" (dockwatch-networks) and "Service map"
+(dockwatch-service-map).
 
 The service map is Grafana's Node Graph panel fed by one Prometheus query whose series carry the
 labels the panel reads: `id`, `source`, `target` (and the value, renamed `mainstat`). A frame
 with a `source` field is the edges frame; with edges only, the panel makes the nodes from them.
 Node ids: `<node>/<container>`, `service/<name>`, `host/<node>`, `external` (or `external/<ip>`
-with --collect.connections-external-ips). Each connection between two containers of this host is
+with --collector.connections-external-ips). Each connection between two containers of this host is
 seen from both ends; the map draws it from the client's end, and from the server's end only
 where the client is no local container (a service, another host, external).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from exporters.prometheus import names as n
+from grafana.panels import Json, Panel, dashboard, instant, link_to, query_var, stat, t, ts, variables
+from grafana.queries import CONTAINER, HOSTNS, JOB, NODE, SERVICE_BY, STACK, per_node, sel
 
-Json = dict[str, Any]
-
-PEERS = "container_network_tcp_peer_connections"
-LISTEN = "container_network_listening_sockets"
-PORT_OK = "dockwatch_container_published_port_listening"
-PORT_INFO = "dockwatch_container_published_port_info"
-NET_INFO = "dockwatch_network_info"
-NET_SUBNET = "dockwatch_network_subnet_info"
-NET_CONTAINERS = "dockwatch_network_containers"
-ATTACH = "dockwatch_container_network_info"
-SVC_PORTS = "dockwatch_service_published_port_info"
-SVC_VIPS = "dockwatch_service_virtual_ip_info"
-NEEDS_TIER = "enable --collect.connections"
+NEEDS_TIER = "enable --collector.connections"
 CLIENT = 'direction="client"'
 SERVER = 'direction="server"'
 TO_CONTAINER = 'peer_kind="container"'
 NOT_CONTAINER = 'peer_kind!="container"'
 EXTERNAL = 'peer_kind="external"'
-STACK = 'stack=~"$stack"'
 SERVICE = 'service=~"$service"'
 SWEEP = 'collector="connections"'
 NEEDS_MANAGER = "swarm managers only"
 
 
-def dashboards(b: Any) -> dict[str, Callable[[], Json]]:
-    """File name -> builder, for build.DASHBOARDS."""
-    return {"networks.json": lambda: networks(b), "service-map.json": lambda: service_map(b)}
-
-
-def _net_var(b: Any) -> Json:
-    return b.query_var("network", "Network", f"label_values({NET_INFO}{{{b.JOB},{b.NODE}}}, network)")
+def _net_var() -> Json:
+    return query_var("network", "Network", f"label_values({sel(n.NETWORK_INFO, JOB, NODE)}, network)")
 
 
 def _hide(*names: str, order: tuple[str, ...] = ()) -> Json:
@@ -62,50 +42,52 @@ def _hide(*names: str, order: tuple[str, ...] = ()) -> Json:
     }
 
 
-def networks(b: Any) -> Json:
-    c = b.CONTAINER
+def networks() -> Json:
+    c = CONTAINER
     net = 'network=~"$network"'
-    nets = f"{b.JOB},{b.NODE},{net}"
+    nets = f"{JOB},{NODE},{net}"
     key = "on (job, instance, node, network_id)"  # two networks may share a name
     flags = "driver, scope, internal, attachable, ingress, ipv6"
-    per_net = f"{b.sel(NET_CONTAINERS, nets)} * {key} group_left ({flags}) {b.sel(NET_INFO, nets)}"
+    per_net = f"{sel(n.NETWORK_CONTAINERS, nets)} * {key} group_left ({flags}) {sel(n.NETWORK_INFO, nets)}"
     # One row per subnet (a dual-stack network has two); networks without IPAM (host, none) too.
-    net_rows = f"{b.sel(NET_SUBNET, nets)} * {key} group_left ({flags}) ({per_net}) or {key} ({per_net})"
+    net_rows = f"{sel(n.NETWORK_SUBNET, nets)} * {key} group_left ({flags}) ({per_net}) or {key} ({per_net})"
     port_key = "on (job, instance, node, name, container_port, protocol, host_ip, host_port)"
     # The tier's state where it has one; -1 ("not checked") for ports it has not swept.
-    port_rows = f"{b.sel(PORT_OK, c)} or {port_key} ({b.sel(PORT_INFO, c)} - 2)"
+    port_rows = (
+        f"{sel(n.PUBLISHED_PORT_LISTENING, c)} or {port_key} ({sel(n.CONTAINER_PUBLISHED_PORT, c)} - 2)"
+    )
     port_mappings = [
         {
             "type": "value",
             "options": {
                 "1": {"text": "listening", "color": "green", "index": 0},
                 "0": {"text": "NOT LISTENING", "color": "red", "index": 1},
-                "-1": {"text": "not checked (--collect.connections)", "color": "text", "index": 2},
+                "-1": {"text": "not checked (--collector.connections)", "color": "text", "index": 2},
             },
         }
     ]
-    detail = [b.link_to("dockwatch-container", "Container detail")]
+    detail = [link_to("dockwatch-container", "Container detail")]
     panels = [
-        b.stat(
-            "Networks", "Docker networks the engines list.", "short", b.t(f"count({b.sel(NET_INFO, nets)})")
+        stat(
+            "Networks", "Docker networks the engines list.", "short", t(f"count({sel(n.NETWORK_INFO, nets)})")
         ),
-        b.stat(
+        stat(
             "Attached containers",
             "Network attachments of running containers (a container on two networks counts twice).",
             "short",
-            b.t(f"sum({b.sel(NET_CONTAINERS, nets)})"),
+            t(f"sum({sel(n.NETWORK_CONTAINERS, nets)})"),
         ),
-        b.stat(
+        stat(
             "Published ports",
             "Host bindings of the selected containers' published ports.",
             "short",
-            b.t(f"count({b.sel(PORT_INFO, c)})"),
+            t(f"count({sel(n.CONTAINER_PUBLISHED_PORT, c)})"),
         ),
-        b.stat(
+        stat(
             "Published, nothing listening",
             "Published ports with no listener where Docker forwards them (nothing, or loopback only).",
             "short",
-            b.t(f"sum(1 - {b.sel(PORT_OK, c)})"),
+            t(f"sum(1 - {sel(n.PUBLISHED_PORT_LISTENING, c)})"),
             no_value=NEEDS_TIER,
             extra_defaults={
                 "thresholds": {
@@ -115,27 +97,27 @@ def networks(b: Any) -> Json:
             },
             options={"colorMode": "background"},
         ),
-        b.stat(
+        stat(
             "Listening sockets",
             "TCP listeners and bound UDP sockets in the selected containers.",
             "short",
-            b.t(f"sum({b.sel(LISTEN, c)})"),
+            t(f"sum({sel(n.LISTENING_SOCKETS, c)})"),
             no_value=NEEDS_TIER,
         ),
-        b.stat(
+        stat(
             "Swarm service ports",
             "Published ports of swarm services (from a manager's service list).",
             "short",
-            b.t(f"count({b.sel(SVC_PORTS, b.JOB, b.NODE, STACK, SERVICE)})"),
+            t(f"count({sel(n.SERVICE_PUBLISHED_PORT, JOB, NODE, STACK, SERVICE)})"),
             no_value=NEEDS_MANAGER,
         ),
-        b.Panel(
+        Panel(
             "table",
             "Networks",
             "Every Docker network: driver, scope, flags, subnet and gateway, and how many running "
             "containers of the node are attached (Value).",
             "short",
-            [b.instant(net_rows)],
+            [instant(net_rows)],
             w=24,
             h=8,
             transformations=[
@@ -143,15 +125,15 @@ def networks(b: Any) -> Json:
                 {"id": "organize", "options": {"renameByName": {"Value": "containers"}}},
             ],
         ),
-        b.Panel(
+        Panel(
             "table",
             "Published ports and what listens behind them",
             "Each host binding of a published port and whether anything in the container listens "
             "where Docker forwards it: listening, NOT LISTENING (state: not_listening, or "
             "loopback_only when the app binds 127.0.0.1 / ::1), or not checked without "
-            "--collect.connections.",
+            "--collector.connections.",
             "none",
-            [b.instant(port_rows)],
+            [instant(port_rows)],
             w=24,
             h=8,
             links=detail,
@@ -165,25 +147,25 @@ def networks(b: Any) -> Json:
                 {"id": "organize", "options": {"renameByName": {"Value": "listening"}}},
             ],
         ),
-        b.Panel(
+        Panel(
             "table",
             "What listens",
             "Listening sockets per container: TCP in LISTEN, UDP bound and unconnected (Value: "
             "sockets; SO_REUSEPORT makes several). Docker's embedded DNS is left out.",
             "short",
-            [b.instant(f"sum by (node, name, protocol, address, port) ({b.sel(LISTEN, c)})")],
+            [instant(f"sum by (node, name, protocol, address, port) ({sel(n.LISTENING_SOCKETS, c)})")],
             w=12,
             h=9,
             links=detail,
             no_value=NEEDS_TIER,
             transformations=[_hide(order=("node", "name", "protocol", "address", "port"))],
         ),
-        b.Panel(
+        Panel(
             "table",
             "Container attachments",
             "Each container's networks and its addresses there.",
             "none",
-            [b.instant(f"{b.sel(ATTACH, c, net)}")],
+            [instant(f"{sel(n.CONTAINER_NETWORK, c, net)}")],
             w=12,
             h=9,
             links=detail,
@@ -191,59 +173,59 @@ def networks(b: Any) -> Json:
                 _hide("Value", "image", "task", order=("node", "name", "network", "ip_address"))
             ],
         ),
-        b.Panel(
+        Panel(
             "table",
             "Swarm services: published ports",
             "Each swarm service's published ports: target (container) and published port, protocol, and "
             "publish mode (ingress: the routing mesh on every node; host: only where a task runs).",
             "none",
-            [b.instant(f"{b.sel(SVC_PORTS, b.JOB, b.NODE, STACK, SERVICE)}")],
+            [instant(f"{sel(n.SERVICE_PUBLISHED_PORT, JOB, NODE, STACK, SERVICE)}")],
             w=12,
             h=7,
             no_value=NEEDS_MANAGER,
             transformations=[_hide("Value", order=("stack", "service", "published_port", "target_port"))],
         ),
-        b.Panel(
+        Panel(
             "table",
             "Swarm services: virtual IPs",
             "Each swarm service's virtual IP per network: the address clients' sockets show, which the "
             "service map resolves to the service.",
             "none",
-            [b.instant(f"{b.sel(SVC_VIPS, b.JOB, b.NODE, STACK, SERVICE)}")],
+            [instant(f"{sel(n.SERVICE_VIRTUAL_IP, JOB, NODE, STACK, SERVICE)}")],
             w=12,
             h=7,
             no_value=NEEDS_MANAGER,
             transformations=[_hide("Value", order=("stack", "service", "network", "virtual_ip"))],
         ),
-        b.ts(
+        ts(
             "Containers per network",
             "Running containers attached to each network, per node.",
             "short",
-            b.t(f"sum by (node, network) ({b.sel(NET_CONTAINERS, nets)})", "{{node}}/{{network}}"),
+            t(f"sum by (node, network) ({sel(n.NETWORK_CONTAINERS, nets)})", "{{node}}/{{network}}"),
         ),
-        b.ts(
+        ts(
             "Published ports with nothing listening",
             "Per container: published ports where nothing listens (or only on loopback).",
             "short",
-            b.t(f"sum by (node, name) (1 - {b.sel(PORT_OK, c)})", "{{node}}/{{name}}"),
+            t(f"sum by (node, name) (1 - {sel(n.PUBLISHED_PORT_LISTENING, c)})", "{{node}}/{{name}}"),
             links=detail,
             no_value=NEEDS_TIER,
         ),
-        b.Panel(
+        Panel(
             "table",
             "Host namespace: what listens",
-            "Listening sockets of the host's own namespace (with --collect.host-netns): host-network "
+            "Listening sockets of the host's own namespace (with --collector.host-netns): host-network "
             "containers listen here.",
             "short",
-            [b.instant(f"sum by (node, protocol, address, port) ({b.sel(LISTEN, b.HOSTNS)})")],
+            [instant(f"sum by (node, protocol, address, port) ({sel(n.LISTENING_SOCKETS, HOSTNS)})")],
             w=24,
             h=7,
             no_value=NEEDS_TIER,
             transformations=[_hide(order=("node", "protocol", "address", "port"))],
         ),
     ]
-    templating = [*b.variables(), _net_var(b)]
-    return b.dashboard(
+    templating = [*variables(), _net_var()]
+    return dashboard(
         "dockwatch-networks",
         "dockwatch / Networks & ports",
         "Docker networks (driver, subnet, attached containers), each container's attachments, "
@@ -254,18 +236,20 @@ def networks(b: Any) -> Json:
 
 
 # --- the service map ---------------------------------------------------------------------------------
-def _edges(b: Any) -> str:
+def _edges() -> str:
     """PromQL: one series per (source, target) with labels id/source/target; value = connections."""
-    c, h = b.CONTAINER, b.HOSTNS
+    c, h = CONTAINER, HOSTNS
 
     agg = "sum by (node, name, peer_kind, peer)"
 
-    def peer_id(sel: str, to: str, containers: bool = True) -> str:
+    def peer_id(which: str, to: str, containers: bool = True) -> str:
         """Label `to` with the peer's node id: <node>/<name> for a container, <kind>/<peer> else."""
-        other = f'label_join({agg} ({b.sel(PEERS, sel, NOT_CONTAINER)}), "{to}", "/", "peer_kind", "peer")'
+        elsewhere = sel(n.PEER_CONNECTIONS, which, NOT_CONTAINER)
+        other = f'label_join({agg} ({elsewhere}), "{to}", "/", "peer_kind", "peer")'
         if not containers:
             return other
-        local = f'label_join({agg} ({b.sel(PEERS, sel, TO_CONTAINER)}), "{to}", "/", "node", "peer")'
+        here = sel(n.PEER_CONNECTIONS, which, TO_CONTAINER)
+        local = f'label_join({agg} ({here}), "{to}", "/", "node", "peer")'
         return f"({local} or {other})"
 
     def own(expr: str, host: bool, to: str) -> str:
@@ -290,7 +274,7 @@ def _edges(b: Any) -> str:
 
 
 def _as_node_graph(panel: Json) -> Json:
-    """A table panel built by build.py, turned into a Node Graph panel (same query, table frames)."""
+    """A table panel built by panels.py, turned into a Node Graph panel (same query, table frames)."""
     panel["type"] = "nodeGraph"
     panel["options"] = {"nodes": {"mainStatUnit": "short"}, "edges": {"mainStatUnit": "short"}}
     panel["fieldConfig"]["defaults"].pop("custom", None)
@@ -298,84 +282,85 @@ def _as_node_graph(panel: Json) -> Json:
     return panel
 
 
-def service_map(b: Any) -> Json:
-    c = b.CONTAINER
-    detail = [b.link_to("dockwatch-container", "Container detail")]
+def service_map() -> Json:
+    c = CONTAINER
+    detail = [link_to("dockwatch-container", "Container detail")]
     peer_cols = ("node", "name", "direction", "peer_kind", "peer", "peer_service", "port")
     panels = [
-        b.stat(
+        stat(
             "Connections",
             "Established TCP connections of the selected containers, counted at the client's end "
             "(a connection between two containers here is not counted twice).",
             "short",
-            b.t(f"sum({b.sel(PEERS, c, CLIENT)})"),
+            t(f"sum({sel(n.PEER_CONNECTIONS, c, CLIENT)})"),
             no_value=NEEDS_TIER,
         ),
-        b.stat(
+        stat(
             "Accepted",
             "Established TCP connections the selected containers accepted (server end).",
             "short",
-            b.t(f"sum({b.sel(PEERS, c, SERVER)})"),
+            t(f"sum({sel(n.PEER_CONNECTIONS, c, SERVER)})"),
             no_value=NEEDS_TIER,
         ),
-        b.stat(
+        stat(
             "Peers",
             "Distinct (container, peer, port) pairs with connections.",
             "short",
-            b.t(f"count({b.sel(PEERS, c)})"),
+            t(f"count({sel(n.PEER_CONNECTIONS, c)})"),
             no_value=NEEDS_TIER,
         ),
-        b.stat(
+        stat(
             "External connections",
             "Connections with addresses that are no container, service or this host.",
             "short",
-            b.t(f"sum({b.sel(PEERS, c, EXTERNAL)})"),
+            t(f"sum({sel(n.PEER_CONNECTIONS, c, EXTERNAL)})"),
             no_value=NEEDS_TIER,
         ),
-        b.stat(
+        stat(
             "Tier sweep duration",
             "Wall time of the connection tier's last sweep of every namespace (it runs on its own "
             "interval, never at scrape time).",
             "s",
-            b.t(f"max({b.per_node(b.sel('dockwatch_scrape_collector_duration_seconds', b.JOB, SWEEP))})"),
+            t(f"max({per_node(sel(n.COLLECTOR_DURATION, JOB, SWEEP))})"),
             w=8,
             no_value=NEEDS_TIER,
         ),
-        b.Panel(
+        Panel(
             "table",
             "Who talks to whom",
             "Containers, services, hosts and external peers as nodes, established TCP connections as "
             "edges (from client to server; the number is connections). A container's id is "
             "node/name; services, hosts and external peers are prefixed by their kind.",
             "short",
-            [b.instant(_edges(b))],
+            [instant(_edges())],
             w=24,
             h=14,
             no_value=NEEDS_TIER,
         ),
-        b.Panel(
+        Panel(
             "table",
             "Connections by peer",
             "Each container's established connections by peer and server port, from both ends: "
             "direction client (it connected out) or server (it accepted). Both ends of a connection "
             "between two containers here show the same port.",
             "short",
-            [b.instant(f"sum by ({', '.join(peer_cols)}) ({b.sel(PEERS, c)})")],
+            [instant(f"sum by ({', '.join(peer_cols)}) ({sel(n.PEER_CONNECTIONS, c)})")],
             w=24,
             h=9,
             links=detail,
             no_value=NEEDS_TIER,
             transformations=[_hide(order=peer_cols)],
         ),
-        b.Panel(
+        Panel(
             "table",
             "Service to service",
             "Client-side connections aggregated by the services at both ends (swarm stack/service or "
             "compose project/service; peer_service is the peer's swarm service).",
             "short",
             [
-                b.instant(
-                    f"sum by ({b.SERVICE_BY}, peer_kind, peer_service, port) ({b.sel(PEERS, c, CLIENT)})"
+                instant(
+                    f"sum by ({SERVICE_BY}, peer_kind, peer_service, port) "
+                    f"({sel(n.PEER_CONNECTIONS, c, CLIENT)})"
                 )
             ],
             w=24,
@@ -383,49 +368,49 @@ def service_map(b: Any) -> Json:
             no_value=NEEDS_TIER,
             transformations=[_hide(order=("stack", "service", "compose_project", "compose_service"))],
         ),
-        b.ts(
+        ts(
             "Outgoing connections by peer",
             "Connections each container holds to each peer and port (client end).",
             "short",
-            b.t(
-                f"sum by (node, name, peer, port) ({b.sel(PEERS, c, CLIENT)})",
+            t(
+                f"sum by (node, name, peer, port) ({sel(n.PEER_CONNECTIONS, c, CLIENT)})",
                 "{{node}}/{{name}} → {{peer}}:{{port}}",
             ),
             links=detail,
             no_value=NEEDS_TIER,
         ),
-        b.ts(
+        ts(
             "Accepted connections by peer kind",
             "Connections each container accepted, by the kind of client: container, service, host or "
             "external.",
             "short",
-            b.t(
-                f"sum by (node, name, peer_kind, port) ({b.sel(PEERS, c, SERVER)})",
+            t(
+                f"sum by (node, name, peer_kind, port) ({sel(n.PEER_CONNECTIONS, c, SERVER)})",
                 "{{node}}/{{name}}:{{port}} ← {{peer_kind}}",
             ),
             links=detail,
             no_value=NEEDS_TIER,
         ),
-        b.Panel(
+        Panel(
             "table",
             "Host namespace connections",
-            "Connections of the host's own namespace (with --collect.host-netns), where host-network "
+            "Connections of the host's own namespace (with --collector.host-netns), where host-network "
             "containers' sockets are, by peer and server port.",
             "short",
-            [b.instant(f"sum by (node, direction, peer_kind, peer, port) ({b.sel(PEERS, b.HOSTNS)})")],
+            [instant(f"sum by (node, direction, peer_kind, peer, port) ({sel(n.PEER_CONNECTIONS, HOSTNS)})")],
             w=24,
             h=7,
             no_value=NEEDS_TIER,
             transformations=[_hide(order=("node", "direction", "peer_kind", "peer", "port"))],
         ),
     ]
-    dash: Json = b.dashboard(
+    dash: Json = dashboard(
         "dockwatch-service-map",
         "dockwatch / Service map",
         "Who talks to whom: containers, swarm services, hosts and external peers, and the established "
-        "TCP connections between them (needs --collect.connections).",
+        "TCP connections between them (needs --collector.connections).",
         panels,
-        b.variables(),
+        variables(),
     )
     for p in dash["panels"]:
         if p["title"] == "Who talks to whom":

@@ -2,9 +2,27 @@
 # The README's test command. On a Debian machine, as root: installs what the tests need
 # (Debian packages only if missing, the project with its test extra), lints, and runs the
 # whole suite. The tests start their own private dockerd (tests/engine.py); this script
-# asks them to stop it at the end.
+# asks them to stop it at the end. Arguments go to pytest.
+#
+#   bash tests/run.sh              everything (what CI runs, through .ci/run)
+#   bash tests/run.sh unit [ARGS]  the quick tier: lint, then tests/unit only (no engine, no
+#                                  installs: for a machine the full run has set up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+lint() {
+  echo "== lint"
+  python3 -m ruff check .
+  python3 -m ruff format --check .
+  python3 -m mypy agent exporters grafana bench
+}
+
+if [[ "${1:-}" == unit ]]; then
+  shift
+  lint
+  echo "== unit tests"
+  exec python3 -m pytest -q -p no:cacheprovider tests/unit "$@"
+fi
 
 # Real peers the tests run against: dockerd, busybox for test images, rsyslog (+TLS),
 # prometheus/promtool, debootstrap for the agent's image base, iproute2 for veth pairs and the
@@ -25,10 +43,7 @@ fi
 echo "== installing dockwatch with its test extra"
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
-echo "== lint"
-python3 -m ruff check .
-python3 -m ruff format --check .
-python3 -m mypy agent exporters
+lint
 
 echo "== tests"
 export DOCKWATCH_TEST_STOP_ENGINE=1

@@ -5,6 +5,7 @@ own: the engine client and EngineInventory (list, then follow /events) for the c
 NetCollector (per-namespace /proc reads, procnet's parsers, namespace dedupe, interface →
 network mapping) for the counters. Nothing else in agent/top imports agent.inventory or
 agent.netstats: when collection changes shape, re-point `Standalone` and `to_sample` here.
+Like the agent (app.py), it converts only the kernel fields names.py declares metrics for.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from agent.inventory import EngineInventory
 from agent.netstats import CollectResult, NetCollector, NetnsSample, NsKey
 from agent.top.model import HOST_NAME, Iface, NsCounters, Sample
 from agent.top.sources import SourceError
+from exporters.prometheus.names import MIB_FIELDS
 
 
 class _TimedCollector(NetCollector):
@@ -104,6 +106,7 @@ class Standalone:
             host_netns=cfg.collector_host_netns,
             ignore=cfg.collector_interfaces_ignore,
             host_ignore=cfg.collector_host_interfaces_ignore,
+            mib_fields=MIB_FIELDS,  # read what the agent reads: the exported fields
         )
         self._task: asyncio.Task[None] | None = None
 

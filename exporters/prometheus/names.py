@@ -1,7 +1,10 @@
 """Every metric dockwatch exports, on one page.
 
 Dashboard authors and reviewers read this file; README's metric table is generated from it
-(`python -m exporters.prometheus.names --markdown`).
+(`python -m exporters.prometheus.names --markdown`), grafana/ builds its queries on these names, and
+each per-namespace kernel counter is declared once, with the file, section and field it is read
+from: the renderer's tables and the collector's field selection (MIB_FIELDS, handed to
+agent/netstats.py by the composition root) are derived at the bottom of this file.
 
 Label scheme:
   IDENTITY  on every per-container series, so dashboards filter without joins.
@@ -18,8 +21,10 @@ namespace, when exported, has `name=""` and `image=""` like cAdvisor's root cgro
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 
 
 class Kind(StrEnum):
@@ -50,14 +55,31 @@ class Metric:
     labels: tuple[str, ...] = ()
     # Where the number comes from: kernel file and field, or the agent itself.
     source: str = ""
+    # For a per-namespace kernel counter, where its value is in the collected sample: ("dev", a
+    # procnet.DevCounters attribute), or a net/snmp or net/netstat (section, field).
+    value_from: tuple[str, str] | None = None
 
 
-def _dev(name: str, help_: str, field: str) -> Metric:
-    return Metric(name, Kind.COUNTER, help_, IDENTITY + DEVICE, f"net/dev {field}")
+# net/dev's column words (net/core/net-procfs.c) -> procnet.DevCounters' attribute words.
+_DEV_ATTR = {"errs": "errors", "drop": "dropped"}
 
 
-def _tcp(name: str, kind: Kind, help_: str, source: str) -> Metric:
-    return Metric(name, kind, help_, IDENTITY, source)
+def _dev(name: str, help_: str, column: str) -> Metric:
+    """A net/dev counter; `column` as the kernel's header names it: "rx bytes", "tx drop"."""
+    direction, word = column.split()
+    attr = f"{direction}_{_DEV_ATTR.get(word, word)}"
+    return Metric(name, Kind.COUNTER, help_, IDENTITY + DEVICE, f"net/dev {column}", ("dev", attr))
+
+
+# The kernel file each MIB section is in (net/ipv4/proc.c): Tcp and Udp in net/snmp, TcpExt in
+# net/netstat.
+_MIB_FILE = {"Tcp": "net/snmp", "Udp": "net/snmp", "TcpExt": "net/netstat"}
+
+
+def _tcp(name: str, kind: Kind, help_: str, section: str, field: str) -> Metric:
+    """A per-namespace TCP counter or gauge read from `field` of the Tcp or TcpExt section."""
+    source = f"{_MIB_FILE[section]} {section} {field}"
+    return Metric(name, kind, help_, IDENTITY, source, (section, field))
 
 
 # --- per interface (net/dev) -------------------------------------------------------------------
@@ -71,24 +93,17 @@ TX_ERRORS = _dev("container_network_transmit_errors_total", "Transmit errors.", 
 TX_DROPPED = _dev(
     "container_network_transmit_packets_dropped_total", "Transmitted packets dropped.", "tx drop"
 )
-DEVICE_METRICS: tuple[tuple[Metric, str], ...] = (
-    (RX_BYTES, "rx_bytes"),
-    (RX_PACKETS, "rx_packets"),
-    (RX_ERRORS, "rx_errors"),
-    (RX_DROPPED, "rx_dropped"),
-    (TX_BYTES, "tx_bytes"),
-    (TX_PACKETS, "tx_packets"),
-    (TX_ERRORS, "tx_errors"),
-    (TX_DROPPED, "tx_dropped"),
-)
 
 # --- per namespace: TCP (net/snmp Tcp:, net/netstat TcpExt:, net/sockstat) ----------------------
-# (metric, file section, field). IPv4 and IPv6 share the Tcp: MIB in Linux.
+# IPv4 and IPv6 share the Tcp: MIB in Linux. A new Tcp or TcpExt counter is one `_tcp(...)` here:
+# the collector reads its field and the renderer exports it; then put it on a dashboard panel
+# (grafana/, a test wants every metric on one) and regenerate README's table and the dashboards.
 TCP_ESTABLISHED = _tcp(
     "container_network_tcp_connections_established",
     Kind.GAUGE,
     "TCP connections in ESTABLISHED or CLOSE-WAIT state (IPv4 and IPv6).",
-    "net/snmp Tcp CurrEstab",
+    "Tcp",
+    "CurrEstab",
 )
 TCP_INUSE = Metric(
     "container_network_tcp_sockets_in_use",
@@ -97,114 +112,110 @@ TCP_INUSE = Metric(
     (*IDENTITY, "ip_version"),
     "net/sockstat TCP inuse, net/sockstat6 TCP6 inuse",
 )
-TCP_TIME_WAIT = _tcp(
+TCP_TIME_WAIT = Metric(
     "container_network_tcp_sockets_time_wait",
     Kind.GAUGE,
     "TCP sockets in TIME-WAIT (IPv4 and IPv6).",
+    IDENTITY,
     "net/sockstat TCP tw",
 )
 TCP_ACTIVE_OPENS = _tcp(
     "container_network_tcp_active_opens_total",
     Kind.COUNTER,
     "Outgoing TCP connection attempts (SYN sent).",
-    "net/snmp Tcp ActiveOpens",
+    "Tcp",
+    "ActiveOpens",
 )
 TCP_PASSIVE_OPENS = _tcp(
     "container_network_tcp_passive_opens_total",
     Kind.COUNTER,
     "Incoming TCP connections accepted into SYN-RECV.",
-    "net/snmp Tcp PassiveOpens",
+    "Tcp",
+    "PassiveOpens",
 )
 TCP_FAILED = _tcp(
     "container_network_tcp_failed_connection_attempts_total",
     Kind.COUNTER,
     "TCP connection attempts that failed (SYN-SENT/SYN-RECV to CLOSED, or SYN-RECV to LISTEN).",
-    "net/snmp Tcp AttemptFails",
+    "Tcp",
+    "AttemptFails",
 )
 TCP_ESTAB_RESETS = _tcp(
     "container_network_tcp_established_resets_total",
     Kind.COUNTER,
     "TCP connections reset from ESTABLISHED or CLOSE-WAIT.",
-    "net/snmp Tcp EstabResets",
+    "Tcp",
+    "EstabResets",
 )
 TCP_OUT_RSTS = _tcp(
     "container_network_tcp_resets_sent_total",
     Kind.COUNTER,
     "TCP segments sent with the RST flag.",
-    "net/snmp Tcp OutRsts",
+    "Tcp",
+    "OutRsts",
 )
 TCP_RETRANS = _tcp(
     "container_network_tcp_retransmitted_segments_total",
     Kind.COUNTER,
     "TCP segments retransmitted.",
-    "net/snmp Tcp RetransSegs",
+    "Tcp",
+    "RetransSegs",
 )
 TCP_IN_SEGS = _tcp(
     "container_network_tcp_segments_received_total",
     Kind.COUNTER,
     "TCP segments received, including those in error.",
-    "net/snmp Tcp InSegs",
+    "Tcp",
+    "InSegs",
 )
 TCP_OUT_SEGS = _tcp(
     "container_network_tcp_segments_sent_total",
     Kind.COUNTER,
     "TCP segments sent, excluding retransmissions.",
-    "net/snmp Tcp OutSegs",
+    "Tcp",
+    "OutSegs",
 )
 TCP_IN_ERRS = _tcp(
     "container_network_tcp_receive_errors_total",
     Kind.COUNTER,
     "TCP segments received in error (bad checksum, short).",
-    "net/snmp Tcp InErrs",
+    "Tcp",
+    "InErrs",
 )
 TCP_LISTEN_OVERFLOWS = _tcp(
     "container_network_tcp_listen_overflows_total",
     Kind.COUNTER,
     "Times a listening socket's accept queue was full.",
-    "net/netstat TcpExt ListenOverflows",
+    "TcpExt",
+    "ListenOverflows",
 )
 TCP_LISTEN_DROPS = _tcp(
     "container_network_tcp_listen_drops_total",
     Kind.COUNTER,
     "SYNs dropped on a listening socket (overflows included).",
-    "net/netstat TcpExt ListenDrops",
+    "TcpExt",
+    "ListenDrops",
 )
 TCP_TIMEOUTS = _tcp(
     "container_network_tcp_timeouts_total",
     Kind.COUNTER,
     "TCP retransmission timer expirations.",
-    "net/netstat TcpExt TCPTimeouts",
+    "TcpExt",
+    "TCPTimeouts",
 )
 TCP_SYN_RETRANS = _tcp(
     "container_network_tcp_syn_retransmits_total",
     Kind.COUNTER,
     "SYN and SYN/ACK retransmissions.",
-    "net/netstat TcpExt TCPSynRetrans",
+    "TcpExt",
+    "TCPSynRetrans",
 )
 TCP_ABORT_TIMEOUT = _tcp(
     "container_network_tcp_aborted_on_timeout_total",
     Kind.COUNTER,
     "TCP connections aborted because a timer expired too often.",
-    "net/netstat TcpExt TCPAbortOnTimeout",
-)
-
-# (metric, section, field): from the parsed net/snmp + net/netstat tables.
-TCP_MIB_METRICS: tuple[tuple[Metric, str, str], ...] = (
-    (TCP_ESTABLISHED, "Tcp", "CurrEstab"),
-    (TCP_ACTIVE_OPENS, "Tcp", "ActiveOpens"),
-    (TCP_PASSIVE_OPENS, "Tcp", "PassiveOpens"),
-    (TCP_FAILED, "Tcp", "AttemptFails"),
-    (TCP_ESTAB_RESETS, "Tcp", "EstabResets"),
-    (TCP_OUT_RSTS, "Tcp", "OutRsts"),
-    (TCP_RETRANS, "Tcp", "RetransSegs"),
-    (TCP_IN_SEGS, "Tcp", "InSegs"),
-    (TCP_OUT_SEGS, "Tcp", "OutSegs"),
-    (TCP_IN_ERRS, "Tcp", "InErrs"),
-    (TCP_LISTEN_OVERFLOWS, "TcpExt", "ListenOverflows"),
-    (TCP_LISTEN_DROPS, "TcpExt", "ListenDrops"),
-    (TCP_TIMEOUTS, "TcpExt", "TCPTimeouts"),
-    (TCP_SYN_RETRANS, "TcpExt", "TCPSynRetrans"),
-    (TCP_ABORT_TIMEOUT, "TcpExt", "TCPAbortOnTimeout"),
+    "TcpExt",
+    "TCPAbortOnTimeout",
 )
 
 # --- per namespace: UDP (net/snmp Udp:, net/snmp6 Udp6*) ---------------------------------------
@@ -212,7 +223,9 @@ _UDP_LABELS = (*IDENTITY, "ip_version")
 
 
 def _udp(name: str, help_: str, field: str) -> Metric:
-    return Metric(name, Kind.COUNTER, help_, _UDP_LABELS, f"net/snmp Udp {field}, net/snmp6 Udp6{field}")
+    """A UDP counter: IPv4 from net/snmp's Udp section, IPv6 from net/snmp6's Udp6 fields."""
+    source = f"net/snmp Udp {field}, net/snmp6 Udp6{field}"
+    return Metric(name, Kind.COUNTER, help_, _UDP_LABELS, source, ("Udp", field))
 
 
 UDP_IN = _udp("container_network_udp_datagrams_received_total", "UDP datagrams delivered.", "InDatagrams")
@@ -227,14 +240,6 @@ UDP_RCVBUF = _udp(
     "container_network_udp_receive_buffer_errors_total", "UDP receive buffer overflows.", "RcvbufErrors"
 )
 UDP_SNDBUF = _udp("container_network_udp_send_buffer_errors_total", "UDP send buffer errors.", "SndbufErrors")
-UDP_METRICS: tuple[tuple[Metric, str], ...] = (
-    (UDP_IN, "InDatagrams"),
-    (UDP_OUT, "OutDatagrams"),
-    (UDP_NO_PORTS, "NoPorts"),
-    (UDP_IN_ERRORS, "InErrors"),
-    (UDP_RCVBUF, "RcvbufErrors"),
-    (UDP_SNDBUF, "SndbufErrors"),
-)
 UDP_INUSE = Metric(
     "container_network_udp_sockets_in_use",
     Kind.GAUGE,
@@ -275,7 +280,6 @@ CONTAINER_EVENTS = Metric(
     (*IDENTITY, "action"),
     "docker /events",
 )
-HOST_NETWORK_MODE = "host"
 
 # --- Docker networking (issue 11): networks, published ports, listeners, who talks to whom ------
 # Always on, from the Engine API (rendered by exporters/prometheus/netmap.py). Networks carry `node`
@@ -540,6 +544,24 @@ LOG_CONTAINERS_UNREADABLE = Metric(
 )
 
 ALL: tuple[Metric, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Metric))
+
+
+# --- derived from the declarations above, in their order (the exposition's) ----------------------
+def _reading(*tables: str) -> tuple[tuple[Metric, str, str], ...]:
+    """(metric, table, field) of the kernel counters read from `tables` ("dev", MIB sections)."""
+    return tuple((m, v[0], v[1]) for m in ALL if (v := m.value_from) is not None and v[0] in tables)
+
+
+# (metric, DevCounters attribute)
+DEVICE_METRICS: tuple[tuple[Metric, str], ...] = tuple((m, f) for m, _, f in _reading("dev"))
+# (metric, section, field) from the parsed net/snmp + net/netstat tables.
+TCP_MIB_METRICS: tuple[tuple[Metric, str, str], ...] = _reading("Tcp", "TcpExt")
+# (metric, field): IPv4 from net/snmp's Udp section, IPv6 from net/snmp6.
+UDP_METRICS: tuple[tuple[Metric, str], ...] = tuple((m, f) for m, _, f in _reading("Udp"))
+# Section -> the fields the collector converts (procnet.pick_net_snmp): exactly those exported.
+MIB_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {sec: tuple(f for _, _, f in _reading(sec)) for sec in _MIB_FILE}
+)
 
 
 def markdown_table() -> str:

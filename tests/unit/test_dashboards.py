@@ -573,7 +573,7 @@ def test_query_extraction_needs_markers() -> None:
         by_need[q.needs] = by_need.get(q.needs, 0) + 1
     # Most queries must be non-empty on any agent with containers; the rest say what they need.
     assert by_need[None] > len(qs) // 2
-    assert {"a log sink configured", "--collect.tcp-states", "--collect.host-netns"} <= set(by_need)
+    assert {"a log sink configured", "--collector.tcp-states", "--collector.host-netns"} <= set(by_need)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,15 @@ from toolbox import container as ctr
 
 from agent.docker.models import Container
 from agent.inventory import Snapshot
-from agent.netstats import HOST_KEY, NetCollector, NsKey, TcpStatesCollector, group_namespaces
+from agent.netstats import (
+    HOST_KEY,
+    CollectResult,
+    NetCollector,
+    NsKey,
+    TcpStatesCollector,
+    group_namespaces,
+)
+from exporters.prometheus import names
 from exporters.prometheus.render import Renderer
 
 HOST_INO = 4026531833
@@ -112,3 +120,25 @@ def test_joiner_of_a_host_network_container_is_exported_as_the_host(tmp_path: Pa
     # The TCP-states tier groups the same way: the host namespace is read once, under its key.
     tcp = TcpStatesCollector(fs).collect(snap)
     assert set(tcp.by_netns) == {HOST_INO, 7} and tcp.errors == 0
+
+
+def test_reading_only_the_declared_fields_renders_the_same(tmp_path: Path) -> None:
+    """names.MIB_FIELDS, derived from the metric declarations and handed to the collector by
+    app.py, selects exactly the fields a metric is read from: the exposition equals a full read's."""
+    root = captured_procfs(tmp_path, {1: "host", B.pid: "container"})
+    fs = ScriptedFS(procfs=root, links={1: HOST_INO, B.pid: 7})
+    snap = Snapshot(containers={B.id: B})
+    full = NetCollector(fs).collect(snap)
+    picked = NetCollector(fs, mib_fields=names.MIB_FIELDS).collect(snap)
+    assert len(picked.samples) == 2 and picked.errors == 0
+    for s in picked.samples:
+        assert {sec: set(fields) for sec, fields in s.mib.items()} == {
+            sec: set(fields) for sec, fields in names.MIB_FIELDS.items()
+        }
+    declared = {m.value_from for m in names.ALL if m.value_from and m.value_from[0] != "dev"}
+    assert declared == {(sec, f) for sec, fields in names.MIB_FIELDS.items() for f in fields}
+
+    def text(res: CollectResult) -> str:
+        return Renderer().render("n1", "", res, {}, {}, [B]).text()
+
+    assert text(picked) == text(full)

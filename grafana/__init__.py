@@ -1,0 +1,1 @@
+"""dockwatch's Grafana dashboards, built from Python: `python grafana/build.py [--check]`."""
