@@ -88,9 +88,18 @@ def test_joiners_of_a_host_network_container_are_the_host(engine: Engine, agent:
     assert info[hostc]["network_mode"] == "host" and info[j_ro]["network_mode"] == "container"
 
     # None of them has series of its own: the host's interfaces are not exported a second time.
+    # What Docker says of them (issue 11's inventory) is theirs: the host-network container is
+    # attached to the `host` network, with no address of its own; the joiners to none.
+    inventory = (INFO, "dockwatch_container_events_total", "dockwatch_container_network_info")
     for metric, series in m.items():
-        if metric not in (INFO, "dockwatch_container_events_total"):
+        if metric not in inventory:
             assert not [lbl for lbl, _ in series if lbl.get("name") in ours], metric
+    attached = [
+        (lbl["name"], lbl["network"], lbl["ip_address"])
+        for lbl, _ in m["dockwatch_container_network_info"]
+        if lbl["name"] in ours
+    ]
+    assert attached == [(hostc, "host", "")]
     # The host namespace is exported once: one series per host interface, name="", no veths.
     host_ifaces = [lbl["interface"] for lbl, _ in select(m[RX], name="")]
     assert host_ifaces and len(host_ifaces) == len(set(host_ifaces))
