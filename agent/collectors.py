@@ -47,6 +47,7 @@ def build_collectors(
             host_netns=host_netns,
             keep_external_ips=cfg.collector_connections_external_ips,
             swarm=swarm,
+            tcp_states=cfg.collector_tcp_states,
         )
         reg.register(conns, interval=cfg.collector_connections_interval)
     if cfg.collector_tcp_states and not cfg.collector_connections:

@@ -150,7 +150,7 @@ KEYS: tuple[Key, ...] = (
         "duration",
         "2m",
         "How often the connection tier reads the socket tables (~4 ms CPU per namespace with sockets: "
-        "1.8 percent of a core at 500 containers at this default, bench/RESULTS.md).",
+        "about 1.8 percent of a core at 500 containers at this default in one loaded run, bench/RESULTS.md).",
         "DURATION",
     ),
     Key(

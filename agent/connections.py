@@ -53,12 +53,13 @@ class ConnectionsResult:
     cpu: float = 0.0  # CPU seconds of the sweeping thread
     book: AddressBook | None = None
     by_owner: Mapping[str, NamespaceSockets] = field(default_factory=dict)  # container id -> ns
+    tcp_states: bool = False  # --collector.tcp-states is on too: export the states read here
 
     @property
     def by_netns(self) -> Mapping[NsKey, Mapping[str, int]]:
-        """TCP sockets by state per namespace key (netstats.namespaces() attaches them when the
-        TCP-states collector is off because this sweep already read net/tcp{,6})."""
-        return {ns.inode: ns.states for ns in self.namespaces}
+        """TCP sockets by state per namespace key, when --collector.tcp-states asks for them
+        (netstats.namespaces() attaches them: this sweep already read net/tcp{,6}); else none."""
+        return {ns.inode: ns.states for ns in self.namespaces} if self.tcp_states else {}
 
 
 CONNECTIONS: Key[ConnectionsResult] = Key("connections")
@@ -114,7 +115,9 @@ class ConnectionCollector:
         host_netns: bool = True,
         keep_external_ips: bool = False,
         swarm: SwarmSource | None = None,
+        tcp_states: bool = False,
     ) -> None:
+        self.tcp_states = tcp_states  # also publish the TCP states (the tcp_states tier is off)
         self.fs = own_procfs(fs, sidecar)
         self.sidecar = sidecar
         self.host_netns = host_netns and not sidecar
@@ -216,6 +219,7 @@ class ConnectionCollector:
             cpu=time.thread_time() - c0,
             book=book,
             by_owner={ns.owner.id: ns for ns in out if ns.owner is not None},
+            tcp_states=self.tcp_states,
         )
         log.debug(
             "connection sweep: %d namespaces, %d errors, %.3f s CPU, %.3f s wall",

@@ -12,19 +12,23 @@ Resolution, first match wins:
   4. anything else is `external` (its address kept only when asked: cardinality).
 
 A connection's direction comes from its own namespace: when its local port is a port that
-namespace listens on (TCP LISTEN), it is the server's end; otherwise the client's. The edge is
-keyed by the server's port either way, so both ends of a connection between two containers on
-this host give the same pair and port.
+namespace listens on (TCP LISTEN), it is the server's end. A server may have closed its listener
+and still hold the connections it accepted (a one-shot `nc -l`, a server draining on shutdown):
+then the kernel's ephemeral range decides (the end on an ephemeral port is the client's), and
+when both or neither port is ephemeral, the lower port is the server's. The edge is keyed by the
+server's port either way, so both ends of a connection between two containers on this host give
+the same pair and port.
 """
 
 from __future__ import annotations
 
+from collections.abc import Container as Container_
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from agent.docker.models import Container, Network, PublishedPort, Service
-from agent.socktable import Listener, SocketTable, is_loopback
+from agent.socktable import EPHEMERAL_PORTS, Listener, SocketTable, is_loopback
 
 
 class PeerKind(StrEnum):
@@ -114,6 +118,16 @@ class Edge:
     port: int  # the server's port: the remote port for a client, the local one for a server
 
 
+def direction(local_port: int, remote_port: int, listening: Container_[int]) -> Direction:
+    """Which end this is (see the module docstring)."""
+    if local_port in listening:
+        return Direction.SERVER
+    local_eph, remote_eph = local_port in EPHEMERAL_PORTS, remote_port in EPHEMERAL_PORTS
+    if local_eph != remote_eph:
+        return Direction.CLIENT if local_eph else Direction.SERVER
+    return Direction.SERVER if local_port < remote_port else Direction.CLIENT
+
+
 def edges(table: SocketTable, book: AddressBook) -> dict[Edge, int]:
     """Established connections → edge → count. Connections inside the namespace (over
     loopback) are not edges: they do not leave it."""
@@ -123,7 +137,7 @@ def edges(table: SocketTable, book: AddressBook) -> dict[Edge, int]:
         if is_loopback(c.remote):
             continue
         peer = book.resolve(c.remote)
-        if c.local_port in listen:
+        if direction(c.local_port, c.remote_port, listen) is Direction.SERVER:
             key = Edge(Direction.SERVER, peer, c.local_port)
         else:
             key = Edge(Direction.CLIENT, peer, c.remote_port)

@@ -30,6 +30,10 @@ _UDP_UNCONNECTED = "07"  # TCP_CLOSE: a UDP socket that is bound but not connect
 # Docker's embedded DNS resolver listens on 127.0.0.11 in every container of a user-defined
 # network (dockerd creates the sockets there and DNATs port 53 to them); not the app's.
 DOCKER_DNS = "127.0.0.11"
+# The kernel's default net.ipv4.ip_local_port_range: the ports it picks for a client's socket
+# (connect() without bind(), or sendto() on an unbound UDP socket). The sysctl is per namespace
+# and not readable from outside it, so the default stands for all.
+EPHEMERAL_PORTS = range(32768, 61000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +128,8 @@ def parse_tcp(text: str, into: SocketTable | None = None) -> SocketTable:
 
 
 def parse_udp(text: str, into: SocketTable | None = None) -> SocketTable:
-    """net/udp or net/udp6 → the bound, unconnected sockets (what receives datagrams on a port)."""
+    """net/udp or net/udp6 → the bound, unconnected sockets (what receives datagrams on a port),
+    except on ephemeral ports (EPHEMERAL_PORTS)."""
     table = into if into is not None else SocketTable()
     listeners = table.listeners
     for line in text.split("\n")[1:]:
@@ -134,7 +139,9 @@ def parse_udp(text: str, into: SocketTable | None = None) -> SocketTable:
         if not f[2].endswith(":0000"):  # a remote port: connected, a client's socket
             continue
         la, lp = _endpoint(f[1])
-        if la != DOCKER_DNS and lp:
+        # An ephemeral port is a client's socket that sent without connecting (a statsd or syslog
+        # library): one series per such socket would follow sockets, not listeners.
+        if la != DOCKER_DNS and lp and lp not in EPHEMERAL_PORTS:
             key = Listener("udp", la, lp)
             listeners[key] = listeners.get(key, 0) + 1
     return table

@@ -18,9 +18,9 @@ inspect of the swarm networks it has tasks on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from agent.clock import within
 from agent.docker.client import DockerClient, Event
 from agent.docker.models import EngineError, Network, NotFound, Service
 from agent.inventory import Inventory
@@ -83,8 +83,10 @@ class SwarmView:
         await self.inventory.ready.wait()
         while True:
             self._changed.clear()
-            await self.refresh_services()
-            await self.refresh_networks()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=self.refresh)
+            try:
+                await self.refresh_services()
+                await self.refresh_networks()
+            except Exception:  # e.g. a field the engine spelled unexpectedly: keep the last view
+                log.exception("refreshing the swarm view failed; keeping the last one")
+            if await within(self.refresh, self._changed.wait()):
                 await asyncio.sleep(0.2)  # a stack deploy is a burst of service events: list once

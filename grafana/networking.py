@@ -87,7 +87,11 @@ def networks() -> Json:
             "Published, nothing listening",
             "Published ports with no listener where Docker forwards them (nothing, or loopback only).",
             "short",
-            t(f"sum(1 - {sel(n.PUBLISHED_PORT_LISTENING, c)})"),
+            # One port is bound on 0.0.0.0 and :: (two series): counted once, by its worst binding.
+            t(
+                "sum(1 - max by (node, name, container_port, protocol) "
+                f"({sel(n.PUBLISHED_PORT_LISTENING, c)}))"
+            ),
             no_value=NEEDS_TIER,
             extra_defaults={
                 "thresholds": {
@@ -108,7 +112,11 @@ def networks() -> Json:
             "Swarm service ports",
             "Published ports of swarm services (from a manager's service list).",
             "short",
-            t(f"count({sel(n.SERVICE_PUBLISHED_PORT, JOB, NODE, STACK, SERVICE)})"),
+            # Every manager lists the same services: one port counted once, not once per manager.
+            t(
+                "count(max by (stack, service, target_port, published_port, protocol, publish_mode) "
+                f"({sel(n.SERVICE_PUBLISHED_PORT, JOB, NODE, STACK, SERVICE)}))"
+            ),
             no_value=NEEDS_MANAGER,
         ),
         Panel(
@@ -207,7 +215,11 @@ def networks() -> Json:
             "Published ports with nothing listening",
             "Per container: published ports where nothing listens (or only on loopback).",
             "short",
-            t(f"sum by (node, name) (1 - {sel(n.PUBLISHED_PORT_LISTENING, c)})", "{{node}}/{{name}}"),
+            t(
+                "sum by (node, name) (1 - max by (node, name, container_port, protocol) "
+                f"({sel(n.PUBLISHED_PORT_LISTENING, c)}))",
+                "{{node}}/{{name}}",
+            ),
             links=detail,
             no_value=NEEDS_TIER,
         ),

@@ -97,6 +97,31 @@ def test_three_connections_both_ends_agree(engine: Engine, agent: Agent) -> None
     scrape_until(agent, lambda m: not edges_of(m, srv) and not edges_of(m, cli), TIER_DEADLINE, "edges gone")
 
 
+def test_a_server_without_its_listener_is_still_the_server(engine: Engine, agent: Agent) -> None:
+    """busybox `nc -l` closes its LISTEN socket once it accepts: the server's end must still say
+    server on port 7000 (not client on the other side's ephemeral port), as the client's does."""
+    net, srv, cli = f"dwt-nm-{uid()}", f"dwt-nm1s-{uid()}", f"dwt-nm1c-{uid()}"
+    engine.network(net)
+    engine.run("--network", net, BUSYBOX_IMAGE, "sh", "-c", "sleep 600 | nc -l -p 7000 >/dev/null", name=srv)
+    # Retried (bounded) until the listener is up: a refused nc exits at once, a connected one stays.
+    engine.run(
+        "--network", net, BUSYBOX_IMAGE, "sh", "-c",
+        "for i in $(seq 100); do sleep 600 | nc " + srv + " 7000; sleep 0.2; done",
+        name=cli,
+    )  # fmt: skip
+    m = scrape_until(
+        agent,
+        lambda m: (
+            edges_of(m, cli).get(("client", "container", srv, "7000")) == 1
+            and edges_of(m, srv).get(("server", "container", cli, "7000")) == 1
+        ),
+        TIER_DEADLINE,
+        "one connection, server and client, on port 7000",
+    )
+    assert not select(m.get(LISTEN, []), name=srv)  # nothing listens any more: nc accepted once
+    assert edges_of(m, srv) == {("server", "container", cli, "7000"): 1}
+
+
 def test_more_connections_than_one_read(engine: Engine, agent: Agent, engine_session: Engine) -> None:
     """40 connections: net/tcp hands out 27 lines per read, so the tables take several reads.
 

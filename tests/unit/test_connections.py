@@ -55,7 +55,7 @@ def test_sweep_resolves_both_ends_and_reads_only_tables_with_sockets(tmp_path: P
     # cli has no IPv6 sockets: its tcp6/udp6 files are absent here, so reading them would fail.
     make_proc(tmp_path, 100, "srv", sockstat(2, 3), sockstat6(4, 1))
     make_proc(tmp_path, 200, "cli", sockstat(4, 1), sockstat6(0, 0), skip=("tcp6", "udp6"))
-    tier = ConnectionCollector(HostFS(procfs=tmp_path), host_netns=False)
+    tier = ConnectionCollector(HostFS(procfs=tmp_path), host_netns=False, tcp_states=True)
     res = tier.sweep("n1", [SRV, CLI])
     assert (res.errors, res.vanished) == (0, 0)
     srv, cli = res.by_owner[SRV.id], res.by_owner[CLI.id]
@@ -83,7 +83,7 @@ def test_tcp_states_come_from_the_connection_sweep(tmp_path: Path) -> None:
 
     fs = HostFS(procfs=tmp_path)
     snap = Snapshot(containers={SRV.id: SRV, CLI.id: CLI}, node="n1")
-    conns = ConnectionCollector(fs, host_netns=False).collect(snap)
+    conns = ConnectionCollector(fs, host_netns=False, tcp_states=True).collect(snap)
     # The counters collector's samples for the same namespaces (their files are not staged here).
     netns = CollectResult(
         samples=[NetnsSample(ns.inode, ns.owner, {}, {}, {}, {}, {}) for ns in conns.namespaces]
@@ -97,6 +97,13 @@ def test_tcp_states_come_from_the_connection_sweep(tmp_path: Path) -> None:
     assert states["cli"] is not None and states["cli"]["established"] == 3
     # The tier off: no states at all (not zeros).
     col = Collection(snap, {"netns": Outcome("netns", netns, True, 0.0)})
+    assert all(s.tcp_states is None for s in namespaces(col).samples)
+    # The connection tier alone (no --collector.tcp-states): it read the states, exports none.
+    assert build_collectors(load({"collector.connections": True}, env={})).names == ["netns", "connections"]
+    alone = ConnectionCollector(fs, host_netns=False).collect(snap)
+    col = Collection(
+        snap, {"netns": Outcome("netns", netns, True, 0.0), "connections": Outcome("c", alone, True, 0.0)}
+    )
     assert all(s.tcp_states is None for s in namespaces(col).samples)
 
 

@@ -21,6 +21,7 @@ from agent.peers import (
     PeerKind,
     PortState,
     address_book,
+    direction,
     edges,
     published_port_state,
 )
@@ -139,3 +140,19 @@ def test_published_port_state() -> None:
     assert published_port_state(port, [Listener("tcp", "0.0.0.0", 8081)]) is PortState.NOT_LISTENING
     udp = PublishedPort(53, "udp", "", 5353)
     assert published_port_state(udp, [Listener("udp", "0.0.0.0", 53)]) is PortState.LISTENING
+
+
+def test_a_server_that_closed_its_listener_is_still_the_server() -> None:
+    """A one-shot `nc -l` (or a server draining on shutdown) keeps the connections it accepted
+    with no LISTEN socket: the ephemeral range says which end is which, so both ends still agree
+    and the port label is the server's, not one series per client port."""
+    b = book()
+    ports = (41000, 41001, 41002)
+    server = _table([], [Connection("10.0.0.3", 9000, "10.0.0.2", p) for p in ports])
+    client = _table([], [Connection("10.0.0.2", p, "10.0.0.3", 9000) for p in ports])
+    assert edges(server, b) == {Edge(Direction.SERVER, Peer(PeerKind.CONTAINER, "web"), 9000): 3}
+    assert edges(client, b) == {Edge(Direction.CLIENT, Peer(PeerKind.CONTAINER, "api", "shop_api"), 9000): 3}
+    # Both ports ephemeral, or neither: the lower one is the server's.
+    assert direction(33000, 45000, ()) is Direction.SERVER
+    assert direction(8080, 5432, ()) is Direction.CLIENT
+    assert direction(45000, 80, {45000}) is Direction.SERVER  # a listener decides first

@@ -98,9 +98,15 @@ def test_udp_connected_and_unbound_are_not_listeners() -> None:
             line("0.0.0.0", 53, "0.0.0.0", 0, "07"),
             line("10.0.0.2", 40000, "10.0.0.9", 53, "01"),  # connected: a client's socket
             line("0.0.0.0", 0, "0.0.0.0", 0, "07"),  # not bound to a port yet
+            line("0.0.0.0", 35044, "0.0.0.0", 0, "07"),  # sendto() unbound: an ephemeral port
+            line("::", 60999, "::", 0, "07"),  # the top of the range
+            line("::", 32767, "::", 0, "07"),  # just below it: a server's choice
         ]
     )
-    assert st.parse_udp(text).listeners == {Listener("udp", "0.0.0.0", 53): 1}
+    assert st.parse_udp(text).listeners == {
+        Listener("udp", "0.0.0.0", 53): 1,
+        Listener("udp", "::", 32767): 1,
+    }
 
 
 def test_decode_address_rejects_odd_lengths() -> None:
