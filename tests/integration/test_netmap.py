@@ -56,6 +56,19 @@ def edges_of(m: dict[str, Series], name: str) -> dict[tuple[str, str, str, str],
     }
 
 
+def both_ends(agent: Agent, cli: str, srv: str, port: str, n: int) -> dict[str, Series]:
+    """Scrape until the client counts n connections to srv:port and the server n from cli."""
+    return scrape_until(
+        agent,
+        lambda m: (
+            edges_of(m, cli).get(("client", "container", srv, port)) == n
+            and edges_of(m, srv).get(("server", "container", cli, port)) == n
+        ),
+        TIER_DEADLINE,
+        f"{n} connection(s) to {srv}:{port} on both ends",
+    )
+
+
 def hold(n: int, host: str, port: int) -> str:
     """A shell line holding n TCP connections open to host:port (each nc waits on a sleeping pipe)."""
     return f"for i in $(seq {n}); do (sleep 600 | nc {host} {port}) & done; sleep 600"
@@ -66,15 +79,7 @@ def test_three_connections_both_ends_agree(engine: Engine, agent: Agent) -> None
     engine.network(net)
     engine.run("--network", net, BUSYBOX_IMAGE, "httpd", "-f", "-p", "8080", "-h", "/var/www", name=srv)
     engine.run("--network", net, BUSYBOX_IMAGE, "sh", "-c", hold(3, srv, 8080), name=cli)
-    m = scrape_until(
-        agent,
-        lambda m: (
-            edges_of(m, cli).get(("client", "container", srv, "8080")) == 3
-            and edges_of(m, srv).get(("server", "container", cli, "8080")) == 3
-        ),
-        TIER_DEADLINE,
-        "3 connections on both ends",
-    )
+    m = both_ends(agent, cli, srv, "8080", 3)
     assert edges_of(m, cli) == {("client", "container", srv, "8080"): 3}
     assert edges_of(m, srv) == {("server", "container", cli, "8080"): 3}
     assert one(m, LISTEN, name=srv, protocol="tcp", port="8080") == 1
@@ -109,15 +114,7 @@ def test_a_server_without_its_listener_is_still_the_server(engine: Engine, agent
         "for i in $(seq 100); do sleep 600 | nc " + srv + " 7000; sleep 0.2; done",
         name=cli,
     )  # fmt: skip
-    m = scrape_until(
-        agent,
-        lambda m: (
-            edges_of(m, cli).get(("client", "container", srv, "7000")) == 1
-            and edges_of(m, srv).get(("server", "container", cli, "7000")) == 1
-        ),
-        TIER_DEADLINE,
-        "one connection, server and client, on port 7000",
-    )
+    m = both_ends(agent, cli, srv, "7000", 1)
     assert not select(m.get(LISTEN, []), name=srv)  # nothing listens any more: nc accepted once
     assert edges_of(m, srv) == {("server", "container", cli, "7000"): 1}
 
