@@ -258,3 +258,28 @@ def test_docker_stop_with_a_dead_sink_lets_the_agent_exit_by_itself(engine: Engi
     ).stderr
     assert state_["ExitCode"] == 0, logs  # 137: SIGKILLed mid-drain
     assert "within 5s" in logs and logs.splitlines()[-1].endswith("stopped")
+
+
+@pytest.mark.parametrize("fmt", ["json", "logfmt"])
+def test_the_agents_own_lines_as_exporters_write_them(engine_session: Engine, fmt: str) -> None:
+    """--log.format: every line the running agent writes is one JSON object, or logfmt with
+    ts/level/logger/msg (what Loki, Vector or `jq` read without a custom pattern)."""
+    import json
+
+    agent = Agent(engine_session, f"--log.format={fmt}").start()
+    try:
+        assert one(agent.scrape(), "dockwatch_engine_connected") == 1
+    finally:
+        assert agent.stop() == 0, logtext(agent)
+    records = logtext(agent).strip().splitlines()
+    assert len(records) >= 3, records
+    for line in records:
+        if fmt == "json":
+            rec = json.loads(line)
+            assert set(rec) >= {"ts", "level", "logger", "msg"}, line
+        else:
+            assert re.match(
+                r'^ts=\S+Z level=(debug|info|warn|error) logger=\S+ msg=("(\\.|[^"\\])*"|\S+)', line
+            ), line
+    msgs = [json.loads(ln)["msg"] for ln in records] if fmt == "json" else records
+    assert any("serving /metrics, /healthz and /readyz on http://127.0.0.1:" in m for m in msgs)
