@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 from agent.inventory import Snapshot
 
@@ -56,6 +56,15 @@ class Collector(Protocol[R_co]):
     def key(self) -> Key[Any]: ...
 
     def collect(self, snap: Snapshot) -> R_co: ...
+
+
+@runtime_checkable
+class Incremental(Protocol[R_co]):
+    """A collector that can refresh only what changed: `collect_changed(snap)` reads the parts
+    new since its last run and reuses the rest of that run (interval mode, on an inventory
+    change: a container started should not cost a read of every other namespace)."""
+
+    def collect_changed(self, snap: Snapshot) -> R_co: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +101,15 @@ class _Unit:
         return self.collector.key.name
 
 
-def run_one(collector: Collector[Result], snap: Snapshot) -> Outcome:
+def run_one(collector: Collector[Result], snap: Snapshot, changed_only: bool = False) -> Outcome:
     """Run a collector in its own try, with its own clock (node_exporter's execute())."""
     name = collector.key.name
     t0 = time.perf_counter()
     try:
-        result = collector.collect(snap)
+        if changed_only and isinstance(collector, Incremental):
+            result = collector.collect_changed(snap)
+        else:
+            result = collector.collect(snap)
     except Exception as exc:  # the unit fails alone: no result from it, success 0
         log.exception("collector %s failed", name)
         return Outcome(name, None, False, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
@@ -134,21 +146,22 @@ class Registry:
     def has_background(self) -> bool:
         return any(u.interval > 0 for u in self._units)
 
-    def _run(self, unit: _Unit, snap: Snapshot) -> Outcome:
+    def _run(self, unit: _Unit, snap: Snapshot, changed_only: bool = False) -> Outcome:
         with unit.lock:  # one run of a unit at a time: its private caches need no other lock
-            return run_one(unit.collector, snap)
+            return run_one(unit.collector, snap, changed_only)
 
-    def collect(self, snap: Snapshot, *, everything: bool = False) -> Collection:
+    def collect(self, snap: Snapshot, *, everything: bool = False, changed_only: bool = False) -> Collection:
         """Run the foreground collectors now (all of them when `everything`); blocking.
 
         Background collectors contribute their last outcome (none before their first run),
         unless `everything`, which runs them now too: a one-shot reader such as a terminal view.
+        `changed_only`: an Incremental collector reads only what is new since its last run.
         """
         outcomes: dict[str, Outcome] = {}
         latest = self._latest  # one read of the reference: an immutable mapping
         for unit in self._units:
             if unit.interval <= 0 or everything:
-                outcomes[unit.name] = self._run(unit, snap)
+                outcomes[unit.name] = self._run(unit, snap, changed_only)
             elif unit.name in latest:
                 outcomes[unit.name] = latest[unit.name]
         return Collection(snap, MappingProxyType(outcomes))

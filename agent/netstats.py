@@ -241,13 +241,24 @@ class NetCollector:
         # (inode, owner's networks) -> interface -> network; routes only change with attachments.
         # Private to this collector, which the registry never runs twice at once.
         self._netmap_cache: dict[tuple[NsKey, tuple[object, ...]], dict[str, str]] = {}
+        # The last run's samples by namespace, for collect_changed() (same privacy as above).
+        self._last: dict[NsKey, NetnsSample] = {}
 
     def collect(self, snap: Snapshot) -> CollectResult:
         """Collector entry point: every namespace of the snapshot's containers, read once."""
         return self.collect_namespaces(snap.containers.values(), snap.networks)
 
+    def collect_changed(self, snap: Snapshot) -> CollectResult:
+        """Like collect(), but a namespace the last run read, with the same owner (so the same
+        interfaces and networks), keeps that sample: only new namespaces are read. For interval
+        mode's collection on an inventory change; its timer still reads everything."""
+        return self.collect_namespaces(snap.containers.values(), snap.networks, reuse=self._last)
+
     def collect_namespaces(
-        self, containers: Iterable[Container], networks: Mapping[str, Network]
+        self,
+        containers: Iterable[Container],
+        networks: Mapping[str, Network],
+        reuse: Mapping[NsKey, NetnsSample] | None = None,
     ) -> CollectResult:
         t0 = time.perf_counter()
         samples: list[NetnsSample] = []
@@ -264,6 +275,10 @@ class NetCollector:
                 members.append(Membership(c, ino, owner))
             if is_host:
                 continue  # the host namespace is read once below, not per member
+            old = reuse.get(ino) if reuse is not None else None
+            if old is not None and old.owner == owner:
+                samples.append(old)
+                continue
             try:
                 samples.append(self._sample(ino, owner.pid if owner else 1, owner, networks))
             except _Gone as exc:
@@ -275,12 +290,16 @@ class NetCollector:
             except (OSError, ValueError, IndexError) as exc:
                 errors += 1
                 log.warning("reading namespace of %s failed: %s", owner.name if owner else "host", exc)
-        if self.host_netns:
+        old_host = reuse.get(g.host_key) if reuse is not None else None
+        if self.host_netns and old_host is not None and old_host.owner is None:
+            samples.append(old_host)
+        elif self.host_netns:
             try:
                 samples.append(self._sample(g.host_key, 1, None, networks))
             except (OSError, ValueError, IndexError, _Gone) as exc:
                 errors += 1
                 log.warning("reading the host namespace failed: %s", exc)
+        self._last = {smp.inode: smp for smp in samples}
         return CollectResult(tuple(samples), tuple(members), errors, vanished, time.perf_counter() - t0)
 
     def _sample(
