@@ -18,7 +18,7 @@ import socket
 from pathlib import Path
 
 from agent.collectors import CONNECTIONS, build_collectors
-from agent.config import SHUTDOWN_GRACE, Config, ConfigError
+from agent.config import SHUTDOWN_GRACE, Check, Config, ConfigError
 from agent.docker.client import DockerClient, tls_context
 from agent.docker.models import (
     COMPOSE_PROJECT,
@@ -31,8 +31,8 @@ from agent.docker.models import (
 from agent.inventory import EngineInventory, Inventory, SidecarInventory
 from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.events import EventShipper
-from agent.logs.filters import SinkSpec, parse_log_opts
 from agent.logs.pipeline import LogPipeline
+from agent.logs.sinkspec import SinkSpec
 from agent.swarm import SwarmView
 from exporters.prometheus.logmetrics import LogMetrics
 from exporters.prometheus.names import MIB_FIELDS
@@ -42,7 +42,7 @@ from exporters.prometheus.server import make_app, serve
 from exporters.prometheus.webconfig import WebConfig, WebConfigError
 from exporters.prometheus.webconfig import load as load_web_config
 from exporters.sinks import SINKS
-from exporters.sinks.base import SinkConfigError
+from exporters.sinks.base import Sink, SinkConfigError
 
 log = logging.getLogger("dockwatch")
 
@@ -133,47 +133,65 @@ class Readiness:
         return self.inventory.is_ready and not procfs_problem(self.cfg)
 
 
+def make_sink(spec: SinkSpec, hostname: str = "", *, events: bool = False) -> Sink:
+    """The sink a spec names, its options parsed by the sink's own table; ConfigError names them.
+
+    `events`: the instance for docker event records, whose tag is the events tag (a literal renders
+    as itself): event records carry a synthetic container, and a container tag template would name that.
+    """
+    cls = SINKS.get(spec.driver)
+    if cls is None:
+        known = ", ".join(sorted(SINKS))
+        raise ConfigError(f"log sink {spec.name!r}: unknown driver {spec.driver!r} (known: {known})")
+    opts = {**spec.options, "tag": spec.events_tag} if events else spec.options
+    try:
+        return cls(opts, name=spec.name, hostname=hostname)
+    except SinkConfigError as exc:
+        raise ConfigError(f"log sink {spec.name!r}{' events-tag' if events else ''}: {exc}") from None
+
+
+def check_sinks(cfg: Config) -> None:
+    """Load-time check: every sink's driver and options, as the sinks themselves parse them."""
+    for spec in cfg.sinks:
+        make_sink(spec)
+        if spec.events:
+            make_sink(spec, events=True)
+
+
+def check_web_config(cfg: Config) -> None:
+    """Load-time check: the web config file (TLS, basic auth), an error naming its key."""
+    if cfg.web_config_file:
+        try:
+            load_web_config(cfg.web_config_file)
+        except WebConfigError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def check_docker_tls(cfg: Config) -> None:
+    """Load-time check: the engine's TLS files load."""
+    docker_client(cfg)  # builds the TLS context only; no I/O until a request
+
+
+# What only the root can validate (exporters' option tables, the engine's TLS files), run by
+# config.load at load time: a bad option is refused before anything starts, as exit code 2.
+CHECKS: tuple[Check, ...] = (check_web_config, check_docker_tls, check_sinks)
+
+
 def build_log_pipeline(
     cfg: Config, client: DockerClient, inventory: Inventory, hostname: str | None = None
 ) -> LogPipeline | None:
-    """The sinks from --log-sink/--log-opt and `logs.sinks`; ConfigError names a bad option."""
-    specs = list(cfg.logs_sinks)
-    if cfg.log_sink:
-        try:
-            opts = parse_log_opts(cfg.log_opt)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        ev, ev_tag = cfg.log_events, cfg.log_events_tag
-        flag = SinkSpec(cfg.log_sink, cfg.log_sink, opts, events=ev, events_tag=ev_tag)
-        specs.insert(0, flag)
+    """The sinks of cfg.sinks (validated at load: check_sinks), each with its runner."""
+    specs = cfg.sinks
     if not specs:
         return None
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"log sinks: two sinks named {names[0]!r}; name the logs.sinks entries apart")
     hostname = hostname or socket.gethostname()
     runners = []
     events = []
     for spec in specs:
-        cls = SINKS.get(spec.driver)
-        if cls is None:
-            known = ", ".join(sorted(SINKS))
-            raise ConfigError(f"log sink {spec.name!r}: unknown driver {spec.driver!r} (known: {known})")
-        try:
-            sink = cls(spec.options, name=spec.name, hostname=hostname)
-        except SinkConfigError as exc:
-            raise ConfigError(f"log sink {spec.name!r}: {exc}") from None
-        runners.append(SinkRunner(spec, sink))
+        runner = SinkRunner(spec, make_sink(spec, hostname))
+        runners.append(runner)
         if spec.events:
-            # A second instance whose tag is the events tag (a literal renders as itself): event
-            # records carry a synthetic container, and a container tag template would name that.
-            try:
-                ev_sink = cls({**spec.options, "tag": spec.events_tag}, name=spec.name, hostname=hostname)
-            except SinkConfigError as exc:
-                raise ConfigError(f"log sink {spec.name!r} events-tag: {exc}") from None
-            ev_runner = SinkRunner(spec, ev_sink)
-            ev_runner.stats = runners[-1].stats  # one set of counters per sink name
-            ev_runner.outage = runners[-1].outage  # and one outage report: a dead sink is said once
+            ev_runner = SinkRunner(spec, make_sink(spec, hostname, events=True), shares_with=runner)
             events.append(EventShipper(ev_runner))
     if cfg.sidecar:  # validated above all the same: a typo fails now, not when the mode changes
         log.warning("sidecar mode: no engine to read container logs from; log sinks are not started")
