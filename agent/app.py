@@ -1,8 +1,7 @@
 """Composition root: build the parts from the config, run them, stop them on SIGTERM.
 
-    startup: engine client → inventory (follows /events) → collectors → HTTP server
-    main:    inventory.run()  |  scraper.run() (background collectors, interval mode)  |  aiohttp
-    stop:    SIGTERM/SIGINT → cancel the loops → close the server and the engine session
+App's lifecycle (startup → main → shutdown) is drawn in its docstring. CHECKS are what
+config.load runs at load time for the parts only this module knows (sink options, web config).
 
 This is the one module of agent/ that imports exporters/.
 """
@@ -10,15 +9,19 @@ This is the one module of agent/ that imports exporters/.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import socket
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from aiohttp import web
 
 from agent.collectors import CONNECTIONS, build_collectors
-from agent.config import SHUTDOWN_GRACE, Config, ConfigError
+from agent.config import SHUTDOWN_GRACE, Check, Config, ConfigError
 from agent.docker.client import DockerClient, tls_context
 from agent.docker.models import (
     COMPOSE_PROJECT,
@@ -31,8 +34,8 @@ from agent.docker.models import (
 from agent.inventory import EngineInventory, Inventory, SidecarInventory
 from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.events import EventShipper
-from agent.logs.filters import SinkSpec, parse_log_opts
 from agent.logs.pipeline import LogPipeline
+from agent.logs.sinkspec import SinkSpec
 from agent.swarm import SwarmView
 from exporters.prometheus.logmetrics import LogMetrics
 from exporters.prometheus.names import MIB_FIELDS
@@ -42,7 +45,7 @@ from exporters.prometheus.server import make_app, serve
 from exporters.prometheus.webconfig import WebConfig, WebConfigError
 from exporters.prometheus.webconfig import load as load_web_config
 from exporters.sinks import SINKS
-from exporters.sinks.base import SinkConfigError
+from exporters.sinks.base import Sink, SinkConfigError
 
 log = logging.getLogger("dockwatch")
 
@@ -77,107 +80,135 @@ def docker_client(cfg: Config, timeout: float | None = None) -> DockerClient:
     return DockerClient(cfg.docker_host, cfg.docker_timeout if timeout is None else timeout, tls)
 
 
-def engine_hostname(cfg: Config) -> str:
+async def engine_hostname(cfg: Config) -> str:
     """The Docker host's name, which Docker's drivers put in syslog HOST and `{{.Hostname}}`.
 
     Inside a container socket.gethostname() is the container's id, so ask the engine (/info
-    Name) once at start; --node-name wins; this host's name is the fallback when the engine does
+    Name) once at startup; --node-name wins; this host's name is the fallback when the engine does
     not answer yet (the inventory keeps retrying; sinks keep what they were given).
     """
     if cfg.node_name:
         return cfg.node_name
-    if cfg.sidecar:
-        return socket.gethostname()
-
-    async def ask() -> str:
-        async with docker_client(cfg, timeout=min(cfg.docker_timeout, 3.0)) as client:
-            return (await client.info()).name
-
     try:
-        name = asyncio.run(ask())
+        async with docker_client(cfg, timeout=min(cfg.docker_timeout, 3.0)) as client:
+            name = (await client.info()).name
     except EngineError:  # the inventory says why, once; this is only the consequence
         log.info("log sinks name this host %r: the engine did not answer at start", socket.gethostname())
         name = ""
     return name or socket.gethostname()
 
 
-def procfs_problem(cfg: Config) -> str:
-    """Why --path.procfs cannot be read as a procfs ("" when it can). Sidecars read their own /proc."""
-    if cfg.sidecar:
-        return ""
-    probe = Path(cfg.path_procfs, "self", "net", "dev")
+def procfs_problem(procfs: str) -> str:
+    """Why --path.procfs cannot be read as a procfs ("" when it can)."""
+    probe = Path(procfs, "self", "net", "dev")
     try:
         with open(probe, "rb") as fh:
             fh.read(1)
     except OSError as exc:
         return (
-            f"--path.procfs {cfg.path_procfs}: cannot read {probe} ({exc.strerror or exc}); mount the "
-            f"host's /proc there (-v /proc:{cfg.path_procfs}:ro) or point --path.procfs at it"
+            f"--path.procfs {procfs}: cannot read {probe} ({exc.strerror or exc}); mount the "
+            f"host's /proc there (-v /proc:{procfs}:ro) or point --path.procfs at it"
         )
     return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where containers come from, chosen once at the root: the engine, or (sidecar mode) this
+    process alone. Everything that differs between the two asks this, not the --sidecar flag."""
+
+    inventory: Inventory
+    engine: DockerClient | None  # None: a sidecar has no engine (swarm services, logs, host name)
+    procfs: str | None  # the host procfs /readyz probes; None: a sidecar reads its own /proc
+
+
+def choose_source(cfg: Config, client: DockerClient) -> Source:
+    if cfg.sidecar:
+        me = sidecar_container(cfg)
+        log.info("sidecar mode (--sidecar): watching this process's own network namespace as %r", me.name)
+        return Source(SidecarInventory(me, cfg.node_name or socket.gethostname()), None, None)
+    return Source(EngineInventory(client, cfg.node_name), client, cfg.path_procfs)
 
 
 class Readiness:
     """What /readyz reports: the engine answered and the inventory is loaded, and /proc is readable."""
 
-    def __init__(self, cfg: Config, inventory: Inventory) -> None:
-        self.cfg = cfg
-        self.inventory = inventory
+    def __init__(self, source: Source) -> None:
+        self.inventory = source.inventory
+        self.procfs = source.procfs
+
+    def problem(self) -> str:
+        return procfs_problem(self.procfs) if self.procfs is not None else ""
 
     @property
     def last_error(self) -> str:
-        return procfs_problem(self.cfg) or self.inventory.last_error
+        return self.problem() or self.inventory.last_error
 
     @property
     def is_ready(self) -> bool:
-        return self.inventory.is_ready and not procfs_problem(self.cfg)
+        return self.inventory.is_ready and not self.problem()
+
+
+def make_sink(spec: SinkSpec, hostname: str = "", *, events: bool = False) -> Sink:
+    """The sink a spec names, its options parsed by the sink's own table; ConfigError names them.
+
+    `events`: the instance for docker event records, whose tag is the events tag (a literal renders
+    as itself): event records carry a synthetic container, and a container tag template would name that.
+    """
+    cls = SINKS.get(spec.driver)
+    if cls is None:
+        known = ", ".join(sorted(SINKS))
+        raise ConfigError(f"log sink {spec.name!r}: unknown driver {spec.driver!r} (known: {known})")
+    opts = {**spec.options, "tag": spec.events_tag} if events else spec.options
+    try:
+        return cls(opts, name=spec.name, hostname=hostname)
+    except SinkConfigError as exc:
+        raise ConfigError(f"log sink {spec.name!r}{' events-tag' if events else ''}: {exc}") from None
+
+
+def check_sinks(cfg: Config) -> None:
+    """Load-time check: every sink's driver and options, as the sinks themselves parse them."""
+    for spec in cfg.sinks:
+        make_sink(spec)
+        if spec.events:
+            make_sink(spec, events=True)
+
+
+def check_web_config(cfg: Config) -> None:
+    """Load-time check: the web config file (TLS, basic auth), an error naming its key."""
+    if cfg.web_config_file:
+        try:
+            load_web_config(cfg.web_config_file)
+        except WebConfigError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def check_docker_tls(cfg: Config) -> None:
+    """Load-time check: the engine's TLS files load."""
+    docker_client(cfg)  # builds the TLS context only; no I/O until a request
+
+
+# What only the root can validate (exporters' option tables, the engine's TLS files), run by
+# config.load at load time: a bad option is refused before anything starts, as exit code 2.
+CHECKS: tuple[Check, ...] = (check_web_config, check_docker_tls, check_sinks)
 
 
 def build_log_pipeline(
     cfg: Config, client: DockerClient, inventory: Inventory, hostname: str | None = None
 ) -> LogPipeline | None:
-    """The sinks from --log-sink/--log-opt and `logs.sinks`; ConfigError names a bad option."""
-    specs = list(cfg.logs_sinks)
-    if cfg.log_sink:
-        try:
-            opts = parse_log_opts(cfg.log_opt)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        ev, ev_tag = cfg.log_events, cfg.log_events_tag
-        flag = SinkSpec(cfg.log_sink, cfg.log_sink, opts, events=ev, events_tag=ev_tag)
-        specs.insert(0, flag)
+    """The sinks of cfg.sinks (validated at load: check_sinks), each with its runner."""
+    specs = cfg.sinks
     if not specs:
         return None
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"log sinks: two sinks named {names[0]!r}; name the logs.sinks entries apart")
     hostname = hostname or socket.gethostname()
     runners = []
     events = []
     for spec in specs:
-        cls = SINKS.get(spec.driver)
-        if cls is None:
-            known = ", ".join(sorted(SINKS))
-            raise ConfigError(f"log sink {spec.name!r}: unknown driver {spec.driver!r} (known: {known})")
-        try:
-            sink = cls(spec.options, name=spec.name, hostname=hostname)
-        except SinkConfigError as exc:
-            raise ConfigError(f"log sink {spec.name!r}: {exc}") from None
-        runners.append(SinkRunner(spec, sink))
+        runner = SinkRunner(spec, make_sink(spec, hostname))
+        runners.append(runner)
         if spec.events:
-            # A second instance whose tag is the events tag (a literal renders as itself): event
-            # records carry a synthetic container, and a container tag template would name that.
-            try:
-                ev_sink = cls({**spec.options, "tag": spec.events_tag}, name=spec.name, hostname=hostname)
-            except SinkConfigError as exc:
-                raise ConfigError(f"log sink {spec.name!r} events-tag: {exc}") from None
-            ev_runner = SinkRunner(spec, ev_sink)
-            ev_runner.stats = runners[-1].stats  # one set of counters per sink name
-            ev_runner.outage = runners[-1].outage  # and one outage report: a dead sink is said once
+            ev_runner = SinkRunner(spec, make_sink(spec, hostname, events=True), shares_with=runner)
             events.append(EventShipper(ev_runner))
-    if cfg.sidecar:  # validated above all the same: a typo fails now, not when the mode changes
-        log.warning("sidecar mode: no engine to read container logs from; log sinks are not started")
-        return None
     tail_opts = TailOptions(join_partial=cfg.logs_join_partial, start_at_end=cfg.logs_start_at == "end")
     pipeline = LogPipeline(runners, cfg.hostfs, Path(cfg.path_state), client, tail_opts, events)
     inventory.add_listener(pipeline.on_container)
@@ -186,53 +217,144 @@ def build_log_pipeline(
     return pipeline
 
 
+class _Stopped(Exception):
+    """Raised by the main phase's stop task: ends the TaskGroup, which cancels the other tasks."""
+
+
 class App:
+    """The agent's lifecycle, top to bottom as uvicorn's Server: startup(), main(), shutdown().
+
+        run()     signals → startup() ──→ main() ──→ shutdown() → rc
+                               └── fails (cannot listen, web config) ──→ shutdown() → rc 1
+        startup   /readyz's procfs probe → the engine's host name (one /info, for log sinks)
+                  → log pipeline → HTTP server listening
+        main      one TaskGroup: inventory | collect | swarm-services | logs-resume | stop
+                  stop ends it on SIGTERM/SIGINT; a task that raises is logged, sets rc 1 and
+                  ends it too; a task that returns has finished its work (the others go on)
+        shutdown  drain the logs (logs.drain-timeout, then SHUTDOWN_GRACE to close the sinks)
+                  → close the HTTP server → close the engine client
+
+    __init__ only builds the parts from the config (no I/O); sidecar mode is chosen there, once,
+    as the inventory source.
+    """
+
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.web: WebConfig | None = None
-        if cfg.web_config_file:
-            try:  # read now: a bad file is one error naming its key, before anything starts
-                self.web = load_web_config(cfg.web_config_file)
-            except WebConfigError as exc:
-                raise ConfigError(str(exc)) from None
+        self.rc = 0
+        self.stopping = asyncio.Event()
         self.client = docker_client(cfg)
-        self.inventory: Inventory
-        if cfg.sidecar:
-            node = cfg.node_name or socket.gethostname()
-            me = sidecar_container(cfg)
-            self.inventory = SidecarInventory(me, node)
-            log.info("sidecar mode (--sidecar): watching this process's own network namespace as %r", me.name)
-        else:
-            self.inventory = EngineInventory(self.client, cfg.node_name)
-        self.readiness = Readiness(cfg, self.inventory)
-        problem = procfs_problem(cfg)
-        if problem:  # said once; /readyz keeps answering 503 with it
-            log.error("%s; /readyz answers 503", problem)
-        # Swarm services and their networks for the network map; a sidecar has no engine to ask.
-        self.swarm = None if cfg.sidecar else SwarmView(self.client, self.inventory)
+        self.source = choose_source(cfg, self.client)
+        self.inventory, self.engine = self.source.inventory, self.source.engine
+        self.readiness = Readiness(self.source)
+        # Swarm services and their networks for the network map.
+        self.swarm = None if self.engine is None else SwarmView(self.engine, self.inventory)
         if self.swarm is not None:
             self.inventory.add_event_listener(self.swarm.on_event)
         # The kernel fields to read are those names.py declares metrics for.
-        collectors = build_collectors(cfg, swarm=self.swarm, mib_fields=MIB_FIELDS)
-        self.scraper = Scraper(self.inventory, collectors, interval=cfg.collector_interval)
-        self.stopping = asyncio.Event()
-        wants_logs = bool(cfg.log_sink or cfg.logs_sinks)
-        hostname = engine_hostname(cfg) if wants_logs else None
-        self.logs = build_log_pipeline(cfg, self.client, self.inventory, hostname)
-        if self.logs is not None:
-            self.scraper.registry.register(LogMetrics(self.logs), name="logs")
+        self.collectors = build_collectors(cfg, swarm=self.swarm, mib_fields=MIB_FIELDS)
+        self.scraper = Scraper(self.inventory, self.collectors, interval=cfg.collector_interval)
         # Issue 11: networks, ports and swarm services from the Engine API (always on), and the
         # connection tier's last background sweep (a registry collector, when enabled).
+        collectors = self.collectors
         tier = (lambda: collectors.latest(CONNECTIONS)) if CONNECTIONS.name in collectors.names else None
         self.scraper.registry.register(
             NetmapMetrics(lambda: self.inventory.snapshot, self.swarm, tier), name="netmap"
         )
+        self.logs: LogPipeline | None = None
+        self.web: WebConfig | None = None
+        self._runner: web.AppRunner | None = None
 
-    async def _logs_listing_done(self) -> None:
+    async def run(self) -> int:
+        """startup → main → shutdown; the exit code (0, or 1 when startup or a task failed)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        try:
+            if await self.startup():
+                await self.main()
+        finally:
+            await self.shutdown()
+        log.info("stopped")
+        return self.rc
+
+    async def startup(self) -> bool:
+        """Everything that does I/O before serving; False (rc 1, logged) when the agent cannot serve."""
+        problem = self.readiness.problem()
+        if problem:  # said once; /readyz keeps answering 503 with it
+            log.error("%s; /readyz answers 503", problem)
+        if self.cfg.sinks:
+            self.logs = await self._start_logs()
+        host, port = self.cfg.web_listen_address
+        try:
+            # Read again (load() checked it): certificates are re-read on each handshake anyway.
+            self.web = load_web_config(self.cfg.web_config_file) if self.cfg.web_config_file else None
+            ctx = self.web.ssl_context() if self.web is not None else None
+            self._runner = await serve(make_app(self.scraper, self.readiness, self.web), host, port, ctx)
+        except WebConfigError as exc:  # a file or certificate replaced by a bad one since load
+            log.error("%s", exc)
+            self.rc = 1
+            return False
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
+            self.rc = 1
+            return False
+        scheme = "https" if ctx is not None else "http"
+        log.info("serving /metrics, /healthz and /readyz on %s://%s:%d", scheme, host or "0.0.0.0", port)
+        return True
+
+    async def _start_logs(self) -> LogPipeline | None:
+        if self.engine is None:  # the sinks were validated at load all the same
+            log.warning("sidecar mode: no engine to read container logs from; log sinks are not started")
+            return None
+        hostname = await engine_hostname(self.cfg)
+        pipeline = build_log_pipeline(self.cfg, self.client, self.inventory, hostname)
+        if pipeline is not None:
+            self.scraper.registry.register(LogMetrics(pipeline), name="logs")
+        return pipeline
+
+    async def main(self) -> None:
+        """The long-running tasks in one TaskGroup, until SIGTERM/SIGINT or a task fails."""
+        tasks: list[tuple[str, Coroutine[Any, Any, None]]] = [
+            ("inventory", self.inventory.run()),
+            ("collect", self.scraper.run()),
+        ]
+        if self.swarm is not None:
+            tasks.append(("swarm-services", self.swarm.run()))
+        if self.logs is not None:
+            tasks.append(("logs-listing", self._resume_stopped(self.logs)))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for name, coro in tasks:
+                    tg.create_task(self._guard(name, coro), name=name)
+                tg.create_task(self._stop_on_signal(), name="stop")
+        except* _Stopped:
+            pass
+
+    async def _guard(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        """A failing task is logged and stops the agent with rc 1 (the others get cancelled)."""
+        try:
+            await coro
+        except Exception as exc:
+            log.error("%s stopped unexpectedly", name, exc_info=exc)
+            self.rc = 1
+            self.stopping.set()
+
+    async def _stop_on_signal(self) -> None:
+        await self.stopping.wait()
+        raise _Stopped
+
+    async def _resume_stopped(self, logs: LogPipeline) -> None:
+        """After the first listing: the logs of stopped containers not yet shipped (then done)."""
         await self.inventory.ready.wait()
-        assert self.logs is not None
-        await self.logs.resume_stopped()
-        await asyncio.Event().wait()  # live as long as the app
+        await logs.resume_stopped()
+
+    async def shutdown(self) -> None:
+        """Drain the logs first (in-flight batches finish, checkpoints are written), then close."""
+        if self.logs is not None:
+            await self._drain_logs(self.logs)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.client.close()
 
     async def _drain_logs(self, logs: LogPipeline) -> None:
         """The drain, then closing the sinks, under one deadline that ends inside Docker's stop
@@ -247,48 +369,3 @@ class App:
                 SHUTDOWN_GRACE,
                 drain,
             )
-
-    async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
-        host, port = self.cfg.web_listen_address
-        try:
-            ctx = self.web.ssl_context() if self.web is not None else None
-            runner = await serve(make_app(self.scraper, self.readiness, self.web), host, port, ctx)
-        except WebConfigError as exc:  # a certificate replaced by a bad one since start
-            log.error("%s", exc)
-            await self.client.close()
-            return 1
-        except OSError as exc:
-            log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
-            await self.client.close()
-            return 1
-        scheme = "https" if ctx is not None else "http"
-        log.info("serving /metrics, /healthz and /readyz on %s://%s:%d", scheme, host or "0.0.0.0", port)
-        tasks = [asyncio.create_task(self.inventory.run(), name="inventory")]
-        tasks.append(asyncio.create_task(self.scraper.run(), name="collect"))
-        if self.swarm is not None:
-            tasks.append(asyncio.create_task(self.swarm.run(), name="swarm-services"))
-        if self.logs is not None:
-            tasks.append(asyncio.create_task(self._logs_listing_done(), name="logs-listing"))
-        stop = asyncio.create_task(self.stopping.wait(), name="stop")
-        rc = 0
-        try:
-            done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for t in done:
-                if t is not stop and t.exception() is not None:
-                    log.error("%s stopped unexpectedly", t.get_name(), exc_info=t.exception())
-                    rc = 1
-        finally:
-            if self.logs is not None:  # drain first: in-flight batches finish, checkpoints are written
-                await self._drain_logs(self.logs)
-            for t in [stop, *tasks]:
-                t.cancel()
-            for t in [stop, *tasks]:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
-            await runner.cleanup()
-            await self.client.close()
-        log.info("stopped")
-        return rc

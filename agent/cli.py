@@ -34,7 +34,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     )
     for key in config.KEYS:
         default = f" Default: {key.shown_default}." if key.shown_default else ""
-        if key.kind == "bool":
+        if key.kind.flag == "bool":
             p.add_argument(
                 f"--{key.name}",
                 action=argparse.BooleanOptionalAction,
@@ -42,7 +42,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
                 default=argparse.SUPPRESS,
                 help=f"{key.help}{default} [env: {key.env}]",
             )
-        elif key.kind == "list":  # repeatable, as `docker run --log-opt`
+        elif key.kind.flag == "append":  # repeatable, as `docker run --log-opt`
             p.add_argument(
                 f"--{key.name}",
                 metavar=key.metavar or "VALUE",
@@ -63,7 +63,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
 
 def _bool_values(argv: Sequence[str]) -> list[str]:
     """`--x=true|false` for a boolean flag, as exporters accept it, becomes `--x` / `--no-x`."""
-    bools = {f"--{k.name}" for k in config.KEYS if k.kind == "bool"}
+    bools = {f"--{k.name}" for k in config.KEYS if k.kind.flag == "bool"}
     out = []
     for arg in argv:
         flag, eq, value = arg.partition("=")
@@ -95,11 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(ns: argparse.Namespace, env: dict[str, str] | None = None) -> config.Config:
+    """The config, with the composition root's checks (sink options, web config) run at load."""
+    from agent.app import CHECKS  # the root's: agent/ reaches exporters/ only through agent/app.py
+
     env = dict(os.environ) if env is None else env
     flags = {key.name: getattr(ns, key.attr, None) for key in config.KEYS}
     path = getattr(ns, "config", None) or env.get("DOCKWATCH_CONFIG")
     file_values = config.read_yaml(path) if path else {}
-    return config.load(flags, env, file_values)
+    return config.load(flags, env, file_values, CHECKS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,20 +127,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if ns.command == "top":
         return top_cli.main(ns)
-    try:
+    try:  # every key, sink option and file the config names is checked here, before anything starts
         cfg = load_config(ns)
     except ConfigError as exc:
         print(f"dockwatch: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logformat.setup(cfg.log_level, cfg.log_format)
-    from agent.app import App  # imported late: `--help` and config errors stay fast
+    from agent.app import App  # imported late: `--help` stays fast
 
     try:
-        app = App(cfg)
-    except ConfigError as exc:  # e.g. an unknown or invalid log sink option, named
-        print(f"dockwatch: error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        return asyncio.run(app.run())
+        return asyncio.run(App(cfg).run())
     except KeyboardInterrupt:
         return 130

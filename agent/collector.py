@@ -167,12 +167,12 @@ class Registry:
         return Collection(snap, MappingProxyType(outcomes))
 
     async def run_background(self, snapshot: Callable[[], Snapshot]) -> None:
-        """Run every background collector on its own interval, in a worker thread; never returns."""
+        """Run every background collector on its own interval, in a worker thread, until cancelled
+        (returns at once when there is none)."""
         units = [u for u in self._units if u.interval > 0]
         async with asyncio.TaskGroup() as tg:
             for u in units:
                 tg.create_task(self._background(u, snapshot), name=f"collector-{u.name}")
-            tg.create_task(asyncio.Event().wait())  # live as long as the app, with or without units
 
     async def _background(self, unit: _Unit, snapshot: Callable[[], Snapshot]) -> None:
         while True:

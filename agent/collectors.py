@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from agent.collector import Registry
 from agent.config import Config
 from agent.connections import CONNECTIONS, ConnectionCollector, SwarmSource
-from agent.netstats import NetCollector, TcpStatesCollector
+from agent.netstats import NetCollector, TcpStatesCollector, own_procfs
 
 __all__ = ["CONNECTIONS", "build_collectors"]
 
@@ -25,8 +25,12 @@ def build_collectors(
     swarm: SwarmSource | None = None,
     mib_fields: Mapping[str, Sequence[str]] | None = None,
 ) -> Registry:
-    """`mib_fields`: the net/snmp and net/netstat fields the exporter exports (see NetCollector)."""
-    fs, sidecar = cfg.hostfs, cfg.sidecar
+    """`mib_fields`: the net/snmp and net/netstat fields the exporter exports (see NetCollector).
+
+    Sidecar mode is decided here for every collector: they read this process's own /proc and
+    see no host namespace; `sidecar=` only tells them that pid 1 is not the host's."""
+    sidecar = cfg.sidecar
+    fs = own_procfs(cfg.hostfs) if sidecar else cfg.hostfs
     host_netns = cfg.collector_host_netns and not sidecar
     reg = Registry()
     reg.register(

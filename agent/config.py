@@ -4,6 +4,11 @@ Precedence: command-line flag > DOCKWATCH_<KEY> environment variable > YAML file
 Keys are spelled like the flags without the dashes (`web.listen-address`); in YAML they may
 also be nested (`web: {listen-address: ...}`); in the environment dots and dashes become
 underscores (DOCKWATCH_WEB_LISTEN_ADDRESS). Unknown keys are refused by name.
+
+Each key is declared once, as a field of `Config` with its flag name, kind (a parser object),
+default and help: KEYS, the flags, the env names, the YAML keys and the README table derive from it.
+Sink specs and their options are parsed and validated here too, at load time: the option tables
+live in exporters/, so the composition root hands in a check (`load(..., checks=app.CHECKS)`).
 """
 
 from __future__ import annotations
@@ -12,304 +17,29 @@ import difflib
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
 
 import yaml
 
 from agent import hostfs
-from agent.logs.filters import SinkSpec, parse_sinks
+from agent.logs.sinkspec import SinkSpec, flag_sink, parse_sinks
 
 
 class ConfigError(ValueError):
     """A configuration value is wrong; str() names the key and what was expected. Exit code 2."""
 
 
-@dataclass(frozen=True, slots=True)
-class Key:
-    name: str  # flag name without "--"
-    kind: str  # "str", "bool", "duration", "int", "regex", "list", "address"
-    default: Any  # as a user would write it (durations "10s"): --help shows it so
-    help: str
-    metavar: str = ""
-
-    @property
-    def env(self) -> str:
-        return "DOCKWATCH_" + re.sub(r"[.-]", "_", self.name).upper()
-
-    @property
-    def attr(self) -> str:
-        return re.sub(r"[.-]", "_", self.name)
-
-    @property
-    def shown_default(self) -> str:
-        """The default as a user writes it (`10s`, `false`); "" for none or an empty one."""
-        if self.default is None or self.default in ("", ()):
-            return ""
-        return str(self.default).lower() if isinstance(self.default, bool) else str(self.default)
-
-
-# Shutdown: the drain, then at most SHUTDOWN_GRACE more to close the sinks. Together they stay under
-# Docker's default stop timeout (10 s; then SIGKILL), so a dead sink cannot get the agent killed.
-DRAIN_TIMEOUT = 5.0
-SHUTDOWN_GRACE = 2.0
-DOCKER_STOP_TIMEOUT = 10.0
-
-# Every key, once. The CLI, the env lookup, the YAML reader and the README read this table.
-KEYS: tuple[Key, ...] = (
-    Key("web.listen-address", "address", ":9105", "Address for /metrics, /healthz and /readyz.", "HOST:PORT"),
-    Key(
-        "web.config.file",
-        "str",
-        None,
-        "exporter-toolkit web config (TLS, client certificates, basic auth, headers) for every endpoint.",
-        "FILE",
-    ),
-    Key(
-        "docker.host",
-        "str",
-        None,
-        f"Engine API endpoint. Default: $DOCKER_HOST, else {hostfs.DEFAULT_DOCKER_HOST}.",
-        "URL",
-    ),
-    Key("docker.timeout", "duration", "10s", "Timeout for one Engine API request.", "DURATION"),
-    Key(
-        "docker.tls-verify",
-        "bool",
-        None,
-        "TLS to a tcp:// engine, verifying it with ca.pem from docker.cert-path and presenting cert.pem "
-        "and key.pem when present. Default: on when $DOCKER_TLS_VERIFY is set, as the docker CLI.",
-        "",
-    ),
-    Key(
-        "docker.cert-path",
-        "str",
-        None,
-        "Directory of ca.pem, cert.pem and key.pem. Default: $DOCKER_CERT_PATH, else ~/.docker.",
-        "DIR",
-    ),
-    Key("path.procfs", "str", hostfs.DEFAULT_PROCFS, "Host procfs root (/host/proc in a container).", "PATH"),
-    Key(
-        "path.docker-root",
-        "str",
-        hostfs.DEFAULT_DOCKER_ROOT,
-        "Docker's data root, for reading json-file logs (/host/var/lib/docker in a container).",
-        "PATH",
-    ),
-    Key(
-        "path.state",
-        "str",
-        "/var/lib/dockwatch",
-        "Directory for log checkpoints (a volume in a container).",
-        "PATH",
-    ),
-    Key("node-name", "str", None, "Value of the `node` label. Default: the engine's host name.", "NAME"),
-    Key("collector.loopback", "bool", False, "Export the lo interface's traffic too.", ""),
-    Key(
-        "collector.host-netns",
-        "bool",
-        True,
-        'Export the host network namespace once (name="", physical interfaces only).',
-        "",
-    ),
-    Key(
-        "collector.interval",
-        "duration0",
-        "0s",
-        "0: collect at scrape time. >0: collect in the background this often (and at once on any "
-        "container change); /metrics answers from the last collection. For hundreds of containers.",
-        "DURATION",
-    ),
-    Key(
-        "collector.tcp-states",
-        "bool",
-        False,
-        "Opt-in: TCP sockets by state from net/tcp{,6} (~10 ms CPU per namespace; own interval).",
-        "",
-    ),
-    Key(
-        "collector.tcp-states-interval",
-        "duration",
-        "30s",
-        "How often the TCP-state tier reads net/tcp{,6}.",
-        "DURATION",
-    ),
-    Key(
-        "collector.connections",
-        "bool",
-        False,
-        "Opt-in: what listens in each namespace, whether published ports reach a listener, and who "
-        "talks to whom (peer per connection), from net/tcp{,6} and net/udp{,6} on their own interval, "
-        "never at scrape time. With --collector.tcp-states the TCP states come from the same read (so on "
-        "this interval).",
-        "",
-    ),
-    Key(
-        "collector.connections-interval",
-        "duration",
-        "2m",
-        "How often the connection tier reads the socket tables (~4 ms CPU per namespace with sockets: "
-        "about 1.8 percent of a core at 500 containers at this default in one loaded run, bench/RESULTS.md).",
-        "DURATION",
-    ),
-    Key(
-        "collector.connections-external-ips",
-        "bool",
-        False,
-        "Keep external peers' addresses in the `peer` label, one series per remote address; when "
-        "off, every external peer is `external`.",
-        "",
-    ),
-    Key(
-        "collector.interfaces-ignore",
-        "regex",
-        r"^(tunl0|sit0|ip6tnl0|ip6gre0|gre0|gretap0|erspan0|ip_vti0|ip6_vti0)$",
-        "Interfaces never exported (the kernel's per-namespace fallback tunnel devices by default).",
-        "REGEX",
-    ),
-    Key(
-        "collector.host-interfaces-ignore",
-        "regex",
-        r"^(lo|veth.*|docker.*|br-.*|vx-.*|ifb\d+)$",
-        "Host-namespace interfaces not exported (container veths and bridges count as container traffic).",
-        "REGEX",
-    ),
-    Key(
-        "sidecar",
-        "bool",
-        False,
-        "Sidecar mode: watch only this process's own network namespace (share it with the app via "
-        "network_mode: service:app); no Docker socket needed. Only when asked: without it, an agent "
-        "that cannot reach the engine says why and /readyz answers 503.",
-        "",
-    ),
-    Key("sidecar.name", "str", None, "Sidecar mode: the `name` label. Default: this host name.", "NAME"),
-    Key("sidecar.service", "str", "", "Sidecar mode: the `compose_service` / `service` labels.", "NAME"),
-    Key("sidecar.project", "str", "", "Sidecar mode: the `compose_project` / `stack` labels.", "NAME"),
-    Key("sidecar.image", "str", "", "Sidecar mode: the `image` label.", "IMAGE"),
-    Key("log.level", "str", "info", "Agent log level: debug, info, warning, error.", "LEVEL"),
-    Key("log.format", "str", "logfmt", "Format of the agent's own log lines: logfmt or json.", "FORMAT"),
-    # --- log shipping (agent/logs) ---
-    Key(
-        "log-sink",
-        "str",
-        None,
-        "Ship container logs to this sink, named as Docker's driver: json-file, syslog, fluentd.",
-        "DRIVER",
-    ),
-    Key(
-        "log-opt",
-        "list",
-        (),
-        "KEY=VALUE option of --log-sink, as `docker run --log-opt`; repeat the flag (env: one per line).",
-        "KEY=VALUE",
-    ),
-    Key(
-        "log-events",
-        "bool",
-        False,
-        "Also ship docker events through --log-sink, one JSON record each (not replayed after a restart).",
-        "",
-    ),
-    Key(
-        "log-events-tag",
-        "str",
-        "docker.events",
-        "Tag of the docker event records of --log-sink (logs.sinks: `events-tag`).",
-        "TAG",
-    ),
-    Key(
-        "logs.sinks",
-        "sinks",
-        (),
-        "Several sinks (YAML list): name, driver, options, include/exclude {name, image, label} regexes.",
-        "YAML",
-    ),
-    Key(
-        "logs.start-at",
-        "str",
-        "beginning",
-        "Where to start, per sink, on a container that existed before the sink's first start and has no "
-        "checkpoint: beginning (all Docker still has, running or stopped) or end (what it writes from "
-        "then on). Containers created later: from their first line, also if they ran while the agent "
-        "was down.",
-        "WHERE",
-    ),
-    Key(
-        "logs.join-partial",
-        "bool",
-        True,
-        "Rejoin Docker's 16 KiB chunks into one line (up to 1 MiB inclusive); false: pass partial "
-        "metadata through. The json-file sink always gets Docker's chunks, as Docker's file has them.",
-        "",
-    ),
-    Key(
-        "logs.drain-timeout",
-        "duration",
-        f"{DRAIN_TIMEOUT:g}s",
-        "On SIGTERM, how long in-flight log batches may take; the agent exits within this plus "
-        f"{SHUTDOWN_GRACE:g}s, inside Docker's default 10s stop timeout (raise stop_grace_period with it).",
-        "DURATION",
-    ),
-)
-KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
-# Keys renamed to the exporters' conventions (node_exporter's --collector.*, --log.level). The old
-# spelling is refused with the new one named: a silently ignored flag would be a quiet fallback.
-RENAMED: dict[str, str] = {
-    **{k.name.replace("collector.", "collect.", 1): k.name for k in KEYS if k.name.startswith("collector.")},
-    "log-level": "log.level",
-}
-ENV_PREFIX = "DOCKWATCH_"
-# DOCKWATCH_* variables that are not keys: --config's, and the deploy files' image tag (compose
-# interpolation, often exported in the same shell). Any other DOCKWATCH_* is a typo, refused.
-ENV_NOT_KEYS = ("DOCKWATCH_CONFIG", "DOCKWATCH_IMAGE")
-_LEVELS = ("debug", "info", "warning", "error")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class Config:
-    """Every key of KEYS, parsed; built only by load(), which supplies the defaults from KEYS."""
+class Kind(Generic[T]):
+    """How a key's value is parsed (ValueError says what was expected) and how the CLI takes it."""
 
-    web_listen_address: tuple[str, int]
-    web_config_file: str | None
-    docker_host: str
-    docker_timeout: float
-    docker_tls_verify: bool
-    docker_cert_path: str
-    path_procfs: str
-    path_docker_root: str
-    path_state: str
-    node_name: str | None
-    collector_loopback: bool
-    collector_host_netns: bool
-    collector_interval: float
-    collector_tcp_states: bool
-    collector_tcp_states_interval: float
-    collector_connections: bool
-    collector_connections_interval: float
-    collector_connections_external_ips: bool
-    collector_interfaces_ignore: re.Pattern[str]
-    collector_host_interfaces_ignore: re.Pattern[str]
-    sidecar: bool
-    sidecar_name: str | None
-    sidecar_service: str
-    sidecar_project: str
-    sidecar_image: str
-    log_level: str
-    log_format: str
-    log_sink: str | None
-    log_opt: tuple[str, ...]
-    log_events: bool
-    log_events_tag: str
-    logs_sinks: tuple[SinkSpec, ...]
-    logs_start_at: str
-    logs_join_partial: bool
-    logs_drain_timeout: float
-
-    @property
-    def hostfs(self) -> hostfs.HostFS:
-        return hostfs.HostFS(procfs=Path(self.path_procfs), docker_root=Path(self.path_docker_root))
+    parse: Callable[[Any], T]
+    flag: Literal["value", "bool", "append"] = "value"  # --x V; --x/--no-x; repeatable (as --log-opt)
 
 
 # --- value parsing ------------------------------------------------------------------------------
@@ -385,16 +115,318 @@ def _parse_sinks(v: Any) -> tuple[SinkSpec, ...]:
     return parse_sinks(v)
 
 
-_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "str": _parse_str,
-    "bool": parse_bool,
-    "duration": _parse_duration,
-    "duration0": _parse_duration0,
-    "address": _parse_address,
-    "regex": _parse_regex,
-    "list": _parse_list,
-    "sinks": _parse_sinks,
+def choice(*allowed: str) -> Kind[str]:
+    """One of a few words (log.level, log.format, logs.start-at)."""
+    expected = " or ".join(allowed) if len(allowed) == 2 else "one of " + ", ".join(allowed)
+
+    def parse(v: Any) -> str:
+        s = _parse_str(v)
+        if s not in allowed:
+            raise ValueError(f"expected {expected}")
+        return s
+
+    return Kind(parse)
+
+
+STR = Kind(_parse_str)
+BOOL = Kind(parse_bool, "bool")
+DURATION = Kind(_parse_duration)
+DURATION0 = Kind(_parse_duration0)  # 0 allowed: "off" / "at scrape time"
+ADDRESS = Kind(_parse_address)
+REGEX = Kind(_parse_regex)
+LIST = Kind(_parse_list, "append")
+SINKS = Kind(_parse_sinks)
+
+
+def env_name(name: str) -> str:
+    return "DOCKWATCH_" + re.sub(r"[.-]", "_", name).upper()
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    name: str  # flag name without "--"
+    kind: Kind[Any]
+    default: Any  # as a user would write it (durations "10s"): --help shows it so
+    help: str
+    metavar: str = ""
+
+    @property
+    def env(self) -> str:
+        return env_name(self.name)
+
+    @property
+    def attr(self) -> str:
+        return re.sub(r"[.-]", "_", self.name)
+
+    @property
+    def shown_default(self) -> str:
+        """The default as a user writes it (`10s`, `false`); "" for none or an empty one."""
+        if self.default is None or self.default in ("", ()):
+            return ""
+        return str(self.default).lower() if isinstance(self.default, bool) else str(self.default)
+
+
+def key(name: str, kind: Kind[Any], default: Any, help: str, metavar: str = "") -> Any:
+    """A Config field that is a key: flag, env variable, YAML key and README row come from it."""
+    return field(metadata={"key": Key(name, kind, default, help, metavar)})
+
+
+# Shutdown: the drain, then at most SHUTDOWN_GRACE more to close the sinks. Together they stay under
+# Docker's default stop timeout (10 s; then SIGKILL), so a dead sink cannot get the agent killed.
+DRAIN_TIMEOUT = 5.0
+SHUTDOWN_GRACE = 2.0
+DOCKER_STOP_TIMEOUT = 10.0
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every key, declared once (name, kind, default, help) and parsed; built only by load()."""
+
+    web_listen_address: tuple[str, int] = key(
+        "web.listen-address", ADDRESS, ":9105", "Address for /metrics, /healthz and /readyz.", "HOST:PORT"
+    )
+    web_config_file: str | None = key(
+        "web.config.file",
+        STR,
+        None,
+        "exporter-toolkit web config (TLS, client certificates, basic auth, headers) for every endpoint.",
+        "FILE",
+    )
+    docker_host: str = key(
+        "docker.host",
+        STR,
+        None,
+        f"Engine API endpoint. Default: $DOCKER_HOST, else {hostfs.DEFAULT_DOCKER_HOST}.",
+        "URL",
+    )
+    docker_timeout: float = key(
+        "docker.timeout", DURATION, "10s", "Timeout for one Engine API request.", "DURATION"
+    )
+    docker_tls_verify: bool = key(
+        "docker.tls-verify",
+        BOOL,
+        None,
+        "TLS to a tcp:// engine, verifying it with ca.pem from docker.cert-path and presenting cert.pem "
+        "and key.pem when present. Default: on when $DOCKER_TLS_VERIFY is set, as the docker CLI.",
+        "",
+    )
+    docker_cert_path: str = key(
+        "docker.cert-path",
+        STR,
+        None,
+        "Directory of ca.pem, cert.pem and key.pem. Default: $DOCKER_CERT_PATH, else ~/.docker.",
+        "DIR",
+    )
+    path_procfs: str = key(
+        "path.procfs", STR, hostfs.DEFAULT_PROCFS, "Host procfs root (/host/proc in a container).", "PATH"
+    )
+    path_docker_root: str = key(
+        "path.docker-root",
+        STR,
+        hostfs.DEFAULT_DOCKER_ROOT,
+        "Docker's data root, for reading json-file logs (/host/var/lib/docker in a container).",
+        "PATH",
+    )
+    path_state: str = key(
+        "path.state",
+        STR,
+        "/var/lib/dockwatch",
+        "Directory for log checkpoints (a volume in a container).",
+        "PATH",
+    )
+    node_name: str | None = key(
+        "node-name", STR, None, "Value of the `node` label. Default: the engine's host name.", "NAME"
+    )
+    collector_loopback: bool = key(
+        "collector.loopback", BOOL, False, "Export the lo interface's traffic too.", ""
+    )
+    collector_host_netns: bool = key(
+        "collector.host-netns",
+        BOOL,
+        True,
+        'Export the host network namespace once (name="", physical interfaces only).',
+        "",
+    )
+    collector_interval: float = key(
+        "collector.interval",
+        DURATION0,
+        "0s",
+        "0: collect at scrape time. >0: collect in the background this often (and at once on any "
+        "container change); /metrics answers from the last collection. For hundreds of containers.",
+        "DURATION",
+    )
+    collector_tcp_states: bool = key(
+        "collector.tcp-states",
+        BOOL,
+        False,
+        "Opt-in: TCP sockets by state from net/tcp{,6} (~10 ms CPU per namespace; own interval).",
+        "",
+    )
+    collector_tcp_states_interval: float = key(
+        "collector.tcp-states-interval",
+        DURATION,
+        "30s",
+        "How often the TCP-state tier reads net/tcp{,6}.",
+        "DURATION",
+    )
+    collector_connections: bool = key(
+        "collector.connections",
+        BOOL,
+        False,
+        "Opt-in: what listens in each namespace, whether published ports reach a listener, and who "
+        "talks to whom (peer per connection), from net/tcp{,6} and net/udp{,6} on their own interval, "
+        "never at scrape time. With --collector.tcp-states the TCP states come from the same read (so on "
+        "this interval).",
+        "",
+    )
+    collector_connections_interval: float = key(
+        "collector.connections-interval",
+        DURATION,
+        "2m",
+        "How often the connection tier reads the socket tables (~4 ms CPU per namespace with sockets: "
+        "about 1.8 percent of a core at 500 containers at this default in one loaded run, bench/RESULTS.md).",
+        "DURATION",
+    )
+    collector_connections_external_ips: bool = key(
+        "collector.connections-external-ips",
+        BOOL,
+        False,
+        "Keep external peers' addresses in the `peer` label, one series per remote address; when "
+        "off, every external peer is `external`.",
+        "",
+    )
+    collector_interfaces_ignore: re.Pattern[str] = key(
+        "collector.interfaces-ignore",
+        REGEX,
+        r"^(tunl0|sit0|ip6tnl0|ip6gre0|gre0|gretap0|erspan0|ip_vti0|ip6_vti0)$",
+        "Interfaces never exported (the kernel's per-namespace fallback tunnel devices by default).",
+        "REGEX",
+    )
+    collector_host_interfaces_ignore: re.Pattern[str] = key(
+        "collector.host-interfaces-ignore",
+        REGEX,
+        r"^(lo|veth.*|docker.*|br-.*|vx-.*|ifb\d+)$",
+        "Host-namespace interfaces not exported (container veths and bridges count as container traffic).",
+        "REGEX",
+    )
+    sidecar: bool = key(
+        "sidecar",
+        BOOL,
+        False,
+        "Sidecar mode: watch only this process's own network namespace (share it with the app via "
+        "network_mode: service:app); no Docker socket needed. Only when asked: without it, an agent "
+        "that cannot reach the engine says why and /readyz answers 503.",
+        "",
+    )
+    sidecar_name: str | None = key(
+        "sidecar.name", STR, None, "Sidecar mode: the `name` label. Default: this host name.", "NAME"
+    )
+    sidecar_service: str = key(
+        "sidecar.service", STR, "", "Sidecar mode: the `compose_service` / `service` labels.", "NAME"
+    )
+    sidecar_project: str = key(
+        "sidecar.project", STR, "", "Sidecar mode: the `compose_project` / `stack` labels.", "NAME"
+    )
+    sidecar_image: str = key("sidecar.image", STR, "", "Sidecar mode: the `image` label.", "IMAGE")
+    log_level: str = key(
+        "log.level", choice(*_LEVELS), "info", "Agent log level: debug, info, warning, error.", "LEVEL"
+    )
+    log_format: str = key(
+        "log.format",
+        choice("logfmt", "json"),
+        "logfmt",
+        "Format of the agent's own log lines: logfmt or json.",
+        "FORMAT",
+    )
+    # --- log shipping (agent/logs) ---
+    log_sink: str | None = key(
+        "log-sink",
+        STR,
+        None,
+        "Ship container logs to this sink, named as Docker's driver: json-file, syslog, fluentd.",
+        "DRIVER",
+    )
+    log_opt: tuple[str, ...] = key(
+        "log-opt",
+        LIST,
+        (),
+        "KEY=VALUE option of --log-sink, as `docker run --log-opt`; repeat the flag (env: one per line).",
+        "KEY=VALUE",
+    )
+    log_events: bool = key(
+        "log-events",
+        BOOL,
+        False,
+        "Also ship docker events through --log-sink, one JSON record each (not replayed after a restart).",
+        "",
+    )
+    log_events_tag: str = key(
+        "log-events-tag",
+        STR,
+        "docker.events",
+        "Tag of the docker event records of --log-sink (logs.sinks: `events-tag`).",
+        "TAG",
+    )
+    logs_sinks: tuple[SinkSpec, ...] = key(
+        "logs.sinks",
+        SINKS,
+        (),
+        "Several sinks (YAML list): name, driver, options, include/exclude {name, image, label} regexes.",
+        "YAML",
+    )
+    logs_start_at: str = key(
+        "logs.start-at",
+        choice("beginning", "end"),
+        "beginning",
+        "Where to start, per sink, on a container that existed before the sink's first start and has no "
+        "checkpoint: beginning (all Docker still has, running or stopped) or end (what it writes from "
+        "then on). Containers created later: from their first line, also if they ran while the agent "
+        "was down.",
+        "WHERE",
+    )
+    logs_join_partial: bool = key(
+        "logs.join-partial",
+        BOOL,
+        True,
+        "Rejoin Docker's 16 KiB chunks into one line (up to 1 MiB inclusive); false: pass partial "
+        "metadata through. The json-file sink always gets Docker's chunks, as Docker's file has them.",
+        "",
+    )
+    logs_drain_timeout: float = key(
+        "logs.drain-timeout",
+        DURATION,
+        f"{DRAIN_TIMEOUT:g}s",
+        "On SIGTERM, how long in-flight log batches may take; the agent exits within this plus "
+        f"{SHUTDOWN_GRACE:g}s, inside Docker's default 10s stop timeout (raise stop_grace_period with it).",
+        "DURATION",
+    )
+
+    # Not a key: --log-sink/--log-opt and logs.sinks together, names checked apart, options validated.
+    sinks: tuple[SinkSpec, ...] = ()
+
+    @property
+    def hostfs(self) -> hostfs.HostFS:
+        return hostfs.HostFS(procfs=Path(self.path_procfs), docker_root=Path(self.path_docker_root))
+
+
+# Every key, once, in declaration order. The CLI, the env lookup, the YAML reader and the README read it.
+KEYS: tuple[Key, ...] = tuple(f.metadata["key"] for f in fields(Config) if "key" in f.metadata)
+KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
+if any(k.attr not in {f.name for f in fields(Config)} for k in KEYS):  # a misspelt field, at import
+    raise RuntimeError("config: a Config field's name does not match its key's name")
+# Keys renamed to the exporters' conventions (node_exporter's --collector.*, --log.level). The old
+# spelling is refused with the new one named: a silently ignored flag would be a quiet fallback.
+RENAMED: dict[str, str] = {
+    **{k.name.replace("collector.", "collect.", 1): k.name for k in KEYS if k.name.startswith("collector.")},
+    "log-level": "log.level",
 }
+ENV_PREFIX = "DOCKWATCH_"
+# DOCKWATCH_* variables that are not keys: --config's, and the deploy files' image tag (compose
+# interpolation, often exported in the same shell). Any other DOCKWATCH_* is a typo, refused.
+ENV_NOT_KEYS = ("DOCKWATCH_CONFIG", "DOCKWATCH_IMAGE")
+# A check the composition root adds to load(): raises ConfigError naming the key or sink option.
+Check = Callable[[Config], None]
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -419,7 +451,7 @@ def check_env(env: Mapping[str, str]) -> None:
     """A misspelled DOCKWATCH_* variable is refused like a misspelled flag, not ignored."""
     known = [k.env for k in KEYS] + list(ENV_NOT_KEYS)
     unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
-    old_env = {Key(old, "str", None, "").env: KEYS_BY_NAME[new].env for old, new in RENAMED.items()}
+    old_env = {env_name(old): KEYS_BY_NAME[new].env for old, new in RENAMED.items()}
     if unknown and unknown[0] in old_env:
         raise ConfigError(f"environment variable {unknown[0]}: renamed {old_env[unknown[0]]}")
     if unknown:
@@ -448,8 +480,13 @@ def load(
     flags: Mapping[str, Any],
     env: Mapping[str, str] | None = None,
     file_values: Mapping[str, Any] | None = None,
+    checks: Sequence[Check] = (),
 ) -> Config:
-    """Merge the sources (flags > env > file > default) into a Config; raise ConfigError by key."""
+    """Merge the sources (flags > env > file > default) into a Config; raise ConfigError by key.
+
+    `checks` come from the composition root (agent/app.py CHECKS): what only exporters/ can
+    validate (sink options, the web config file) is refused here too, before anything starts.
+    """
     env = os.environ if env is None else env
     check_env(env)
     file_values = file_values or {}
@@ -472,10 +509,10 @@ def load(
             raw, where = file_values[key.name], f"config key {key.name!r}"
         else:
             # The default, declared once in KEYS, goes through the same parser.
-            values[key.attr] = None if key.default is None else _PARSERS[key.kind](key.default)
+            values[key.attr] = None if key.default is None else key.kind.parse(key.default)
             continue
         try:
-            values[key.attr] = _PARSERS[key.kind](raw)
+            values[key.attr] = key.kind.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{where}: {raw!r} is invalid: {exc}") from None
         given.add(key.attr)
@@ -485,20 +522,31 @@ def load(
         # all; the inventory says what is wrong with the socket, and /readyz stays 503.
         values["docker_host"] = env.get("DOCKER_HOST") or hostfs.DEFAULT_DOCKER_HOST
         host_key = "DOCKER_HOST" if env.get("DOCKER_HOST") else host_key
-    if values["log_level"] not in _LEVELS:
-        raise ConfigError(
-            f"log.level: {values['log_level']!r} is invalid: expected one of {', '.join(_LEVELS)}"
-        )
-    if values["log_format"] not in ("logfmt", "json"):
-        raise ConfigError(f"log.format: {values['log_format']!r} is invalid: expected logfmt or json")
-    if values["logs_start_at"] not in ("beginning", "end"):
-        raise ConfigError(f"logs.start-at: {values['logs_start_at']!r} is invalid: expected beginning or end")
     if values.get("log_opt") and not values.get("log_sink"):
         raise ConfigError("--log-opt: given without --log-sink (the options are for that sink)")
     if values.get("log_events") and not values.get("log_sink"):
         raise ConfigError("--log-events: given without --log-sink (logs.sinks entries take `events: true`)")
     _check_docker_host(values, host_key, given, env)
-    return Config(**values)
+    values["sinks"] = _all_sinks(values)
+    cfg = Config(**values)
+    for check in checks:
+        check(cfg)
+    return cfg
+
+
+def _all_sinks(values: dict[str, Any]) -> tuple[SinkSpec, ...]:
+    """--log-sink (first) and the logs.sinks entries; their names key checkpoints and metrics."""
+    specs = list(values["logs_sinks"])
+    if values["log_sink"]:
+        events, tag = values["log_events"], values["log_events_tag"]
+        try:
+            specs.insert(0, flag_sink(values["log_sink"], values["log_opt"], events, tag))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"log sinks: two sinks named {names[0]!r}; name the logs.sinks entries apart")
+    return tuple(specs)
 
 
 def _check_docker_host(values: dict[str, Any], key: str, given: set[str], env: Mapping[str, str]) -> None:

@@ -26,7 +26,7 @@ from agent.collector import Key
 from agent.docker.models import Container, Network, Service
 from agent.hostfs import HostFS
 from agent.inventory import Snapshot
-from agent.netstats import NsKey, group_namespaces, own_procfs, owner_of
+from agent.netstats import NsKey, group_namespaces, owner_of
 from agent.peers import AddressBook, Edge, address_book, edges
 from agent.socktable import Listener, SocketTable, parse_fib_trie_local, parse_tcp, parse_udp
 
@@ -118,9 +118,9 @@ class ConnectionCollector:
         tcp_states: bool = False,
     ) -> None:
         self.tcp_states = tcp_states  # also publish the TCP states (the tcp_states tier is off)
-        self.fs = own_procfs(fs, sidecar)
+        self.fs = fs  # a sidecar's own /proc (own_procfs) is chosen by build_collectors
         self.sidecar = sidecar
-        self.host_netns = host_netns and not sidecar
+        self.host_netns = host_netns  # build_collectors: never in sidecar mode
         self.keep_external_ips = keep_external_ips
         self.swarm = swarm
 

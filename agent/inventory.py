@@ -143,8 +143,8 @@ class Inventory:
         self._event_listeners.append(fn)
 
     async def run(self) -> None:
+        """Follow the source until cancelled; an inventory with nothing to follow is ready at once."""
         self.ready.set()
-        await asyncio.Event().wait()  # nothing to follow; live until cancelled
 
     # --- counters ----------------------------------------------------------------------------------
     def _zero_actions(self, c: Container) -> tuple[str, ...]:

@@ -129,10 +129,10 @@ class Grouping:
     host_key: NsKey
 
 
-def own_procfs(fs: HostFS, sidecar: bool) -> HostFS:
-    """A sidecar reads its own process's namespace through its own /proc: the configured procfs
-    (/host/proc in the image) is the host's, where our pid means nothing."""
-    return HostFS(procfs=Path("/proc"), docker_root=fs.docker_root) if sidecar else fs
+def own_procfs(fs: HostFS) -> HostFS:
+    """What a sidecar reads: its own process's namespace through its own /proc; the configured
+    procfs (/host/proc in the image) is the host's, where our pid means nothing."""
+    return HostFS(procfs=Path("/proc"), docker_root=fs.docker_root)
 
 
 def _inode(fs: HostFS, pid: int) -> int | None:
@@ -231,7 +231,7 @@ class NetCollector:
         declares them with its metrics (exporters/prometheus/names.py MIB_FIELDS) and the
         composition root hands them in, so agent/ need not import exporters/. None converts
         every field: the same values, slower (net/netstat's TcpExt alone has over a hundred)."""
-        self.fs = own_procfs(fs, sidecar)
+        self.fs = fs  # a sidecar's own /proc (own_procfs) is chosen by build_collectors
         self.sidecar = sidecar
         self.mib_fields = mib_fields
         self.loopback = loopback
@@ -387,7 +387,7 @@ class TcpStatesCollector:
     key = TCP_STATES
 
     def __init__(self, fs: HostFS, *, host_netns: bool = True, sidecar: bool = False) -> None:
-        self.fs = own_procfs(fs, sidecar)
+        self.fs = fs  # a sidecar's own /proc (own_procfs) is chosen by build_collectors
         self.sidecar = sidecar
         self.host_netns = host_netns
 

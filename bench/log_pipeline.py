@@ -71,7 +71,7 @@ from toolbox import agent_env  # noqa: E402
 from agent.docker.models import Container  # noqa: E402
 from agent.logs.checkpoint import CheckpointStore  # noqa: E402
 from agent.logs.delivery import SinkRunner, TailOptions  # noqa: E402
-from agent.logs.filters import SinkSpec  # noqa: E402
+from agent.logs.sinkspec import SinkSpec  # noqa: E402
 from agent.logs.tail import FileTail  # noqa: E402
 from exporters.sinks.base import Outcome  # noqa: E402
 

@@ -23,9 +23,9 @@ from typing import Any
 from agent.clock import SYSTEM_CLOCK, Clock, within
 from agent.docker.models import Container
 from agent.logs.checkpoint import ApiPos, CheckpointStore, FilePos, Position
-from agent.logs.filters import SinkSpec
 from agent.logs.record import LogRecord
 from agent.logs.sink import DropReason, Outcome, Sink
+from agent.logs.sinkspec import SinkSpec
 from agent.outage import Outage
 
 log = logging.getLogger(__name__)
@@ -71,20 +71,25 @@ class SinkRunner:
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
         clock: Clock = SYSTEM_CLOCK,
+        shares_with: SinkRunner | None = None,
     ) -> None:
+        """`shares_with`: the runner of the same sink name (its events instance counts and reports
+        there: one set of counters and one outage report per name, a dead sink said once)."""
         self.spec = spec
         self.sink = sink
         self.name = spec.name
         # A sink that writes Docker's 16 KiB chunks as they are (json-file) gets them unjoined.
         self.raw_chunks = bool(getattr(sink, "raw_chunks", False))
-        self.stats = SinkStats()
+        self.stats: SinkStats = SinkStats() if shares_with is None else shares_with.stats
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.clock = clock
         self._backoff = 0.0
         self._lock = asyncio.Lock()
         self._opened = False
-        self.outage = Outage(log, f"sink {self.name}", clock=clock)
+        self.outage: Outage = (
+            Outage(log, f"sink {self.name}", clock=clock) if shares_with is None else shares_with.outage
+        )
 
     async def deliver(self, batch: Sequence[LogRecord], nbytes: int | None = None) -> bool:
         """Send until the sink takes the batch (True) or rejects it for good (False, counted).

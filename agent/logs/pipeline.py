@@ -36,9 +36,9 @@ from agent.logs.api import ApiTail
 from agent.logs.checkpoint import CheckpointStore, FilePos
 from agent.logs.delivery import SinkRunner, Tail, TailOptions
 from agent.logs.events import EventShipper
-from agent.logs.filters import opted_out
 from agent.logs.jsonfile import CorruptLine, parse_time
 from agent.logs.sink import LOG_DROP_REASONS, DropReason, PipelineSnapshot, SinkSnapshot
+from agent.logs.sinkspec import opted_out
 from agent.logs.tail import FileTail
 from agent.logs.watch import DirWatcher
 

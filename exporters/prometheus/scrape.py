@@ -208,7 +208,8 @@ class Scraper:
         return (await asyncio.shield(fut)).page
 
     async def run(self) -> None:
-        """Background work: the background collectors, and interval-mode collection; never returns."""
+        """Background work: the background collectors, and interval-mode collection, until cancelled
+        (returns when there is none: scrape-time mode without background collectors)."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._background())
             if self.interval > 0:

@@ -19,7 +19,7 @@ from agent.docker.stdcopy import since_param
 from agent.logs.api import ApiTail
 from agent.logs.checkpoint import ApiPos, CheckpointStore
 from agent.logs.delivery import SinkRunner, TailOptions
-from agent.logs.filters import SinkSpec
+from agent.logs.sinkspec import SinkSpec
 from exporters.sinks.base import Outcome
 
 CID = "e1" * 32

@@ -15,7 +15,7 @@ from agent.cli import build_parser, load_config
 from agent.config import ConfigError
 from agent.docker.models import Container
 from agent.inventory import Inventory
-from agent.logs.filters import parse_log_opts, parse_sinks
+from agent.logs.sinkspec import parse_log_opts, parse_sinks
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,8 +16,8 @@ from agent.hostfs import HostFS
 from agent.logs import tail as tail_mod
 from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.events import EVENTS_CONTAINER, EventShipper, event_line, event_record
-from agent.logs.filters import SinkSpec, parse_sinks
 from agent.logs.pipeline import LogPipeline
+from agent.logs.sinkspec import SinkSpec, parse_sinks
 from exporters.prometheus.logmetrics import LogMetrics
 from exporters.sinks.base import Outcome
 from exporters.sinks.json_file import JsonFileSink

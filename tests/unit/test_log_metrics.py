@@ -9,8 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.hostfs import HostFS
 from agent.logs.delivery import SinkRunner, TailOptions
-from agent.logs.filters import SinkSpec
 from agent.logs.pipeline import LogPipeline
+from agent.logs.sinkspec import SinkSpec
 from exporters.prometheus import names as n
 from exporters.prometheus.logmetrics import LogMetrics
 

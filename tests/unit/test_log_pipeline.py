@@ -17,8 +17,8 @@ from agent.docker.models import Container, NotFound
 from agent.hostfs import HostFS
 from agent.logs.checkpoint import CheckpointStore, FilePos
 from agent.logs.delivery import SinkRunner, TailOptions
-from agent.logs.filters import Match, SinkSpec
 from agent.logs.pipeline import LogPipeline
+from agent.logs.sinkspec import Match, SinkSpec
 from agent.logs.tail import FileTail
 from exporters.sinks.base import Outcome
 

@@ -21,8 +21,8 @@ from agent.docker.models import Container
 from agent.hostfs import HostFS
 from agent.logs.checkpoint import CheckpointStore, FilePos
 from agent.logs.delivery import SinkRunner, TailOptions
-from agent.logs.filters import SinkSpec
 from agent.logs.record import LogRecord
+from agent.logs.sinkspec import SinkSpec
 from agent.logs.tail import FileTail
 from exporters.sinks.base import Outcome
 

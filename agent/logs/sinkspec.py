@@ -1,4 +1,6 @@
-"""Which containers a sink ships: include/exclude by name, image or label (regex), and opt-out.
+"""Sink specs: what a sink is called, its driver and options, and which containers it ships.
+
+Include/exclude by name, image or label (regex), and the opt-out label.
 
 A sink spec comes from `--log-sink/--log-opt` or from the `logs.sinks` list in the YAML file:
 
@@ -19,7 +21,7 @@ to no sink at all.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +143,7 @@ def parse_sinks(raw: Any, where: str = "logs.sinks") -> tuple[SinkSpec, ...]:
     return tuple(out)
 
 
-def parse_log_opts(raw: list[str] | tuple[str, ...], where: str = "--log-opt") -> dict[str, str]:
+def parse_log_opts(raw: Sequence[str], where: str = "--log-opt") -> dict[str, str]:
     """`KEY=VALUE` strings (as `docker run --log-opt`) → a mapping."""
     out: dict[str, str] = {}
     for item in raw:
@@ -150,3 +152,8 @@ def parse_log_opts(raw: list[str] | tuple[str, ...], where: str = "--log-opt") -
             raise ValueError(f"{where} {item!r}: expected KEY=VALUE")
         out[key.strip()] = value
     return out
+
+
+def flag_sink(driver: str, log_opts: Sequence[str], events: bool, events_tag: str) -> SinkSpec:
+    """The sink of `--log-sink DRIVER --log-opt K=V ...`, named after its driver."""
+    return SinkSpec(driver, driver, parse_log_opts(log_opts), events=events, events_tag=events_tag)
