@@ -54,6 +54,13 @@ def stack_for_test(engine: Engine, agent_image: str, agent_port: int) -> dict[st
         "deploy": {"endpoint_mode": "dnsrr"},
     }
     stack["services"]["client"] = {**busybox, "command": ["sh", "-c", fetch]}
+    # Issue 11: one long-lived connection from a task of another service to web's task (retried,
+    # bounded, until web listens), and the agent's connection tier on a short interval to see it.
+    hold = "for i in $$(seq 100); do sleep 3600 | nc web 8080; sleep 0.5; done"
+    stack["services"]["holder"] = {**busybox, "command": ["sh", "-c", hold]}
+    stack["services"]["dockwatch"]["environment"].update(
+        {"DOCKWATCH_COLLECTOR_CONNECTIONS": "true", "DOCKWATCH_COLLECTOR_CONNECTIONS_INTERVAL": "2s"}
+    )
     stack["networks"]["traffic"] = {"driver": "overlay"}
     return stack
 
@@ -121,3 +128,27 @@ def test_global_agent_is_discovered_and_reports_overlay_traffic(
         )
         assert len(rx) == 1 and float(rx[0]["value"][1]) > FETCHES * BLOB, rx
         assert rx[0]["metric"]["task"].startswith(f"{STACK}_client.1.")
+
+        # Who talks to whom across services on the overlay: holder's task holds a connection to
+        # web's task (dnsrr: the task's address); both ends name the other's service.
+        def edge(service: str, direction: str, peer_service: str) -> list[dict[str, Any]]:
+            return query(
+                prom,
+                f'container_network_tcp_peer_connections{{service="{service}",direction="{direction}",'
+                f'peer_service="{peer_service}",port="8080"}} >= 1',
+            )
+
+        held = wait_for(
+            lambda: edge(f"{STACK}_holder", "client", f"{STACK}_web"),
+            timeout=120,
+            interval=1,
+            what="holder → web",
+        )
+        assert held[0]["metric"]["peer"].startswith(f"{STACK}_web.1."), held
+        served = wait_for(
+            lambda: edge(f"{STACK}_web", "server", f"{STACK}_holder"),
+            timeout=120,
+            interval=1,
+            what="web ← holder",
+        )
+        assert served[0]["metric"]["peer"].startswith(f"{STACK}_holder.1."), served
