@@ -45,6 +45,7 @@ from exporters.prometheus.render import Exposition, MetricsPage, Renderer
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CHANGE_GAP = 0.5  # s: interval mode's least time between collections started by inventory changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +226,10 @@ class Scraper:
         """Interval mode: collect every `interval` seconds, and promptly when the inventory changes."""
         changed = self.inventory.changed
         on_change = False  # the first run and every timer tick read everything
+        loop = asyncio.get_running_loop()
         while True:
             changed.clear()
+            started = loop.time()
             try:
                 # On a change only new namespaces are read (issue 14: container churn re-read every
                 # namespace, 35 % of a core at 300 containers); the timer refreshes all of them.
@@ -235,8 +238,10 @@ class Scraper:
                 log.exception("interval collection failed; /metrics keeps the last body")
             on_change = await within(self.interval, changed.wait())
             if on_change:
-                # A stack deploy starts dozens of containers at once: take them in one pass.
-                await asyncio.sleep(0.05)
+                # A lone change is collected at once (50 ms to take a burst's other events along);
+                # under churn, at most one change-driven run per CHANGE_GAP: each re-renders every
+                # series, and a container start or stop is half a dozen events (issue 14).
+                await asyncio.sleep(max(0.05, started + CHANGE_GAP - loop.time()))
 
     def _scrape_blocking(
         self, snap: Snapshot | None = None, engine: EngineState | None = None, changed_only: bool = False

@@ -191,12 +191,19 @@ def test_network_label_for_every_mode(engine: Engine, agent: Agent) -> None:
     def ifaces(m: dict[str, Series], name: str) -> dict[str, str]:
         return {lbl["interface"]: lbl["network"] for lbl, _ in select(m.get(RX, []), name=name)}
 
-    m = scrape_until(
-        agent,
-        lambda m: len(ifaces(m, two)) == 2 and bool(ifaces(m, default)),
-        timeout=WAIT,
-        what="both interfaces of the two-network container",
-    )
+    def all_four(m: dict[str, Series]) -> bool:
+        # Each container started after the one before: wait for the last ones too, not only for
+        # the two-network container (an interval collection may land between two starts).
+        est = "container_network_tcp_connections_established"
+        named = {lbl["name"] for lbl, _ in m.get("dockwatch_container_info", [])}
+        return (
+            len(ifaces(m, two)) == 2
+            and bool(ifaces(m, default))
+            and bool(select(m.get(est, []), name=none))
+            and host in named
+        )
+
+    m = scrape_until(agent, all_four, timeout=WAIT, what="the four containers, two interfaces for one")
     assert ifaces(m, default) == {"eth0": "bridge"}
     assert ifaces(m, two) == {"eth0": a_net, "eth1": b_net}
     assert ifaces(m, none) == {}  # only lo, which is skipped by default
