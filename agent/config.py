@@ -252,8 +252,9 @@ class Config:
         "collector.interval",
         DURATION0,
         "0s",
-        "0: collect at scrape time. >0: collect in the background this often (and at once on any "
-        "container change); /metrics answers from the last collection. For hundreds of containers.",
+        "0: collect at scrape time. >0: collect in the background this often (and on a container "
+        "change: new namespaces at once, at most every 0.5s under churn); /metrics answers from the "
+        "last collection. For hundreds of containers.",
         "DURATION",
     )
     collector_tcp_states: bool = key(

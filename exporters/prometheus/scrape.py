@@ -4,8 +4,9 @@ By default collection happens at scrape time: the numbers are as fresh as the sc
 is polled when nobody scrapes, and a removed container's series are gone on the next scrape.
 With hundreds of containers a scrape then costs ~0.35 ms of CPU per namespace (most of it the
 kernel generating the /proc files), so `--collector.interval` moves collection to a background
-loop: /metrics answers from the last rendered body at once, and the loop re-collects on every
-inventory change, so new containers still appear and removed ones leave within a second.
+loop: /metrics answers from the last rendered body at once, and the loop re-collects on an
+inventory change (only namespaces new since its last run; at most once per CHANGE_GAP under
+churn), so new containers still appear and removed ones leave within a second.
 
     GET /metrics ──► Scraper.collect() ── one flight per inventory generation ──┐
     interval loop ─┘                                                           │
