@@ -14,8 +14,8 @@ Resolution, first match wins:
 A connection's direction comes from its own namespace: when its local port is a port that
 namespace listens on (TCP LISTEN), it is the server's end. A server may have closed its listener
 and still hold the connections it accepted (a one-shot `nc -l`, a server draining on shutdown):
-then the kernel's ephemeral range decides (the end on an ephemeral port is the client's), and
-when both or neither port is ephemeral, the lower port is the server's. The edge is keyed by the
+then, when only the other end's port is in the kernel's ephemeral range, this end is the
+server's; otherwise it is the client's. The edge is keyed by the
 server's port either way, so both ends of a connection between two containers on this host give
 the same pair and port.
 """
@@ -122,10 +122,12 @@ def direction(local_port: int, remote_port: int, listening: Container_[int]) -> 
     """Which end this is (see the module docstring)."""
     if local_port in listening:
         return Direction.SERVER
-    local_eph, remote_eph = local_port in EPHEMERAL_PORTS, remote_port in EPHEMERAL_PORTS
-    if local_eph != remote_eph:
-        return Direction.CLIENT if local_eph else Direction.SERVER
-    return Direction.SERVER if local_port < remote_port else Direction.CLIENT
+    # Not listening: the client's end, unless only the other end is on an ephemeral port (a
+    # server that closed its listener). A server may itself listen on an ephemeral port (a test's
+    # free port): then the client's end, also ephemeral, must still say client.
+    if local_port not in EPHEMERAL_PORTS and remote_port in EPHEMERAL_PORTS:
+        return Direction.SERVER
+    return Direction.CLIENT
 
 
 def edges(table: SocketTable, book: AddressBook) -> dict[Edge, int]:

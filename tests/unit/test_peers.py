@@ -152,7 +152,9 @@ def test_a_server_that_closed_its_listener_is_still_the_server() -> None:
     client = _table([], [Connection("10.0.0.2", p, "10.0.0.3", 9000) for p in ports])
     assert edges(server, b) == {Edge(Direction.SERVER, Peer(PeerKind.CONTAINER, "web"), 9000): 3}
     assert edges(client, b) == {Edge(Direction.CLIENT, Peer(PeerKind.CONTAINER, "api", "shop_api"), 9000): 3}
-    # Both ports ephemeral, or neither: the lower one is the server's.
-    assert direction(33000, 45000, ()) is Direction.SERVER
+    # Both ports ephemeral (a server listening on a free port the kernel chose), or neither: with
+    # no listener here, this is the client's end, whichever port is lower.
+    assert direction(33000, 45000, ()) is Direction.CLIENT
+    assert direction(45000, 33000, ()) is Direction.CLIENT
     assert direction(8080, 5432, ()) is Direction.CLIENT
-    assert direction(45000, 80, {45000}) is Direction.SERVER  # a listener decides first
+    assert direction(45000, 33000, {45000}) is Direction.SERVER  # a listener decides first
