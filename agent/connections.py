@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +25,9 @@ from agent.collector import Key
 from agent.docker.models import Container, Network, Service
 from agent.hostfs import HostFS
 from agent.inventory import Snapshot
-from agent.netstats import NsKey, group_namespaces, owner_of
+
+# One raw reader of /proc files for both collectors (its _Gone: the process went away).
+from agent.netstats import NsKey, _Gone, _read, group_namespaces, owner_of
 from agent.peers import AddressBook, Edge, address_book, edges
 from agent.socktable import Listener, SocketTable, parse_fib_trie_local, parse_tcp, parse_udp
 
@@ -63,34 +64,6 @@ class ConnectionsResult:
 
 
 CONNECTIONS: Key[ConnectionsResult] = Key("connections")
-
-
-class _Gone(Exception):
-    """The process went away between listing and reading."""
-
-
-def _read(path: str) -> str:
-    """The whole file, with raw reads until EOF.
-
-    A short read is not the end: seq_file hands out at most its buffer (one page) per read for
-    files of many records (net/tcp gives 27 lines a read), so only an empty read is.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, ProcessLookupError) as exc:
-        raise _Gone(path) from exc
-    try:
-        chunks = []
-        while True:
-            b = os.read(fd, 65536)
-            if not b:
-                break
-            chunks.append(b)
-    except ProcessLookupError as exc:
-        raise _Gone(path) from exc
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("ascii", "replace")
 
 
 class SwarmSource(Protocol):
