@@ -142,8 +142,19 @@ def _inode(fs: HostFS, pid: int) -> int | None:
         return None
 
 
-def group_namespaces(fs: HostFS, containers: Iterable[Container], *, sidecar: bool = False) -> Grouping:
+def group_namespaces(
+    fs: HostFS,
+    containers: Iterable[Container],
+    *,
+    sidecar: bool = False,
+    known: dict[tuple[str, int], NsKey] | None = None,
+) -> Grouping:
     """Namespace key -> members; the host's key; how many containers vanished.
+
+    `known`: the caller's own memo of (container id, pid) -> key from its last call, updated
+    here to this call's containers. A running process keeps its namespace, so only new pids
+    are stat()ed: at 300 containers the stat()s were most of a change-driven collection. A
+    restarted container has a new pid; a vanished one is found when its files are read.
 
     The key is the inode of <pid>/ns/net where we may read it. Where we may not (ptrace rules
     deny it for non-dumpable processes and for a capability-less agent), Docker's own word
@@ -183,6 +194,10 @@ def group_namespaces(fs: HostFS, containers: Iterable[Container], *, sidecar: bo
             return keys[c.id]
         if c.id in host:
             return host_key
+        k0 = known.get((c.id, c.pid)) if known is not None else None
+        if k0 is not None:
+            keys[c.id] = k0
+            return k0
         try:
             k: NsKey | None = fs.netns_inode(c.pid)
         except PermissionError:
@@ -201,6 +216,11 @@ def group_namespaces(fs: HostFS, containers: Iterable[Container], *, sidecar: bo
             vanished += 1
             continue
         groups.setdefault(k, []).append(c)
+    if known is not None:
+        # Not the host's members: host_key may change (e.g. /proc/1 becoming readable).
+        fresh = {(c.id, c.pid): k for c in cs if (k := keys.get(c.id)) is not None and k != host_key}
+        known.clear()
+        known.update(fresh)
     return Grouping(groups, vanished, host_key)
 
 
@@ -243,6 +263,7 @@ class NetCollector:
         self._netmap_cache: dict[tuple[NsKey, tuple[object, ...]], dict[str, str]] = {}
         # The last run's samples by namespace, for collect_changed() (same privacy as above).
         self._last: dict[NsKey, NetnsSample] = {}
+        self._inodes: dict[tuple[str, int], NsKey] = {}  # group_namespaces' memo (same privacy)
 
     def collect(self, snap: Snapshot) -> CollectResult:
         """Collector entry point: every namespace of the snapshot's containers, read once."""
@@ -263,7 +284,7 @@ class NetCollector:
         t0 = time.perf_counter()
         samples: list[NetnsSample] = []
         members: list[Membership] = []
-        g = group_namespaces(self.fs, containers, sidecar=self.sidecar)
+        g = group_namespaces(self.fs, containers, sidecar=self.sidecar, known=self._inodes)
         errors, vanished = 0, g.vanished
         if self.sidecar and vanished:  # see _Gone below: for a sidecar that is an error
             errors += vanished

@@ -23,8 +23,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 
 from agent.docker.models import Container
-from agent.netstats import CollectResult, Membership
-from agent.procnet import DevCounters
+from agent.netstats import CollectResult, Membership, NetnsSample, NsKey
 from exporters.prometheus import names as n
 
 
@@ -49,6 +48,47 @@ def head(m: n.Metric, openmetrics: bool = False) -> str:
     family = m.name.removesuffix("_total") if m.kind is n.Kind.COUNTER else m.name
     help_ = escape(m.help)
     return f"# HELP {family} {help_}\n# TYPE {family} {m.kind.value}\n"
+
+
+def _render_namespace(s: NetnsSample, ident: str) -> list[str]:
+    """One namespace's lines for each of _NS_FAMILIES, in its order ("" where it has none)."""
+    chunks: list[str] = []
+    add = chunks.append
+    rows = [
+        (f'{ident},interface="{escape(iface)}",network="{escape(s.networks.get(iface, ""))}"', ctr)
+        for iface, ctr in s.devices.items()
+    ]
+    for metric, attr in n.DEVICE_METRICS:
+        name = metric.name
+        add("".join(f"{name}{{{labels}}} {getattr(ctr, attr)}\n" for labels, ctr in rows))
+    for metric, section, fld in n.TCP_MIB_METRICS:
+        v = s.mib.get(section, {}).get(fld)
+        add(f"{metric.name}{{{ident}}} {v}\n" if v is not None else "")
+    tw = s.sockstat.get("TCP", {}).get("tw")
+    add(f"{n.TCP_TIME_WAIT.name}{{{ident}}} {tw}\n" if tw is not None else "")
+    for metric, v4, v6 in ((n.TCP_INUSE, "TCP", "TCP6"), (n.UDP_INUSE, "UDP", "UDP6")):
+        lines = []
+        for ver, proto in (("4", v4), ("6", v6)):
+            v = s.sockstat.get(proto, {}).get("inuse")
+            if v is not None:
+                lines.append(f'{metric.name}{{{ident},ip_version="{ver}"}} {v}\n')
+        add("".join(lines))
+    # UDP: v4 from net/snmp, v6 from net/snmp6.
+    for metric, fld in n.UDP_METRICS:
+        lines = []
+        v = s.mib.get("Udp", {}).get(fld)
+        if v is not None:
+            lines.append(f'{metric.name}{{{ident},ip_version="4"}} {v}\n')
+        v = s.udp6.get(fld)
+        if v is not None:
+            lines.append(f'{metric.name}{{{ident},ip_version="6"}} {v}\n')
+        add("".join(lines))
+    add(
+        "".join(
+            f'{n.TCP_STATES.name}{{{ident},state="{st}"}} {c}\n' for st, c in (s.tcp_states or {}).items()
+        )
+    )
+    return chunks
 
 
 class Exposition:
@@ -126,10 +166,66 @@ class MetricsPage:
         return gzip.compress(plain, 1) if gz else plain
 
 
+# The per-namespace families, in exposition order.
+_NS_FAMILIES: tuple[n.Metric, ...] = (
+    *(m for m, _ in n.DEVICE_METRICS),
+    *(m for m, _, _ in n.TCP_MIB_METRICS),
+    n.TCP_TIME_WAIT,
+    n.TCP_INUSE,
+    n.UDP_INUSE,
+    *(m for m, _ in n.UDP_METRICS),
+    n.TCP_STATES,
+)
+
+
+class _Rendered:
+    """One namespace's lines, one string per family of _NS_FAMILIES, and what they came from."""
+
+    __slots__ = ("chunks", "ident", "sample")
+
+    def __init__(self, ident: str, sample: NetnsSample, chunks: list[str]) -> None:
+        self.ident = ident
+        self.sample = sample
+        self.chunks = chunks
+
+    def still(self, ident: str, s: NetnsSample) -> bool:
+        """Would `s` render to the same lines? The same sample object, or equal values (an idle
+        container's counters do not move between scrapes; comparing dicts of ints is C work)."""
+        o = self.sample
+        if o is s:
+            return ident == self.ident
+        return (
+            ident == self.ident
+            and o.devices == s.devices
+            and o.networks == s.networks
+            and o.mib == s.mib
+            and o.sockstat == s.sockstat
+            and o.udp6 == s.udp6
+            and o.tcp_states == s.tcp_states
+        )
+
+
 class Renderer:
     def __init__(self) -> None:
         # container id -> (the Container object it was rendered from, node, label string)
         self._ident: dict[str, tuple[Container, str, str]] = {}
+        # namespace key -> its last rendering: reused while its values do not change (issue 14:
+        # under churn most namespaces are unchanged; at rest, idle containers are).
+        self._ns: dict[NsKey, _Rendered] = {}
+
+    def _chunks(self, s: NetnsSample, ident: str) -> list[str]:
+        hit = self._ns.get(s.inode)
+        if hit is not None and hit.still(ident, s):
+            hit.sample = s  # the newer object: identity checks hit next time
+            return hit.chunks
+        chunks = _render_namespace(s, ident)
+        self._ns[s.inode] = _Rendered(ident, s, chunks)
+        return chunks
+
+    def _forget_namespaces(self, samples: Iterable[NetnsSample]) -> None:
+        live = {s.inode for s in samples}
+        for k in [k for k in self._ns if k not in live]:
+            del self._ns[k]
 
     def identity(self, c: Container | None, node: str) -> str:
         """`node="..",name="..",...` for a container, or the host namespace when c is None."""
@@ -165,63 +261,22 @@ class Renderer:
         out: list[str] = []
         add = out.append
         heads: list[tuple[int, n.Metric]] = []
-        samples = result.samples
-        idents = [self.identity(s.owner, node) for s in samples]
 
         def family(m: n.Metric) -> None:
             heads.append((len(out), m))
             add(head(m))
 
-        # Per interface.
-        dev_rows: list[tuple[str, DevCounters]] = []
-        for ident, s in zip(idents, samples, strict=True):
-            for iface, ctr in s.devices.items():
-                net = escape(s.networks.get(iface, ""))
-                dev_rows.append((f'{ident},interface="{escape(iface)}",network="{net}"', ctr))
-        for metric, attr in n.DEVICE_METRICS:
-            family(metric)
-            name = metric.name
-            for labels, ctr in dev_rows:
-                add(f"{name}{{{labels}}} {getattr(ctr, attr)}\n")
-
-        # Per namespace: TCP MIB.
-        for metric, section, field in n.TCP_MIB_METRICS:
-            family(metric)
-            name = metric.name
-            for ident, s in zip(idents, samples, strict=True):
-                v = s.mib.get(section, {}).get(field)
-                if v is not None:
-                    add(f"{name}{{{ident}}} {v}\n")
-        family(n.TCP_TIME_WAIT)
-        for ident, s in zip(idents, samples, strict=True):
-            tw = s.sockstat.get("TCP", {}).get("tw")
-            if tw is not None:
-                add(f"{n.TCP_TIME_WAIT.name}{{{ident}}} {tw}\n")
-        for metric, v4, v6 in ((n.TCP_INUSE, "TCP", "TCP6"), (n.UDP_INUSE, "UDP", "UDP6")):
-            family(metric)
-            for ident, s in zip(idents, samples, strict=True):
-                for ver, proto in (("4", v4), ("6", v6)):
-                    v = s.sockstat.get(proto, {}).get("inuse")
-                    if v is not None:
-                        add(f'{metric.name}{{{ident},ip_version="{ver}"}} {v}\n')
-
-        # Per namespace: UDP, v4 from net/snmp, v6 from net/snmp6.
-        for metric, field in n.UDP_METRICS:
-            family(metric)
-            for ident, s in zip(idents, samples, strict=True):
-                v = s.mib.get("Udp", {}).get(field)
-                if v is not None:
-                    add(f'{metric.name}{{{ident},ip_version="4"}} {v}\n')
-                v = s.udp6.get(field)
-                if v is not None:
-                    add(f'{metric.name}{{{ident},ip_version="6"}} {v}\n')
-
-        # Opt-in: TCP states.
-        if any(s.tcp_states is not None for s in samples):
-            family(n.TCP_STATES)
-            for ident, s in zip(idents, samples, strict=True):
-                for state, count in (s.tcp_states or {}).items():
-                    add(f'{n.TCP_STATES.name}{{{ident},state="{state}"}} {count}\n')
+        samples = result.samples
+        chunks = [self._chunks(s, self.identity(s.owner, node)) for s in samples]
+        self._forget_namespaces(samples)
+        with_states = any(s.tcp_states is not None for s in samples)
+        for i, fam in enumerate(_NS_FAMILIES):
+            if fam is n.TCP_STATES and not with_states:
+                continue  # opt-in: no family at all unless the tier ran
+            family(fam)
+            for ch in chunks:
+                if ch[i]:
+                    add(ch[i])
 
         # Inventory: info per container, health, per-container event counters.
         family(n.CONTAINER_INFO)

@@ -142,3 +142,36 @@ def test_reading_only_the_declared_fields_renders_the_same(tmp_path: Path) -> No
         return Renderer().render("n1", "", res, {}, {}, [B]).text()
 
     assert text(picked) == text(full)
+
+
+class CountingFS(ScriptedFS):
+    """ScriptedFS that records which pids' links were stat()ed."""
+
+    def netns_inode(self, pid: int | str) -> int:
+        STATS.append(int(pid))
+        return ScriptedFS.netns_inode(self, pid)
+
+
+STATS: list[int] = []
+
+
+def test_a_running_container_is_stated_once_and_a_restart_is_seen() -> None:
+    """The memo (issue 14): a known (container, pid) is not stat()ed again; a new pid is."""
+    import dataclasses
+
+    a, b = ctr(7, "a"), ctr(8, "b")
+    fs = CountingFS(links={1: HOST_INO, a.pid: 70, b.pid: 80, 999: 71})
+    known: dict[tuple[str, int], NsKey] = {}
+    STATS.clear()
+    g = group_namespaces(fs, [a, b], known=known)
+    assert members(g.groups, 70) == {a.id} and members(g.groups, 80) == {b.id}
+    assert sorted(STATS) == sorted([1, a.pid, b.pid])
+    STATS.clear()
+    group_namespaces(fs, [a, b], known=known)
+    assert STATS == [1]  # only the host probe
+    a2 = dataclasses.replace(a, pid=999)  # a restarted: a new process, a new namespace
+    STATS.clear()
+    g = group_namespaces(fs, [a2, b], known=known)
+    assert STATS == [1, 999]
+    assert members(g.groups, 71) == {a.id} and 70 not in g.groups
+    assert set(known) == {(a.id, 999), (b.id, b.pid)}  # the old pid is forgotten

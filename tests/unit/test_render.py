@@ -133,3 +133,35 @@ def test_identity_cache_keeps_running_containers_without_events() -> None:
     scraper.renderer.identity(c, "n")
     scraper._scrape_blocking()
     assert c.id in scraper.renderer._ident
+
+
+def test_a_kept_rendering_equals_a_fresh_one_at_every_step() -> None:
+    """The per-namespace render cache (issue 14) never serves stale lines: across renders where
+    a counter moves, a container is renamed, the TCP-states tier appears and a namespace goes,
+    one long-lived Renderer gives exactly what a new one gives."""
+    import dataclasses
+
+    a, b = container("a", "web"), container("b", "db")
+    sa, sb, host = sample(a, 100), sample(b, 200), sample(None, 300)
+    kept = Renderer()
+
+    def both(*samples: NetnsSample) -> str:
+        res = CollectResult(samples=samples)
+        fresh = Renderer().render("n1", "id", res, {}, {}, []).text()
+        got = kept.render("n1", "id", res, {}, {}, []).text()
+        assert got == fresh
+        return got
+
+    first = both(sa, sb, host)
+    assert both(sa, sb, host) == first  # the same objects
+    # Equal values in new objects: still the same text.
+    assert both(dataclasses.replace(sa), dataclasses.replace(sb), host) == first
+    moved = dataclasses.replace(sa, devices={"eth0": DevCounters(101, 2, 3, 4, 5, 6, 7, 8)})
+    text = both(moved, sb, host)
+    rx = n.DEVICE_METRICS[0][0].name
+    assert any(line.startswith(rx + "{") and line.endswith(" 101") for line in text.splitlines())
+    renamed = dataclasses.replace(sb, owner=dataclasses.replace(b, name="db2"))
+    assert 'name="db2"' in both(moved, renamed, host)
+    mib = {**sa.mib, "Tcp": {"CurrEstab": 10, "AttemptFails": 11}}
+    both(dataclasses.replace(moved, mib=mib, tcp_states={"ESTABLISHED": 1}), renamed, host)
+    assert 'name="web"' not in both(renamed, host)
