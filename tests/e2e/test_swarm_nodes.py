@@ -58,7 +58,6 @@ from __future__ import annotations
 import math
 import re
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -69,17 +68,15 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from agentproc import Series, free_port, parse
-from baseimage import BASE_IMAGE
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from harness import REPO, http_get
-from swarmnodes import Node, Swarm
-from swarmstack import deployed, gwbridge_ip, query, shipped_stack, targets, task_container
 
 from agent import procnet
-
-sys.path.insert(0, str(REPO / "tests" / "integration"))
-from dashboard_queries import dashboard_queries
+from tests.e2e.baseimage import BASE_IMAGE
+from tests.e2e.harness import REPO, http_get
+from tests.e2e.swarmnodes import Node, Swarm
+from tests.e2e.swarmstack import deployed, gwbridge_ip, query, shipped_stack, targets, task_container
+from tests.support.agentproc import Series, free_port, parse
+from tests.support.dashboard_queries import dashboard_queries
+from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 

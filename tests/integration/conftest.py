@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from agentproc import Agent
-from engine import Engine
+
+from tests.support.agentproc import Agent
+from tests.support.engine import Engine
 
 
 @pytest.fixture(scope="module", params=["at-scrape", "interval"])

@@ -11,18 +11,16 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import Agent
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from peers.prometheus import Prometheus, prom_query
 
-sys.path.insert(0, str(Path(__file__).parent))
-from dashboard_queries import dashboard_queries, substitute
+from tests.support.agentproc import Agent
+from tests.support.dashboard_queries import dashboard_queries, substitute
+from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.peers.prometheus import Prometheus, prom_query
 
 pytestmark = pytest.mark.docker
 

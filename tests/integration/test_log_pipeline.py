@@ -2,7 +2,7 @@
 
 Containers log numbered lines (`line-0`, `line-1`, ...) at a bounded rate; every test checks that
 each number arrives, and how often. The json-file sink (read back with our own parser) and the
-fluentd sink into the Forward receiver (tests/peers/forward.py) are the far ends. The agent only
+fluentd sink into the Forward receiver (tests/support/peers/forward.py) are the far ends. The agent only
 follows containers named `dwlog<session>-*`, so other tests' containers on the shared engine (and
 other sessions running these same tests) do not interfere.
 """
@@ -16,12 +16,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, one, scrape_until
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from peers.forward import ForwardReceiver
-from toolbox import sinks_config, until
 
 from agent.logs.jsonfile import CorruptLine, parse_line
+from tests.support.agentproc import Agent, one, scrape_until
+from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.peers.forward import ForwardReceiver
+from tests.support.toolbox import sinks_config, until
 
 pytestmark = pytest.mark.docker
 

@@ -20,12 +20,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, one
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from peers.forward import ForwardReceiver
-from toolbox import sinks_config, until
 
 from agent.logs.jsonfile import parse_line
+from tests.support.agentproc import Agent, one
+from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.peers.forward import ForwardReceiver
+from tests.support.toolbox import sinks_config, until
 
 pytestmark = pytest.mark.docker
 

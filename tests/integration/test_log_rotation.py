@@ -18,10 +18,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, one
-from engine import BUSYBOX_IMAGE, Engine
-from peers.forward import ForwardReceiver
-from toolbox import sinks_config
+
+from tests.support.agentproc import Agent, one
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.forward import ForwardReceiver
+from tests.support.toolbox import sinks_config
 
 pytestmark = pytest.mark.docker
 

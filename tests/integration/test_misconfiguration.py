@@ -21,10 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, free_port, one, parse
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from peers.forward import ForwardReceiver
-from toolbox import REPO, sinks_config, until
+
+from tests.support.agentproc import Agent, free_port, one, parse
+from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.peers.forward import ForwardReceiver
+from tests.support.toolbox import REPO, sinks_config, until
 
 pytestmark = pytest.mark.docker
 

@@ -16,15 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, Series, free_port, one, scrape_until, select
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from peers.prometheus import Prometheus, prom_query
 
 from agent.connections import ConnectionCollector
 from agent.docker.client import DockerClient
 from agent.docker.models import Container, Network, Service
 from agent.hostfs import HostFS
 from agent.peers import Direction, Edge, Peer, PeerKind
+from tests.support.agentproc import Agent, Series, free_port, one, scrape_until, select
+from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.peers.prometheus import Prometheus, prom_query
 
 pytestmark = pytest.mark.docker
 

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, Series, one, scrape_until, select
-from engine import BUSYBOX_IMAGE, Engine, wait_for
 
 from agent import procnet
+from tests.support.agentproc import Agent, Series, one, scrape_until, select
+from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
 
 pytestmark = pytest.mark.docker
 

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from agentproc import REPO, free_port, one, parse
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from toolbox import agent_env
 
 from agent import procnet
+from tests.support.agentproc import REPO, free_port, one, parse
+from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.toolbox import agent_env
 
 pytestmark = pytest.mark.docker
 

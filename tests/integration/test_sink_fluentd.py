@@ -16,14 +16,14 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from engine import BUSYBOX_IMAGE, Engine
-from peers.forward import Event, ForwardReceiver
-from toolbox import until
 
 from agent.docker.models import Container
 from agent.logs.record import LogRecord, Partial
 from exporters.sinks.base import Outcome
 from exporters.sinks.fluentd import FluentdSink
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.forward import Event, ForwardReceiver
+from tests.support.toolbox import until
 
 WEB = Container(
     id="5e" * 32,

@@ -17,12 +17,12 @@ import struct
 from pathlib import Path
 
 import pytest
-from engine import BUSYBOX_IMAGE, Engine, wait_for
 
 from agent.docker.models import Container
 from agent.logs.record import LogRecord, Partial
 from exporters.sinks.base import Outcome
 from exporters.sinks.json_file import JsonFileSink
+from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
 
 CHUNK = 16384  # dockerd's copier buffer: longer lines arrive as partial chunks
 

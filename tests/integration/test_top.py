@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from agentproc import REPO, Agent
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from topterm import KernelRecorder, Screen, Tmux, epoch_of, read_screen, shown
 
 from agent.docker.models import COMPOSE_PROJECT, COMPOSE_SERVICE, SWARM_SERVICE
 from agent.top.model import fit_columns
+from tests.support.agentproc import REPO, Agent
+from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.topterm import KernelRecorder, Screen, Tmux, epoch_of, read_screen, shown
 
 pytestmark = [
     pytest.mark.docker,

@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from toolbox import ScriptedFS, captured_procfs, container, until
 
 from agent import netstats
 from agent.collector import Key, Registry
@@ -17,6 +16,7 @@ from agent.inventory import Inventory, Snapshot
 from agent.netstats import NetCollector
 from exporters.prometheus.render import Renderer
 from exporters.prometheus.scrape import Scraper
+from tests.support.toolbox import ScriptedFS, captured_procfs, container, until
 
 HOST_INO = 4026531833
 WEB, API, DB = container(1, "web"), container(2, "api"), container(3, "db")

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import dashboard_queries as dq
+
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "grafana" / "dashboards"
 
@@ -31,7 +33,6 @@ def _load(name: str, path: Path) -> ModuleType:
 
 
 build = _load("dockwatch_grafana_build", REPO / "grafana" / "build.py")
-dq = _load("dockwatch_dashboard_queries", REPO / "tests" / "integration" / "dashboard_queries.py")
 
 
 def panels() -> Iterator[tuple[str, dict[str, Any]]]:

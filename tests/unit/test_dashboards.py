@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from exporters.prometheus import names
+from tests.support import dashboard_queries as dq
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "grafana"
@@ -33,7 +34,6 @@ def _load(name: str, path: Path) -> ModuleType:
 
 
 build = _load("dockwatch_grafana_build", GRAFANA / "build.py")
-dq = _load("dockwatch_dashboard_queries", REPO / "tests" / "integration" / "dashboard_queries.py")
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 UIDS = {
@@ -477,7 +477,7 @@ def _exposition() -> list[tuple[str, dict[str, str], float, bool]]:
     registry.register(SelfMetrics(snap, col, EngineState()))
     registry.register(ProcessCollector(registry=None))
     text += generate_latest(registry).decode()
-    from netmap_exposition import netmap_text  # issue 11's families, from the real exporter
+    from tests.support.netmap_exposition import netmap_text  # issue 11's families, from the real exporter
 
     text += netmap_text(web, app, "n1")
     out = []

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from toolbox import until
 
 from agent.collector import Registry
 from agent.docker.client import Event
@@ -23,6 +22,7 @@ from agent.hostfs import HostFS
 from agent.inventory import COUNTED_ACTIONS, HEALTH_ACTION, EngineInventory, Inventory
 from agent.netstats import NetCollector, TcpStatesCollector
 from exporters.prometheus.scrape import Scraper
+from tests.support.toolbox import until
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from toolbox import until
 
 from agent.docker.client import DockerClient
 from agent.docker.models import Container, EngineError
@@ -21,6 +20,7 @@ from agent.logs.checkpoint import ApiPos, CheckpointStore
 from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.sinkspec import SinkSpec
 from exporters.sinks.base import Outcome
+from tests.support.toolbox import until
 
 CID = "e1" * 32
 T0 = 1_795_000_000_000_000_000

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from toolbox import wait_for
 
 from agent.logs.checkpoint import ApiPos, CheckpointStore, FilePos
+from tests.support.toolbox import wait_for
 
 CID = "ab" * 32
 

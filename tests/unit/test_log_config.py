@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from toolbox import agent_env
 
 from agent import config
 from agent.app import build_log_pipeline
@@ -16,6 +15,7 @@ from agent.config import ConfigError
 from agent.docker.models import Container
 from agent.inventory import Inventory
 from agent.logs.sinkspec import parse_log_opts, parse_sinks
+from tests.support.toolbox import agent_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,13 +7,13 @@ import logging
 import time
 
 import pytest
-from toolbox import FakeClock
 
 from agent.docker.models import Container
 from agent.logs.delivery import SinkRunner
 from agent.logs.record import LogRecord
 from agent.logs.sinkspec import SinkSpec
 from exporters.sinks.base import Outcome
+from tests.support.toolbox import FakeClock
 
 C = Container(id="d" * 64, name="x", image="i", image_id="", pid=1, network_mode="")
 

@@ -10,8 +10,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from toolbox import until
-
 from agent.docker.client import DockerClient
 from agent.docker.models import Container, NotFound
 from agent.hostfs import HostFS
@@ -21,6 +19,7 @@ from agent.logs.pipeline import LogPipeline
 from agent.logs.sinkspec import Match, SinkSpec
 from agent.logs.tail import FileTail
 from exporters.sinks.base import Outcome
+from tests.support.toolbox import until
 
 
 class Sink:

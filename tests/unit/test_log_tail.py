@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from toolbox import until
 
 from agent.docker.models import Container
 from agent.hostfs import HostFS
@@ -25,6 +24,7 @@ from agent.logs.record import LogRecord
 from agent.logs.sinkspec import SinkSpec
 from agent.logs.tail import FileTail
 from exporters.sinks.base import Outcome
+from tests.support.toolbox import until
 
 CID = "c0" * 32
 FAST = TailOptions(poll_interval=0.02, batch_records=50)

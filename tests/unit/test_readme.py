@@ -1,4 +1,4 @@
-"""README's generated tables match the code (update: python tests/unit/test_readme.py --update)."""
+"""README's generated tables match the code (update: python3 -m tests.unit.test_readme --update)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def render(text: str) -> str:
 
 def test_readme_tables_are_current() -> None:
     text = README.read_text()
-    assert render(text) == text, "README tables are stale: python tests/unit/test_readme.py --update"
+    assert render(text) == text, "README tables are stale: python3 -m tests.unit.test_readme --update"
 
 
 def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from agentproc import free_port
+from tests.support.agentproc import free_port
 
 
 class Prometheus:

@@ -19,12 +19,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine import wait_for
-
 from agent import procnet
 from agent.top.model import parse_number
+from tests.support.engine import wait_for
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Tmux:

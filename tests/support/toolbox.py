@@ -20,7 +20,7 @@ from typing import Any
 from agent.docker.models import Container
 from agent.hostfs import HostFS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CAPTURED_PROC = REPO / "tests" / "data" / "proc"  # net files captured from a container and a host
 
 
