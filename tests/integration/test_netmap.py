@@ -257,19 +257,6 @@ def test_host_network_joiner_and_two_networks(engine: Engine, agent: Agent) -> N
     assert att == {a_net, b_net}
 
 
-@pytest.fixture
-def veth_parent() -> Iterator[str]:
-    """One end of a veth pair made for the test: a macvlan parent (this kernel has no dummy links)."""
-    a, b = f"dwnv{uid()[:4]}", f"dwnp{uid()[:4]}"
-    subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
-    subprocess.run(["ip", "link", "set", a, "up"], check=True)
-    subprocess.run(["ip", "link", "set", b, "up"], check=True)
-    try:
-        yield a
-    finally:
-        subprocess.run(["ip", "link", "del", a], check=False)
-
-
 def test_macvlan_peers(engine: Engine, agent: Agent, veth_parent: str) -> None:
     net = f"dwt-nmv-{uid()}"
     engine.network(net, "-d", "macvlan", "--subnet", "10.124.46.0/24", "-o", f"parent={veth_parent}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,19 +218,6 @@ def test_network_label_for_every_mode(engine: Engine, agent: Agent) -> None:
         timeout=WAIT,
         what="eth1 gone after disconnect",
     )
-
-
-@pytest.fixture
-def veth_parent() -> Iterator[str]:
-    """One end of a veth pair made for the test: a macvlan parent (this kernel has no dummy links)."""
-    a, b = f"dwmv{uid()[:4]}", f"dwmp{uid()[:4]}"
-    subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
-    subprocess.run(["ip", "link", "set", a, "up"], check=True)
-    subprocess.run(["ip", "link", "set", b, "up"], check=True)
-    try:
-        yield a
-    finally:
-        subprocess.run(["ip", "link", "del", a], check=False)
 
 
 def test_macvlan_network_label(engine: Engine, agent: Agent, veth_parent: str) -> None:
