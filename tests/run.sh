@@ -14,7 +14,7 @@ lint() {
   echo "== lint"
   python3 -m ruff check .
   python3 -m ruff format --check .
-  python3 -m mypy agent exporters grafana bench
+  python3 -m mypy agent exporters grafana bench tests
 }
 
 if [[ "${1:-}" == unit ]]; then

@@ -31,7 +31,7 @@ PIP_NETWORK_KEYS = ("index-url", "extra-index-url", "trusted-host", "proxy", "ti
 
 def _deb_sources(text: str) -> list[tuple[str, list[str]]]:
     """(URI, suites) pairs from a deb822 .sources file."""
-    out = []
+    out: list[tuple[str, list[str]]] = []
     for stanza in re.split(r"\n\s*\n", text):
         fields: dict[str, str] = {}
         for line in stanza.splitlines():

@@ -26,7 +26,8 @@ import yaml
 
 from tests.e2e.baseimage import BASE_IMAGE
 from tests.e2e.harness import DEPLOY, http_json
-from tests.support.engine import Engine, wait_for
+from tests.support.engine import Engine
+from tests.support.toolbox import wait_for
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 

@@ -23,7 +23,8 @@ import yaml
 from tests.e2e.baseimage import BASE_IMAGE
 from tests.e2e.harness import DEPLOY, compose_tool, http_json, rule_groups
 from tests.support.agentproc import parse
-from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 

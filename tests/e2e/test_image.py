@@ -17,7 +17,8 @@ import pytest
 from agent import procnet
 from tests.e2e.harness import http_get
 from tests.support.agentproc import Series, parse
-from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 

@@ -34,7 +34,8 @@ import pytest
 
 from tests.support.agentproc import REPO, free_port, one, parse
 from tests.support.certs import PKI, make_pki
-from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 

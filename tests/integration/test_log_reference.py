@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.agentproc import Agent, one
-from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.engine import BUSYBOX_IMAGE, Engine
 from tests.support.peers.forward import Event, ForwardReceiver
-from tests.support.toolbox import sinks_config, until
+from tests.support.toolbox import sinks_config, until, wait_for
 
 pytestmark = pytest.mark.docker
 

@@ -23,8 +23,9 @@ from agent.docker.models import Container, Network, Service
 from agent.hostfs import HostFS
 from agent.peers import Direction, Edge, Peer, PeerKind
 from tests.support.agentproc import Agent, Series, free_port, one, scrape_until, select
-from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.engine import BUSYBOX_IMAGE, Engine
 from tests.support.peers.prometheus import Prometheus, prom_query
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 

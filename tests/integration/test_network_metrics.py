@@ -10,7 +10,8 @@ import pytest
 
 from agent import procnet
 from tests.support.agentproc import Agent, Series, one, scrape_until, select
-from tests.support.engine import BUSYBOX_IMAGE, Engine, wait_for
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -257,7 +258,7 @@ def test_self_metrics(engine: Engine, agent: Agent) -> None:
 
     # The count follows the engine's own list; containers of earlier tests may still be leaving,
     # and in interval mode the body is from the last collection: wait until the two agree.
-    def tracked_is_running(m: dict) -> bool:
+    def tracked_is_running(m: dict[str, Series]) -> bool:
         return one(m, "dockwatch_containers_tracked") == len(engine.docker("ps", "-q").split())
 
     m = scrape_until(agent, tracked_is_running, WAIT, "containers_tracked equal to docker ps")

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.dashboard_queries import substitute
-from tests.support.engine import wait_for
 from tests.support.peers.prometheus import Prometheus
+from tests.support.toolbox import wait_for
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "grafana" / "dashboards" / "traffic.json"
 CONTAINERS = 15

@@ -28,8 +28,9 @@ import pytest
 
 from tests.support.agentproc import REPO, Agent
 from tests.support.certs import make_pki
-from tests.support.engine import Engine, wait_for
+from tests.support.engine import Engine
 from tests.support.peers.prometheus import Prometheus, prom_query
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 

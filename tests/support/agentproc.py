@@ -14,8 +14,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.engine import Engine, wait_for
-from tests.support.toolbox import agent_env
+from tests.support.engine import Engine
+from tests.support.toolbox import agent_env, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,6 +20,7 @@ import yaml
 
 from exporters.prometheus import names
 from tests.support import dashboard_queries as dq
+from tests.support.toolbox import container
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "grafana"
@@ -410,32 +412,23 @@ def _exposition() -> list[tuple[str, dict[str, str], float, bool]]:
     from exporters.prometheus.render import Renderer
     from exporters.prometheus.scrape import EngineState, SelfMetrics
 
-    def ctr(cid: str, name: str, mode: str = "bridge", health: str = "", **labels: str) -> Container:
-        return Container(
-            id=cid * 64,
-            name=name,
-            image="img:1",
-            image_id="sha256:x",
-            pid=1,
-            network_mode=mode,
-            labels=labels,
-            health=health,
-        )
+    def ctr(n: int, name: str, mode: str = "bridge", health: str = "", **labels: str) -> Container:
+        return replace(container(n, name, mode, **labels), health=health)
 
     swarm = {
         "com.docker.stack.namespace": "shop",
         "com.docker.swarm.service.name": "shop_web",
         "com.docker.swarm.task.name": "shop_web.1.x",
     }
-    web = ctr("a", "shop_web.1.x", health="healthy", **swarm)
+    web = ctr(1, "shop_web.1.x", health="healthy", **swarm)
     app = ctr(
-        "b",
+        2,
         "app",
         health="unhealthy",
         **{"com.docker.compose.project": "p", "com.docker.compose.service": "app"},
     )
-    side = ctr("c", "sidecar", mode="container:" + app.id)
-    hostc = ctr("d", "hostc", mode="host")
+    side = ctr(3, "sidecar", mode="container:" + app.id)
+    hostc = ctr(4, "hostc", mode="host")
 
     def ns(owner: Container | None, ino: int, net: str) -> NetnsSample:
         return NetnsSample(

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from agent.docker.stdcopy import since_param
 from agent.logs.api import ApiTail
 from agent.logs.checkpoint import ApiPos, CheckpointStore
 from agent.logs.delivery import SinkRunner, TailOptions
+from agent.logs.record import LogRecord
 from agent.logs.sinkspec import SinkSpec
 from exporters.sinks.base import Outcome
 from tests.support.toolbox import until
@@ -56,7 +57,7 @@ class FakeEngine(DockerClient):
         self.follow_ends = asyncio.Event()
         self.follow_ends.set()
 
-    async def stream(self, path: str, params: Mapping[str, str] | None = None):
+    async def stream(self, path: str, params: Mapping[str, str] | None = None) -> AsyncGenerator[bytes, None]:
         assert params is not None
         self.requests.append(dict(params))
         if self.error is not None:
@@ -80,12 +81,12 @@ class Sink:
     name = "s"
 
     def __init__(self) -> None:
-        self.records = []
+        self.records: list[LogRecord] = []
 
     async def open(self) -> None:
         pass
 
-    async def send(self, batch):
+    async def send(self, batch: Sequence[LogRecord]) -> Outcome:
         self.records.extend(batch)
         return Outcome.OK
 
@@ -93,7 +94,7 @@ class Sink:
         pass
 
 
-def make_tail(tmp: Path, engine: FakeEngine, sink: Sink, unreadable: list | None = None) -> ApiTail:
+def make_tail(tmp: Path, engine: FakeEngine, sink: Sink, unreadable: list[str] | None = None) -> ApiTail:
     return ApiTail(
         C,
         SinkRunner(SinkSpec("s", "x"), sink),
@@ -104,7 +105,7 @@ def make_tail(tmp: Path, engine: FakeEngine, sink: Sink, unreadable: list | None
     )
 
 
-async def run_once(tmp: Path, engine: FakeEngine, unreadable: list | None = None) -> Sink:
+async def run_once(tmp: Path, engine: FakeEngine, unreadable: list[str] | None = None) -> Sink:
     sink = Sink()
     tail = make_tail(tmp, engine, sink, unreadable)
     tail.finishing = True  # the container has stopped: read to the end of the stream, then end
@@ -174,7 +175,7 @@ async def test_checkpoint_exists_from_first_sight(tmp_path: Path) -> None:
     eng.follow_ends.clear()
 
     class Down(Sink):
-        async def send(self, batch):
+        async def send(self, batch: Sequence[LogRecord]) -> Outcome:
             return Outcome.RETRY
 
     tail = make_tail(tmp_path, eng, Down())

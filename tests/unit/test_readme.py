@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from agent import config
@@ -16,9 +17,13 @@ SECTIONS = {"metrics": names.markdown_table, "config": config.markdown_table, "t
 
 def render(text: str) -> str:
     for tag, make in SECTIONS.items():
+
+        def section(_m: re.Match[str], t: str = tag, f: Callable[[], str] = make) -> str:
+            return f"<!-- {t}:begin -->\n{f()}\n<!-- {t}:end -->"
+
         text = re.sub(
             rf"<!-- {tag}:begin -->.*?<!-- {tag}:end -->",
-            lambda _m, t=tag, f=make: f"<!-- {t}:begin -->\n{f()}\n<!-- {t}:end -->",
+            section,
             text,
             flags=re.S,
         )

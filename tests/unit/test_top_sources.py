@@ -106,7 +106,9 @@ def test_url_source_reads_back_what_the_standalone_adapter_sees() -> None:
 def test_url_source_keys_are_stable_across_scrapes_so_rates_work() -> None:
     res = collect_result()
     body1 = Renderer().render("node1", "nid", res, {}, {}, []).text()
-    res.samples[0].devices["eth0"] = procnet.DevCounters(3000, 30, 1, 2, 2000, 20, 3, 4)
+    devices = res.samples[0].devices
+    assert isinstance(devices, dict)  # the collector's own dict: a later scrape's counters
+    devices["eth0"] = procnet.DevCounters(3000, 30, 1, 2, 2000, 20, 3, 4)
     body2 = Renderer().render("node1", "nid", res, {}, {}, []).text()
     f = compute(from_exposition(body1, 10.0, 0), from_exposition(body2, 12.0, 2))
     web = next(r for r in f.rows if r.name == "web")
