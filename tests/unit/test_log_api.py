@@ -8,12 +8,13 @@ import contextlib
 import struct
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from agent.docker.client import DockerClient
-from agent.docker.models import Container, EngineError
+from agent.docker.models import EngineError
 from agent.docker.stdcopy import since_param
 from agent.logs.api import ApiTail
 from agent.logs.checkpoint import ApiPos, CheckpointStore
@@ -21,11 +22,11 @@ from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.record import LogRecord
 from agent.logs.sinkspec import SinkSpec
 from exporters.sinks.base import Outcome
-from tests.support.toolbox import until
+from tests.support.toolbox import container, until
 
 CID = "e1" * 32
 T0 = 1_795_000_000_000_000_000
-C = Container(id=CID, name="api", image="i", image_id="", pid=1, network_mode="", log_driver="local")
+C = replace(container(1, "api"), id=CID, log_driver="local")
 
 
 def ts(ns: int) -> bytes:

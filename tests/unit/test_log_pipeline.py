@@ -23,7 +23,7 @@ from agent.logs.record import LogRecord
 from agent.logs.sinkspec import Match, SinkSpec
 from agent.logs.tail import FileTail, LogFile
 from exporters.sinks.base import Outcome
-from tests.support.toolbox import until
+from tests.support.toolbox import container, until
 
 
 class Sink:
@@ -49,18 +49,7 @@ def ctr(
     created: str = "",
     **labels: str,
 ) -> Container:
-    return Container(
-        id=cid,
-        name=name,
-        image="busybox",
-        image_id="",
-        pid=pid,
-        network_mode="",
-        labels=labels,
-        log_driver=driver,
-        tty=tty,
-        created=created,
-    )
+    return replace(container(1, name, **labels), id=cid, pid=pid, log_driver=driver, tty=tty, created=created)
 
 
 def docker_file(root: Path, cid: str, lines: int) -> None:

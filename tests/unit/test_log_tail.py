@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from agent.logs.sink import DropReason
 from agent.logs.sinkspec import SinkSpec
 from agent.logs.tail import FileTail
 from exporters.sinks.base import Outcome
+from tests.support import toolbox
 from tests.support.toolbox import until
 
 CID = "c0" * 32
@@ -112,16 +114,7 @@ class DockerWriter:
 
 
 def container() -> Container:
-    return Container(
-        id=CID,
-        name="app",
-        image="busybox",
-        image_id="",
-        pid=1,
-        network_mode="default",
-        log_driver="json-file",
-        log_opts={},
-    )
+    return replace(toolbox.container(1, "app"), id=CID, log_driver="json-file", log_opts={})
 
 
 def make_tail(root: Path, sink: ListSink, opts: TailOptions = FAST, **kw: Any) -> FileTail:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, timedelta, timezone, tzinfo
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from exporters.sinks.syslog import (
 )
 from exporters.sinks.tag import Tag
 from exporters.sinks.upstream import Address
-from tests.support.toolbox import present
+from tests.support.toolbox import container, present
 
 C = Container(id="5e" * 32, name="web", image="busybox", image_id="", pid=4242, network_mode="default")
 T_REC = 1_763_884_800_123_456_789  # 2025-11-23T08:00:00.123456789Z: the container's time
@@ -116,7 +117,7 @@ def test_compat_off_uses_the_containers_time_and_pid() -> None:
     assert wire(fmt("rfc5424micro", compat=False), rec()) == (
         b"<30>1 2025-11-23T08:00:00.123456Z dockerhost 5e5e5e5e5e5e 4242 5e5e5e5e5e5e - hello"
     )
-    nopid = Container(id="ab" * 32, name="x", image="", image_id="", pid=0, network_mode="")
+    nopid = replace(container(1, "x"), id="ab" * 32, pid=0)
     assert (
         wire(fmt("rfc3164", compat=False), rec(c=nopid))
         == b"<30>Nov 23 08:00:00 dockerhost abababababab: hello"
