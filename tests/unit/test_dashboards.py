@@ -3,7 +3,6 @@ dashboard-linter's rules hold, plus ours: metrics exist in names.py, shared name
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -12,30 +11,19 @@ import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
 from exporters.prometheus import names
+from grafana import build
 from tests.support import dashboard_queries as dq
 from tests.support.toolbox import container
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "grafana"
 
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(mod)
-    return mod
-
-
-build = _load("dockwatch_grafana_build", GRAFANA / "build.py")
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 UIDS = {
