@@ -113,7 +113,7 @@ def test_identity_cache_follows_container_changes() -> None:
     r = Renderer()
     a = container("a", "old")
     assert 'name="old"' in r.identity(a, "n")
-    renamed = Container(**{**{f: getattr(a, f) for f in a.__slots__}, "name": "new"})
+    renamed = replace(a, name="new")
     assert 'name="new"' in r.identity(renamed, "n")
 
 

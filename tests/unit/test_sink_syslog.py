@@ -22,7 +22,7 @@ from exporters.sinks.tag import Tag
 from exporters.sinks.upstream import Address
 from tests.support.toolbox import container, present
 
-C = Container(id="5e" * 32, name="web", image="busybox", image_id="", pid=4242, network_mode="default")
+C = replace(container(1, "web"), id="5e" * 32, pid=4242)
 T_REC = 1_763_884_800_123_456_789  # 2025-11-23T08:00:00.123456789Z: the container's time
 T_NOW = 1_763_884_801_999_999_000  # the send time
 PLUS2 = timezone(timedelta(hours=2))

@@ -4,6 +4,7 @@ standalone adapter's view of the same collection; and the socket parser on captu
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,21 +16,14 @@ from agent.top.collect import to_sample
 from agent.top.model import HOST_NAME, compute
 from agent.top.sources import from_exposition, metrics_url
 from exporters.prometheus.render import Renderer
+from tests.support import toolbox
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "proc"
 
 
 def container(name: str, cid: str, mode: str = "default", **labels: str) -> Container:
-    return Container(
-        id=cid,
-        name=name,
-        image="busybox",
-        image_id="sha256:1",
-        pid=100,
-        network_mode=mode,
-        labels=labels,
-        networks=(NetworkAttachment("front", "n1", ip="172.20.0.2", prefix_len=16),),
-    )
+    att = NetworkAttachment("front", "n1", ip="172.20.0.2", prefix_len=16)
+    return replace(toolbox.container(1, name, mode, **labels), id=cid, networks=(att,))
 
 
 def collect_result() -> CollectResult:
