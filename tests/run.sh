@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command. On a Debian machine, as root: installs what the tests need
 # (Debian packages only if missing, the project with its test extra), lints, and runs the
-# whole suite. The tests start their own private dockerd (tests/engine.py); this script
+# whole suite. The tests start their own private dockerd (tests/support/engine.py); this script
 # asks them to stop it at the end. Arguments go to pytest.
 #
 #   bash tests/run.sh              everything (what CI runs, through .ci/run)
@@ -14,7 +14,7 @@ lint() {
   echo "== lint"
   python3 -m ruff check .
   python3 -m ruff format --check .
-  python3 -m mypy agent exporters grafana bench
+  python3 -m mypy agent exporters grafana bench tests
 }
 
 if [[ "${1:-}" == unit ]]; then

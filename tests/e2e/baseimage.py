@@ -6,7 +6,7 @@ ca-certificates; the machine's CA bundle and the network parts of its pip config
 in so `pip install` works inside `docker build --network host`. Then `docker import`.
 The image is cached on the engine: built once (a few minutes), reused while it exists.
 
-    python tests/e2e/baseimage.py     # build it on the test engine, print how long it took
+    python3 -m tests.e2e.baseimage   # build it on the test engine, print how long it took
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import configparser
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ PIP_NETWORK_KEYS = ("index-url", "extra-index-url", "trusted-host", "proxy", "ti
 
 def _deb_sources(text: str) -> list[tuple[str, list[str]]]:
     """(URI, suites) pairs from a deb822 .sources file."""
-    out = []
+    out: list[tuple[str, list[str]]] = []
     for stanza in re.split(r"\n\s*\n", text):
         fields: dict[str, str] = {}
         for line in stanza.splitlines():
@@ -153,8 +152,7 @@ def ensure_base_image(docker: list[str], env: dict[str, str] | None = None, log:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parents[1]))
-    from engine import test_engine
+    from tests.support.engine import test_engine
 
     with test_engine() as eng:
         took = ensure_base_image(["docker"], eng.env, Path("/tmp/dwt-debootstrap.log"))

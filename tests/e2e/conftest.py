@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from engine import Engine
-from harness import AGENT_IMAGE, build_agent_image
-from swarmnodes import Swarm, missing_tools, swarm_on
+from tests.e2e.harness import AGENT_IMAGE, build_agent_image
+from tests.e2e.swarmnodes import Swarm, missing_tools, swarm_on
+from tests.support.engine import Engine
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from baseimage import BASE_IMAGE, ensure_base_image
-from engine import Engine
+from tests.e2e.baseimage import BASE_IMAGE, ensure_base_image
+from tests.support.engine import Engine
 
 REPO = Path(__file__).parents[2]
 DEPLOY = REPO / "deploy"

@@ -43,9 +43,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import Engine, wait_for
+from tests.support.engine import Engine
+from tests.support.toolbox import wait_for
 
-UNDERLAY_RANGE = ipaddress.ip_network("198.18.0.0/15")
+UNDERLAY_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 TOOLS = ("ip", "nsenter", "unshare", "dockerd")
 
 

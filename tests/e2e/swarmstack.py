@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from baseimage import BASE_IMAGE
-from engine import Engine, wait_for
-from harness import DEPLOY, http_json
+
+from tests.e2e.baseimage import BASE_IMAGE
+from tests.e2e.harness import DEPLOY, http_json
+from tests.support.engine import Engine
+from tests.support.toolbox import wait_for
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import DEPLOY, REPO, RULES_IN_CONTAINER, compose_tool
 
 from agent import config
+from tests.e2e.harness import DEPLOY, REPO, RULES_IN_CONTAINER, compose_tool
 
 GRAFANA = REPO / "grafana"
 RULES = GRAFANA / "alerts" / "dockwatch.rules.yml"

@@ -19,10 +19,12 @@ from typing import Any
 
 import pytest
 import yaml
-from agentproc import parse
-from baseimage import BASE_IMAGE
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from harness import DEPLOY, compose_tool, http_json, rule_groups
+
+from tests.e2e.baseimage import BASE_IMAGE
+from tests.e2e.harness import DEPLOY, compose_tool, http_json, rule_groups
+from tests.support.agentproc import parse
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 

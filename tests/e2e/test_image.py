@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentproc import Series, parse
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from harness import http_get
 
 from agent import procnet
+from tests.e2e.harness import http_get
+from tests.support.agentproc import Series, parse
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentproc import free_port
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from harness import http_json, rule_groups
-from swarmnodes import Swarm
-from swarmstack import deployed, gwbridge_ip, query, shipped_stack, task_container
+
+from tests.e2e.harness import http_json, rule_groups
+from tests.e2e.swarmnodes import Swarm
+from tests.e2e.swarmstack import deployed, gwbridge_ip, query, shipped_stack, task_container
+from tests.support.agentproc import free_port
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 

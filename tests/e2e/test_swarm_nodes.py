@@ -58,28 +58,27 @@ from __future__ import annotations
 import math
 import re
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import yaml
-from agentproc import Series, free_port, parse
-from baseimage import BASE_IMAGE
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from harness import REPO, http_get
-from swarmnodes import Node, Swarm
-from swarmstack import deployed, gwbridge_ip, query, shipped_stack, targets, task_container
 
 from agent import procnet
-
-sys.path.insert(0, str(REPO / "tests" / "integration"))
-from dashboard_queries import dashboard_queries
+from tests.e2e.baseimage import BASE_IMAGE
+from tests.e2e.harness import REPO, http_get
+from tests.e2e.swarmnodes import Node, Swarm
+from tests.e2e.swarmstack import deployed, gwbridge_ip, query, shipped_stack, targets, task_container
+from tests.support.agentproc import Series, free_port, parse
+from tests.support.dashboard_queries import dashboard_queries
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
@@ -199,7 +198,10 @@ def stack_for_test(
             }
         ]
     )
-    on = lambda constraint: {"placement": {"constraints": [constraint]}}  # noqa: E731
+
+    def on(constraint: str) -> dict[str, Any]:
+        return {"placement": {"constraints": [constraint]}}
+
     stack["services"]["logsink"] = {
         "image": BASE_IMAGE,
         "command": ["python3", "-c", COLLECTOR],
@@ -343,7 +345,7 @@ def each_node_reports_its_own(c: Cluster) -> None:
     for name, eng in c.engines.items():
         url = c.agent_url(name)
         m = wait_for(
-            lambda eng=eng, url=url: exactly_its_containers(eng, url),
+            partial(exactly_its_containers, eng, url),
             timeout=60,
             interval=1,
             what=f"{name}'s agent to list its engine's containers",
@@ -356,7 +358,7 @@ def each_node_reports_its_own(c: Cluster) -> None:
 
     for name, marker in c.markers.items():
         res = wait_for(
-            lambda marker=marker: query(c.prom, f'dockwatch_container_info{{name="{marker}"}}'),
+            partial(query, c.prom, f'dockwatch_container_info{{name="{marker}"}}'),
             timeout=60,
             interval=1,
             what=f"{marker} in Prometheus",

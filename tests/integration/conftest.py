@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import uuid
 from collections.abc import Iterator
 
 import pytest
-from agentproc import Agent
-from engine import Engine
+
+from tests.support.agentproc import Agent
+from tests.support.engine import Engine
 
 
 @pytest.fixture(scope="module", params=["at-scrape", "interval"])
@@ -17,3 +20,17 @@ def agent(request: pytest.FixtureRequest, engine_session: Engine) -> Iterator[Ag
     a = Agent(engine_session, *args).start()
     yield a
     assert a.stop() == 0, a.logtext()
+
+
+@pytest.fixture
+def veth_parent() -> Iterator[str]:
+    """One end of a veth pair made for the test: a macvlan parent (this kernel has no dummy links)."""
+    tag = uuid.uuid4().hex[:8]  # unique per test: parallel runs share the host's link names
+    a, b = f"dwva{tag}", f"dwvb{tag}"
+    subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
+    subprocess.run(["ip", "link", "set", a, "up"], check=True)
+    subprocess.run(["ip", "link", "set", b, "up"], check=True)
+    try:
+        yield a
+    finally:
+        subprocess.run(["ip", "link", "del", a], check=False)

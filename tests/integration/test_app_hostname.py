@@ -7,10 +7,10 @@ import json
 import subprocess
 
 import pytest
-from engine import Engine
 
 from agent import config
 from agent.app import engine_hostname
+from tests.support.engine import Engine
 
 pytestmark = pytest.mark.docker
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from agentproc import Series, free_port, parse, select
-from engine import BUSYBOX_IMAGE, Engine
 
 from agent import config
 from agent.app import App
 from agent.netstats import NetCollector
+from tests.support.agentproc import Series, free_port, parse, select
+from tests.support.engine import BUSYBOX_IMAGE, Engine
 
 pytestmark = pytest.mark.docker
 RX = "container_network_receive_bytes_total"

@@ -11,18 +11,18 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
-from agentproc import Agent
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from peers.prometheus import Prometheus, prom_query
 
-sys.path.insert(0, str(Path(__file__).parent))
-from dashboard_queries import dashboard_queries, substitute
+from tests.support.agentproc import Agent
+from tests.support.dashboard_queries import Query, dashboard_queries, substitute
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.prometheus import Prometheus, prom_query
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -156,7 +156,7 @@ def test_every_dashboard_query_returns_data(stack: tuple[Agent, str]) -> None:
     exempt = {**EMPTY_BY_DESIGN, **NEEDS_SWARM_SERVICES}
     queries = list(dashboard_queries(values={"job": "dockwatch"}))
     assert len(queries) > 50
-    box: list[list] = [[], []]  # the last round's empty and unexplained queries
+    box: list[list[Query]] = [[], []]  # the last round's empty and unexplained queries
 
     def all_have_data() -> bool:
         """Rather than waiting a fixed time for data to accumulate (rate() needs two samples in its
@@ -195,7 +195,7 @@ def test_first_die_and_oom_of_a_container_seen_at_zero_show_on_the_panels(
     )
     for name, action in ((dies, "die"), (ooms, "oom")):  # Prometheus scraped them at 0 first
         wait_for(
-            lambda n=name, a=action: prom_query(base, f'{ev}{{name="{n}",action="{a}"}} == 0'),
+            partial(prom_query, base, f'{ev}{{name="{name}",action="{action}"}} == 0'),
             30,
             what=f"{name}'s {action} counter at 0 in Prometheus",
         )
@@ -207,7 +207,7 @@ def test_first_die_and_oom_of_a_container_seen_at_zero_show_on_the_panels(
             panels[q.source.split("'")[1]] = q.raw
     for name, action, panel in ((dies, "die", "Dies"), (ooms, "oom", "OOMs")):
         series = f'{ev}{{name="{name}",action="{action}"}}'
-        wait_for(lambda s=series: prom_query(base, f"{s} >= 1"), 30, what=f"{name} {action} in Prometheus")
+        wait_for(partial(prom_query, base, f"{series} >= 1"), 30, what=f"{name} {action} in Prometheus")
         # Evaluated at the newest sample's time, the panel shows exactly the counter's increase.
         (last,) = prom_query(base, f"timestamp({series})")
         at = float(last["value"][1])  # [evaluation time, the sample's timestamp]

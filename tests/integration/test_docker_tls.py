@@ -31,9 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from agentproc import REPO, free_port, one, parse
-from certs import PKI, make_pki
-from engine import BUSYBOX_IMAGE, Engine, wait_for
+
+from tests.support.agentproc import REPO, free_port, one, parse
+from tests.support.certs import PKI, make_pki
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 

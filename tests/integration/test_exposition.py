@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, one, parse
-from engine import Engine
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+
+from tests.support.agentproc import Agent, one, parse
+from tests.support.engine import Engine
 
 pytestmark = pytest.mark.docker
 

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, Series, scrape_until, select
-from engine import BUSYBOX_IMAGE, Engine
+
+from tests.support.agentproc import Agent, Series, scrape_until, select
+from tests.support.engine import BUSYBOX_IMAGE, Engine
 
 pytestmark = pytest.mark.docker
 

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentproc import Agent, one
-from engine import BUSYBOX_IMAGE, Engine
-from peers.forward import ForwardReceiver
-from toolbox import until
 
 from agent.logs.jsonfile import parse_line
+from tests.support.agentproc import Agent, one
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.forward import ForwardReceiver
+from tests.support.toolbox import until
 
 pytestmark = pytest.mark.docker
 

@@ -4,7 +4,7 @@ Docker's copier cuts each into 16 KiB chunks: 63 full ones and 16383 bytes endin
 64 full ones and an empty last chunk (the newline alone); 64 full ones and 1 byte. With rejoining on
 (the default) the agent ships the first two as one record each and the third as a 1 MiB piece and a
 1-byte piece with one partial id, through both sources (Docker's json-file files, and the Engine API
-for the `local` driver), to the Forward receiver (tests/peers/forward.py) with the fluentd sink.
+for the `local` driver), to the Forward receiver (tests/support/peers/forward.py) with the fluentd sink.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentproc import Agent
-from engine import BUSYBOX_IMAGE, Engine
-from peers.forward import ForwardReceiver
-from toolbox import sinks_config, until
+
+from tests.support.agentproc import Agent
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.forward import ForwardReceiver
+from tests.support.toolbox import sinks_config, until
 
 pytestmark = pytest.mark.docker
 

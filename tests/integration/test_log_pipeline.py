@@ -2,7 +2,7 @@
 
 Containers log numbered lines (`line-0`, `line-1`, ...) at a bounded rate; every test checks that
 each number arrives, and how often. The json-file sink (read back with our own parser) and the
-fluentd sink into the Forward receiver (tests/peers/forward.py) are the far ends. The agent only
+fluentd sink into the Forward receiver (tests/support/peers/forward.py) are the far ends. The agent only
 follows containers named `dwlog<session>-*`, so other tests' containers on the shared engine (and
 other sessions running these same tests) do not interfere.
 """
@@ -14,14 +14,15 @@ import collections
 import signal
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
-from agentproc import Agent, one, scrape_until
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from peers.forward import ForwardReceiver
-from toolbox import sinks_config, until
 
 from agent.logs.jsonfile import CorruptLine, parse_line
+from tests.support.agentproc import Agent, one, scrape_until
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.forward import Event, ForwardReceiver
+from tests.support.toolbox import sinks_config, until, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -39,7 +40,7 @@ def logger_script(n: int, per_tick: int = 50, tick: str = "0.05", start: int = 0
     )
 
 
-def json_sink(out: Path, name: str = "files", **extra: object) -> dict:
+def json_sink(out: Path, name: str = "files", **extra: object) -> dict[str, Any]:
     opts = {"path": str(out)}
     return {"name": name, "driver": "json-file", "options": opts, "include": {"name": f"^{PREFIX}"}, **extra}
 
@@ -456,7 +457,7 @@ async def test_flags_one_sink_partial_metadata_passed_through(engine: Engine, tm
             cid = await asyncio.to_thread(run_logger, engine, script)
             name = (await asyncio.to_thread(engine.inspect, cid))["Name"].lstrip("/")
 
-            def mine() -> list:
+            def mine() -> list[Event]:
                 return [e for e in rx.events if e.record.get("container_id") == cid]
 
             await until(lambda: len(mine()) >= 4, timeout=30, interval=0.05, what="4 records")

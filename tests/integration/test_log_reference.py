@@ -15,10 +15,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, one
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from peers.forward import Event, ForwardReceiver
-from toolbox import sinks_config, until
+
+from tests.support.agentproc import Agent, one
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.forward import Event, ForwardReceiver
+from tests.support.toolbox import sinks_config, until, wait_for
 
 pytestmark = pytest.mark.docker
 

@@ -18,14 +18,15 @@ import collections
 import signal
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
-from agentproc import Agent, one
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from peers.forward import ForwardReceiver
-from toolbox import sinks_config, until
 
 from agent.logs.jsonfile import parse_line
+from tests.support.agentproc import Agent, one
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.forward import ForwardReceiver
+from tests.support.toolbox import sinks_config, until, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -45,7 +46,7 @@ def run(engine: Engine, script: str, *opts: str) -> str:
     return engine.run("--network=none", *opts, BUSYBOX_IMAGE, "sh", "-c", script, name=name)
 
 
-def config(tmp: Path, sink: dict) -> Path:
+def config(tmp: Path, sink: dict[str, Any]) -> Path:
     return sinks_config(tmp, [{**sink, "include": {"name": f"^{PREFIX}"}}])
 
 
@@ -112,7 +113,7 @@ async def test_exited_while_sink_down_then_sigkill_ships_after_restart(
 
 
 # --- the very first start ------------------------------------------------------------------------------
-def json_sink(out: Path) -> dict:
+def json_sink(out: Path) -> dict[str, Any]:
     return {"name": "files", "driver": "json-file", "options": {"path": str(out)}}
 
 

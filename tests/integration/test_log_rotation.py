@@ -16,12 +16,14 @@ import collections
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
-from agentproc import Agent, one
-from engine import BUSYBOX_IMAGE, Engine
-from peers.forward import ForwardReceiver
-from toolbox import sinks_config
+
+from tests.support.agentproc import Agent, one
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.forward import ForwardReceiver
+from tests.support.toolbox import sinks_config
 
 pytestmark = pytest.mark.docker
 
@@ -33,7 +35,7 @@ MAX_SIZE = 1_000_000  # go-units: 1m is decimal
 MAX_JSON_LINE = len('{"log":"199999\\n","stream":"stdout","time":"2026-11-23T08:19:30.123456789Z"}\n')
 
 
-def fluentd_sink(rx: ForwardReceiver) -> dict:
+def fluentd_sink(rx: ForwardReceiver) -> dict[str, Any]:
     return {
         "name": "central",
         "driver": "fluentd",
@@ -52,6 +54,7 @@ def numbers(rx: ForwardReceiver, cid: str) -> list[int]:
     for e in rx.events:
         if e.record.get("container_id") == cid:
             v = e.record.get("log")
+            assert v is not None, e.record
             out.append(int(v.decode() if isinstance(v, bytes) else v))
     return out
 

@@ -21,10 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, free_port, one, parse
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from peers.forward import ForwardReceiver
-from toolbox import REPO, sinks_config, until
+
+from tests.support.agentproc import Agent, Series, free_port, one, parse
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.forward import ForwardReceiver
+from tests.support.toolbox import REPO, sinks_config, until, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -241,7 +242,7 @@ def test_docker_stop_with_a_dead_sink_lets_the_agent_exit_by_itself(engine: Engi
         name=name,
     )
 
-    def scrape() -> dict:
+    def scrape() -> dict[str, Series]:
         out = engine.docker("exec", agent_cid, "wget", "-q", "-O", "-", f"http://127.0.0.1:{port}/metrics")
         return parse(out)
 

@@ -16,15 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, Series, free_port, one, scrape_until, select
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from peers.prometheus import Prometheus, prom_query
 
 from agent.connections import ConnectionCollector
 from agent.docker.client import DockerClient
 from agent.docker.models import Container, Network, Service
 from agent.hostfs import HostFS
 from agent.peers import Direction, Edge, Peer, PeerKind
+from tests.support.agentproc import Agent, Series, free_port, one, scrape_until, select
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.prometheus import Prometheus, prom_query
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -255,19 +256,6 @@ def test_host_network_joiner_and_two_networks(engine: Engine, agent: Agent) -> N
     assert select(m[LISTEN], name="", protocol="tcp", port=str(hport))
     att = {lb["network"] for lb, _ in select(m["dockwatch_container_network_info"], name=two)}
     assert att == {a_net, b_net}
-
-
-@pytest.fixture
-def veth_parent() -> Iterator[str]:
-    """One end of a veth pair made for the test: a macvlan parent (this kernel has no dummy links)."""
-    a, b = f"dwnv{uid()[:4]}", f"dwnp{uid()[:4]}"
-    subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
-    subprocess.run(["ip", "link", "set", a, "up"], check=True)
-    subprocess.run(["ip", "link", "set", b, "up"], check=True)
-    try:
-        yield a
-    finally:
-        subprocess.run(["ip", "link", "del", a], check=False)
 
 
 def test_macvlan_peers(engine: Engine, agent: Agent, veth_parent: str) -> None:

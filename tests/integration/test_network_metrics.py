@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import Agent, Series, one, scrape_until, select
-from engine import BUSYBOX_IMAGE, Engine, wait_for
 
 from agent import procnet
+from tests.support.agentproc import Agent, Series, one, scrape_until, select
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -221,19 +221,6 @@ def test_network_label_for_every_mode(engine: Engine, agent: Agent) -> None:
     )
 
 
-@pytest.fixture
-def veth_parent() -> Iterator[str]:
-    """One end of a veth pair made for the test: a macvlan parent (this kernel has no dummy links)."""
-    a, b = f"dwmv{uid()[:4]}", f"dwmp{uid()[:4]}"
-    subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
-    subprocess.run(["ip", "link", "set", a, "up"], check=True)
-    subprocess.run(["ip", "link", "set", b, "up"], check=True)
-    try:
-        yield a
-    finally:
-        subprocess.run(["ip", "link", "del", a], check=False)
-
-
 def test_macvlan_network_label(engine: Engine, agent: Agent, veth_parent: str) -> None:
     net = f"dwt-mv-{uid()}"
     engine.network(net, "-d", "macvlan", "--subnet", "10.123.45.0/24", "-o", f"parent={veth_parent}")
@@ -271,7 +258,7 @@ def test_self_metrics(engine: Engine, agent: Agent) -> None:
 
     # The count follows the engine's own list; containers of earlier tests may still be leaving,
     # and in interval mode the body is from the last collection: wait until the two agree.
-    def tracked_is_running(m: dict) -> bool:
+    def tracked_is_running(m: dict[str, Series]) -> bool:
         return one(m, "dockwatch_containers_tracked") == len(engine.docker("ps", "-q").split())
 
     m = scrape_until(agent, tracked_is_running, WAIT, "containers_tracked equal to docker ps")

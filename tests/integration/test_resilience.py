@@ -7,8 +7,6 @@ import time
 import uuid
 
 import pytest
-from agentproc import Agent, one, parse, scrape_until, select
-from engine import BUSYBOX_IMAGE, Engine
 
 from agent.collector import Registry
 from agent.docker.client import DockerClient
@@ -16,6 +14,8 @@ from agent.hostfs import HostFS
 from agent.inventory import Inventory, Snapshot
 from agent.netstats import NetCollector
 from exporters.prometheus.scrape import Scraper
+from tests.support.agentproc import Agent, one, parse, scrape_until, select
+from tests.support.engine import BUSYBOX_IMAGE, Engine
 
 pytestmark = pytest.mark.docker
 RX = "container_network_receive_bytes_total"

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from agentproc import REPO, free_port, one, parse
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from toolbox import agent_env
 
 from agent import procnet
+from tests.support.agentproc import REPO, Series, free_port, one, parse
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import agent_env, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -46,7 +46,7 @@ def test_sidecar_reports_the_app_namespace_equal_to_the_kernel(engine: Engine, t
     )
     try:
         # The agent listens on the app's loopback: scrape it from inside the app, like a peer would.
-        def scrape() -> dict:
+        def scrape() -> dict[str, Series]:
             out = engine.docker(
                 "exec", app, "wget", "-q", "-O", "-", f"http://127.0.0.1:{port}/metrics", check=False
             )
@@ -56,7 +56,7 @@ def test_sidecar_reports_the_app_namespace_equal_to_the_kernel(engine: Engine, t
         for _ in range(3):  # some traffic into the app
             engine.docker("exec", app, "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/")
 
-        def quiet() -> tuple[dict, procnet.DevCounters] | None:
+        def quiet() -> tuple[dict[str, Series], procnet.DevCounters] | None:
             """A scrape between two equal kernel readings (only eth0: the scrape crosses the app's lo)."""
             before = procnet.parse_net_dev(Path(f"/proc/{pid}/net/dev").read_text())["eth0"]
             m = scrape()

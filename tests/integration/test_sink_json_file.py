@@ -17,12 +17,13 @@ import struct
 from pathlib import Path
 
 import pytest
-from engine import BUSYBOX_IMAGE, Engine, wait_for
 
 from agent.docker.models import Container
 from agent.logs.record import LogRecord, Partial
 from exporters.sinks.base import Outcome
 from exporters.sinks.json_file import JsonFileSink
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import container, wait_for
 
 CHUNK = 16384  # dockerd's copier buffer: longer lines arrive as partial chunks
 
@@ -275,14 +276,7 @@ async def test_rotation_against_dockerd(engine: Engine, tmp_path: Path) -> None:
 
 async def test_rotation_keeps_every_line_in_retained_files(tmp_path: Path) -> None:
     """Our own rotation with a known input: names, no loss across files, sizes, Extra, max-file=1."""
-    c = Container(
-        id="ab" * 32,
-        name="rot",
-        image="busybox",
-        image_id="sha256:" + "0" * 64,
-        pid=1,
-        network_mode="default",
-    )
+    c = container(1, "rot")
     t0 = 1_763_884_800_000_000_000
     recs = [LogRecord(c, "stdout", t0 + i * 1000, b"message %04d" % i) for i in range(1000)]
     base = await through_sink(
@@ -310,9 +304,7 @@ async def test_rotation_keeps_every_line_in_retained_files(tmp_path: Path) -> No
 
 async def test_appends_and_keeps_counting_after_reopen(tmp_path: Path) -> None:
     """A new sink on the same directory appends and rotates on the existing size, as dockerd on restart."""
-    c = Container(
-        id="cd" * 32, name="re", image="busybox", image_id="sha256:" + "0" * 64, pid=1, network_mode="default"
-    )
+    c = container(2, "re")
     recs = [LogRecord(c, "stderr", 1_763_884_800_000_000_000 + i, b"%03d" % i) for i in range(20)]
     opts = {"max-size": "1k", "max-file": "2"}
     await through_sink(recs[:10], tmp_path, opts)
@@ -331,10 +323,7 @@ async def test_many_containers_beyond_the_open_file_limit(
     import exporters.sinks.json_file as jf
 
     monkeypatch.setattr(jf, "MAX_OPEN_FILES", 2)
-    cs = [
-        Container(id=f"{i}a" * 32, name=f"c{i}", image="", image_id="", pid=1, network_mode="default")
-        for i in range(5)
-    ]
+    cs = [container(i + 1, f"c{i}") for i in range(5)]
     t0 = 1_763_884_800_000_000_000
     recs = [LogRecord(cs[i % 5], "stdout", t0 + i, b"n=%04d" % i) for i in range(200)]
     sink = JsonFileSink({"path": str(tmp_path), "max-size": "1k", "max-file": "2"})
@@ -355,7 +344,7 @@ async def test_many_containers_beyond_the_open_file_limit(
 async def test_unwritable_directory_is_retry_not_exception(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    c = Container(id="ef" * 32, name="x", image="busybox", image_id="", pid=1, network_mode="default")
+    c = container(3, "x")
     sink = JsonFileSink({"path": str(blocker)})
     rec = LogRecord(c, "stdout", 1_763_884_800_000_000_000, b"hello")
     assert await sink.send([rec]) is Outcome.RETRY

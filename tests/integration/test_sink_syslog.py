@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine import BUSYBOX_IMAGE, Engine
-from peers.rsyslog import Rsyslog, TlsFiles, epoch, free_port, make_certs, running
 
 from agent.docker.models import Container
 from agent.logs.record import LogRecord, Partial
 from exporters.sinks.base import Outcome
 from exporters.sinks.syslog import SyslogSink
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.rsyslog import Rsyslog, TlsFiles, epoch, free_port, make_certs, running
 
 HOST = "dockwatch-test-host"
 CHUNK = 16384

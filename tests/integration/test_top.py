@@ -16,16 +16,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from agentproc import REPO, Agent
-from engine import BUSYBOX_IMAGE, Engine, wait_for
-from topterm import KernelRecorder, Screen, Tmux, epoch_of, read_screen, shown
 
 from agent.docker.models import COMPOSE_PROJECT, COMPOSE_SERVICE, SWARM_SERVICE
 from agent.top.model import fit_columns
+from tests.support.agentproc import REPO, Agent
+from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.toolbox import wait_for
+from tests.support.topterm import KernelRecorder, Screen, Tmux, epoch_of, read_screen, shown
 
 pytestmark = [
     pytest.mark.docker,
@@ -160,7 +161,7 @@ def check_rates(
         value = shown(row[col])
         assert value is not None, f"{name} {col} shows no rate:\n{scr.text}"
         rec: KernelRecorder = getattr(scene, rec_name)
-        wait_for(lambda rec=rec: rec.t[-1] > end + s_end + 0.01, timeout=5, what="kernel readings after it")
+        wait_for(readings_after(rec, end + s_end + 0.01), timeout=5, what="kernel readings after it")
         lo, hi = rec.rate_bounds(end - elapsed, end, elapsed, attr, s_start, s_end)
         exact, _ = rec.rate_bounds(end - elapsed, end, elapsed, attr, 0.0, 0.0)
         ok = lo * (1 - REL) <= value <= hi * (1 + REL)
@@ -230,7 +231,7 @@ def detail_rates_agree(scene: Scene, term: Tmux, frames: int = 3) -> list[str]:
 
     for _ in range(frames):
         elapsed, start, end, eth0 = wait_for(next_detail, timeout=30, interval=0.1, what="a new detail")
-        wait_for(lambda e=end: scene.rec_srv.t[-1] > e + CLOCK + 0.01, timeout=5, what="kernel readings")
+        wait_for(readings_after(scene.rec_srv, end + CLOCK + 0.01), timeout=5, what="kernel readings")
         # IFACE NETWORK RXB/s TXB/s RXPK/s TXPK/s ...
         for col, attr in ((2, "rx_bytes"), (3, "tx_bytes"), (4, "rx_packets"), (5, "tx_packets")):
             value = shown(eth0[col])
@@ -244,6 +245,21 @@ def detail_rates_agree(scene: Scene, term: Tmux, frames: int = 3) -> list[str]:
             )
             assert ok, "\n".join(report)
     return report
+
+
+def readings_after(rec: KernelRecorder, t: float) -> Callable[[], bool]:
+    """A wait_for condition: `rec` holds a kernel reading later than `t`."""
+    return lambda: rec.t[-1] > t
+
+
+def sorted_by(mark: str) -> Callable[[str], Screen | None]:
+    """A Tmux.wait condition: the screen, once its sort mark is `mark`."""
+
+    def check(text: str) -> Screen | None:
+        scr = read_screen(text)
+        return scr if scr.sort_mark == mark else None
+
+    return check
 
 
 def wait_rows(term: Tmux, want: set[str], timeout: float = 30) -> Screen:
@@ -291,26 +307,20 @@ def test_live_view_standalone_rates_sort_filter_pause_detail_quit(scene: Scene) 
         scr = read_screen(term.stable_screen())
         assert scr.sort_mark == "RXB/s▼" and scr.names[0] == scene.cli
         term.keys("r")
-        scr = term.wait(lambda s: read_screen(s).sort_mark == "RXB/s▲" and read_screen(s), what="reversed")
+        scr = term.wait(sorted_by("RXB/s▲"), what="reversed")
         known = [n for n in scr.names if shown((scr.row(n) or {})["RXB/s"]) is not None]
         assert known[-1] == scene.cli, scr.text
         term.keys("s")  # the sort menu: up from RXB/s is NAME
         term.wait(lambda s: "sort by" in s, what="sort menu")
         term.keys("Up")
         term.keys("Enter")
-        scr = term.wait(
-            lambda s: read_screen(s).sort_mark == "NAME▲" and read_screen(s), what="sorted by name"
-        )
+        scr = term.wait(sorted_by("NAME▲"), what="sorted by name")
         assert scr.names == sorted(ours), scr.text
         term.keys("r")
-        scr = term.wait(
-            lambda s: read_screen(s).sort_mark == "NAME▼" and read_screen(s), what="names reversed"
-        )
+        scr = term.wait(sorted_by("NAME▼"), what="names reversed")
         assert scr.names == sorted(ours, reverse=True), scr.text
         term.keys(">", ">")  # two columns on: TXB/s, biggest first (the server)
-        scr = term.wait(
-            lambda s: read_screen(s).sort_mark == "TXB/s▼" and read_screen(s), what="sorted by tx"
-        )
+        scr = term.wait(sorted_by("TXB/s▼"), what="sorted by tx")
         assert scr.names[0] == scene.srv, scr.text
 
         # Filtering by network, project, service, and excluding.
@@ -329,7 +339,8 @@ def test_live_view_standalone_rates_sort_filter_pause_detail_quit(scene: Scene) 
         # its listening ports, and the client as a peer.
         term.keys("Enter")
         scr_text = term.wait(
-            lambda s: "interfaces" in s and "listening" in s and scene.cli in s and s, what="detail view"
+            lambda s: s if "interfaces" in s and "listening" in s and scene.cli in s else None,
+            what="detail view",
         )
         assert re.search(rf"eth0\s+{re.escape(scene.prefix)}-net", scr_text), scr_text
         assert re.search(r"tcp\s+\S+\s+80\b", scr_text), scr_text  # httpd
@@ -346,12 +357,13 @@ def test_live_view_standalone_rates_sort_filter_pause_detail_quit(scene: Scene) 
 
         # Pause: the display stays on one sample while sampling goes on; unpause shows a newer one.
         term.keys("p")
-        paused = term.wait(lambda s: "PAUSED" in s and read_screen(s), what="paused")
+        paused = term.wait(lambda s: read_screen(s) if "PAUSED" in s else None, what="paused")
         assert paused.end is not None
-        wait_for(lambda: time.time() > paused.end + 2 * 2 + 1, timeout=15, what="two intervals to pass")
-        assert read_screen(term.stable_screen()).end == paused.end
+        shown_end = paused.end
+        wait_for(lambda: time.time() > shown_end + 2 * 2 + 1, timeout=15, what="two intervals to pass")
+        assert read_screen(term.stable_screen()).end == shown_end
         term.keys("p")
-        term.wait(lambda s: "PAUSED" not in s and (read_screen(s).end or 0) > paused.end, what="resumed")
+        term.wait(lambda s: "PAUSED" not in s and (read_screen(s).end or 0) > shown_end, what="resumed")
 
         # A container that comes and leaves: shown, then gone from the table.
         refilter(scene.prefix, ours)
@@ -498,7 +510,7 @@ def test_json_output_standalone_and_against_an_agent(scene: Scene) -> None:
                 # precision. Over /metrics, the scrape's middle, within half the scrape.
                 start, end, elapsed = c["start"], c["end"], c["elapsed_seconds"]
                 s = CLOCK if standalone else data["read_seconds"] / 2 + CLOCK
-                wait_for(lambda r=rec, e=end, s=s: r.t[-1] > e + s + 0.01, timeout=5, what="kernel readings")
+                wait_for(readings_after(rec, end + s + 0.01), timeout=5, what="kernel readings")
                 lo, hi = rec.rate_bounds(start, end, elapsed, attr, 2 * s if not standalone else s, s)
                 exact, _ = rec.rate_bounds(start, end, elapsed, attr, 0.0, 0.0)
                 dev = (c[key] / exact - 1) * 100

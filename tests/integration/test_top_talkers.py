@@ -12,18 +12,16 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
-from engine import wait_for
-from peers.prometheus import Prometheus
 
-sys.path.insert(0, str(Path(__file__).parent))
-from dashboard_queries import substitute
+from tests.support.dashboard_queries import substitute
+from tests.support.peers.prometheus import Prometheus
+from tests.support.toolbox import wait_for
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "grafana" / "dashboards" / "traffic.json"
 CONTAINERS = 15

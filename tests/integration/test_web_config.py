@@ -25,12 +25,12 @@ from typing import Any
 
 import bcrypt
 import pytest
-from agentproc import REPO, Agent
-from certs import make_pki
-from engine import Engine, wait_for
-from peers.prometheus import Prometheus, prom_query
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.support.agentproc import REPO, Agent
+from tests.support.certs import make_pki
+from tests.support.engine import Engine
+from tests.support.peers.prometheus import Prometheus, prom_query
+from tests.support.toolbox import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -287,7 +287,7 @@ def test_the_image_healthcheck_sees_a_protected_agent_alive(setup: dict[str, Any
     assert healthcheck(f":{setup['auth'].port}", tmp / "web-auth.yml") == 0
     assert healthcheck(f"127.0.0.1:{setup['mtls'].port}", tmp / "web-mtls.yml") == 0
     # Nothing listening: not alive.
-    from agentproc import free_port
+    from tests.support.agentproc import free_port
 
     assert healthcheck(f"127.0.0.1:{free_port()}", tmp / "web-auth.yml") == 1
     # Plain HTTP to a TLS port gets no HTTP answer: a config it cannot read is not TLS to it.

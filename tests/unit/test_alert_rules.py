@@ -3,19 +3,17 @@ by a test, is annotated, and reads only metrics the agent (or Prometheus) export
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
 from exporters.prometheus import names
+from tests.support import dashboard_queries as dq
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "grafana" / "alerts"
@@ -36,18 +34,6 @@ REQUIRED = {
     "LogSinkLagging",
     "ContainerPublishedPortNotListening",
 }
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-dq = _load("dockwatch_dashboard_queries_alerts", REPO / "tests" / "integration" / "dashboard_queries.py")
 
 
 @pytest.fixture(scope="module")

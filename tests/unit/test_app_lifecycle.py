@@ -12,10 +12,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from toolbox import until
 
 from agent import config
 from agent.app import App
+from tests.support.toolbox import until
 
 
 @pytest.fixture

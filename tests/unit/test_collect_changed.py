@@ -8,15 +8,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from toolbox import ScriptedFS, captured_procfs, container, until
 
 from agent import netstats
 from agent.collector import Key, Registry
-from agent.docker.models import NetworkAttachment
+from agent.docker.models import Container, NetworkAttachment
 from agent.inventory import Inventory, Snapshot
 from agent.netstats import NetCollector
 from exporters.prometheus.render import Renderer
 from exporters.prometheus.scrape import Scraper
+from tests.support.toolbox import ScriptedFS, captured_procfs, container, until
 
 HOST_INO = 4026531833
 WEB, API, DB = container(1, "web"), container(2, "api"), container(3, "db")
@@ -46,8 +46,8 @@ def test_only_new_namespaces_are_read(tmp_path: Path, reads: list[str]) -> None:
     links = {1: HOST_INO, WEB.pid: 11, API.pid: 12, DB.pid: 13}
     col = NetCollector(ScriptedFS(procfs=root, links=links))
 
-    def snap(*cs: object) -> Snapshot:
-        return Snapshot(containers={c.id: c for c in cs})  # type: ignore[attr-defined]
+    def snap(*cs: Container) -> Snapshot:
+        return Snapshot(containers={c.id: c for c in cs})
 
     full = col.collect(snap(WEB, API))
     assert pids(reads) == {1, WEB.pid, API.pid}

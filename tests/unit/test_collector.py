@@ -12,11 +12,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.collector import Key, Registry
-from agent.docker.models import Container
 from agent.hostfs import HostFS
 from agent.inventory import Inventory, Snapshot
 from agent.netstats import NETNS, NetCollector
 from exporters.prometheus.scrape import Scraper
+from tests.support.toolbox import container
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +118,13 @@ def samples(body: bytes) -> dict[tuple[str, str], float]:
 
 @pytest.mark.parametrize("interval", [0.0, 0.01])
 async def test_scraper_serves_with_a_raising_collector_in_both_modes(interval: float) -> None:
-    c = Container(id="a" * 64, name="web", image="i", image_id="x", pid=1, network_mode="bridge")
+    c = container(1, "web")
     inv = Inventory()
     inv._snap = Snapshot(containers={c.id: c}, node="n", generation=1)
     reg = Registry(NetCollector(HostFS(procfs=Path("/nonexistent")), host_netns=False), Boom())
     scraper = Scraper(inv, reg, interval=interval)
-    scraper.registry.register(BrokenFamilies(), name="logs")  # type: ignore[arg-type]
-    scraper.registry.register(GoodFamilies(), name="extra")  # type: ignore[arg-type]
+    scraper.registry.register(BrokenFamilies(), name="logs")
+    scraper.registry.register(GoodFamilies(), name="extra")
     loop = asyncio.create_task(scraper.run())
     try:
         for _ in range(3):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,9 @@ def test_precedence_flag_over_env_over_file() -> None:
         ({"docker.host": "ftp://x"}, {}, {}, "docker.host"),
     ],
 )
-def test_errors_name_the_key(flags, env, file_values, needle) -> None:
+def test_errors_name_the_key(
+    flags: dict[str, str], env: dict[str, str], file_values: dict[str, Any], needle: str
+) -> None:
     with pytest.raises(ConfigError) as err:
         config.load(flags, env=env, file_values=file_values)
     assert needle in str(err.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from agent.connections import CONNECTIONS, ConnectionCollector
@@ -11,6 +12,7 @@ from agent.hostfs import HostFS
 from agent.netstats import CollectResult, NetnsSample, namespaces
 from agent.peers import Direction, Edge, Peer, PeerKind
 from agent.socktable import Listener
+from tests.support.toolbox import container
 
 DATA = Path(__file__).parent.parent / "data" / "proc" / "connections"
 
@@ -37,15 +39,8 @@ def make_proc(root: Path, pid: int, which: str, v4: str, v6: str | None, skip: t
 
 
 def ctr(name: str, pid: int, ip: str) -> Container:
-    return Container(
-        id=name * 8,
-        name=name,
-        image="img",
-        image_id="x",
-        pid=pid,
-        network_mode="net",
-        networks=(NetworkAttachment("net", "nid", ip, 24),),
-    )
+    att = NetworkAttachment("net", "nid", ip, 24)
+    return replace(container(1, name, "net"), id=name * 8, pid=pid, networks=(att,))
 
 
 SRV, CLI = ctr("srv", 100, "10.231.0.10"), ctr("cli", 200, "10.231.0.20")

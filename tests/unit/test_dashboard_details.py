@@ -3,35 +3,22 @@ legends are readable for standalone containers, error/drop/failed-connect stats 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
+from grafana import build
+from tests.support import dashboard_queries as dq
+
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "grafana" / "dashboards"
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-build = _load("dockwatch_grafana_build", REPO / "grafana" / "build.py")
-dq = _load("dockwatch_dashboard_queries", REPO / "tests" / "integration" / "dashboard_queries.py")
 
 
 def panels() -> Iterator[tuple[str, dict[str, Any]]]:

@@ -3,37 +3,27 @@ dashboard-linter's rules hold, plus ours: metrics exist in names.py, shared name
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
 from exporters.prometheus import names
+from grafana import build
+from tests.support import dashboard_queries as dq
+from tests.support.toolbox import container
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "grafana"
 
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(mod)
-    return mod
-
-
-build = _load("dockwatch_grafana_build", GRAFANA / "build.py")
-dq = _load("dockwatch_dashboard_queries", REPO / "tests" / "integration" / "dashboard_queries.py")
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 UIDS = {
@@ -410,32 +400,23 @@ def _exposition() -> list[tuple[str, dict[str, str], float, bool]]:
     from exporters.prometheus.render import Renderer
     from exporters.prometheus.scrape import EngineState, SelfMetrics
 
-    def ctr(cid: str, name: str, mode: str = "bridge", health: str = "", **labels: str) -> Container:
-        return Container(
-            id=cid * 64,
-            name=name,
-            image="img:1",
-            image_id="sha256:x",
-            pid=1,
-            network_mode=mode,
-            labels=labels,
-            health=health,
-        )
+    def ctr(n: int, name: str, mode: str = "bridge", health: str = "", **labels: str) -> Container:
+        return replace(container(n, name, mode, **labels), health=health)
 
     swarm = {
         "com.docker.stack.namespace": "shop",
         "com.docker.swarm.service.name": "shop_web",
         "com.docker.swarm.task.name": "shop_web.1.x",
     }
-    web = ctr("a", "shop_web.1.x", health="healthy", **swarm)
+    web = ctr(1, "shop_web.1.x", health="healthy", **swarm)
     app = ctr(
-        "b",
+        2,
         "app",
         health="unhealthy",
         **{"com.docker.compose.project": "p", "com.docker.compose.service": "app"},
     )
-    side = ctr("c", "sidecar", mode="container:" + app.id)
-    hostc = ctr("d", "hostc", mode="host")
+    side = ctr(3, "sidecar", mode="container:" + app.id)
+    hostc = ctr(4, "hostc", mode="host")
 
     def ns(owner: Container | None, ino: int, net: str) -> NetnsSample:
         return NetnsSample(
@@ -477,7 +458,7 @@ def _exposition() -> list[tuple[str, dict[str, str], float, bool]]:
     registry.register(SelfMetrics(snap, col, EngineState()))
     registry.register(ProcessCollector(registry=None))
     text += generate_latest(registry).decode()
-    from netmap_exposition import netmap_text  # issue 11's families, from the real exporter
+    from tests.support.netmap_exposition import netmap_text  # issue 11's families, from the real exporter
 
     text += netmap_text(web, app, "n1")
     out = []

@@ -4,34 +4,20 @@ fields Grafana's Node Graph reads (id, source, target; the value becomes mainsta
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.docker.models import Container
+from tests.support import dashboard_queries as dq
+from tests.support.toolbox import container
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-dq = _load("dockwatch_dashboard_queries_netmap", REPO / "tests" / "integration" / "dashboard_queries.py")
 
 
 def service_map() -> dict[str, Any]:
@@ -55,17 +41,11 @@ def promtool() -> str:
     return path
 
 
-def _ctr(cid: str, name: str, **labels: str) -> Container:
-    return Container(
-        id=cid * 64, name=name, image="img", image_id="x", pid=1, network_mode="x", labels=labels
-    )
-
-
 def test_node_graph_edges(tmp_path: Path, promtool: str) -> None:
-    from netmap_exposition import netmap_text
+    from tests.support.netmap_exposition import netmap_text
 
-    web = _ctr("a", "web", **{"com.docker.swarm.service.name": "shop_web"})
-    app = _ctr("b", "app")
+    web = container(1, "web", "x", **{"com.docker.swarm.service.name": "shop_web"})
+    app = container(2, "app", "x")
     inputs = []
     for fam in text_string_to_metric_families(netmap_text(web, app, "n1")):
         for s in fam.samples:

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import ssl
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from certs import PKI, make_pki
-
 from agent import config
 from agent.config import ConfigError
 from agent.docker.client import DockerClient, tls_context
+from tests.support.certs import PKI, make_pki
 
 
 @pytest.fixture(scope="module")

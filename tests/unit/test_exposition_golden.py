@@ -2,7 +2,7 @@
 metrics/testdata/prometheus_metrics the same way): any change to a name, a label, HELP/TYPE or
 the order shows up in review as a diff of tests/data/exposition/netns.prom.
 
-Update after a deliberate change: python3 tests/unit/test_exposition_golden.py --update
+Update after a deliberate change: python3 -m tests.unit.test_exposition_golden --update
 """
 
 from __future__ import annotations
@@ -11,15 +11,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from agent.inventory import Snapshot
+from agent.netstats import NetCollector
+from exporters.prometheus.render import Renderer
+from tests.support.toolbox import ScriptedFS, captured_procfs, container
+
 TESTS = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(TESTS), str(TESTS.parent)]  # run as a script for --update; pytest does this
-
-from toolbox import ScriptedFS, captured_procfs, container  # noqa: E402
-
-from agent.inventory import Snapshot  # noqa: E402
-from agent.netstats import NetCollector  # noqa: E402
-from exporters.prometheus.render import Renderer  # noqa: E402
-
 GOLDEN = TESTS / "data" / "exposition" / "netns.prom"
 HOST_INO = 4026531833
 
@@ -51,7 +48,7 @@ def exposition(root: Path) -> str:
 
 
 def test_exposition_matches_the_golden_file(tmp_path: Path) -> None:
-    update = "python3 tests/unit/test_exposition_golden.py --update"
+    update = "python3 -m tests.unit.test_exposition_golden --update"
     assert exposition(tmp_path) == GOLDEN.read_text(), f"the exposition changed; if meant: {update}"
 
 

@@ -9,12 +9,12 @@ import re
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from toolbox import until
 
 from agent.collector import Registry
 from agent.docker.client import Event
@@ -23,20 +23,13 @@ from agent.hostfs import HostFS
 from agent.inventory import COUNTED_ACTIONS, HEALTH_ACTION, EngineInventory, Inventory
 from agent.netstats import NetCollector, TcpStatesCollector
 from exporters.prometheus.scrape import Scraper
+from tests.support.toolbox import container, until
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def ctr(n: int, health: str = "") -> Container:
-    return Container(
-        id=f"{n:064x}",
-        name=f"c{n}",
-        image="img",
-        image_id="sha256:x",
-        pid=1000 + n,
-        network_mode="bridge",
-        health=health,
-    )
+    return replace(container(n, f"c{n}"), pid=1000 + n, health=health)
 
 
 def ev(action: str, cid: str, typ: str = "container") -> Event:

@@ -7,24 +7,26 @@ import asyncio
 import contextlib
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from toolbox import until
 
 from agent.docker.client import DockerClient
-from agent.docker.models import Container, EngineError
+from agent.docker.models import EngineError
 from agent.docker.stdcopy import since_param
 from agent.logs.api import ApiTail
 from agent.logs.checkpoint import ApiPos, CheckpointStore
 from agent.logs.delivery import SinkRunner, TailOptions
+from agent.logs.record import LogRecord
 from agent.logs.sinkspec import SinkSpec
 from exporters.sinks.base import Outcome
+from tests.support.toolbox import container, until
 
 CID = "e1" * 32
 T0 = 1_795_000_000_000_000_000
-C = Container(id=CID, name="api", image="i", image_id="", pid=1, network_mode="", log_driver="local")
+C = replace(container(1, "api"), id=CID, log_driver="local")
 
 
 def ts(ns: int) -> bytes:
@@ -56,7 +58,7 @@ class FakeEngine(DockerClient):
         self.follow_ends = asyncio.Event()
         self.follow_ends.set()
 
-    async def stream(self, path: str, params: Mapping[str, str] | None = None):
+    async def stream(self, path: str, params: Mapping[str, str] | None = None) -> AsyncGenerator[bytes, None]:
         assert params is not None
         self.requests.append(dict(params))
         if self.error is not None:
@@ -80,12 +82,12 @@ class Sink:
     name = "s"
 
     def __init__(self) -> None:
-        self.records = []
+        self.records: list[LogRecord] = []
 
     async def open(self) -> None:
         pass
 
-    async def send(self, batch):
+    async def send(self, batch: Sequence[LogRecord]) -> Outcome:
         self.records.extend(batch)
         return Outcome.OK
 
@@ -93,7 +95,7 @@ class Sink:
         pass
 
 
-def make_tail(tmp: Path, engine: FakeEngine, sink: Sink, unreadable: list | None = None) -> ApiTail:
+def make_tail(tmp: Path, engine: FakeEngine, sink: Sink, unreadable: list[str] | None = None) -> ApiTail:
     return ApiTail(
         C,
         SinkRunner(SinkSpec("s", "x"), sink),
@@ -104,7 +106,7 @@ def make_tail(tmp: Path, engine: FakeEngine, sink: Sink, unreadable: list | None
     )
 
 
-async def run_once(tmp: Path, engine: FakeEngine, unreadable: list | None = None) -> Sink:
+async def run_once(tmp: Path, engine: FakeEngine, unreadable: list[str] | None = None) -> Sink:
     sink = Sink()
     tail = make_tail(tmp, engine, sink, unreadable)
     tail.finishing = True  # the container has stopped: read to the end of the stream, then end
@@ -174,7 +176,7 @@ async def test_checkpoint_exists_from_first_sight(tmp_path: Path) -> None:
     eng.follow_ends.clear()
 
     class Down(Sink):
-        async def send(self, batch):
+        async def send(self, batch: Sequence[LogRecord]) -> Outcome:
             return Outcome.RETRY
 
     tail = make_tail(tmp_path, eng, Down())

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
-from toolbox import wait_for
 
 from agent.logs.checkpoint import ApiPos, CheckpointStore, FilePos
+from tests.support.toolbox import wait_for
 
 CID = "ab" * 32
 
@@ -57,7 +58,7 @@ def test_killed_writer_leaves_old_or_new(tmp_path: Path) -> None:
         assert p.stdout is not None and p.stdout.readline() == b"go\n"
         st = CheckpointStore(tmp_path)
         # Kill it mid-stream of saves, once it has saved at least once.
-        wait_for(lambda st=st: st.load("s", "c" * 64), timeout=30, interval=0.001, what="a first save")
+        wait_for(partial(st.load, "s", "c" * 64), timeout=30, interval=0.001, what="a first save")
         p.kill()
         p.wait()
         pos = st.load("s", "c" * 64)

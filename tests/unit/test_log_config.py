@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from toolbox import agent_env
 
 from agent import config
 from agent.app import build_log_pipeline
@@ -16,12 +16,13 @@ from agent.config import ConfigError
 from agent.docker.models import Container
 from agent.inventory import Inventory
 from agent.logs.sinkspec import parse_log_opts, parse_sinks
+from tests.support.toolbox import agent_env, container
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def c(name: str = "web-1", image: str = "nginx:1", **labels: str) -> Container:
-    return Container(id="a" * 64, name=name, image=image, image_id="", pid=1, network_mode="", labels=labels)
+    return replace(container(1, name, **labels), image=image)
 
 
 def test_flags_make_one_sink() -> None:

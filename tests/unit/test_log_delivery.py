@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 import pytest
-from toolbox import FakeClock
 
-from agent.docker.models import Container
 from agent.logs.delivery import SinkRunner
 from agent.logs.record import LogRecord
 from agent.logs.sinkspec import SinkSpec
 from exporters.sinks.base import Outcome
+from tests.support.toolbox import FakeClock, container
 
-C = Container(id="d" * 64, name="x", image="i", image_id="", pid=1, network_mode="")
+C = container(1, "x")
 
 
 def recs(n: int, t: int | None = None) -> list[LogRecord]:
@@ -24,16 +24,17 @@ def recs(n: int, t: int | None = None) -> list[LogRecord]:
 
 
 class ScriptSink:
-    def __init__(self, script: list[object]) -> None:
+    def __init__(self, script: list[Outcome | Exception]) -> None:
         self.name = "s"
         self.script = script  # outcomes (or exceptions) to return, then OK
         self.calls: list[float] = []
         self.opened = 0
+        self.last_error = ""  # the core reads it (getattr) when send() answers RETRY
 
     async def open(self) -> None:
         self.opened += 1
 
-    async def send(self, batch):
+    async def send(self, batch: Sequence[LogRecord]) -> Outcome:
         self.calls.append(time.monotonic())
         if self.script:
             item = self.script.pop(0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,13 @@ from agent.logs import tail as tail_mod
 from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.events import EVENTS_CONTAINER, EventShipper, event_line, event_record
 from agent.logs.pipeline import LogPipeline
+from agent.logs.record import LogRecord
 from agent.logs.sinkspec import SinkSpec, parse_sinks
 from exporters.prometheus.logmetrics import LogMetrics
 from exporters.sinks.base import Outcome
 from exporters.sinks.json_file import JsonFileSink
-from tests.unit.test_log_pipeline import ctr, docker_file, until
+from tests.support.toolbox import until
+from tests.unit.test_log_pipeline import ctr, docker_file
 
 START = Event.from_api(
     {
@@ -39,11 +42,11 @@ class Sink:
         self.name = name
         self.outcome = outcome
         self.batches: list[list[bytes]] = []
-        self.records: list = []
+        self.records: list[LogRecord] = []
 
     async def open(self) -> None: ...
 
-    async def send(self, batch):
+    async def send(self, batch: Sequence[LogRecord]) -> Outcome:
         if self.outcome is Outcome.OK:
             self.batches.append([r.line for r in batch])
             self.records += batch
@@ -171,15 +174,15 @@ async def test_unreadable_log_file_is_counted_warned_once_and_retried(
     cid = "7" * 64
     docker_file(tmp_path, cid, 3)
     denied = {True}
-    real_open = tail_mod.LogFile.open.__func__
+    real_open = tail_mod.LogFile.open
 
     refusals = [0]
 
-    def fake_open(cls, path):
+    def fake_open(cls: type[tail_mod.LogFile], path: str | Path) -> tail_mod.LogFile:
         if denied and str(path).endswith(f"{cid}-json.log"):
             refusals[0] += 1
             raise PermissionError(13, "Permission denied", str(path))
-        return real_open(cls, path)
+        return real_open(path)
 
     monkeypatch.setattr(tail_mod.LogFile, "open", classmethod(fake_open))
     sinks = [Sink("a"), Sink("b")]

@@ -16,6 +16,7 @@ from agent.logs.jsonfile import (
     FINGERPRINT_MAX,
     MAX_RAW_LINE,
     CorruptLine,
+    Entry,
     LineSplitter,
     fingerprint,
     parse_line,
@@ -26,7 +27,7 @@ from agent.logs.partial import Joiner
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "logs" / "sample-json.log"
 
 
-def entries():
+def entries() -> list[Entry]:
     return [parse_line(raw) for raw in SAMPLE.read_bytes().splitlines()]
 
 

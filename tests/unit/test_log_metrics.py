@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -10,9 +11,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.hostfs import HostFS
 from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.pipeline import LogPipeline
+from agent.logs.record import LogRecord
+from agent.logs.sink import DropReason
 from agent.logs.sinkspec import SinkSpec
 from exporters.prometheus import names as n
 from exporters.prometheus.logmetrics import LogMetrics
+from exporters.sinks.base import Outcome
 
 
 class NullSink:
@@ -20,7 +24,8 @@ class NullSink:
 
     async def open(self) -> None: ...
 
-    async def send(self, batch): ...
+    async def send(self, batch: Sequence[LogRecord]) -> Outcome:
+        return Outcome.OK
 
     async def close(self) -> None: ...
 
@@ -28,7 +33,7 @@ class NullSink:
 def test_exposition(tmp_path: Path) -> None:
     r = SinkRunner(SinkSpec("central", "fluentd"), NullSink())
     r.stats.sent, r.stats.bytes, r.stats.retries = 10, 200, 3
-    r.stats.drop("corrupt", 2)
+    r.stats.drop(DropReason.CORRUPT, 2)
     r.stats.last_success, r.stats.lag = 1795000000.5, 0.25
     p = LogPipeline([r], HostFS(docker_root=tmp_path), tmp_path, None, TailOptions())
     p.unreadable = {"a": "driver_none", "b": "driver_none", "c": "tty"}

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
-from agent.logs.partial import Joiner
+from agent.logs.partial import Joiner, Out
+from agent.logs.record import Partial
+from tests.support.toolbox import present
 
 K16 = b"k" * 16384
 
@@ -25,17 +28,17 @@ def test_join_interleaved_streams_and_commit_positions() -> None:
 
 
 def test_pass_through_metadata_is_stable() -> None:
-    def run() -> list:
+    def run() -> list[Partial]:
         j: Joiner[int] = Joiner(join=False)
-        out = []
+        out: list[Out[int]] = []
         for i, (data, last) in enumerate([(K16, False), (K16, False), (b"x", True)]):
             out += j.feed("stdout", 5, data, last, i, i + 1, "c:fp:0" if i == 0 else f"c:fp:{i}")
-        return out
+        return [present(o.partial) for o in out]
 
     a, b = run(), run()
-    assert [(o.partial.ordinal, o.partial.last) for o in a] == [(1, False), (2, False), (3, True)]
-    assert len({o.partial.id for o in a}) == 1 and len(a[0].partial.id) == 64
-    assert [o.partial.id for o in a] == [o.partial.id for o in b]  # same id after a restart
+    assert [(p.ordinal, p.last) for p in a] == [(1, False), (2, False), (3, True)]
+    assert len({p.id for p in a}) == 1 and len(a[0].id) == 64
+    assert [p.id for p in a] == [p.id for p in b]  # same id after a restart
 
 
 def test_bounded_join_splits_with_metadata() -> None:
@@ -46,8 +49,7 @@ def test_bounded_join_splits_with_metadata() -> None:
     out += j.feed("stdout", 9, b"end", True, 5, 6, "s5")
     assert sum(len(o.line) for o in out) == 5 * 16384 + 3
     assert all(len(o.line) <= 40000 + 16384 for o in out)
-    parts = [o.partial for o in out]
-    assert all(p is not None for p in parts)
+    parts = [present(o.partial) for o in out]
     assert [p.ordinal for p in parts] == list(range(1, len(parts) + 1)) and parts[-1].last
     assert len({p.id for p in parts}) == 1
 
@@ -122,14 +124,14 @@ def test_docker_chunk_shapes_at_the_limit() -> None:
     assert [len(c) for c, _ in docker_chunks(MIB + 1)] == [CHUNK] * 64 + [1]
 
 
-def feed_file_shape(j: Joiner[int], n: int) -> list:
+def feed_file_shape(j: Joiner[int], n: int) -> list[Out[int]]:
     out = []
     for i, (data, complete) in enumerate(docker_chunks(n)):
         out += j.feed("stdout", 7, data, complete, i, i + 1, f"c:{i}")
     return out
 
 
-def feed_api_shape(j: Joiner[int], n: int) -> list:
+def feed_api_shape(j: Joiner[int], n: int) -> list[Out[int]]:
     """Through the Engine API no chunk of a split line ends in a newline, not even the last: the next
     entry, with another time, ends the line."""
     out = []
@@ -142,7 +144,7 @@ def feed_api_shape(j: Joiner[int], n: int) -> list:
 
 
 @pytest.mark.parametrize("shape", [feed_file_shape, feed_api_shape], ids=["json-file", "api"])
-def test_one_mib_limit_is_inclusive(shape) -> None:
+def test_one_mib_limit_is_inclusive(shape: Callable[[Joiner[int], int], list[Out[int]]]) -> None:
     for n in (MIB - 1, MIB):
         out = shape(Joiner(hold_last=shape is feed_api_shape), n)
         assert [(len(o.line), o.partial) for o in out] == [(n, None)], n
@@ -152,7 +154,7 @@ def test_one_mib_limit_is_inclusive(shape) -> None:
         (MIB, 1, False),
         (1, 2, True),
     ]
-    assert len(out) == 2 and out[0].partial.id == out[1].partial.id
+    assert len(out) == 2 and present(out[0].partial).id == present(out[1].partial).id
     assert out[0].line + out[1].line == bytes(i % 251 for i in range(MIB + 1))
     assert out[0].pos == 64  # the first piece commits up to the chunk that starts the second
 
@@ -161,5 +163,6 @@ def test_pass_through_keeps_dockers_chunks_at_the_limit() -> None:
     for n, count in ((MIB - 1, 64), (MIB, 65), (MIB + 1, 65)):
         out = feed_file_shape(Joiner(join=False), n)
         assert [len(o.line) for o in out] == [len(c) for c, _ in docker_chunks(n)]
-        assert [o.partial.ordinal for o in out] == list(range(1, count + 1))
-        assert [o.partial.last for o in out] == [False] * (count - 1) + [True]
+        parts = [present(o.partial) for o in out]
+        assert [p.ordinal for p in parts] == list(range(1, count + 1))
+        assert [p.last for p in parts] == [False] * (count - 1) + [True]

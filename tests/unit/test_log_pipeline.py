@@ -7,10 +7,11 @@ import asyncio
 import re
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from toolbox import until
+import pytest
 
 from agent.docker.client import DockerClient
 from agent.docker.models import Container, NotFound
@@ -18,9 +19,11 @@ from agent.hostfs import HostFS
 from agent.logs.checkpoint import CheckpointStore, FilePos
 from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.pipeline import LogPipeline
+from agent.logs.record import LogRecord
 from agent.logs.sinkspec import Match, SinkSpec
-from agent.logs.tail import FileTail
+from agent.logs.tail import FileTail, LogFile
 from exporters.sinks.base import Outcome
+from tests.support.toolbox import container, until
 
 
 class Sink:
@@ -30,7 +33,7 @@ class Sink:
 
     async def open(self) -> None: ...
 
-    async def send(self, batch):
+    async def send(self, batch: Sequence[LogRecord]) -> Outcome:
         self.lines += [r.line for r in batch]
         return Outcome.OK
 
@@ -46,18 +49,7 @@ def ctr(
     created: str = "",
     **labels: str,
 ) -> Container:
-    return Container(
-        id=cid,
-        name=name,
-        image="busybox",
-        image_id="",
-        pid=pid,
-        network_mode="",
-        labels=labels,
-        log_driver=driver,
-        tty=tty,
-        created=created,
-    )
+    return replace(container(1, name, **labels), id=cid, pid=pid, log_driver=driver, tty=tty, created=created)
 
 
 def docker_file(root: Path, cid: str, lines: int) -> None:
@@ -84,7 +76,7 @@ async def test_tails_filters_opt_out_unreadable_and_stop(tmp_path: Path) -> None
         docker_file(tmp_path, cid, 3)
     p.on_container("added", ctr(a, "web-1"))
     p.on_container("added", ctr(b, "db"))
-    p.on_container("added", ctr(off, "web-2", **{"dockwatch.logs": "false"}))
+    p.on_container("added", replace(ctr(off, "web-2"), labels={"dockwatch.logs": "false"}))
     p.on_container("added", ctr("d" * 64, "web-3", driver="none"))
     p.on_container("added", ctr("e" * 64, "web-4", driver="local", tty=True))
     p.on_container("added", ctr("f" * 64, "web-5", driver="syslog"))  # no engine client here
@@ -99,7 +91,9 @@ async def test_tails_filters_opt_out_unreadable_and_stop(tmp_path: Path) -> None
     assert p.tails == {} or all(t.stopping for t in p.tails.values())
 
 
-async def test_a_failing_tail_restarts_from_its_checkpoint(tmp_path: Path, monkeypatch) -> None:
+async def test_a_failing_tail_restarts_from_its_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sink = Sink("s")
     p = LogPipeline(
         [SinkRunner(SinkSpec("s", "x"), sink)],
@@ -113,7 +107,7 @@ async def test_a_failing_tail_restarts_from_its_checkpoint(tmp_path: Path, monke
     real_consume = FileTail._consume
     calls = {"n": 0}
 
-    async def flaky(self, f, data):
+    async def flaky(self: FileTail, f: LogFile, data: bytes) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("a bug in the first tail")
@@ -127,7 +121,7 @@ async def test_a_failing_tail_restarts_from_its_checkpoint(tmp_path: Path, monke
 
 
 class Down(Sink):
-    async def send(self, batch):
+    async def send(self, batch: Sequence[LogRecord]) -> Outcome:
         return Outcome.RETRY
 
 
@@ -207,7 +201,7 @@ async def test_resume_stopped_finishes_what_is_owed(tmp_path: Path) -> None:
     started: list[str] = []
     real = p._start_finishing
 
-    def spy(c: Container, runners=None):
+    def spy(c: Container, runners: Sequence[SinkRunner] | None = None) -> list[asyncio.Task[None]]:
         started.append(c.name)
         return real(c, runners)
 
@@ -278,7 +272,7 @@ class RestartingEngine(DockerClient):
                 out += struct.pack(">BxxxI", 1, len(payload)) + payload
         return out
 
-    async def stream(self, path: str, params: Mapping[str, str] | None = None):
+    async def stream(self, path: str, params: Mapping[str, str] | None = None) -> AsyncGenerator[bytes, None]:
         assert params is not None
         if params["follow"] == "0":
             self.final_reads += 1

@@ -12,19 +12,24 @@ import gzip
 import json
 import os
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
-from toolbox import until
 
 from agent.docker.models import Container
 from agent.hostfs import HostFS
 from agent.logs.checkpoint import CheckpointStore, FilePos
 from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.record import LogRecord
+from agent.logs.sink import DropReason
 from agent.logs.sinkspec import SinkSpec
 from agent.logs.tail import FileTail
 from exporters.sinks.base import Outcome
+from tests.support import toolbox
+from tests.support.toolbox import until
 
 CID = "c0" * 32
 FAST = TailOptions(poll_interval=0.02, batch_records=50)
@@ -43,7 +48,7 @@ class ListSink:
     async def open(self) -> None:
         pass
 
-    async def send(self, batch):
+    async def send(self, batch: Sequence[LogRecord]) -> Outcome:
         if self.down:
             return Outcome.RETRY
         if self.reject:
@@ -109,25 +114,16 @@ class DockerWriter:
 
 
 def container() -> Container:
-    return Container(
-        id=CID,
-        name="app",
-        image="busybox",
-        image_id="",
-        pid=1,
-        network_mode="default",
-        log_driver="json-file",
-        log_opts={},
-    )
+    return replace(toolbox.container(1, "app"), id=CID, log_driver="json-file", log_opts={})
 
 
-def make_tail(root: Path, sink: ListSink, opts: TailOptions = FAST, **kw) -> FileTail:
+def make_tail(root: Path, sink: ListSink, opts: TailOptions = FAST, **kw: Any) -> FileTail:
     runner = SinkRunner(SinkSpec(sink.name, "test"), sink, backoff_base=0.01, backoff_cap=0.05)
     path = HostFS(docker_root=root).container_dir(CID) / f"{CID}-json.log"
     return FileTail(container(), runner, CheckpointStore(root / "state"), opts, path, **kw)
 
 
-async def stop(tail: FileTail, task: asyncio.Task) -> None:
+async def stop(tail: FileTail, task: asyncio.Task[None]) -> None:
     tail.stop()
     await asyncio.wait_for(task, 10)
 
@@ -168,7 +164,11 @@ async def test_rotation_while_reading_loses_and_repeats_nothing(tmp_path: Path, 
             n += 1
         # Rotate at various points: the reader behind by 0-30 lines in the old file.
         behind = (r * 7) % 31
-        await until(lambda k=n - behind - 10: len(sink.records) >= k, what="reader progress")
+
+        def progressed(k: int = n - behind - 10) -> bool:
+            return len(sink.records) >= k
+
+        await until(progressed, what="reader progress")
         w.rotate()
     for _ in range(10):
         w.line(f"line-{n}")
@@ -339,7 +339,7 @@ async def test_rejected_batch_is_counted_and_skipped(tmp_path: Path) -> None:
     sink.reject = True
     tail = make_tail(tmp_path, sink)
     task = asyncio.create_task(tail.run())
-    await until(lambda: tail.runner.stats.dropped.get("rejected") == 5)
+    await until(lambda: tail.runner.stats.dropped.get(DropReason.REJECTED) == 5)
     sink.reject = False
     w.line("later")
     await until(lambda: sink.lines() == ["later"])

@@ -5,10 +5,10 @@ dockerd (tests/unit/test_log_tail.py's DockerWriter) against the real kernel."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import struct
-import sys
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,8 @@ import pytest
 from agent.logs import tail as tail_mod
 from agent.logs.checkpoint import CheckpointStore, FilePos
 from agent.logs.delivery import TailOptions
+from agent.logs.record import LogRecord
+from agent.logs.sink import DropReason
 from agent.logs.watch import (
     IN_CREATE,
     IN_DELETE,
@@ -28,12 +30,9 @@ from agent.logs.watch import (
     _fold,
     parse_events,
 )
-
-_spec = importlib.util.spec_from_file_location("tail_helpers", Path(__file__).with_name("test_log_tail.py"))
-assert _spec is not None and _spec.loader is not None
-th = importlib.util.module_from_spec(_spec)
-sys.modules["tail_helpers"] = th
-_spec.loader.exec_module(th)
+from exporters.sinks.base import Outcome
+from tests.support.toolbox import until
+from tests.unit import test_log_tail as th
 
 LIVE = f"{th.CID}-json.log"
 
@@ -85,7 +84,7 @@ async def test_rotation_faster_than_the_reader_loses_nothing(tmp_path: Path, use
     tail = th.make_tail(tmp_path, sink, TailOptions(poll_interval=0.05, batch_records=100), watcher=watcher)
     task = asyncio.create_task(tail.run())
     try:
-        await th.until(lambda: tail._ready and tail._sub is not None, what="watching")
+        await until(lambda: tail._ready and tail._sub is not None, what="watching")
         n = 0
         for _ in range(40):
             for _ in range(50):
@@ -93,17 +92,21 @@ async def test_rotation_faster_than_the_reader_loses_nothing(tmp_path: Path, use
                 n += 1
             w.rotate()
             ino = w.path.stat().st_ino
-            await th.until(lambda i=ino: tail._newest is not None and tail._newest.inode == i, what="held")
+
+            def held(i: int = ino) -> bool:
+                return tail._newest is not None and tail._newest.inode == i
+
+            await until(held, what="held")
         w.line(f"line-{n}")
         n += 1
         assert len(list(w.dir.glob("*-json.log*"))) == 3  # dockerd's files: only the last 3
         sink.down = False
-        await th.until(lambda: len(sink.records) >= n, what=f"{n} lines")
+        await until(lambda: len(sink.records) >= n, what=f"{n} lines")
         await asyncio.sleep(0.1)
         await th.stop(tail, task)
         assert sink.lines() == th.numbered(n)
         st = tail.runner.stats
-        assert (st.files_missed, st.bytes_missed, st.dropped.get("rotated", 0)) == (0, 0, 0)
+        assert (st.files_missed, st.bytes_missed, st.dropped.get(DropReason.ROTATED, 0)) == (0, 0, 0)
     finally:
         await asyncio.to_thread(watcher.close)
 
@@ -116,12 +119,12 @@ async def test_files_rotated_away_unopened_are_counted(tmp_path: Path) -> None:
     sink = th.ListSink()
     tail = th.make_tail(tmp_path, sink, watcher=watcher)
     tail.container = th.container()
-    tail.container.log_opts["max-size"] = "20k"  # type: ignore[index]
+    tail.container = replace(th.container(), log_opts={"max-size": "20k"})
     task = asyncio.create_task(tail.run())
     try:
         for s in th.numbered(10):
             w.line(s)
-        await th.until(lambda: len(sink.records) == 10, what="first lines")
+        await until(lambda: len(sink.records) == 10, what="first lines")
         with tail._lock:
             for r in range(5):
                 for s in th.numbered(10, 10 + 10 * r):
@@ -129,22 +132,24 @@ async def test_files_rotated_away_unopened_are_counted(tmp_path: Path) -> None:
                 w.rotate()
             rounds = watcher.rounds
             time.sleep(0.05)  # the events queue in the kernel meanwhile
-        await th.until(lambda: watcher.rounds > rounds + 1, what="the watcher's next rounds")
+        await until(lambda: watcher.rounds > rounds + 1, what="the watcher's next rounds")
         w.line("last")
-        await th.until(lambda: sink.lines()[-1:] == ["last"], what="the last line")
+        await until(lambda: sink.lines()[-1:] == ["last"], what="the last line")
         st = tail.runner.stats
         # Our file was read to its end through its descriptor (lines 10-19 arrived); of the 5 files
         # after it, 3 (lines 20-49) were created and unlinked while the watcher could not look, the
         # last two (.1 and the live file) were still there.
         assert sink.lines() == [*th.numbered(20), *th.numbered(10, 50), "last"]
         assert (st.files_missed, st.bytes_missed) == (3, 3 * 20_000)
-        assert st.dropped.get("rotated", 0) == 0  # their lines are not knowable
+        assert st.dropped.get(DropReason.ROTATED, 0) == 0  # their lines are not knowable
     finally:
         await th.stop(tail, task)
         await asyncio.to_thread(watcher.close)
 
 
-async def test_over_the_held_bound_the_oldest_file_is_counted_exactly(tmp_path: Path, monkeypatch) -> None:
+async def test_over_the_held_bound_the_oldest_file_is_counted_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(tail_mod, "MAX_HELD_FILES", 2)
     w = th.DockerWriter(tmp_path, max_file=2)
     sink = th.ListSink()
@@ -159,16 +164,20 @@ async def test_over_the_held_bound_the_oldest_file_is_counted_exactly(tmp_path: 
                 n += 1
             rounds = tail._watcher.rounds if tail._watcher else 0
             w.rotate()
-            await th.until(lambda r=rounds: tail._watcher is not None and tail._watcher.rounds > r)
+
+            def next_round(r: int = rounds) -> bool:
+                return tail._watcher is not None and tail._watcher.rounds > r
+
+            await until(next_round)
         w.line(f"line-{n}")
         n += 1
-        await th.until(lambda: tail.runner.stats.files_missed == 2, what="2 files let go")
+        await until(lambda: tail.runner.stats.files_missed == 2, what="2 files let go")
         sink.down = False
-        await th.until(lambda: sink.lines()[-1:] == [f"line-{n - 1}"], what="the last line")
+        await until(lambda: sink.lines()[-1:] == [f"line-{n - 1}"], what="the last line")
         st = tail.runner.stats
         got = [int(s[5:]) for s in sink.lines()]
-        assert len(got) + st.dropped["rotated"] == n  # every line delivered or counted, exactly
-        assert st.dropped["rotated"] == 60 and st.bytes_missed > 0
+        assert len(got) + st.dropped[DropReason.ROTATED] == n  # every line delivered or counted, exactly
+        assert st.dropped[DropReason.ROTATED] == 60 and st.bytes_missed > 0
     finally:
         await th.stop(tail, task)
 
@@ -180,7 +189,7 @@ async def test_checkpointed_file_gone_at_start_is_counted(tmp_path: Path) -> Non
     sink = th.ListSink()
     tail = th.make_tail(tmp_path, sink)
     task = asyncio.create_task(tail.run())
-    await th.until(lambda: len(sink.records) == 10)
+    await until(lambda: len(sink.records) == 10)
     await th.stop(tail, task)
     pos = CheckpointStore(tmp_path / "state").load("t", th.CID)
     assert isinstance(pos, FilePos)
@@ -190,9 +199,9 @@ async def test_checkpointed_file_gone_at_start_is_counted(tmp_path: Path) -> Non
         w.rotate()
     w.line("after")
     tail2 = th.make_tail(tmp_path, th.ListSink())
-    tail2.container.log_opts["max-size"] = "1k"  # type: ignore[index]
+    tail2.container = replace(tail2.container, log_opts={"max-size": "1k"})
     task2 = asyncio.create_task(tail2.run())
-    await th.until(lambda: tail2.runner.stats.files_missed == 1)
+    await until(lambda: tail2.runner.stats.files_missed == 1)
     await th.stop(tail2, task2)
     assert tail2.runner.stats.bytes_missed == 1000 - pos.offset
 
@@ -208,15 +217,15 @@ async def test_batches_keep_their_bounds_and_positions(tmp_path: Path) -> None:
     batches: list[int] = []
     send = sink.send
 
-    async def sizes(batch):  # record each batch's size on its way to the sink
+    async def sizes(batch: Sequence[LogRecord]) -> Outcome:  # record each batch's size on its way to the sink
         batches.append(len(batch))
         assert len(batch) <= 7 and sum(len(r.line) for r in batch) - len(batch[-1].line) < 40
         return await send(batch)
 
-    sink.send = sizes  # type: ignore[method-assign]
+    sink.send = sizes  # type: ignore[method-assign]  # spy on the batches
     tail = th.make_tail(tmp_path, sink, opts)
     task = asyncio.create_task(tail.run())
-    await th.until(lambda: len(sink.records) == 100)
+    await until(lambda: len(sink.records) == 100)
     await th.stop(tail, task)
     assert max(batches) <= 7 and min(batches[:-1]) >= 5  # 6-7 byte lines: 40 bytes cut at 6-7 records
     for s in th.numbered(50, 100):
@@ -224,13 +233,15 @@ async def test_batches_keep_their_bounds_and_positions(tmp_path: Path) -> None:
     sink2 = th.ListSink()
     tail2 = th.make_tail(tmp_path, sink2, opts)
     task2 = asyncio.create_task(tail2.run())
-    await th.until(lambda: len(sink2.records) == 50)
+    await until(lambda: len(sink2.records) == 50)
     await asyncio.sleep(0.1)
     await th.stop(tail2, task2)
     assert sink.lines() + sink2.lines() == th.numbered(150)
 
 
-async def test_polling_cannot_count_what_it_did_not_see_but_warns(tmp_path: Path, caplog) -> None:
+async def test_polling_cannot_count_what_it_did_not_see_but_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Without inotify, files created and deleted between two looks leave no trace: a warning says
     lines may be lost; nothing is counted (there is nothing to count from)."""
     watcher = DirWatcher(use_inotify=False, fallback_interval=60.0, rescan_interval=60.0)
@@ -241,7 +252,7 @@ async def test_polling_cannot_count_what_it_did_not_see_but_warns(tmp_path: Path
     try:
         for s in th.numbered(10):
             w.line(s)
-        await th.until(lambda: len(sink.records) == 10)
+        await until(lambda: len(sink.records) == 10)
         for r in range(3):
             for s in th.numbered(10, 10 + 10 * r):
                 w.line(s)
@@ -249,7 +260,7 @@ async def test_polling_cannot_count_what_it_did_not_see_but_warns(tmp_path: Path
         w.line("last")
         await asyncio.to_thread(tail.poll_rotation)  # the next look
         tail.wake.set()
-        await th.until(lambda: sink.lines()[-1:] == ["last"])
+        await until(lambda: sink.lines()[-1:] == ["last"])
         assert "rotated past max-file between two looks (polling); lines may be lost" in caplog.text
         assert (tail.runner.stats.files_missed, tail.runner.stats.bytes_missed) == (0, 0)
     finally:
@@ -257,14 +268,16 @@ async def test_polling_cannot_count_what_it_did_not_see_but_warns(tmp_path: Path
         await asyncio.to_thread(watcher.close)
 
 
-async def test_lost_inotify_events_stop_the_counting(tmp_path: Path, caplog) -> None:
+async def test_lost_inotify_events_stop_the_counting(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     w = th.DockerWriter(tmp_path)
     w.line("one")
     sink = th.ListSink()
     tail = th.make_tail(tmp_path, sink)
     task = asyncio.create_task(tail.run())
     try:
-        await th.until(lambda: len(sink.records) == 1 and tail._exact)
+        await until(lambda: len(sink.records) == 1 and tail._exact)
         await asyncio.to_thread(tail._on_notice, Notice(exact=False, lost=True))  # IN_Q_OVERFLOW
         assert not tail._exact
         assert "inotify events were lost" in caplog.text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,21 +23,14 @@ from agent.peers import Direction, Edge, Peer, PeerKind
 from agent.socktable import Listener
 from exporters.prometheus import names as n
 from exporters.prometheus.netmap import NetmapMetrics
+from tests.support.toolbox import container
 
 Series = list[tuple[dict[str, str], float]]
 
 
 def ctr(name: str, ip: str, ports: tuple[PublishedPort, ...] = (), net: str = "shop") -> Container:
-    return Container(
-        id=name * 8,
-        name=name,
-        image="img:1",
-        image_id="x",
-        pid=10,
-        network_mode=net,
-        networks=(NetworkAttachment(net, "nid-" + net, ip=ip, prefix_len=24),),
-        ports=ports,
-    )
+    att = NetworkAttachment(net, "nid-" + net, ip=ip, prefix_len=24)
+    return replace(container(1, name, net), id=name * 8, networks=(att,), ports=ports)
 
 
 WEB = ctr(

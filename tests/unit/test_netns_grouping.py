@@ -10,8 +10,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from toolbox import ScriptedFS, captured_procfs
-from toolbox import container as ctr
 
 from agent.docker.models import Container
 from agent.inventory import Snapshot
@@ -25,6 +23,8 @@ from agent.netstats import (
 )
 from exporters.prometheus import names
 from exporters.prometheus.render import Renderer
+from tests.support.toolbox import ScriptedFS, captured_procfs
+from tests.support.toolbox import container as ctr
 
 HOST_INO = 4026531833
 DENIED = None  # a link ptrace rules hide

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-from toolbox import FakeClock
 
 from agent.outage import Outage, fmt_duration
+from tests.support.toolbox import FakeClock
 
 log = logging.getLogger("test.outage")
 

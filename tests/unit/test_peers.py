@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from agent.docker.models import (
     SWARM_SERVICE,
     Container,
@@ -26,22 +28,13 @@ from agent.peers import (
     published_port_state,
 )
 from agent.socktable import Connection, Listener, SocketTable
+from tests.support.toolbox import container
 
 
 def ctr(name: str, *ips: str, service: str = "", mode: str = "bridge", created: str = "1") -> Container:
     atts = tuple(NetworkAttachment(name=f"net{i}", network_id=f"n{i}", ip=ip) for i, ip in enumerate(ips))
     labels = {SWARM_SERVICE: service} if service else {}
-    return Container(
-        id=name * 4,
-        name=name,
-        image="img",
-        image_id="x",
-        pid=1,
-        network_mode=mode,
-        labels=labels,
-        networks=atts,
-        created=created,
-    )
+    return replace(container(1, name, mode, **labels), id=name * 4, networks=atts, created=created)
 
 
 WEB = ctr("web", "10.0.0.2", "10.1.0.2")  # on two networks

@@ -1,9 +1,10 @@
-"""README's generated tables match the code (update: python tests/unit/test_readme.py --update)."""
+"""README's generated tables match the code (update: python3 -m tests.unit.test_readme --update)."""
 
 from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from agent import config
@@ -16,9 +17,13 @@ SECTIONS = {"metrics": names.markdown_table, "config": config.markdown_table, "t
 
 def render(text: str) -> str:
     for tag, make in SECTIONS.items():
+
+        def section(_m: re.Match[str], t: str = tag, f: Callable[[], str] = make) -> str:
+            return f"<!-- {t}:begin -->\n{f()}\n<!-- {t}:end -->"
+
         text = re.sub(
             rf"<!-- {tag}:begin -->.*?<!-- {tag}:end -->",
-            lambda _m, t=tag, f=make: f"<!-- {t}:begin -->\n{f()}\n<!-- {t}:end -->",
+            section,
             text,
             flags=re.S,
         )
@@ -27,7 +32,7 @@ def render(text: str) -> str:
 
 def test_readme_tables_are_current() -> None:
     text = README.read_text()
-    assert render(text) == text, "README tables are stale: python tests/unit/test_readme.py --update"
+    assert render(text) == text, "README tables are stale: python3 -m tests.unit.test_readme --update"
 
 
 def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,19 +16,11 @@ from agent.procnet import DevCounters
 from exporters.prometheus import names as n
 from exporters.prometheus.render import Renderer, escape
 from exporters.prometheus.scrape import Scraper
+from tests.support import toolbox
 
 
 def container(cid: str, name: str, mode: str = "bridge", **labels: str) -> Container:
-    return Container(
-        id=cid * 64,
-        name=name,
-        image="img:1",
-        image_id="sha256:x",
-        pid=1,
-        network_mode=mode,
-        labels=labels,
-        created=cid,
-    )
+    return replace(toolbox.container(1, name, mode, **labels), id=cid * 64, created=cid)
 
 
 def sample(owner: Container | None, rx: int) -> NetnsSample:
@@ -120,7 +113,7 @@ def test_identity_cache_follows_container_changes() -> None:
     r = Renderer()
     a = container("a", "old")
     assert 'name="old"' in r.identity(a, "n")
-    renamed = Container(**{**{f: getattr(a, f) for f in a.__slots__}, "name": "new"})
+    renamed = replace(a, name="new")
     assert 'name="new"' in r.identity(renamed, "n")
 
 

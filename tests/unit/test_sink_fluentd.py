@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import re
 import struct
+from typing import Any
 
 import msgpack
 import pytest
@@ -16,7 +17,6 @@ from agent.logs.record import LogRecord, Partial
 from exporters.sinks import SINKS
 from exporters.sinks.base import ExtraAttributes, SinkConfigError
 from exporters.sinks.fluentd import (
-    Address,
     FluentdSink,
     ForwardEncoder,
     event_time,
@@ -27,6 +27,7 @@ from exporters.sinks.fluentd import (
     shared_key_digest,
 )
 from exporters.sinks.tag import Tag
+from exporters.sinks.upstream import Address
 
 CID = "3f4e9b2a1c0d" + "ab" * 26
 T_NS = 1_763_884_800_123_456_789  # 2025-11-23T08:00:00.123456789Z
@@ -52,14 +53,14 @@ def rec(
     return LogRecord(container=c, stream=stream, time_ns=t, line=line, partial=p)
 
 
-def encoder(**kw) -> ForwardEncoder:
+def encoder(**kw: Any) -> ForwardEncoder:
     ids = iter(f"chunk-{i}" for i in range(1000))
     kw.setdefault("tag", Tag("{{.ID}}"))
     kw.setdefault("extras", ExtraAttributes())
     return ForwardEncoder(chunk_id=lambda: next(ids), **kw)
 
 
-def unpack(data: bytes) -> list:
+def unpack(data: bytes) -> Any:
     """Exactly one msgpack object, raw (str values stay bytes) so invalid UTF-8 is visible."""
     up = msgpack.Unpacker(raw=True, strict_map_key=False)
     up.feed(data)
@@ -69,7 +70,7 @@ def unpack(data: bytes) -> list:
 
 
 # --- record map ----------------------------------------------------------------------------------------
-def test_record_map_is_dockers_for_a_complete_line():
+def test_record_map_is_dockers_for_a_complete_line() -> None:
     assert record_map(rec(b"hello world", stream="stderr"), {}) == {
         "container_id": CID,
         "container_name": "/web-1",
@@ -78,7 +79,7 @@ def test_record_map_is_dockers_for_a_complete_line():
     }
 
 
-def test_record_map_partial_chunk_carries_dockers_partial_keys_as_strings():
+def test_record_map_partial_chunk_carries_dockers_partial_keys_as_strings() -> None:
     pid = "a1" * 32
     first = record_map(rec(b"x" * 16384, p=Partial(pid, 1, False)), {})
     last = record_map(rec(b"tail", p=Partial(pid, 3, True)), {})
@@ -92,35 +93,35 @@ def test_record_map_partial_chunk_carries_dockers_partial_keys_as_strings():
     assert all(isinstance(v, str | bytes) for v in first.values())
 
 
-def test_partial_keys_win_over_extra_attributes_as_in_docker():
+def test_partial_keys_win_over_extra_attributes_as_in_docker() -> None:
     # moby copies the extras first, then sets partial_*: a label named partial_id cannot spoof it
     got = record_map(rec(b"x", p=Partial("b" * 64, 2, False)), {"partial_id": "spoof", "app": "shop"})
     assert got["partial_id"] == "b" * 64 and got["app"] == "shop"
 
 
-def test_extra_attributes_labels_then_env_and_env_wins():
+def test_extra_attributes_labels_then_env_and_env_wins() -> None:
     extras = ExtraAttributes(labels=("app", "tier", "missing"), env=("APP_ENV", "tier", "NOVALUE", "NOPE"))
     assert extras.attributes(WEB) == {"app": "shop", "tier": "from-env", "APP_ENV": "prod"}
 
 
-def test_extra_attributes_regexes_are_unanchored_like_go():
+def test_extra_attributes_regexes_are_unanchored_like_go() -> None:
     extras = ExtraAttributes(labels_regex=re.compile(r"example"), env_regex=re.compile(r"^APP_"))
     assert extras.attributes(WEB) == {"com.example.team": "core", "APP_ENV": "prod"}
 
 
 # --- time ------------------------------------------------------------------------------------------------
-def test_time_is_integer_seconds_without_sub_second_precision():
+def test_time_is_integer_seconds_without_sub_second_precision() -> None:
     assert event_time(T_NS, False) == 1_763_884_800
     assert msgpack.packb(event_time(T_NS, False)) == b"\xce" + struct.pack(">I", 1_763_884_800)
 
 
-def test_event_time_is_fixext8_type0_with_big_endian_seconds_and_nanoseconds():
+def test_event_time_is_fixext8_type0_with_big_endian_seconds_and_nanoseconds() -> None:
     wire = msgpack.packb(event_time(T_NS, True))
     assert wire == b"\xd7\x00" + struct.pack(">I", 1_763_884_800) + struct.pack(">I", 123_456_789)
 
 
 # --- wire bytes per mode ------------------------------------------------------------------------------
-def test_message_mode_is_dockers_four_element_array_with_empty_option():
+def test_message_mode_is_dockers_four_element_array_with_empty_option() -> None:
     (frame,) = encoder(mode="Message").encode([rec(b"hello")])
     tag, t, record, option = unpack(frame.data)
     assert (tag, t, option) == (b"3f4e9b2a1c0d", 1_763_884_800, {})
@@ -128,19 +129,19 @@ def test_message_mode_is_dockers_four_element_array_with_empty_option():
     assert frame.chunk is None and frame.events == 1
 
 
-def test_message_mode_with_ack_has_one_chunk_per_message():
+def test_message_mode_with_ack_has_one_chunk_per_message() -> None:
     frames = encoder(mode="Message", request_ack=True).encode([rec(b"a"), rec(b"b")])
     assert [unpack(f.data)[3] for f in frames] == [{b"chunk": b"chunk-0"}, {b"chunk": b"chunk-1"}]
     assert [f.chunk for f in frames] == ["chunk-0", "chunk-1"]
 
 
-def test_invalid_utf8_goes_as_msgpack_str_with_the_raw_bytes_like_a_go_string():
+def test_invalid_utf8_goes_as_msgpack_str_with_the_raw_bytes_like_a_go_string() -> None:
     (frame,) = encoder(mode="Message").encode([rec(b"\xff\xfeok")])
     # fixstr "log", then fixstr of length 4 (0xa4) holding the raw bytes: str type, not bin (0xc4)
     assert b"\xa3log\xa4\xff\xfeok" in frame.data
 
 
-def test_packed_forward_is_tag_bin_entries_and_size_option():
+def test_packed_forward_is_tag_bin_entries_and_size_option() -> None:
     enc = encoder(sub_second=True, request_ack=True)
     (frame,) = enc.encode([rec(b"one"), rec(b"two", stream="stderr", t=T_NS + 1)])
     tag, entries, option = unpack(frame.data)
@@ -155,7 +156,7 @@ def test_packed_forward_is_tag_bin_entries_and_size_option():
     assert got[1][1][b"source"] == b"stderr"
 
 
-def test_compressed_packed_forward_is_gzip_of_the_same_entries():
+def test_compressed_packed_forward_is_gzip_of_the_same_entries() -> None:
     plain = encoder().encode([rec(b"one"), rec(b"two")])[0]
     gz = encoder(compress="gzip").encode([rec(b"one"), rec(b"two")])[0]
     _, entries, _ = unpack(plain.data)
@@ -164,14 +165,14 @@ def test_compressed_packed_forward_is_gzip_of_the_same_entries():
     assert blob[:2] == b"\x1f\x8b" and gzip.decompress(blob) == entries
 
 
-def test_forward_mode_is_an_array_of_time_record_pairs():
+def test_forward_mode_is_an_array_of_time_record_pairs() -> None:
     (frame,) = encoder(mode="Forward").encode([rec(b"one"), rec(b"two")])
     _, entries, option = unpack(frame.data)
     assert option == {b"size": 2}
     assert [(t, r[b"log"]) for t, r in entries] == [(1_763_884_800, b"one"), (1_763_884_800, b"two")]
 
 
-def test_a_batch_is_grouped_by_tag_keeping_order_within_each_container():
+def test_a_batch_is_grouped_by_tag_keeping_order_within_each_container() -> None:
     frames = encoder().encode([rec(b"w1"), rec(b"d1", c=DB), rec(b"w2"), rec(b"d2", c=DB)])
     decoded = []
     for f in frames:
@@ -182,13 +183,13 @@ def test_a_batch_is_grouped_by_tag_keeping_order_within_each_container():
     assert decoded == [(b"3f4e9b2a1c0d", [b"w1", b"w2"]), (b"999999999999", [b"d1", b"d2"])]
 
 
-def test_tag_template_and_extras_apply_per_container():
+def test_tag_template_and_extras_apply_per_container() -> None:
     enc = encoder(tag=Tag("docker.{{.Name}}"), extras=ExtraAttributes(labels=("app",)), mode="Message")
     tag, _, record, _ = unpack(enc.encode([rec(b"x")])[0].data)
     assert tag == b"docker.web-1" and record[b"app"] == b"shop"
 
 
-def test_large_batches_split_into_messages_under_the_size_limit_without_reordering():
+def test_large_batches_split_into_messages_under_the_size_limit_without_reordering() -> None:
     lines = [b"%04d" % i + b"." * 200 for i in range(100)]
     frames = encoder(max_message_size=2000, request_ack=True).encode([rec(x) for x in lines])
     assert len(frames) > 5
@@ -205,7 +206,7 @@ def test_large_batches_split_into_messages_under_the_size_limit_without_reorderi
     assert len({f.chunk for f in frames}) == len(frames)
 
 
-def test_default_chunk_ids_are_base64_of_128_bits_and_unique():
+def test_default_chunk_ids_are_base64_of_128_bits_and_unique() -> None:
     enc = ForwardEncoder(tag=Tag("{{.ID}}"), extras=ExtraAttributes(), request_ack=True)
     ids = [f.chunk for f in enc.encode([rec(b"a"), rec(b"b", c=DB)])]
     assert all(id_ is not None and len(base64.b64decode(id_)) == 16 for id_ in ids)
@@ -213,20 +214,20 @@ def test_default_chunk_ids_are_base64_of_128_bits_and_unique():
 
 
 # --- handshake digests ----------------------------------------------------------------------------------
-def test_shared_key_digest_is_sha512_hex_of_salt_hostname_nonce_key():
+def test_shared_key_digest_is_sha512_hex_of_salt_hostname_nonce_key() -> None:
     nonce = bytes(range(16))
     want = hashlib.sha512(b"salt" + b"agent.example" + nonce + b"s3cret").hexdigest()
     assert shared_key_digest("salt", "agent.example", nonce, "s3cret") == want
     assert len(want) == 128
 
 
-def test_password_digest_is_sha512_hex_of_auth_salt_username_password():
+def test_password_digest_is_sha512_hex_of_auth_salt_username_password() -> None:
     auth = b"\x00\x01salt"
     assert password_digest(auth, "alice", "pw") == hashlib.sha512(auth + b"alicepw").hexdigest()
 
 
 # --- options -----------------------------------------------------------------------------------------------
-def test_registered_under_dockers_driver_name():
+def test_registered_under_dockers_driver_name() -> None:
     assert SINKS["fluentd"] is FluentdSink
 
 
@@ -241,11 +242,11 @@ def test_registered_under_dockers_driver_name():
         ("unix:///run/fluentd.sock", Address("unix", path="/run/fluentd.sock")),
     ],
 )
-def test_address_parses_like_docker(value, want):
+def test_address_parses_like_docker(value: str, want: Address) -> None:
     assert parse_address(value) == want
 
 
-def test_buffer_limit_uses_dockers_binary_units():
+def test_buffer_limit_uses_dockers_binary_units() -> None:
     assert [parse_ram_in_bytes(v) for v in ("1048576", "1k", "8m", "1.5KiB")] == [
         1048576,
         1024,
@@ -254,7 +255,7 @@ def test_buffer_limit_uses_dockers_binary_units():
     ]
 
 
-def test_defaults_match_docker():
+def test_defaults_match_docker() -> None:
     s = FluentdSink({})
     assert s.address == Address("tcp", "127.0.0.1", 24224)
     assert s.opts["tag"].template == "{{.ID}}"
@@ -300,11 +301,11 @@ def test_defaults_match_docker():
         ({"fluentd-adress": "tcp://h:1"}, "fluentd-adress"),
     ],
 )
-def test_invalid_options_are_refused_naming_the_key(opts, key):
+def test_invalid_options_are_refused_naming_the_key(opts: dict[str, str], key: str) -> None:
     with pytest.raises(SinkConfigError) as err:
         FluentdSink(opts)
     assert str(err.value).startswith((f"log-opt {key}=", f"log-opt {key!r}:")), str(err.value)
 
 
-def test_dockers_legacy_async_connect_is_accepted():
+def test_dockers_legacy_async_connect_is_accepted() -> None:
     assert FluentdSink({"fluentd-async-connect": "true"}).async_connect

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta, timezone
+from dataclasses import replace
+from datetime import UTC, timedelta, timezone, tzinfo
+from pathlib import Path
 
 import pytest
 
@@ -11,15 +13,16 @@ from agent.logs.record import LogRecord, Partial
 from exporters.sinks.base import SinkConfigError
 from exporters.sinks.syslog import (
     FACILITIES,
-    Address,
     SyslogFormatter,
     SyslogSink,
     parse_address,
     parse_facility,
 )
 from exporters.sinks.tag import Tag
+from exporters.sinks.upstream import Address
+from tests.support.toolbox import container, present
 
-C = Container(id="5e" * 32, name="web", image="busybox", image_id="", pid=4242, network_mode="default")
+C = replace(container(1, "web"), id="5e" * 32, pid=4242)
 T_REC = 1_763_884_800_123_456_789  # 2025-11-23T08:00:00.123456789Z: the container's time
 T_NOW = 1_763_884_801_999_999_000  # the send time
 PLUS2 = timezone(timedelta(hours=2))
@@ -32,7 +35,13 @@ def rec(
 
 
 def fmt(
-    f: str, *, compat: bool = True, octets: bool = False, tag: str = "{{.ID}}", facility: int = 3, tz=UTC
+    f: str,
+    *,
+    compat: bool = True,
+    octets: bool = False,
+    tag: str = "{{.ID}}",
+    facility: int = 3,
+    tz: tzinfo = UTC,
 ) -> SyslogFormatter:
     return SyslogFormatter(
         fmt=f,
@@ -74,14 +83,14 @@ def test_local_time_zone_and_space_padded_day() -> None:
     f = fmt("", tz=PLUS2)
     assert f.message(rec(), early) == b"<30>Nov  2 02:00:00 5e5e5e5e5e5e[777]: hello\n"
     f = fmt("rfc5424micro", tz=timezone(timedelta(hours=-5, minutes=-30)))
-    assert f.message(rec(), early).startswith(b"<30>1 2025-11-01T18:30:00.000000-05:30 dockerhost ")
+    assert present(f.message(rec(), early)).startswith(b"<30>1 2025-11-01T18:30:00.000000-05:30 dockerhost ")
 
 
 def test_pri_is_facility_times_eight_plus_severity() -> None:
-    assert wire(fmt(""), rec(stream="stderr")).startswith(b"<27>")  # daemon.err
-    assert wire(fmt(""), rec(stream="stdout")).startswith(b"<30>")  # daemon.info
-    assert wire(fmt("", facility=FACILITIES["local7"]), rec(stream="stderr")).startswith(b"<187>")
-    assert wire(fmt("", facility=0), rec()).startswith(b"<6>")  # kern.info
+    assert present(wire(fmt(""), rec(stream="stderr"))).startswith(b"<27>")  # daemon.err
+    assert present(wire(fmt(""), rec(stream="stdout"))).startswith(b"<30>")  # daemon.info
+    assert present(wire(fmt("", facility=FACILITIES["local7"]), rec(stream="stderr"))).startswith(b"<187>")
+    assert present(wire(fmt("", facility=0), rec())).startswith(b"<6>")  # kern.info
 
 
 def test_octet_counting_counts_the_trailing_newline() -> None:
@@ -99,7 +108,7 @@ def test_compat_keeps_docker_quirks() -> None:
     )  # fmt: skip
     assert wire(f, rec(b"")) is None
     # a 16 KiB chunk is just another message, no partial marker
-    assert wire(fmt(""), rec(b"chunk", partial=Partial("0" * 64, 1, False))).endswith(b"]: chunk\n")
+    assert present(wire(fmt(""), rec(b"chunk", partial=Partial("0" * 64, 1, False)))).endswith(b"]: chunk\n")
 
 
 # --- the compat-off variant ------------------------------------------------------------------------------
@@ -108,17 +117,17 @@ def test_compat_off_uses_the_containers_time_and_pid() -> None:
     assert wire(fmt("rfc5424micro", compat=False), rec()) == (
         b"<30>1 2025-11-23T08:00:00.123456Z dockerhost 5e5e5e5e5e5e 4242 5e5e5e5e5e5e - hello"
     )
-    nopid = Container(id="ab" * 32, name="x", image="", image_id="", pid=0, network_mode="")
+    nopid = replace(container(1, "x"), id="ab" * 32, pid=0)
     assert (
         wire(fmt("rfc3164", compat=False), rec(c=nopid))
         == b"<30>Nov 23 08:00:00 dockerhost abababababab: hello"
     )
-    assert b" abababababab - abababababab - " in wire(fmt("rfc5424", compat=False), rec(c=nopid))
+    assert b" abababababab - abababababab - " in present(wire(fmt("rfc5424", compat=False), rec(c=nopid)))
 
 
 def test_compat_off_octets_escapes_and_limits() -> None:
     f = fmt("rfc5424", compat=False, octets=True, tag="{{.Name}} é" + "y" * 60)
-    got = wire(f, rec(b"first\nsecond"))
+    got = present(wire(f, rec(b"first\nsecond")))
     length, _, msg = got.partition(b" ")
     assert int(length) == len(msg)
     assert not msg.endswith(b"\n") and b"first\\nsecond" in msg
@@ -178,7 +187,7 @@ def test_invalid_options_name_the_key(opts: dict[str, str], key: str) -> None:
         SyslogSink(opts)
 
 
-def test_cert_without_key_names_the_missing_key(tmp_path) -> None:
+def test_cert_without_key_names_the_missing_key(tmp_path: Path) -> None:
     cert = tmp_path / "c.pem"
     cert.write_text("x")
     with pytest.raises(SinkConfigError, match="syslog-tls-key"):

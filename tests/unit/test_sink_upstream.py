@@ -7,10 +7,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from toolbox import FakeClock, until
 
 from exporters.sinks.base import SinkConfigError
 from exporters.sinks.upstream import Address, Stream, TlsKeys, Upstream, client_tls, why
+from tests.support.toolbox import FakeClock, until
 
 KEYS = TlsKeys("x-ca", "x-cert", "x-key")
 

@@ -12,6 +12,7 @@ from agent.top.model import (
     COLUMNS,
     Iface,
     NsCounters,
+    Row,
     Sample,
     compute,
     fit_columns,
@@ -152,7 +153,7 @@ def test_parse_number_inverts_fmt_number_within_the_rounding() -> None:
     assert parse_number("-") is None
 
 
-def rows_for_sort() -> list:
+def rows_for_sort() -> list[Row]:
     a = sample(
         0,
         ns("b-web", Iface("eth0", "n", dev())),

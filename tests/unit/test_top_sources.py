@@ -4,6 +4,7 @@ standalone adapter's view of the same collection; and the socket parser on captu
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,21 +16,14 @@ from agent.top.collect import to_sample
 from agent.top.model import HOST_NAME, compute
 from agent.top.sources import from_exposition, metrics_url
 from exporters.prometheus.render import Renderer
+from tests.support import toolbox
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "proc"
 
 
 def container(name: str, cid: str, mode: str = "default", **labels: str) -> Container:
-    return Container(
-        id=cid,
-        name=name,
-        image="busybox",
-        image_id="sha256:1",
-        pid=100,
-        network_mode=mode,
-        labels=labels,
-        networks=(NetworkAttachment("front", "n1", ip="172.20.0.2", prefix_len=16),),
-    )
+    att = NetworkAttachment("front", "n1", ip="172.20.0.2", prefix_len=16)
+    return replace(toolbox.container(1, name, mode, **labels), id=cid, networks=(att,))
 
 
 def collect_result() -> CollectResult:
@@ -106,7 +100,9 @@ def test_url_source_reads_back_what_the_standalone_adapter_sees() -> None:
 def test_url_source_keys_are_stable_across_scrapes_so_rates_work() -> None:
     res = collect_result()
     body1 = Renderer().render("node1", "nid", res, {}, {}, []).text()
-    res.samples[0].devices["eth0"] = procnet.DevCounters(3000, 30, 1, 2, 2000, 20, 3, 4)
+    devices = res.samples[0].devices
+    assert isinstance(devices, dict)  # the collector's own dict: a later scrape's counters
+    devices["eth0"] = procnet.DevCounters(3000, 30, 1, 2, 2000, 20, 3, 4)
     body2 = Renderer().render("node1", "nid", res, {}, {}, []).text()
     f = compute(from_exposition(body1, 10.0, 0), from_exposition(body2, 12.0, 2))
     web = next(r for r in f.rows if r.name == "web")

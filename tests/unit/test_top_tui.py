@@ -15,6 +15,7 @@ from agent.procnet import DevCounters
 from agent.top.model import Iface, NsCounters, Sample
 from agent.top.sources import SourceError
 from agent.top.tui import DetailScreen, HelpScreen, TopApp
+from tests.support.toolbox import present
 
 
 class Scripted:
@@ -86,7 +87,7 @@ async def test_sort_filter_pause_detail_help_quit() -> None:
         assert len(names(app)) == 3
 
         await pilot.press("p")
-        frozen = app.shown_frame
+        frozen = present(app.shown_frame)
         await until(
             pilot, lambda: app.latest is not None and app.latest.end_wall > frozen.end_wall, "sampling"
         )

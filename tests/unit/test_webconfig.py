@@ -6,17 +6,13 @@ import asyncio
 import base64
 import json
 import ssl
-import sys
 from pathlib import Path
 
 import bcrypt
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from certs import PKI, make_pki
-
 from exporters.prometheus import webconfig as wc
+from tests.support.certs import PKI, make_pki
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()  # cost 4: fast tests
 

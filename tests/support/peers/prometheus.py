@@ -8,9 +8,9 @@ import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from agentproc import free_port
+from tests.support.agentproc import free_port
 
 
 class Prometheus:
@@ -38,7 +38,7 @@ class Prometheus:
         self._log.close()
 
 
-def prom_query(base: str, expr: str, at: float | None = None) -> list[dict[str, object]]:
+def prom_query(base: str, expr: str, at: float | None = None) -> list[dict[str, Any]]:
     """An instant query (at `at`, else now): its vector or matrix, or the scalar as one result."""
     params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
     with urllib.request.urlopen(f"{base}/api/v1/query?" + urllib.parse.urlencode(params), timeout=10) as resp:

@@ -17,14 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-from engine import wait_for
+from typing import TypeVar
 
 from agent import procnet
 from agent.top.model import parse_number
+from tests.support.toolbox import wait_for
 
-REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Tmux:
@@ -32,7 +32,7 @@ class Tmux:
 
     def __init__(
         self, args: list[str], width: int = 200, height: int = 40, env: dict[str, str] | None = None
-    ):
+    ) -> None:
         self.server = f"dwtest-top-{uuid.uuid4().hex[:8]}"
         self.rc_file = Path(tempfile.mkdtemp(prefix="dwtop-")) / "rc"
         self.err_file = self.rc_file.with_name("stderr")
@@ -96,11 +96,11 @@ class Tmux:
     def resize(self, width: int, height: int) -> None:
         self._tmux("resize-window", "-t", "top", "-x", str(width), "-y", str(height))
 
-    def wait(self, cond: Callable[[str], Any], timeout: float = 30, what: str = "screen") -> Any:
+    def wait(self, cond: Callable[[str], T | None], timeout: float = 30, what: str = "screen") -> T:
         """Poll the screen until cond(screen) is truthy; return cond's value."""
         last = [""]
 
-        def check() -> Any:
+        def check() -> T | None:
             last[0] = self.screen()
             return cond(last[0])
 

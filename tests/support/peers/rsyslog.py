@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine import wait_for
+from tests.support.toolbox import wait_for
 
 FIELDS = {
     "pri": "pri",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolbox import wait_for  # the one wait helper; tests import it from here too
+from tests.support.toolbox import wait_for
 
 BUSYBOX_IMAGE = "dockwatch-test/busybox:latest"
 ENGINE_ROOT = Path(os.environ.get("DOCKWATCH_TEST_ENGINE_ROOT", "/tmp/dwtest-engine"))

@@ -4,7 +4,7 @@ For the end-to-end proof (a real Prometheus scraping a real agent): run each `Qu
 Prometheus's HTTP API (/api/v1/query) and expect a non-empty result unless `Query.needs` names
 something the run did not set up. The unit tests parse the same strings with promtool.
 
-    from dashboard_queries import dashboard_queries
+    from tests.support.dashboard_queries import dashboard_queries
     for q in dashboard_queries():
         ...  # GET /api/v1/query?query=q.expr
 """

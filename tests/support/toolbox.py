@@ -15,18 +15,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.docker.models import Container
 from agent.hostfs import HostFS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 CAPTURED_PROC = REPO / "tests" / "data" / "proc"  # net files captured from a container and a host
 
 
 def wait_for(
-    cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
-) -> Any:
+    cond: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+) -> T:
     """Poll `cond` until it returns a truthy value or the deadline passes; return that value."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -43,8 +44,8 @@ def wait_for(
 
 
 async def until(
-    cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, what: str = "condition"
-) -> Any:
+    cond: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.01, what: str = "condition"
+) -> T:
     """wait_for on the event loop: poll `cond` (cheap, non-blocking) until truthy; return the value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -54,6 +55,12 @@ async def until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+def present(value: T | None, what: str = "value") -> T:
+    """`value`, asserted not None: the checks that follow read it without another guard."""
+    assert value is not None, f"{what} is None"
+    return value
 
 
 class FakeClock:

@@ -12,11 +12,12 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from engine import Engine, wait_for
 from prometheus_client.parser import text_string_to_metric_families
-from toolbox import agent_env
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.engine import Engine
+from tests.support.toolbox import agent_env, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
 
 Series = list[tuple[dict[str, str], float]]
 

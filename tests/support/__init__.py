@@ -1,0 +1,1 @@
+"""Helpers the tests share: the test engine, the agent subprocess, real peers, waits and factories."""
