@@ -29,14 +29,13 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from agentproc import Agent, parse, select  # noqa: E402
-from engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
+sys.path[:0] = [str(ROOT)]
 
 from agent.docker.client import DockerClient  # noqa: E402
 from agent.docker.models import Container  # noqa: E402
 from agent.inventory import EngineInventory  # noqa: E402
+from tests.support.agentproc import Agent, parse, select  # noqa: E402
+from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
 
 RX = "container_network_receive_bytes_total"
 

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from destroy import ROOT, AgentProc, extract, rss_mib  # bench/ is the script dir: destroy.py sets the path
-from engine import BUSYBOX_IMAGE, Engine, test_engine
+
+from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine
 
 LABEL = "dockwatch.bench.churn"
 TICK = os.sysconf("SC_CLK_TCK")

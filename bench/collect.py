@@ -28,15 +28,14 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from agentproc import Agent, one, parse  # noqa: E402
-from engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
+sys.path[:0] = [str(ROOT)]
 
 from agent.docker.client import DockerClient  # noqa: E402
 from agent.hostfs import HostFS  # noqa: E402
 from agent.netstats import NetCollector  # noqa: E402
 from exporters.prometheus.names import MIB_FIELDS  # noqa: E402
+from tests.support.agentproc import Agent, one, parse  # noqa: E402
+from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
 
 LABEL = "dockwatch.bench=1"
 TICK = os.sysconf("SC_CLK_TCK")

@@ -40,15 +40,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from agentproc import Agent  # noqa: E402
-from engine import BUSYBOX_IMAGE, Engine, test_engine, wait_for  # noqa: E402
+sys.path[:0] = [str(ROOT)]
 
 from agent.connections import ConnectionCollector  # noqa: E402
 from agent.docker.client import DockerClient  # noqa: E402
 from agent.docker.models import Container, Network  # noqa: E402
 from agent.hostfs import HostFS  # noqa: E402
+from tests.support.agentproc import Agent  # noqa: E402
+from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
+from tests.support.toolbox import wait_for  # noqa: E402
 
 LABEL = "dockwatch.bench-netmap=1"
 NET = "dwnmb-net"

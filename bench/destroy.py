@@ -39,10 +39,10 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
-from agentproc import free_port  # noqa: E402
-from engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
+from tests.support.agentproc import free_port  # noqa: E402
+from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
 
 LABEL = "dockwatch.bench.destroy"
 

@@ -27,15 +27,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
-from peers.forward import ForwardReceiver  # noqa: E402
+sys.path[:0] = [str(ROOT)]
 
 from agent.docker.models import Container  # noqa: E402
 from agent.logs.record import LogRecord  # noqa: E402
 from exporters.sinks.base import Outcome  # noqa: E402
 from exporters.sinks.fluentd import FluentdSink  # noqa: E402
+from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
+from tests.support.peers.forward import ForwardReceiver  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
 

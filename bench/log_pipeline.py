@@ -61,12 +61,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from agentproc import free_port, parse  # noqa: E402
-from engine import BUSYBOX_IMAGE, Engine, test_engine, wait_for  # noqa: E402
 from fluentd_sink import Receiver, dockerd  # noqa: E402
-from toolbox import agent_env  # noqa: E402
 
 from agent.docker.models import Container  # noqa: E402
 from agent.logs.checkpoint import CheckpointStore  # noqa: E402
@@ -74,6 +71,9 @@ from agent.logs.delivery import SinkRunner, TailOptions  # noqa: E402
 from agent.logs.sinkspec import SinkSpec  # noqa: E402
 from agent.logs.tail import FileTail  # noqa: E402
 from exporters.sinks.base import Outcome  # noqa: E402
+from tests.support.agentproc import free_port, parse  # noqa: E402
+from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
+from tests.support.toolbox import agent_env, wait_for  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
 

@@ -23,10 +23,11 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
-from agentproc import Agent, free_port, one  # noqa: E402
-from engine import BUSYBOX_IMAGE, Engine, test_engine, wait_for  # noqa: E402
+from tests.support.agentproc import Agent, free_port, one  # noqa: E402
+from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
+from tests.support.toolbox import wait_for  # noqa: E402
 
 
 def once(eng: Engine, sink: bool, *args: str) -> tuple[float, int]:

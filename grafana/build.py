@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
 
 if not __package__:
-    # Run as a script (or loaded from its path, as the tests do): import `grafana` and `exporters`
+    # Run as a script (or imported as `grafana.build` by the tests): import `grafana` and `exporters`
     # from the repository, and nothing from grafana/ by bare name.
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
     if str(HERE.parent) not in sys.path:
