@@ -23,8 +23,8 @@ and removed at the end.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -33,6 +33,7 @@ import time
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,19 +55,6 @@ def status_kib(pid: int) -> dict[str, int]:
         if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
             out[k] = int(v.split()[0])
     return out
-
-
-def floor() -> dict[str, int]:
-    code = (
-        "import agent.app;"
-        "print({l.split(':')[0]: int(l.split()[1]) for l in open('/proc/self/status') "
-        "if l.startswith(('VmRSS','VmHWM','RssAnon','RssFile'))})"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=agent_env(), capture_output=True, text=True, check=True
-    )
-    parsed: dict[str, int] = eval(out.stdout)  # our own dict literal, printed just above
-    return parsed
 
 
 class Sampler(threading.Thread):
@@ -96,12 +84,11 @@ class Sampler(threading.Thread):
 
 
 class AgentRun:
-    def __init__(
-        self, engine: Engine, tmp: Path, sinks: list[dict[str, object]], env: dict[str, str]
-    ) -> None:
+    def __init__(self, engine: Engine, tmp: Path, sinks: list[dict[str, object]], v: Variant) -> None:
         self.port = free_port()
         cfg = tmp / f"cfg-{uuid.uuid4().hex[:6]}.yml"
-        cfg.write_text(json.dumps({"logs": {"sinks": sinks}}))
+        # start-at end: a later variant does not re-ship the bursts of the ones before it.
+        cfg.write_text(json.dumps({"logs": {"sinks": sinks, "start-at": "end"}}))
         self.log = tmp / f"agent-{uuid.uuid4().hex[:6]}.log"
         self.proc = subprocess.Popen(
             [
@@ -116,8 +103,8 @@ class AgentRun:
                 f"--config={cfg}",
                 "--log.level=warning",
             ],
-            env=agent_env(**env),
-            cwd=ROOT,
+            env={**agent_env(**v.env), "PYTHONPATH": str(v.root)},
+            cwd=v.root,
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
         )
@@ -171,10 +158,15 @@ def scrape_for(agent: AgentRun, seconds: float, every: float) -> int:
     return size
 
 
-def start_containers(eng: Engine, prefix: str, idle: int, writers: int, lines: int, go: Path) -> None:
+def start_containers(
+    eng: Engine, prefix: str, idle: int, writers: int, lines: int, go: Path, bursts: int
+) -> None:
     def run(i: int) -> None:
         if i < writers:
-            script = f"while [ ! -e /go/go ]; do sleep 0.2; done; seq {lines}; exec sleep 86400"
+            script = (
+                f"for k in $(seq {bursts}); do while [ ! -e /go/go$k ]; do sleep 0.2; done; seq {lines};"
+                " done; exec sleep 86400"
+            )
             eng.docker(
                 "run", "-d", "--name", f"{prefix}w{i}", "-v", f"{go}:/go", BUSYBOX_IMAGE, "sh", "-c", script
             )
@@ -191,27 +183,50 @@ def cleanup(eng: Engine, prefix: str) -> None:
         eng.docker("rm", "-f", *ids[i : i + 100], timeout=600)
 
 
+@dataclass
+class Variant:
+    label: str
+    root: Path
+    env: dict[str, str]
+
+
+def parse_variant(text: str) -> Variant:
+    """LABEL=ROOT[,KEY=VALUE...]: a checkout (e.g. `git archive` of another commit) and its env."""
+    label, _, rest = text.partition("=")
+    root, *kvs = rest.split(",")
+    return Variant(label, Path(root or ROOT).resolve(), dict(kv.split("=", 1) for kv in kvs))
+
+
+Row = tuple[str, int, int, int, int]
+
+
 def measure(
     eng: Engine,
     tmp: Path,
     cfg: list[dict[str, object]],
-    env: dict[str, str],
-    writers: int,
-    lines: int,
+    v: Variant,
+    burst: tuple[int, int, int] | None,
     steady: float,
     go: Path,
     fd: Receiver,
     sl: SyslogReceiver,
-) -> list[tuple[str, int, int, int, int]]:
-    agent = AgentRun(eng, tmp, cfg, env)
+) -> tuple[list[Row], str]:
+    """`burst`: (trigger number, writers, lines) or None. Rows per phase, and a note."""
+    agent = AgentRun(eng, tmp, cfg, v)
     try:
         wait_for(lambda: agent.get("/readyz")[0] == 200, timeout=300, interval=0.05, what="agent ready")
         agent.sent()
         agent.sampler.mark("steady")
         size = scrape_for(agent, steady, 2.0)
+        engine_n = len(eng.docker("ps", "-q").split())
         agent.sampler.mark("burst")
-        if writers:
-            (go / "go").touch()
+        note = f"exposition {size / 1024:.0f} KiB, {engine_n} containers on the engine"
+        if burst is not None:
+            k, writers, lines = burst
+            fd.reset()
+            sl.reset()
+            t0 = time.monotonic()
+            (go / f"go{k}").touch()
             want = writers * lines
             wait_for(
                 lambda: all(agent.sent()[0].get(s, 0) >= want for s in SINKS),
@@ -221,13 +236,27 @@ def measure(
             )
             wait_for(lambda: fd.count.value >= want, timeout=120, interval=0.1, what="the Forward receiver")
             wait_for(lambda: sl.count.value >= want, timeout=120, interval=0.1, what="the syslog receiver")
+            note += f", burst shipped in {time.monotonic() - t0:.0f} s"
         agent.sampler.mark("after")
         scrape_for(agent, 10.0, 2.0)
         agent.sampler.mark("")
-        print(f"  (exposition {size / 1024:.0f} KiB)", flush=True)
-        return agent.sampler.rows
+        return agent.sampler.rows, note
     finally:
         agent.stop()
+
+
+def floor(root: Path) -> dict[str, int]:
+    code = (
+        "import agent.app;"
+        "print({l.split(':')[0]: int(l.split()[1]) for l in open('/proc/self/status') "
+        "if l.startswith(('VmRSS','VmHWM','RssAnon','RssFile'))})"
+    )
+    env = {**agent_env(), "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
+    parsed: dict[str, int] = ast.literal_eval(out.stdout)
+    return parsed
 
 
 def main() -> None:
@@ -237,25 +266,38 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=10000)
     ap.add_argument("--steady", type=float, default=30.0)
     ap.add_argument(
-        "--env", action="append", default=[], help="KEY=VALUE for the agent (e.g. MALLOC_ARENA_MAX=2)"
+        "--variant",
+        action="append",
+        type=parse_variant,
+        help="LABEL=ROOT[,KEY=VALUE...]: an agent checkout and extra environment (e.g. MALLOC_ARENA_MAX=2);"
+        " repeat to compare on the same containers. Default: this checkout.",
     )
-    ap.add_argument("--skip-idle", action="store_true", help="no 'agent idle' row")
+    ap.add_argument("--skip-idle", action="store_true", help="no 'agent idle' rows")
     a = ap.parse_args()
-    env = dict(kv.split("=", 1) for kv in a.env)
+    variants: list[Variant] = a.variant or [Variant("this checkout", ROOT, {})]
     prefix = f"dwmem{uuid.uuid4().hex[:6]}-"
     with test_engine() as eng:
-        run(eng, a, env, prefix)
+        run(eng, a, variants, prefix)
 
 
-def run(eng: Engine, a: argparse.Namespace, env: dict[str, str], prefix: str) -> None:
+def run(eng: Engine, a: argparse.Namespace, variants: list[Variant], prefix: str) -> None:
     mib = 1024.0
-    fl = floor()
-    print(
-        f"floor: import agent.app: VmRSS {fl['VmRSS'] / mib:.1f} MiB (anon {fl['RssAnon'] / mib:.1f})",
-        flush=True,
-    )
-    others = len(eng.docker("ps", "-q").split())
-    rows: list[tuple[str, list[tuple[str, int, int, int, int]]]] = []
+    table: list[str] = []
+
+    def add(v: Variant, label: str, rows: list[Row], note: str) -> None:
+        for phase, end, peak, hwm, anon in rows:
+            table.append(
+                f"| {v.label} | {label} | {phase} | {end / mib:.1f} MiB | {peak / mib:.1f} MiB | "
+                f"{hwm / mib:.1f} MiB | {anon / mib:.1f} MiB |"
+            )
+        print(f"{v.label}, {label}: {note}", flush=True)
+
+    for v in variants:
+        fl = floor(v.root)
+        table.append(
+            f"| {v.label} | floor: import agent.app | - | {fl['VmRSS'] / mib:.1f} MiB | - | "
+            f"{fl['VmHWM'] / mib:.1f} MiB | {fl['RssAnon'] / mib:.1f} MiB |"
+        )
     with tempfile.TemporaryDirectory(prefix="dwmem-") as td, Receiver() as fd, SyslogReceiver("tcp") as sl:
         tmp = Path(td)
         go = tmp / "go"
@@ -263,30 +305,21 @@ def run(eng: Engine, a: argparse.Namespace, env: dict[str, str], prefix: str) ->
         cfg = sinks_config(tmp, fd.port.value, sl.port.value, prefix)
         try:
             if not a.skip_idle:
-                print(f"agent idle (0 containers of this run; {others} others on the engine)...", flush=True)
-                rows.append(("idle, 0", measure(eng, tmp, cfg, env, 0, 0, 10.0, go, fd, sl)))
+                for v in variants:
+                    rows, note = measure(eng, tmp, cfg, v, None, 10.0, go, fd, sl)
+                    add(v, "0 of this run", rows, note)
             t0 = time.monotonic()
-            start_containers(eng, prefix, a.idle, a.writers, a.lines, go)
+            start_containers(eng, prefix, a.idle, a.writers, a.lines, go, len(variants))
             print(f"started {a.idle}+{a.writers} containers in {time.monotonic() - t0:.0f} s", flush=True)
-            rows.append(
-                (
-                    f"{a.idle}+{a.writers}",
-                    measure(eng, tmp, cfg, env, a.writers, a.lines, a.steady, go, fd, sl),
-                )
-            )
+            for k, v in enumerate(variants, 1):
+                rows, note = measure(eng, tmp, cfg, v, (k, a.writers, a.lines), a.steady, go, fd, sl)
+                add(v, f"{a.idle} idle + {a.writers} writers", rows, note)
         finally:
             cleanup(eng, prefix)
-    print(f"\nenv {env or '-'}; burst: {a.writers} x {a.lines} lines to each of json-file, syslog, fluentd")
-    print("| containers | phase | VmRSS at end | max VmRSS sampled | VmHWM | RssAnon at end |")
-    print("|---|---|---|---|---|---|")
-    print(
-        f"| floor: import agent.app | - | {fl['VmRSS'] / mib:.1f} MiB | - | {fl['VmHWM'] / mib:.1f} MiB | {fl['RssAnon'] / mib:.1f} MiB |"
-    )
-    for label, phases in rows:
-        for phase, end, peak, hwm, anon in phases:
-            print(
-                f"| {label} | {phase} | {end / mib:.1f} MiB | {peak / mib:.1f} MiB | {hwm / mib:.1f} MiB | {anon / mib:.1f} MiB |"
-            )
+    print(f"\nburst: {a.writers} x {a.lines} lines, each to json-file, syslog (tcp) and fluentd")
+    print("| agent | containers | phase | VmRSS at end | max VmRSS sampled | VmHWM | RssAnon at end |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(table))
 
 
 if __name__ == "__main__":
