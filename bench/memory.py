@@ -1,23 +1,27 @@
 """Agent memory (RSS) at N containers with three sinks configured and shipping a burst.
 
     python3 bench/memory.py [--idle 500] [--writers 50] [--lines 10000] [--steady 30]
+        [--variant LABEL=ROOT[,KEY=VALUE...]]...
 
-Runs on the tests' engine (started if none answers). Prints, from one run:
+Runs on the tests' engine (started if none answers). Each `--variant` is an agent checkout (e.g.
+`git archive <commit> | tar -x -C DIR`) and extra environment (e.g. MALLOC_ARENA_MAX=2); all are
+measured in the same run on the same containers (default: this checkout). Prints per variant:
   - floor: `python3 -c 'import agent.app'` (every module the agent imports, no data);
-  - agent idle: the real agent (`python -m agent run`, a subprocess) with the three sinks configured
-    before this run's containers exist (the shared engine may hold other runs' containers: their
-    count is printed), scraped every 2 s;
-  - then N idle busybox containers plus W writers, each waiting for a file on a bind-mounted
-    directory before it prints `seq L` (so the burst starts at one moment for all); the agent
-    with the json-file, syslog (tcp, rfc5424) and fluentd sinks configured, all three following
-    only this run's containers: startup (until /readyz and the first scrape), steady state
-    (`--steady` s, scraped every 2 s), the shipping burst (until each sink counted W x L records
-    sent, scraped every 5 s) and after it (10 s).
-Per phase: VmRSS at the end, the highest VmRSS sampled (every 50 ms from /proc/<pid>/status) and
-VmHWM (the kernel's own peak, so nothing between two samples is missed). The receivers (the
-counting Forward receiver of bench/fluentd_sink.py and the counting syslog receiver of
-bench/log_pipeline.py) run in their own processes. Every container is named with a unique prefix
-and removed at the end.
+  - idle: the real agent (`python -m agent run`, a subprocess) with the three sinks configured
+    before this run's containers exist (the shared engine may hold other runs' containers: the
+    count on the engine is printed), scraped every 2 s;
+  - then N idle busybox containers plus W writers, each printing `seq L` once per variant when a
+    file appears on a bind-mounted directory (so a burst starts at one moment for all); the agent
+    with the json-file, syslog (tcp, rfc5424) and fluentd sinks, all three following only this
+    run's containers (`logs.start-at: end`, so a variant does not re-ship the bursts before it):
+    startup (until /readyz and the first scrape), steady state (`--steady` s, scraped every 2 s),
+    the shipping burst (until each sink counted W x L records sent and both receivers hold them,
+    scraped every 5 s) and 10 s after it.
+Per phase: VmRSS at the end, the highest VmRSS sampled (every 50 ms from /proc/<pid>/status),
+VmHWM (the kernel's own peak, so nothing between two samples is missed) and RssAnon. The
+receivers (the counting Forward receiver of bench/fluentd_sink.py and the counting syslog
+receiver of bench/log_pipeline.py) run in their own processes. Every container is named with a
+unique prefix and removed at the end.
 """
 
 from __future__ import annotations
