@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 
 BATCH_RECORDS = 1000
 BATCH_BYTES = 1 << 20
+# json-file tails of one sink that may read and hold a batch at once (one sending, one filling): the
+# others wait before reading, their lines still in Docker's files. Without it every tail of a busy
+# sink held a full batch while it queued for the sink, so memory grew with the containers writing
+# (50 writers x 3 sinks: 150 batches); now it is bounded per sink by FILL_SLOTS x (batch + one read
+# chunk), whatever the burst (bench/memory.py). Nothing is dropped: the reads only wait.
+FILL_SLOTS = 2
 BACKOFF_BASE = 0.2
 BACKOFF_CAP = 5.0
 
@@ -86,6 +92,11 @@ class SinkRunner:
         self.clock = clock
         self._backoff = 0.0
         self._lock = asyncio.Lock()
+        # FileTail takes a slot before it reads and gives it back once a batch went (FIFO: the
+        # tails of a sink take turns, batch by batch) or when it has nothing to read.
+        self.fill_slots: asyncio.Semaphore = (
+            asyncio.Semaphore(FILL_SLOTS) if shares_with is None else shares_with.fill_slots
+        )
         self._opened = False
         self.outage: Outage = (
             Outage(log, f"sink {self.name}", clock=clock) if shares_with is None else shares_with.outage

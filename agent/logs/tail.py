@@ -210,6 +210,8 @@ class FileTail(Tail):
         self._sub: Subscription | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting = False  # the reader waits for more data: an IN_MODIFY wakes it
+        self._slot = False  # holds one of the runner's fill slots (delivery.FILL_SLOTS)
+        self._sent = False  # a batch went since the slot was taken: give it to the next tail
         # Shared with the watcher thread, under _lock.
         self._lock = threading.Lock()
         self._inbox: list[LogFile] = []  # opened by the watcher, not yet in self.files
@@ -528,6 +530,7 @@ class FileTail(Tail):
             await asyncio.to_thread(self.poll_rotation)
             await self._read_loop()
         finally:
+            self._give_slot()
             if self._sub is not None:
                 watcher.unsubscribe(self._sub)
             with self._lock:
@@ -558,7 +561,23 @@ class FileTail(Tail):
             total -= files[0].offset if not files[0].gz else 0
         self.backlog_bytes = max(0, total) + self.batch_bytes
 
+    async def _take_slot(self) -> None:
+        if not self._slot:
+            await self.runner.fill_slots.acquire()
+            self._slot, self._sent = True, False
+
+    def _give_slot(self) -> None:
+        if self._slot:
+            self._slot = False
+            self.runner.fill_slots.release()
+
+    async def flush(self) -> None:
+        sent = bool(self.batch)
+        await super().flush()
+        self._sent = self._sent or sent
+
     async def _wait(self, timeout: float) -> None:
+        self._give_slot()  # nothing to read: let another tail of this sink fill a batch
         self._waiting = True
         try:
             await self.idle(timeout)
@@ -579,10 +598,18 @@ class FileTail(Tail):
             if f is not self._splitting:
                 self.splitter = LineSplitter(f.offset)
                 self._splitting = f
+            await self._take_slot()
             data = await asyncio.to_thread(f.read, CHUNK) if f.gz else f.read(CHUNK)
             if data:
                 quiet_since = 0.0
                 await self._consume(f, data)
+                if self._sent:
+                    # A batch went: send the rest of this chunk's lines too, so that a tail waiting
+                    # for a slot holds no records, and queue behind the other tails of this sink
+                    # (asyncio.Semaphore is FIFO): a chatty container cannot keep the slot.
+                    if self.batch:
+                        await self.flush()
+                    self._give_slot()
                 continue
             if len(self.files) > 1:
                 # Docker writes to a file no more once a newer one exists: this one is complete.

@@ -92,30 +92,42 @@ def _render_namespace(s: NetnsSample, ident: str) -> list[str]:
 
 
 class Exposition:
-    """One rendering: every line once, and where each family starts (its head line)."""
+    """One rendering: the text 0.0.4 bytes once, and where each family's head and samples are."""
 
-    __slots__ = ("heads", "parts")
+    __slots__ = ("data", "spans")
 
     def __init__(self, parts: list[str], heads: list[tuple[int, n.Metric]]) -> None:
-        self.parts = parts
-        self.heads = heads  # (index in parts of the family's head, its metric), in order
+        """`parts`: the lines; `heads`: (index in parts of a family's head line, its metric), in order."""
+        # One bytes object, not the lines: a str per line cost ~50 B over its text, and the served
+        # body was a second copy of it (bench/memory.py, bench/RESULTS.md "Memory").
+        first = heads[0][0] if heads else len(parts)
+        chunks = ["".join(parts[:first]).encode()]
+        pos = len(chunks[0])
+        self.spans: list[tuple[int, int, int, n.Metric]] = []  # head start, samples start, end, metric
+        ends = [i for i, _ in heads[1:]] + [len(parts)]
+        for (start, m), end in zip(heads, ends, strict=True):
+            h, body = parts[start].encode(), "".join(parts[start + 1 : end]).encode()
+            self.spans.append((pos, pos + len(h), pos + len(h) + len(body), m))
+            chunks += (h, body)
+            pos += len(h) + len(body)
+        self.data = b"".join(chunks)
+
+    def encoded(self, openmetrics: bool = False, names: Collection[str] | None = None) -> bytes:
+        """The families in text 0.0.4 or OpenMetrics (without `# EOF`), UTF-8; only `names` if given."""
+        if names is None and not openmetrics:
+            return self.data
+        view = memoryview(self.data)
+        out: list[bytes | memoryview] = []
+        if names is None:
+            out.append(view[: self.spans[0][0] if self.spans else len(view)])
+        for hs, ss, end, m in self.spans:
+            if names is None or m.name in names:
+                out += (head(m, True).encode() if openmetrics else view[hs:ss], view[ss:end])
+        return b"".join(out)
 
     def text(self, openmetrics: bool = False, names: Collection[str] | None = None) -> str:
-        """The families in text 0.0.4 or OpenMetrics lines (without `# EOF`); only `names` if given."""
-        if names is None:
-            parts = self.parts
-            if openmetrics:
-                parts = parts.copy()
-                for i, m in self.heads:
-                    parts[i] = head(m, True)
-            return "".join(parts)
-        out: list[str] = []
-        ends = [i for i, _ in self.heads[1:]] + [len(self.parts)]
-        for (start, m), end in zip(self.heads, ends, strict=True):
-            if m.name in names:
-                out.append(head(m, openmetrics))
-                out.extend(self.parts[start + 1 : end])
-        return "".join(out)
+        """encoded(), as text."""
+        return self.encoded(openmetrics, names).decode()
 
     def __str__(self) -> str:
         return self.text()
@@ -148,20 +160,20 @@ class MetricsPage:
     def __init__(self, exposition: Exposition, own: Iterable[Metric]) -> None:
         self.exposition = exposition
         self.own = _Families(own)
-        self._bodies: dict[bool, bytes] = {}
+        self._tails: dict[bool, bytes] = {}  # the own families' text per format
 
     def body(
         self, openmetrics: bool = False, names: Collection[str] | None = None, gz: bool = False
     ) -> bytes:
         """The whole exposition (OpenMetrics ends with `# EOF`), gzip level 1 when `gz`."""
-        if names is None and openmetrics in self._bodies:
-            plain = self._bodies[openmetrics]
-        else:
+        tail = self._tails.get(openmetrics) if names is None else None
+        if tail is None:
             own = self.own if names is None else _Families(_restrict(self.own.families, names))
             tail = generate_openmetrics(own) if openmetrics else generate_latest(own)  # type: ignore[no-untyped-call]
-            plain = self.exposition.text(openmetrics, names).encode() + tail
             if names is None:
-                self._bodies[openmetrics] = plain
+                self._tails[openmetrics] = tail
+        # Joined per request (a copy of a few MiB: ~1 ms), not kept: a kept body doubled the page.
+        plain = self.exposition.encoded(openmetrics, names) + tail
         # Level 1: most of the size win for a fraction of the CPU.
         return gzip.compress(plain, 1) if gz else plain
 

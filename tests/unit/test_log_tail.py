@@ -358,3 +358,50 @@ async def test_start_at_end_for_preexisting_containers(tmp_path: Path) -> None:
     await until(lambda: len(sink.records) == 1)
     await stop(tail, task)
     assert sink.lines() == ["new"]
+
+
+class HoldingSink(ListSink):
+    """Records, at each send, how many tails of the runner hold records (their batch) at that moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tails: list[FileTail] = []
+        self.holding: list[int] = []
+        self.order: list[str] = []
+
+    async def send(self, batch):
+        self.holding.append(sum(1 for t in self.tails if t.batch))
+        self.order.append(batch[0].container.id)
+        await asyncio.sleep(0)  # let the other tails run: they read only with a slot
+        return await super().send(batch)
+
+
+async def test_tails_of_a_sink_hold_batches_in_turns_not_all_at_once(tmp_path: Path) -> None:
+    """Ten containers with a backlog of several read chunks each: at most FILL_SLOTS tails hold
+    records at once (memory bounded per sink, not by how many containers write), they take turns
+    chunk by chunk, none is lost."""
+    from agent.logs.delivery import FILL_SLOTS
+
+    sink = HoldingSink()
+    runner = SinkRunner(SinkSpec(sink.name, "test"), sink, backoff_base=0.01, backoff_cap=0.05)
+    store = CheckpointStore(tmp_path / "state")
+    ids = [f"{i:02d}" * 32 for i in range(10)]
+    for cid in ids:
+        d = tmp_path / "containers" / cid
+        d.mkdir(parents=True)
+        line = (
+            b'{"log":"' + b"x" * 1000 + b'\\n","stream":"stdout","time":"2026-11-30T05:00:00.000000001Z"}\n'
+        )
+        (d / f"{cid}-json.log").write_bytes(line * 600)  # > 2 read chunks (tail.CHUNK)
+        c = Container(id=cid, name=cid[:4], image="busybox", image_id="", pid=1, network_mode="default")
+        path = HostFS(docker_root=tmp_path).container_dir(cid) / f"{cid}-json.log"
+        sink.tails.append(FileTail(c, runner, store, FAST, path))
+    tasks = [asyncio.create_task(t.run()) for t in sink.tails]
+    await until(lambda: len(sink.records) == 10 * 600, what="every line")
+    for t, task in zip(sink.tails, tasks, strict=True):
+        await stop(t, task)
+    assert len(sink.records) == 6000 and runner.stats.sent == 6000
+    assert max(sink.holding) <= FILL_SLOTS < len(ids)
+    # Turns: every container had a batch out before the first one was done.
+    first_done = min(max(i for i, c in enumerate(sink.order) if c == cid) for cid in ids)
+    assert set(sink.order[:first_done]) == set(ids)
