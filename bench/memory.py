@@ -41,13 +41,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from agentproc import free_port, parse  # noqa: E402
-from engine import BUSYBOX_IMAGE, Engine, test_engine, wait_for  # noqa: E402
 from fluentd_sink import Receiver  # noqa: E402
 from log_pipeline import SyslogReceiver  # noqa: E402
-from toolbox import agent_env  # noqa: E402
+
+from tests.support.agentproc import free_port, parse  # noqa: E402
+from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
+from tests.support.toolbox import agent_env, wait_for  # noqa: E402
 
 SINKS = ("jf", "sl", "fd")
 

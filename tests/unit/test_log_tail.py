@@ -369,7 +369,7 @@ class HoldingSink(ListSink):
         self.holding: list[int] = []
         self.order: list[str] = []
 
-    async def send(self, batch):
+    async def send(self, batch: Sequence[LogRecord]) -> Outcome:
         self.holding.append(sum(1 for t in self.tails if t.batch))
         self.order.append(batch[0].container.id)
         await asyncio.sleep(0)  # let the other tails run: they read only with a slot
