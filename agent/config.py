@@ -315,7 +315,7 @@ class Config:
         "collector.ipv6",
         choice("auto", "always", "never"),
         "auto",
-        "When to read net/sockstat6 and net/snmp6 (the ip_version=\"6\" TCP/UDP socket and UDP series): "
+        'When to read net/sockstat6 and net/snmp6 (the ip_version="6" TCP/UDP socket and UDP series): '
         "auto = only for namespaces with an IPv6 address on an interface other than lo (net/if_inet6); "
         "always; never. Where not read, those series are absent, not 0.",
         "MODE",
