@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from agentproc import Agent, one, parse  # noqa: E402
+from agentproc import Agent, parse  # noqa: E402
 from engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
 
 from agent.docker.client import DockerClient  # noqa: E402
@@ -153,13 +153,19 @@ async def stats_api(eng: Engine, sample: int) -> tuple[float, float, float]:
 
 def measure(eng: Engine, n: int) -> dict[str, Any]:
     scale_to(eng, n)
-    running = len(eng.docker("ps", "-q").split())
+    ours = set(eng.docker("ps", "--format", "{{.Names}}", "--filter", f"label={LABEL}").split())
+
+    def sees_ours(agent: Agent) -> bool:
+        """Every container of this run is in /metrics (others' containers may come and go)."""
+        info = agent.scrape().get("dockwatch_container_info", [])
+        return ours <= {lbl["name"] for lbl, _ in info}
+
     per_ns_cpu, per_ns_reads, namespaces, v4, v6 = asyncio.run(inprocess_collect(eng))
     agent = Agent(eng).start()
     try:
         assert agent.proc is not None
-        deadline = time.monotonic() + 60
-        while one(agent.scrape(), "dockwatch_containers_tracked") < running:
+        deadline = time.monotonic() + 120
+        while not sees_ours(agent):
             assert time.monotonic() < deadline, "agent never saw every container"
         walls, size = [], 0
         c0 = proc_cpu(agent.proc.pid)
@@ -182,8 +188,8 @@ def measure(eng: Engine, n: int) -> dict[str, Any]:
     agent = Agent(eng, "--collector.interval=5s").start()
     try:
         assert agent.proc is not None
-        while one(agent.scrape(), "dockwatch_containers_tracked") < running:
-            assert time.monotonic() < deadline + 60, "agent never saw every container"
+        while not sees_ours(agent):
+            assert time.monotonic() < deadline + 120, "agent never saw every container"
         iwalls = []
         for _ in range(20):
             t0 = time.perf_counter()
