@@ -23,6 +23,7 @@ prints per N:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -39,6 +40,7 @@ from agentproc import Agent, parse  # noqa: E402
 from engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
 
 from agent.docker.client import DockerClient  # noqa: E402
+from agent.docker.models import NotFound  # noqa: E402
 from agent.hostfs import HostFS  # noqa: E402
 from agent.netstats import NetCollector  # noqa: E402
 from exporters.prometheus.names import MIB_FIELDS  # noqa: E402
@@ -99,7 +101,10 @@ async def inprocess_collect(eng: Engine, rounds: int = 20) -> tuple[float, float
     client = DockerClient(eng.host)
     try:
         await client.negotiate()
-        cs = [await client.inspect(i) for i in await client.running_container_ids()]
+        cs = []
+        for cid in await client.running_container_ids():
+            with contextlib.suppress(NotFound):  # other sessions' containers come and go
+                cs.append(await client.inspect(cid))
         nets = {n.id: n for n in await client.networks()}
     finally:
         await client.close()
