@@ -243,7 +243,8 @@ def main() -> None:
                 print(f"measured N={n}", file=sys.stderr, flush=True)
             per_file = file_costs(rows[-1]["v4"], rows[-1]["v6"]) if rows else []
         finally:
-            cleanup(eng)
+            if not os.environ.get("DWBENCH_KEEP"):  # kept for a second run with the same prefix
+                cleanup(eng)
     print(
         "| N | netns (with IPv6) | collect CPU/ns | floor: bare reads/ns | collect ÷ floor "
         "| agent CPU/scrape | per ns | ÷ floor | /metrics p50 | p90 | p99 | size | series | agent RSS "
