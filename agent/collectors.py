@@ -42,6 +42,7 @@ def build_collectors(
             host_ignore=cfg.collector_host_interfaces_ignore,
             sidecar=sidecar,
             mib_fields=mib_fields,
+            ipv6=cfg.collector_ipv6,
         )
     )
     if cfg.collector_connections:  # opt-in, off the scrape path: ~3-4 ms CPU per namespace (bench/)

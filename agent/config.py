@@ -311,6 +311,15 @@ class Config:
         "Host-namespace interfaces not exported (container veths and bridges count as container traffic).",
         "REGEX",
     )
+    collector_ipv6: str = key(
+        "collector.ipv6",
+        choice("auto", "always", "never"),
+        "auto",
+        'When to read net/sockstat6 and net/snmp6 (the ip_version="6" TCP/UDP socket and UDP series): '
+        "auto = only for namespaces with an IPv6 address on an interface other than lo (net/if_inet6); "
+        "always; never. Where not read, those series are absent, not 0.",
+        "MODE",
+    )
     sidecar: bool = key(
         "sidecar",
         BOOL,

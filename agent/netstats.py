@@ -27,6 +27,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -117,6 +118,37 @@ def _read(path: str) -> str:
     finally:
         os.close(fd)
     return b"".join(chunks).decode("ascii", "replace")
+
+
+_WHOLE = 65536
+
+
+def _read_whole(path: str) -> str:
+    """A file the kernel prints as one record (single_open: net/snmp, netstat, sockstat{,6},
+    snmp6): a read with a buffer larger than the file returns all of it, so the read for EOF that
+    _read makes is skipped (one syscall of six per namespace). A full buffer falls back to _read."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        raise _Gone(path) from exc
+    try:
+        b = os.read(fd, _WHOLE)
+    except ProcessLookupError as exc:
+        raise _Gone(path) from exc
+    finally:
+        os.close(fd)
+    if len(b) >= _WHOLE:  # never seen for these files; read it again, to the end
+        return _read(path)
+    return b.decode("ascii", "replace")
+
+
+IPV6_MODES = ("auto", "always", "never")
+
+
+def has_ipv6(if_inet6: str) -> bool:
+    """net/if_inet6 lists an address on an interface other than lo. Docker disables IPv6 in a
+    container not attached to an IPv6 network (disable_ipv6=1): its if_inet6 is empty."""
+    return any(line.split()[-1:] not in ([], ["lo"]) for line in if_inet6.split("\n"))
 
 
 # --- grouping ------------------------------------------------------------------------------------
@@ -246,11 +278,26 @@ class NetCollector:
         host_ignore: re.Pattern[str] | None = None,
         sidecar: bool = False,
         mib_fields: Mapping[str, Sequence[str]] | None = None,
+        ipv6: str = "auto",
+        workers: int = 3,
     ) -> None:
         """`mib_fields`: the net/snmp and net/netstat fields to convert, by section. The exporter
         declares them with its metrics (exporters/prometheus/names.py MIB_FIELDS) and the
         composition root hands them in, so agent/ need not import exporters/. None converts
-        every field: the same values, slower (net/netstat's TcpExt alone has over a hundred)."""
+        every field: the same values, slower (net/netstat's TcpExt alone has over a hundred).
+
+        `ipv6`: when to read net/sockstat6 and net/snmp6 (a quarter of the kernel's time per
+        namespace, bench/RESULTS.md): "auto" only where net/if_inet6 shows IPv6 beyond lo,
+        "always", or "never". Where they are not read, the IPv6 series are absent, not 0.
+
+        `workers`: namespaces are read by this many threads at once (the kernel generates a /proc
+        file inside read(), without the GIL, so one thread's reads overlap another's parsing);
+        the samples keep the namespaces' order. 1: serially, in the caller's thread."""
+        if ipv6 not in IPV6_MODES:
+            raise ValueError(f"ipv6: expected one of {', '.join(IPV6_MODES)}, not {ipv6!r}")
+        self.ipv6 = ipv6
+        self.workers = max(1, workers)
+        self._pool: ThreadPoolExecutor | None = None
         self.fs = fs  # a sidecar's own /proc (own_procfs) is chosen by build_collectors
         self.sidecar = sidecar
         self.mib_fields = mib_fields
@@ -289,6 +336,8 @@ class NetCollector:
         if self.sidecar and vanished:  # see _Gone below: for a sidecar that is an error
             errors += vanished
             log.warning("sidecar: cannot read this process's network namespace under %s", self.fs.procfs)
+        # (key, pid, owner) to read, in the groups' order; a reused sample stands in its place.
+        jobs: list[NetnsSample | tuple[NsKey, int, Container | None]] = []
         for ino, group in g.groups.items():
             is_host = ino == g.host_key
             owner = None if is_host else owner_of(group)
@@ -298,30 +347,69 @@ class NetCollector:
                 continue  # the host namespace is read once below, not per member
             old = reuse.get(ino) if reuse is not None else None
             if old is not None and old.owner == owner:
-                samples.append(old)
+                jobs.append(old)
+            else:
+                jobs.append((ino, owner.pid if owner else 1, owner))
+        if self.host_netns:
+            old_host = reuse.get(g.host_key) if reuse is not None else None
+            jobs.append(
+                old_host if old_host is not None and old_host.owner is None else (g.host_key, 1, None)
+            )
+        for job, got in zip(jobs, self._read_all(jobs, networks), strict=True):
+            if isinstance(got, NetnsSample):
+                samples.append(got)
                 continue
-            try:
-                samples.append(self._sample(ino, owner.pid if owner else 1, owner, networks))
-            except _Gone as exc:
+            if not isinstance(got, OSError | ValueError | IndexError | _Gone):
+                raise got  # our own bug: the registry fails this collector alone
+            owner = job[2] if isinstance(job, tuple) else None
+            if owner is None:  # the host namespace: never "vanished"
+                errors += 1
+                log.warning("reading the host namespace failed: %s", got)
+            elif isinstance(got, _Gone):
                 if self.sidecar:  # our own process cannot vanish: the files are not where we look
                     errors += 1
-                    log.warning("sidecar: cannot read this process's namespace: %s", exc)
+                    log.warning("sidecar: cannot read this process's namespace: %s", got)
                 else:
                     vanished += 1
-            except (OSError, ValueError, IndexError) as exc:
+            else:
                 errors += 1
-                log.warning("reading namespace of %s failed: %s", owner.name if owner else "host", exc)
-        old_host = reuse.get(g.host_key) if reuse is not None else None
-        if self.host_netns and old_host is not None and old_host.owner is None:
-            samples.append(old_host)
-        elif self.host_netns:
-            try:
-                samples.append(self._sample(g.host_key, 1, None, networks))
-            except (OSError, ValueError, IndexError, _Gone) as exc:
-                errors += 1
-                log.warning("reading the host namespace failed: %s", exc)
+                log.warning("reading namespace of %s failed: %s", owner.name, got)
         self._last = {smp.inode: smp for smp in samples}
         return CollectResult(tuple(samples), tuple(members), errors, vanished, time.perf_counter() - t0)
+
+    def _read_all(
+        self,
+        jobs: Sequence[NetnsSample | tuple[NsKey, int, Container | None]],
+        networks: Mapping[str, Network],
+    ) -> list[NetnsSample | BaseException]:
+        """Each job's sample (a reused one as it is) or what reading it raised, in the jobs' order."""
+
+        def run(
+            part: Sequence[NetnsSample | tuple[NsKey, int, Container | None]],
+        ) -> list[NetnsSample | BaseException]:
+            out: list[NetnsSample | BaseException] = []
+            for job in part:
+                if isinstance(job, NetnsSample):
+                    out.append(job)
+                    continue
+                try:
+                    out.append(self._sample(job[0], job[1], job[2], networks))
+                except Exception as exc:  # sorted out by the caller, in order
+                    out.append(exc)
+            return out
+
+        todo = sum(1 for j in jobs if not isinstance(j, NetnsSample))
+        if self.workers == 1 or todo < 2 * self.workers:
+            return run(jobs)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="netns")
+        # Interleaved parts (job i to part i % workers): equal work whatever the reuse pattern.
+        parts = [jobs[i :: self.workers] for i in range(self.workers)]
+        done = list(self._pool.map(run, parts))
+        out: list[NetnsSample | BaseException] = []
+        for i in range(len(jobs)):
+            out.append(done[i % self.workers][i // self.workers])
+        return out
 
     def _sample(
         self, ino: NsKey, pid: int, owner: Container | None, networks: Mapping[str, Network]
@@ -334,19 +422,30 @@ class NetCollector:
             for name, ctr in dev.items()
             if (name != "lo" or self.loopback) and not (ignore and ignore.match(name))
         }
-        mib = self._mib(_read(net + "snmp"))
-        mib.update(self._mib(_read(net + "netstat")))
-        sockstat = procnet.parse_sockstat(_read(net + "sockstat"))
-        try:
-            sockstat.update(procnet.parse_sockstat(_read(net + "sockstat6")))
-            udp6 = procnet.pick_net_snmp6(_read(net + "snmp6"), "Udp6")
-        except _Gone:  # IPv6 disabled in this namespace: the v6 files do not exist
-            udp6 = {}
+        mib = self._mib(_read_whole(net + "snmp"))
+        mib.update(self._mib(_read_whole(net + "netstat")))
+        sockstat = procnet.parse_sockstat(_read_whole(net + "sockstat"))
+        udp6: dict[str, int] = {}
+        if self._read_ipv6(net):
+            try:
+                sockstat.update(procnet.parse_sockstat(_read_whole(net + "sockstat6")))
+                udp6 = procnet.pick_net_snmp6(_read_whole(net + "snmp6"), "Udp6")
+            except _Gone:  # IPv6 disabled in this namespace: the v6 files do not exist
+                pass
         if owner is None:
             netmap = dict.fromkeys(devices, HOST_NETWORK)
         else:
             netmap = self._networks(ino, pid, owner, devices, networks)
         return NetnsSample(ino, owner, devices, netmap, mib, udp6, sockstat)
+
+    def _read_ipv6(self, net: str) -> bool:
+        """Whether to read the IPv6 files of the namespace at `net` (see `ipv6` in __init__)."""
+        if self.ipv6 != "auto":
+            return self.ipv6 == "always"
+        try:
+            return has_ipv6(_read(net + "if_inet6"))
+        except _Gone:  # IPv6 off in the whole kernel: no if_inet6 (the rest of the read decides)
+            return False
 
     def _mib(self, text: str) -> dict[str, dict[str, int]]:
         if self.mib_fields is None:

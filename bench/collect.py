@@ -7,11 +7,15 @@ engine if none answers):
 
 For each N it starts N idle busybox containers, runs the real agent as a subprocess, and
 prints per N:
-  - collect CPU/ns: CPU time of one collection (thread CPU, in-process NetCollector.collect),
-    divided by the namespaces read;
+  - collect CPU/ns: CPU time of one collection (process CPU: the collector's thread pool
+    included; in-process NetCollector.collect), divided by the namespaces read;
+  - the floor, same run: a bare open/read/close loop over the files the collector reads for
+    the same namespaces (net/dev, snmp, netstat, sockstat, if_inet6, and sockstat6 + snmp6 where
+    the namespace has IPv6 beyond lo), and collect ÷ floor;
   - agent CPU/scrape: the agent process's utime+stime per /metrics request (collection,
-    rendering and HTTP), from /proc/<pid>/stat over 20 scrapes;
-  - /metrics p50/p90 wall time and body size; agent RSS;
+    rendering and HTTP), from /proc/<pid>/stat over 40 scrapes; per namespace and ÷ the floor
+    (the whole-scrape ratio);
+  - /metrics p50/p90/p99 wall time and body size; agent RSS;
   - the peer, in the same run: Docker's stats API per container, stream=false (two 1 s
     collection cycles) and one-shot=true (API >= 1.41), and dockerd's CPU per call.
 """
@@ -19,6 +23,7 @@ prints per N:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -26,18 +31,24 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 from agent.docker.client import DockerClient  # noqa: E402
+from agent.docker.models import NotFound  # noqa: E402
 from agent.hostfs import HostFS  # noqa: E402
 from agent.netstats import NetCollector  # noqa: E402
 from exporters.prometheus.names import MIB_FIELDS  # noqa: E402
-from tests.support.agentproc import Agent, one, parse  # noqa: E402
+from tests.support.agentproc import Agent, parse  # noqa: E402
 from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
 
-LABEL = "dockwatch.bench=1"
+PREFIX = os.environ.get("DWBENCH_PREFIX") or f"dwbench-{os.getpid()}"
+LABEL = f"dockwatch.bench={PREFIX}"
+SCRAPES = 40
+BASE_FILES = ("dev", "snmp", "netstat", "sockstat", "if_inet6")
+V6_FILES = ("sockstat6", "snmp6")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -60,7 +71,7 @@ def dockerd_pid(eng: Engine) -> int:
 def scale_to(eng: Engine, n: int) -> None:
     have = eng.docker("ps", "-q", "--filter", f"label={LABEL}").split()
     for i in range(len(have), n):
-        eng.docker("run", "-d", "--label", LABEL, "--name", f"dwbench-{i}", BUSYBOX_IMAGE, "sleep", "86400")
+        eng.docker("run", "-d", "--label", LABEL, "--name", f"{PREFIX}-{i}", BUSYBOX_IMAGE, "sleep", "86400")
 
 
 def cleanup(eng: Engine) -> None:
@@ -69,37 +80,58 @@ def cleanup(eng: Engine) -> None:
         eng.docker("rm", "-f", *ids, timeout=600)
 
 
-async def inprocess_collect(eng: Engine, rounds: int = 20) -> tuple[float, float, int]:
-    """CPU s per namespace for NetCollector.collect_namespaces and for the bare file reads; namespaces."""
+def bare_reads(paths: list[str], rounds: int) -> float:
+    """CPU s per round of open/read/close over `paths`: the kernel generating the files."""
+    t0 = time.process_time()
+    for _ in range(rounds):
+        for path in paths:
+            try:  # other containers (not the bench's) may come and go meanwhile
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            os.read(fd, 65536)
+            os.close(fd)
+    return (time.process_time() - t0) / rounds
+
+
+async def inprocess_collect(eng: Engine, rounds: int = 20) -> tuple[float, float, int, list[int], list[int]]:
+    """CPU s per namespace for NetCollector.collect_namespaces and for the bare reads of the files
+    it reads (the floor); namespaces; the pids of the namespaces without and with IPv6."""
     client = DockerClient(eng.host)
     try:
         await client.negotiate()
-        cs = [await client.inspect(i) for i in await client.running_container_ids()]
+        cs = []
+        for cid in await client.running_container_ids():
+            with contextlib.suppress(NotFound):  # other sessions' containers come and go
+                cs.append(await client.inspect(cid))
         nets = {n.id: n for n in await client.networks()}
     finally:
         await client.close()
     col = NetCollector(HostFS(), mib_fields=MIB_FIELDS)  # as the agent reads: only the exported fields
-    col.collect_namespaces(cs, nets)  # warm the route cache, as a running agent has
-    t0 = time.thread_time()
-    for _ in range(rounds):
+    res = col.collect_namespaces(cs, nets)  # warm the route cache, as a running agent has
+    # The floor: only open/read/close of the files the collector read, per namespace.
+    v4 = [s.owner.pid if s.owner else 1 for s in res.samples if "TCP6" not in s.sockstat]
+    v6 = [s.owner.pid if s.owner else 1 for s in res.samples if "TCP6" in s.sockstat]
+    paths = [f"/proc/{pid}/net/{f}" for pid in v4 for f in BASE_FILES]
+    paths += [f"/proc/{pid}/net/{f}" for pid in v6 for f in (*BASE_FILES, *V6_FILES)]
+    cpu = reads = 0.0
+    for _ in range(rounds):  # interleaved: both see the same load
+        t0 = time.process_time()
         res = col.collect_namespaces(cs, nets)
-    cpu = (time.thread_time() - t0) / rounds
-    # The floor: only open/read/close of the six files per namespace, no parsing.
-    pids = [s.owner.pid if s.owner else 1 for s in res.samples]
-    files = ("dev", "snmp", "netstat", "sockstat", "sockstat6", "snmp6")
-    t0 = time.thread_time()
-    for _ in range(rounds):
-        for pid in pids:
-            for f in files:
-                try:  # other containers (not the bench's) may come and go meanwhile
-                    fd = os.open(f"/proc/{pid}/net/{f}", os.O_RDONLY)
-                except OSError:
-                    continue
-                os.read(fd, 65536)
-                os.close(fd)
-    reads = (time.thread_time() - t0) / rounds
+        cpu += time.process_time() - t0
+        reads += bare_reads(paths, 1)
     n = max(len(res.samples), 1)
-    return cpu / n, reads / n, len(res.samples)
+    return cpu / rounds / n, reads / rounds / n, len(res.samples), v4, v6
+
+
+def file_costs(v4: list[int], v6: list[int], rounds: int = 50) -> list[tuple[str, float, float]]:
+    """Per file: the kernel's read time per namespace (µs; IPv4-only namespaces; IPv6 ones)."""
+    out = []
+    for f in (*BASE_FILES, *V6_FILES, "route"):
+        a = bare_reads([f"/proc/{pid}/net/{f}" for pid in v4], rounds) / max(len(v4), 1)
+        b = bare_reads([f"/proc/{pid}/net/{f}" for pid in v6], rounds) / max(len(v6), 1)
+        out.append((f, a * 1e6, b * 1e6))
+    return out
 
 
 async def stats_api(eng: Engine, sample: int) -> tuple[float, float, float]:
@@ -123,25 +155,35 @@ async def stats_api(eng: Engine, sample: int) -> tuple[float, float, float]:
         await client.close()
 
 
-def measure(eng: Engine, n: int) -> dict[str, float]:
+def measure(eng: Engine, n: int) -> dict[str, Any]:
     scale_to(eng, n)
-    running = len(eng.docker("ps", "-q").split())
-    per_ns_cpu, per_ns_reads, namespaces = asyncio.run(inprocess_collect(eng))
+    ours = set(eng.docker("ps", "--format", "{{.Names}}", "--filter", f"label={LABEL}").split())
+
+    def sees_ours(agent: Agent) -> bool:
+        """Every container of this run is in /metrics (others' containers may come and go)."""
+        info = agent.scrape().get("dockwatch_container_info", [])
+        return ours <= {lbl["name"] for lbl, _ in info}
+
+    per_ns_cpu, per_ns_reads, namespaces, v4, v6 = asyncio.run(inprocess_collect(eng))
     agent = Agent(eng).start()
     try:
         assert agent.proc is not None
-        deadline = time.monotonic() + 60
-        while one(agent.scrape(), "dockwatch_containers_tracked") < running:
+        deadline = time.monotonic() + 120
+        while not sees_ours(agent):
             assert time.monotonic() < deadline, "agent never saw every container"
         walls, size = [], 0
         c0 = proc_cpu(agent.proc.pid)
-        for _ in range(20):
+        for _ in range(SCRAPES):
             t0 = time.perf_counter()
             with urllib.request.urlopen(agent.url + "/metrics", timeout=30) as resp:
                 body = resp.read()
             walls.append(time.perf_counter() - t0)
             size = len(body)
-        cpu_per_scrape = (proc_cpu(agent.proc.pid) - c0) / 20
+        cpu_per_scrape = (proc_cpu(agent.proc.pid) - c0) / SCRAPES
+        # The floor again, right after: the whole-scrape ratio compares the same moment's load.
+        paths = [f"/proc/{pid}/net/{f}" for pid in v4 for f in BASE_FILES]
+        paths += [f"/proc/{pid}/net/{f}" for pid in v6 for f in (*BASE_FILES, *V6_FILES)]
+        scrape_floor = bare_reads(paths, 10) / max(namespaces, 1)
         series = sum(len(v) for v in parse(body.decode()).values())
         rss = rss_mib(agent.proc.pid)
     finally:
@@ -150,8 +192,8 @@ def measure(eng: Engine, n: int) -> dict[str, float]:
     agent = Agent(eng, "--collector.interval=5s").start()
     try:
         assert agent.proc is not None
-        while one(agent.scrape(), "dockwatch_containers_tracked") < running:
-            assert time.monotonic() < deadline + 60, "agent never saw every container"
+        while not sees_ours(agent):
+            assert time.monotonic() < deadline + 120, "agent never saw every container"
         iwalls = []
         for _ in range(20):
             t0 = time.perf_counter()
@@ -164,15 +206,21 @@ def measure(eng: Engine, n: int) -> dict[str, float]:
     finally:
         agent.stop()
     stream_false, one_shot, dockerd_cpu = asyncio.run(stats_api(eng, min(n, 20)))
-    q = statistics.quantiles(walls, n=10)
+    q = statistics.quantiles(walls, n=100, method="inclusive")
     return {
+        "v4": v4,
+        "v6": v6,
+        "v6_namespaces": len(v6),
+        "scrape_floor_us_per_ns": scrape_floor * 1e6,
+        "scrape_cpu_us_per_ns": cpu_per_scrape / max(namespaces, 1) * 1e6,
+        "p99_ms": q[98] * 1e3,
         "n": n,
         "namespaces": namespaces,
         "collect_us_per_ns": per_ns_cpu * 1e6,
         "reads_us_per_ns": per_ns_reads * 1e6,
         "agent_cpu_ms_per_scrape": cpu_per_scrape * 1e3,
         "p50_ms": statistics.median(walls) * 1e3,
-        "p90_ms": q[8] * 1e3,
+        "p90_ms": q[89] * 1e3,
         "size_kib": size / 1024,
         "series": series,
         "rss_mib": rss,
@@ -192,27 +240,39 @@ def main() -> None:
             for n in sizes:
                 rows.append(measure(eng, n))
                 print(f"measured N={n}", file=sys.stderr, flush=True)
+            per_file = file_costs(rows[-1]["v4"], rows[-1]["v6"]) if rows else []
         finally:
-            cleanup(eng)
+            if not os.environ.get("DWBENCH_KEEP"):  # kept for a second run with the same prefix
+                cleanup(eng)
     print(
-        "| N | netns | collect CPU/ns | of which /proc reads | agent CPU/scrape "
-        "| /metrics p50 | p90 | size | series | agent RSS "
+        "| N | netns (with IPv6) | collect CPU/ns | floor: bare reads/ns | collect ÷ floor "
+        "| agent CPU/scrape | per ns | ÷ floor | /metrics p50 | p90 | p99 | size | series | agent RSS "
         "| interval mode p50 | interval 5s idle CPU "
         "| stats API stream=false /ctr | one-shot /ctr | dockerd CPU /call | /metrics vs stats for all N |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:" * 20 + "|")
     for r in rows:
         # The peer's cost to get every container's network numbers once: one-shot calls x N.
         ratio = (r["oneshot_ms"] * r["n"]) / r["p50_ms"]
         print(
-            f"| {r['n']} | {r['namespaces']} | {r['collect_us_per_ns']:.0f} µs "
-            f"| {r['reads_us_per_ns']:.0f} µs "
-            f"| {r['agent_cpu_ms_per_scrape']:.1f} ms "
-            f"| {r['p50_ms']:.1f} ms | {r['p90_ms']:.1f} ms | {r['size_kib']:.0f} KiB | {r['series']} "
+            f"| {r['n']} | {r['namespaces']} ({r['v6_namespaces']}) | {r['collect_us_per_ns']:.0f} µs "
+            f"| {r['reads_us_per_ns']:.0f} µs | {r['collect_us_per_ns'] / r['reads_us_per_ns']:.2f}x "
+            f"| {r['agent_cpu_ms_per_scrape']:.1f} ms | {r['scrape_cpu_us_per_ns']:.0f} µs "
+            f"| {r['scrape_cpu_us_per_ns'] / r['scrape_floor_us_per_ns']:.2f}x "
+            f"| {r['p50_ms']:.1f} ms | {r['p90_ms']:.1f} ms | {r['p99_ms']:.1f} ms "
+            f"| {r['size_kib']:.0f} KiB | {r['series']} "
             f"| {r['rss_mib']:.0f} MiB | {r['interval_p50_ms']:.1f} ms | {r['interval_idle_cpu_pct']:.1f} % "
             f"| {r['stats_ms']:.0f} ms | {r['oneshot_ms']:.1f} ms "
             f"| {r['dockerd_cpu_ms']:.1f} ms | {ratio:.0f}x faster |"
         )
+    if per_file:
+        print()
+        print(f"Kernel read time per namespace at N={rows[-1]['n']} (open/read/close, CPU):")
+        print()
+        print("| file | IPv4-only namespace | namespace with IPv6 |")
+        print("|---|---:|---:|")
+        for f, a, b in per_file:
+            print(f"| net/{f} | {a:.1f} µs | {b:.1f} µs |")
 
 
 if __name__ == "__main__":

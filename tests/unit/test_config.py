@@ -175,7 +175,7 @@ def test_default_drain_and_closing_end_before_dockers_stop_timeout() -> None:
         ),
         (
             ("run", "--collector"),
-            "dockwatch: error: unrecognized argument '--collector'; did you mean --collector.loopback?",
+            "dockwatch: error: unrecognized argument '--collector'; did you mean --collector.ipv6?",
         ),
     ],
 )
