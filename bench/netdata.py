@@ -50,7 +50,9 @@ NETDATA = "/usr/sbin/netdata"
 PLUGINS = "/usr/lib/netdata/plugins.d"
 STOCK = "/usr/lib/netdata/conf.d"
 WEB = "/usr/share/netdata/web"
-PREFIX = f"dwnd-{uuid.uuid4().hex[:6]}"  # this run's containers, whoever else shares the engine
+# This run's containers, whoever else shares the engine; DWBENCH_PREFIX reuses those of an
+# interrupted run (starting hundreds of containers on a busy engine takes long).
+PREFIX = os.environ.get("DWBENCH_PREFIX") or f"dwnd-{uuid.uuid4().hex[:6]}"
 LABEL = f"dockwatch.bench.netdata={PREFIX}"
 
 # proc.plugin modules other than /proc/net/dev, off in the minimal config.
@@ -103,6 +105,9 @@ def netdata_conf(tmp: Path, port: int, minimal: bool) -> str:
         "  # no claiming here",
         "[plugin:cgroups]",
         "  update every = 1",
+        # The default, 1000, is below what a shared engine plus N = 500 makes; past it netdata
+        # stops adding cgroups and some bench containers would never be charted.
+        "  max cgroups to allow = 5000",
     ]
     if minimal:
         lines += ["[health]", "  enabled = no", "[ml]", "  enabled = no", "[statsd]", "  enabled = no"]
