@@ -74,7 +74,7 @@ NETDEV_ON = "bandwidth packets errors drops".split()
 NETDEV_OFF = "fifo compressed,frames, collisions, carrier counters,speed,duplex,operstate,carrier,mtu"
 
 
-def netdata_conf(tmp: Path, port: int, minimal: bool) -> str:
+def netdata_conf(tmp: Path, port: int, minimal: bool, scope: list[str]) -> str:
     lines = [
         "[global]",
         "  run as user = root",
@@ -109,6 +109,13 @@ def netdata_conf(tmp: Path, port: int, minimal: bool) -> str:
         # stops adding cgroups and some bench containers would never be charted.
         "  max cgroups to allow = 5000",
     ]
+    if scope:
+        # Only these containers' cgroups (the path under the cgroup root is /docker/<id> here),
+        # named (cgroup-name.sh) and mapped (cgroup-network): the shared engine also runs other
+        # sessions' containers, hundreds of them, and netdata discovers one at a time.
+        pattern = " ".join(f"/docker/{cid[:12]}*" for cid in scope) + " !*"
+        lines += [f"  enable by default cgroups matching = {pattern}"]
+        lines += [f"  run script to rename cgroups matching = {pattern}"]
     if minimal:
         lines += ["[health]", "  enabled = no", "[ml]", "  enabled = no", "[statsd]", "  enabled = no"]
         lines += ["[plugins]", "  proc = yes", "  cgroups = yes", "  enable running new plugins = no"]
@@ -232,14 +239,15 @@ def cgroup_charts(port: int, names: list[str]) -> tuple[int, int, int]:
 
 
 class Netdata:
-    def __init__(self, eng: Engine, names: list[str], minimal: bool) -> None:
+    def __init__(self, eng: Engine, names: list[str], minimal: bool, scope: list[str]) -> None:
         self.names = names
+        self.label = ("minimal" if minimal else "default") + (", scoped" if scope else "")
         self.tmp = Path(tempfile.mkdtemp(prefix="dwbench-netdata-"))
         for d in ("etc", "log", "cache", "lib", "lock", "registry"):
             (self.tmp / d).mkdir()
         self.port = free_port()
         self.conf = self.tmp / "netdata.conf"
-        self.conf.write_text(netdata_conf(self.tmp, self.port, minimal))
+        self.conf.write_text(netdata_conf(self.tmp, self.port, minimal, scope))
         self.grp = Group(f"{PREFIX}-netdata-{'min' if minimal else 'def'}")
         self.env = {
             **os.environ,
@@ -266,6 +274,10 @@ class Netdata:
         except OSError:
             return (0, 0, 0)
 
+    def charted(self, k: int) -> Callable[[], bool]:
+        """Condition: every bench container has any chart (k=0) or a net chart (k=1)."""
+        return lambda: self.charts()[k] >= len(self.names)
+
     def pids(self) -> list[int]:
         return [int(p) for p in (self.grp.path / "cgroup.procs").read_text().split()]
 
@@ -285,61 +297,77 @@ class Netdata:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def measure(eng: Engine, names: list[str], minimal: bool, window: float, settle: float) -> dict[str, object]:
-    """Both peers at once over the same window (the same churn from others on the shared engine)."""
+def measure(
+    eng: Engine, names: list[str], configs: list[str], scoped: bool, window: float, settle: float
+) -> list[dict[str, object]]:
+    """dockwatch and every netdata config at once, over the same window (the same churn from
+    others on the shared engine; each in its own cgroup, so their CPU is told apart)."""
     running = len(eng.docker("ps", "-q").split())  # dockwatch tracks every container on the engine
-    nd = Netdata(eng, names, minimal)
+    scope = eng.docker("ps", "-q", "--no-trunc", "--filter", f"label={LABEL}").split() if scoped else []
+    nds = [Netdata(eng, names, cfg == "minimal", scope) for cfg in configs]
     dgrp = Group(f"{PREFIX}-dockwatch")
     agent = Agent(eng, "--collector.interval=1s", "--log.level=info")
     # The agent joins its cgroup before exec (the Agent helper starts it with Popen).
     agent.prefix = ["sh", "-c", f'echo $$ > {dgrp.path}/cgroup.procs && exec "$@"', "sh"]
     try:
         t0 = time.monotonic()
-        nd.start()
+        for nd in nds:
+            nd.start()
         agent.start()
         assert agent.proc is not None
-        until(
-            lambda: one(agent.scrape(), "dockwatch_containers_tracked") >= running, 300, "dockwatch sees all"
-        )
+        # Others' containers come and go on the shared engine: most of them, and every bench one.
+        want = max(len(names), int(running * 0.9))
+        until(lambda: one(agent.scrape(), "dockwatch_containers_tracked") >= want, 600, "dockwatch sees all")
         dw_disc = (time.monotonic() - t0, dgrp.cpu())
-        until(lambda: nd.charts()[0] >= len(names), 1200, f"netdata charts every bench container ({nd.tmp})")
-        with contextlib.suppress(TimeoutError):  # `auto` charts an interface only once it counts
-            until(lambda: nd.charts()[1] >= len(names), 30, "net charts")
-        nd_disc = (time.monotonic() - t0, nd.grp.cpu())
+        nd_disc = []
+        for nd in nds:
+            until(
+                nd.charted(0),
+                1800,
+                f"netdata charts every bench container ({nd.tmp})",
+            )
+            with contextlib.suppress(TimeoutError):  # `auto` charts an interface only once it counts
+                until(nd.charted(1), 30, "net charts")
+            nd_disc.append((time.monotonic() - t0, nd.grp.cpu()))
         time.sleep(settle)
-        assert nd.proc is not None
-        th0, n0, d0, t0 = threads(nd.proc.pid), nd.grp.cpu(), dgrp.cpu(), time.monotonic()
+        th0 = [threads(nd.proc.pid) for nd in nds if nd.proc]
+        n0, d0, t0 = [nd.grp.cpu() for nd in nds], dgrp.cpu(), time.monotonic()
         time.sleep(window)
-        ncpu, dcpu, th1, wall = (
-            nd.grp.cpu() - n0,
-            dgrp.cpu() - d0,
-            threads(nd.proc.pid),
-            time.monotonic() - t0,
-        )
+        ncpu, dcpu = [nd.grp.cpu() - c for nd, c in zip(nds, n0, strict=True)], dgrp.cpu() - d0
+        wall = time.monotonic() - t0
+        th1 = [threads(nd.proc.pid) for nd in nds if nd.proc]
         running_after = len(eng.docker("ps", "-q").split())
         tracked = one(agent.scrape(), "dockwatch_containers_tracked")
-        groups, netgroups, all_net = nd.charts()
-        nd_rss, dw_rss = rss_mib(nd.pids()), rss_mib([agent.proc.pid])
+        charts = [nd.charts() for nd in nds]
+        nd_rss, dw_rss = [rss_mib(nd.pids()) for nd in nds], rss_mib([agent.proc.pid])
     finally:
         agent.stop()
         dgrp.remove()
-        nd.stop()
-    # Per thread, in % of a core; the rest of the group is children (external plugins, helpers).
-    per = {k: (v - th0.get(k, 0.0)) / wall * 100 for k, v in th1.items()}
-    busy = sorted(((v, k) for k, v in per.items() if v >= 0.05), reverse=True)
-    return {
-        "running": f"{running}/{running_after}",
-        "dw_tracked": tracked,
-        "dw_cpu": dcpu / wall * 100,
-        "nd_cpu": ncpu / wall * 100,
-        "threads": ", ".join(f"{k} {v:.1f}" for v, k in busy),
-        "children": ncpu / wall * 100 - sum(per.values()),
-        "charts": f"{netgroups}/{len(names)} ({groups} with any chart; {all_net} cgroup net charts in all)",
-        "dw_rss": dw_rss,
-        "nd_rss": nd_rss,
-        "dw_disc": f"{dw_disc[0]:.0f} s, {dw_disc[1]:.1f} s CPU",
-        "nd_disc": f"{nd_disc[0]:.0f} s, {nd_disc[1]:.1f} s CPU",
-    }
+        for nd in nds:
+            nd.stop()
+    rows = []
+    for i, nd in enumerate(nds):
+        # Per thread, in % of a core; the rest of the group is children (external plugins, helpers).
+        per = {k: (v - th0[i].get(k, 0.0)) / wall * 100 for k, v in th1[i].items()}
+        busy = sorted(((v, k) for k, v in per.items() if v >= 0.05), reverse=True)
+        groups, netgroups, all_net = charts[i]
+        rows.append(
+            {
+                "config": nd.label,
+                "running": f"{running}/{running_after}",
+                "dw_tracked": tracked,
+                "dw_cpu": dcpu / wall * 100,
+                "nd_cpu": ncpu[i] / wall * 100,
+                "threads": ", ".join(f"{k} {v:.1f}" for v, k in busy),
+                "children": ncpu[i] / wall * 100 - sum(per.values()),
+                "charts": f"{netgroups}/{len(names)} ({groups} with any; {all_net} cgroup net charts)",
+                "dw_rss": dw_rss,
+                "nd_rss": nd_rss[i],
+                "dw_disc": f"{dw_disc[0]:.0f} s, {dw_disc[1]:.1f} s CPU",
+                "nd_disc": f"{nd_disc[i][0]:.0f} s, {nd_disc[i][1]:.1f} s CPU",
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -354,13 +382,12 @@ def main() -> None:
         try:
             for n in sizes:
                 names = scale_to(eng, n)
-                for cfg in configs:
-                    r = measure(eng, names, cfg == "minimal", window, settle)
-                    rows.append((n, cfg, r))
-                    print(f"N={n} {cfg}: {r}", file=sys.stderr, flush=True)
+                for r in measure(eng, names, configs, "scoped" in opts, window, settle):
+                    rows.append((n, r["config"], r))
+                    print(f"N={n}: {r}", file=sys.stderr, flush=True)
         finally:
             cleanup(eng)
-    print(f"window {window:.0f} s after {settle:.0f} s settling; CPU in % of one core over the same window")
+    print(f"window {window:.0f} s after {settle:.0f} s settling; CPU in % of a core, all peers in one window")
     print(
         "| bench N | running on the engine (start/end) | netdata config | dockwatch CPU | netdata CPU "
         "| netdata threads (% of a core) | netdata children | bench containers with net charts "
