@@ -303,7 +303,7 @@ def measure(
     """dockwatch and every netdata config at once, over the same window (the same churn from
     others on the shared engine; each in its own cgroup, so their CPU is told apart)."""
     running = len(eng.docker("ps", "-q").split())  # dockwatch tracks every container on the engine
-    scope = eng.docker("ps", "-q", "--no-trunc", "--filter", f"label={LABEL}").split() if scoped else []
+    scope = eng.docker("inspect", "-f", "{{.Id}}", *names).split() if scoped else []
     nds = [Netdata(eng, names, cfg == "minimal", scope) for cfg in configs]
     dgrp = Group(f"{PREFIX}-dockwatch")
     agent = Agent(eng, "--collector.interval=1s", "--log.level=info")
