@@ -3,23 +3,26 @@
 Usage (as root, with docker.io, busybox-static and Debian's `netdata` installed; netdata's own
 system service need not run and is not used):
 
-    python3 bench/netdata.py [--window=S] [--configs=minimal,default] N [N ...]
+    python3 bench/netdata.py [--window=S] [--settle=S] [--configs=minimal,default] [--scoped=1] N [N ...]
 
-For each N it starts N idle busybox containers on the tests' private engine, then for each
-netdata configuration runs, one after the other (never both at once: the machine has 2 cores):
+For each N it starts N idle busybox containers on the tests' private engine (unique name prefix;
+DWBENCH_PREFIX reuses an interrupted run's), then runs at once, over one measuring window:
   - dockwatch in interval mode, collecting every 1 s (`--collector.interval=1s`), nobody scraping;
-  - netdata in the foreground, `update every = 1`, its own config/cache/lib/log dirs in a temp
-    dir, web API on a free loopback port; `minimal` = only proc.plugin's /proc/net/dev and
-    cgroups.plugin (the two that make per-container network charts), external plugins, health,
-    ML, registry and statsd off; `default` = the package's defaults (all internal plugins and
-    the external ones that start here), only dirs, port and update every set.
+    it collects every container on the engine (it has no filter);
+  - one netdata per config in the foreground, `update every = 1`, its own config/cache/lib/log
+    dirs in a temp dir, web API on a free loopback port; `minimal` = only proc.plugin's
+    /proc/net/dev and cgroups.plugin (the two that make per-container network charts), external
+    plugins, health, ML, registry and statsd off; `default` = the package's defaults, only dirs,
+    port, update every and `max cgroups to allow` set. `--scoped=1`: netdata names, maps and
+    charts only the bench's N containers (on a shared engine with hundreds of other containers
+    its one-at-a-time discovery takes hours).
 Each runs in its own cpuacct cgroup (cgroup v1 here), so the CPU figure includes every
 descendant, also the short-lived ones (netdata's cgroup-name.sh and cgroup-network runs).
-It waits until the peer shows every bench container (dockwatch: dockwatch_containers_tracked;
-netdata: one cgroup_<name>.net_eth0 chart per bench container in /api/v1/charts), lets it
-settle, then measures CPU over the same-length window; it also reports the CPU spent from start
-until everything was discovered, netdata's per-thread CPU in the window (its plugins are
-threads: PLUGIN[proc], PLUGIN[cgroups], ...), and RSS at the end of the window.
+It waits until dockwatch tracks the engine's containers and each netdata has a
+cgroup_<name>.net_* chart per bench container (/api/v1/charts), lets them settle, then measures
+CPU over the same window; it also reports the CPU spent from start until all were seen,
+netdata's per-thread CPU in the window (its internal plugins are threads: PLUGIN[proc netdev],
+PLUGIN[cgroups], ...), and RSS at the end of the window.
 """
 
 from __future__ import annotations
