@@ -42,10 +42,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
-from agentproc import Agent, free_port, one  # noqa: E402
-from engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
+from tests.support.agentproc import Agent, free_port, one  # noqa: E402
+from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 CPUACCT = Path("/sys/fs/cgroup/cpuacct")
