@@ -35,6 +35,7 @@ from agent.hostfs import HostFS
 from agent.logs.api import ApiTail
 from agent.logs.checkpoint import CheckpointStore, FilePos
 from agent.logs.delivery import SinkRunner, Tail, TailOptions
+from agent.logs.early import EarlyHold
 from agent.logs.events import EventShipper
 from agent.logs.jsonfile import CorruptLine, parse_time
 from agent.logs.sink import LOG_DROP_REASONS, DropReason, PipelineSnapshot, SinkSnapshot
@@ -70,6 +71,8 @@ class LogPipeline:
         self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.unreadable: dict[str, str] = {}  # container id -> reason
         self.watcher = DirWatcher()  # one inotify thread for every FileTail
+        # New containers' log files, held from `create` until their tails take them (agent/logs/early.py).
+        self.early: dict[str, EarlyHold] = {}
         # Started again while a tail of it was finishing: followed afresh once that tail ends.
         self._restarted: dict[str, Container] = {}
         self._stopping = False
@@ -91,6 +94,7 @@ class LogPipeline:
         if self._stopping:
             return
         if kind == "removed":
+            self._settle_early(c.id)
             self.unreadable.pop(c.id, None)
             self._restarted.pop(c.id, None)
             for (cid, _), tail in list(self.tails.items()):
@@ -98,6 +102,7 @@ class LogPipeline:
                     tail.finish()
             return
         self._start(c)
+        self._settle_early(c.id)
 
     def on_event(self, ev: Event) -> None:
         """Every event goes to the sinks that ship events. And a container that exited before the
@@ -107,6 +112,10 @@ class LogPipeline:
             return
         for shipper in self.events:
             shipper.offer(ev)
+        if ev.type == "container" and ev.action == "create":
+            self._hold_early(ev.actor_id)
+        elif ev.type == "container" and ev.action == "destroy":
+            self._settle_early(ev.actor_id)
         client = self.client
         if ev.type != "container" or ev.action != "die" or client is None:
             return
@@ -121,8 +130,28 @@ class LogPipeline:
         try:
             c = await client.inspect(cid)
         except EngineError:
+            self._settle_early(cid)
             return  # gone already (`--rm`): nothing left to read
         self._start_finishing(c)
+        self._settle_early(cid)
+
+    def _hold_early(self, cid: str) -> None:
+        """On `create`: hold the json-file logs it will write until its tails exist (they are made
+        after `start` and an inspect, which a busy dockerd can answer after a fast writer's first file
+        was rotated away). Blocking but short: an inotify watch and a stat."""
+        if not self.runners or cid in self.early or any(k == cid for k, _ in self.tails):
+            return
+        path = self.hostfs.container_dir(cid) / f"{cid}-json.log"
+        try:
+            self.early[cid] = EarlyHold(path, self.watcher)
+        except OSError as exc:  # the directory is gone already, or not ours to read: tails report it
+            log.debug("container %s: no early hold of its logs: %s", cid[:12], exc)
+
+    def _settle_early(self, cid: str) -> None:
+        """The tails that take over the early hold exist now (or none will): the pipeline lets go."""
+        hold = self.early.pop(cid, None)
+        if hold is not None:
+            hold.unpin()
 
     def _start_finishing(
         self, c: Container, runners: Sequence[SinkRunner] | None = None
@@ -269,6 +298,9 @@ class LogPipeline:
         opts = self._raw_opts if r.raw_chunks else self.opts
         if c.log_driver in FILE_DRIVERS:
             path = self.hostfs.container_dir(c.id) / f"{c.id}-json.log"
+            early = self.early.get(c.id)
+            if early is not None:
+                early.users += 1  # released by the tail once it has taken the files (or ended)
             return FileTail(
                 c,
                 r,
@@ -278,6 +310,7 @@ class LogPipeline:
                 preexisting=pre,
                 on_denied=self._mark_denied,
                 watcher=self.watcher,
+                early=early,
             )
         if self.client is None:  # _unreadable_reason keeps them out: without an engine only files are read
             raise RuntimeError(f"container {c.short_id}: no engine to read its {c.log_driver} logs through")
@@ -379,6 +412,8 @@ class LogPipeline:
     async def stop(self, timeout: float) -> None:
         """Stop reading; let in-flight batches finish (up to `timeout`), commit, close the sinks."""
         self._stopping = True
+        for cid in list(self.early):
+            self._settle_early(cid)
         for t in list(self.tails.values()):
             t.stop()
         tasks = list(self.tasks.values())

@@ -23,35 +23,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import logging
 import os
-import re
 import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from itertools import accumulate, repeat
 from operator import add, itemgetter, methodcaller, mul
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from agent.docker.models import Container
 from agent.logs.checkpoint import CheckpointStore, FilePos, Position
 from agent.logs.delivery import SinkRunner, Tail, TailOptions
+from agent.logs.early import EarlyHold
 from agent.logs.jsonfile import (
-    FINGERPRINT_MAX,
     FRACTION_SCALE,
     ROW_EPOCH,
     CorruptLine,
     LineSplitter,
     docker_size,
-    fingerprint,
     parse_block,
     parse_fields,
     row_time,
     unescape,
+)
+from agent.logs.logfile import (
+    CHUNK,
+    MAX_HELD_BYTES,
+    MAX_HELD_FILES,
+    LogFile,
+    count_lines,
+    rotation_chain,
+    take_unlinked,
+    walk_back,
 )
 from agent.logs.partial import Joiner
 from agent.logs.record import LogRecord
@@ -60,118 +66,8 @@ from agent.logs.watch import DirWatcher, Notice, Subscription
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256 * 1024
-# Held behind the reader per tail (files Docker may already have deleted: disk space it cannot free
-# while we hold them). A sink down for long, or a writer faster than the sink, reaches these.
-MAX_HELD_FILES = 64
-MAX_HELD_BYTES = 512 << 20
-MAX_WALK = 64
-RawPos = tuple["LogFile", int, int]  # (file, offset after the line, its time_ns)
+RawPos = tuple[LogFile, int, int]  # (file, offset after the line, its time_ns)
 STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
-
-
-@dataclass(eq=False)
-class LogFile:
-    """One open log file (plain, or a gzipped rotation read by decompressing)."""
-
-    fd: int
-    inode: int
-    gz: bool
-    offset: int = 0  # next byte (uncompressed) to read
-    fp: str = ""
-    # Closed once both: read to its end (finished) and unlinked by Docker (gone; or never watched).
-    finished: bool = False
-    gone: bool = False
-    _gzf: gzip.GzipFile | None = field(default=None, repr=False)
-    _raw: BinaryIO | None = field(default=None, repr=False)
-
-    @classmethod
-    def open(cls, path: str | Path) -> LogFile:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        f = cls(fd, os.fstat(fd).st_ino, str(path).endswith(".gz"))
-        f.refresh_fp()
-        return f
-
-    def head(self) -> bytes:
-        if self.gz:
-            with open(os.dup(self.fd), "rb") as raw, gzip.GzipFile(fileobj=raw) as g:
-                raw.seek(0)  # a dup shares the file offset with every other reader of this fd
-                try:
-                    return g.read(FINGERPRINT_MAX)
-                except (OSError, EOFError):
-                    return b""
-        return os.pread(self.fd, FINGERPRINT_MAX, 0)
-
-    def refresh_fp(self) -> str:
-        if not self.fp:
-            try:
-                self.fp = fingerprint(self.head())
-            except OSError:  # closed or unreadable: identify by inode alone
-                return ""
-        return self.fp
-
-    def size(self) -> int:
-        return 0 if self.gz else os.fstat(self.fd).st_size
-
-    def read(self, n: int) -> bytes:
-        """Blocking for gz (call in a thread); a plain pread is a short syscall."""
-        if not self.gz:
-            data = os.pread(self.fd, n, self.offset)
-        else:
-            gzf = self._gzf
-            if gzf is None:
-                raw = self._raw = open(os.dup(self.fd), "rb")  # noqa: SIM115 - closed in close()
-                raw.seek(0)
-                gzf = self._gzf = gzip.GzipFile(fileobj=raw)
-                gzf.seek(self.offset)
-            try:
-                data = gzf.read(n)
-            except (OSError, EOFError) as exc:  # a .gz still being written by Docker, or damaged
-                log.warning("gzipped log rotation unreadable past offset %d: %s", self.offset, exc)
-                data = b""
-        self.offset += len(data)
-        return data
-
-    def close(self) -> None:
-        """Idempotent: the descriptor number may belong to another file once closed."""
-        if self.fd < 0:
-            return
-        if self._gzf is not None:
-            with contextlib.suppress(Exception):
-                self._gzf.close()
-        if self._raw is not None:
-            with contextlib.suppress(Exception):
-                self._raw.close()
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
-        self.fd = -1
-
-
-def rotation_chain(live: Path) -> list[Path]:
-    """Docker's files for one container, oldest first: `.N[.gz]` ... `.1[.gz]`, then the live file."""
-    pat = re.compile(re.escape(live.name) + r"\.(\d+)(\.gz)?$")
-    found: dict[int, Path] = {}
-    try:
-        names = os.listdir(live.parent)
-    except OSError:
-        names = []
-    for name in names:
-        m = pat.match(name)
-        if m:
-            n = int(m.group(1))
-            # A `.1` and its `.1.gz` both exist while Docker compresses: the plain one is whole.
-            if n not in found or not m.group(2):
-                found[n] = live.parent / name
-    return [found[n] for n in sorted(found, reverse=True)] + [live]
-
-
-def count_lines(f: LogFile) -> tuple[int, int]:
-    """Lines and bytes from the file's read offset to its end (blocking)."""
-    lines = size = 0
-    while data := f.read(CHUNK):
-        lines += data.count(b"\n")
-        size += len(data)
-    return lines, size
 
 
 def _iso(time_ns: int) -> str:
@@ -191,6 +87,7 @@ class FileTail(Tail):
         preexisting: bool = False,
         on_denied: Callable[[Container, OSError | None], None] | None = None,
         watcher: DirWatcher | None = None,
+        early: EarlyHold | None = None,
     ) -> None:
         super().__init__(container, runner, store, opts)
         self.path = path
@@ -207,6 +104,8 @@ class FileTail(Tail):
         self.skip_until_ns = 0  # resume by time when the checkpointed file is gone
         self.corrupt = 0
         self._watcher = watcher
+        self._early = early  # the files held since the container's `create` (agent/logs/early.py)
+        self._after_round = 0  # watcher rounds up to this one were counted by the early hold
         self._sub: Subscription | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting = False  # the reader waits for more data: an IN_MODIFY wakes it
@@ -258,10 +157,28 @@ class FileTail(Tail):
                 live = opened[-1]
                 live.offset = _line_start_before(live, live.size())
                 start = len(opened) - 1
+            elif pos is None and not self.preexisting and self._chain_full(opened):
+                # From its first line, but not held since `create` (agent/logs/early.py): the agent
+                # was not watching then. Docker may have deleted files already; how many is unknowable.
+                log.warning(
+                    "container %s (%s) sink %s: Docker has %d log files (max-file) already; lines rotated "
+                    "away before the agent saw the container are lost, uncounted",
+                    self.container.name,
+                    self.cid[:12],
+                    self.runner.name,
+                    len(opened),
+                )
             for f in opened[:start]:  # read already (or not wanted): held only until Docker unlinks them
                 self._release(f)
             self.files = opened[start:]
             self._ready = True
+
+    def _chain_full(self, opened: list[LogFile]) -> bool:
+        try:
+            max_file = int(self.container.log_opts.get("max-file", "1") or "1")
+        except ValueError:
+            return False
+        return max_file > 1 and len(opened) >= max_file
 
     def _gap_at_start(self, pos: FilePos) -> None:
         """The checkpointed file was rotated away while the agent was not running: count it."""
@@ -312,7 +229,7 @@ class FileTail(Tail):
     def _on_notice(self, notice: Notice) -> None:
         """The watcher thread (or a worker thread at start): look at the directory now."""
         with self._lock:
-            if not self._ready or self._ended:
+            if not self._ready or self._ended or 0 < notice.round <= self._after_round:
                 return
             if notice.lost and self._exact:
                 self._exact = False
@@ -326,7 +243,12 @@ class FileTail(Tail):
                 self._unlinked += notice.deleted
             added = False
             if notice.created or notice.changed or not notice.exact:
-                added = self._scan()
+                # Again while it finds newer files: Docker may have rotated during the look, and
+                # this round's events may already be read (bounded: a writer could outpace it).
+                for _ in range(4):
+                    if not self._scan():
+                        break
+                    added = True
             if notice.deleted or not notice.exact:
                 self._account_unlinks()
             let_go, self._let_go = self._let_go, []
@@ -366,26 +288,7 @@ class FileTail(Tail):
         if newest is not None and live.inode == newest.inode:
             live.close()
             return False
-        between: list[LogFile] = []
-        reached = newest is None
-        if newest is not None:
-            newest_fp = newest.refresh_fp()
-            base = str(self.path)
-            for j in range(1, MAX_WALK):
-                try:
-                    f = LogFile.open(f"{base}.{j}")  # plain first: while Docker gzips it, it is whole
-                except FileNotFoundError:
-                    try:
-                        f = LogFile.open(f"{base}.{j}.gz")
-                    except OSError:
-                        break
-                except OSError:
-                    break
-                if f.inode == newest.inode or f.inode in self._held or (f.gz and f.fp and f.fp == newest_fp):
-                    f.close()
-                    reached = True
-                    break
-                between.append(f)
+        between, reached = walk_back(live, self.path, newest, self._held)
         if not reached and not self._exact:
             # Our newest file left Docker's chain before we saw its successors: whole files may
             # have gone unseen. Without inotify's unlink events that cannot be counted.
@@ -396,7 +299,7 @@ class FileTail(Tail):
                 self.cid[:12],
                 self.runner.name,
             )
-        for f in reversed(between):
+        for f in between:
             self._hold(f)
             self._inbox.append(f)
         self._hold(live)
@@ -450,24 +353,20 @@ class FileTail(Tail):
 
     def _account_unlinks(self) -> None:
         """Files Docker unlinked that we never held were missed: count them (under _lock)."""
-        for ino, f in list(self._held.items()):
-            try:
-                nlink = os.fstat(f.fd).st_nlink
-            except OSError:
-                continue
-            if nlink == 0:
-                del self._held[ino]
-                f.gone = True
-                self._ours_unlinked += 1
-                if f.finished and f is not self._newest:
-                    f.close()
+        for f in take_unlinked(self._held):
+            self._ours_unlinked += 1
+            if f.finished and f is not self._newest:
+                f.close()
         if not self._exact:
             return
         missed = self._unlinked - self._ours_unlinked - self._missed
-        if missed <= 0:
-            return
-        # Each was a whole rotated file: at least max-size bytes.
-        self._missed += missed
+        if missed > 0:
+            self._missed += missed
+            self._count_missed(missed)
+
+    def _count_missed(self, missed: int) -> None:
+        """Files Docker deleted that were never opened: each was a whole rotated file, so at least
+        max-size bytes; their lines are not knowable."""
         st = self.runner.stats
         st.files_missed += missed
         st.bytes_missed += missed * self.max_size
@@ -509,13 +408,22 @@ class FileTail(Tail):
         self._loop = asyncio.get_running_loop()
         own = self._watcher is None
         watcher = self._watcher = self._watcher or DirWatcher()
+        early, self._early = self._early, None
         try:
-            try:
-                await asyncio.to_thread(self._open_initial, pos)
-            except OSError as exc:
-                log.warning("container %s: cannot open %s: %s", self.cid[:12], self.path, exc)
-                with self._lock:
-                    self._ready = True
+            if early is not None and pos is None and not early.closed:
+                # Subscribed before taking the hold's files: no watcher round falls between the two.
+                self._sub = watcher.subscribe(str(self.path.parent), self.path.name, self._on_notice)
+                await asyncio.to_thread(self._adopt, early)
+            else:
+                try:
+                    await asyncio.to_thread(self._open_initial, pos)
+                except OSError as exc:
+                    log.warning("container %s: cannot open %s: %s", self.cid[:12], self.path, exc)
+                    with self._lock:
+                        self._ready = True
+            if early is not None:
+                early.release()
+                early = None
             if pos is not None:
                 self.committed = pos
             else:  # owed from here on, even if the agent dies before the first delivery
@@ -523,13 +431,16 @@ class FileTail(Tail):
                     first = self.files[0] if self.files else None
                 if first is not None:
                     await self.owe((first, first.offset, 0))
-            # Watch from here on; the look right after covers what rotated since the files were listed.
-            self._sub = watcher.subscribe(str(self.path.parent), self.path.name, self._on_notice)
-            with self._lock:
-                self._exact = self._sub.wd >= 0
+            if self._sub is None:
+                # Watch from here on; the look right after covers what rotated since the files were listed.
+                self._sub = watcher.subscribe(str(self.path.parent), self.path.name, self._on_notice)
+                with self._lock:
+                    self._exact = self._sub.wd >= 0
             await asyncio.to_thread(self.poll_rotation)
             await self._read_loop()
         finally:
+            if early is not None:
+                early.release()
             self._give_slot()
             if self._sub is not None:
                 watcher.unsubscribe(self._sub)
@@ -542,6 +453,42 @@ class FileTail(Tail):
                 self.files, self._inbox, self._held, self._let_go = [], [], {}, []
             if own:
                 await asyncio.to_thread(watcher.close)
+
+    def _adopt(self, early: EarlyHold) -> None:
+        """Blocking (a few dups): start from the files the early hold has had since `create`, and
+        go on counting unlinks from its counts."""
+        sub = self._sub
+        assert sub is not None
+        with self._lock:
+            h = early.hand_over()  # under our lock: our callback waits, so no round is lost between
+            for f in h.files:
+                if f.gz or f.gone:
+                    f.gone = True
+                else:
+                    self._held[f.inode] = f
+            self.files = list(h.files)
+            self._newest = h.files[-1] if h.files else None
+            self._after_round = h.round
+            self._unlinked, self._ours_unlinked, self._missed = h.unlinked, h.ours_unlinked, h.missed
+            self._exact = sub.wd >= 0 and h.exact
+            self._ready = True
+        st = self.runner.stats
+        if h.missed:
+            self._count_missed(h.missed)
+        if h.let_go_files:
+            st.drop(DropReason.ROTATED, h.let_go_lines)
+            st.files_missed += h.let_go_files
+            st.bytes_missed += h.let_go_bytes
+            log.warning(
+                "container %s (%s) sink %s: more than %d files held before its logs could be read; "
+                "%d rotated file(s) of %d lines let go unread",
+                self.container.name,
+                self.cid[:12],
+                self.runner.name,
+                MAX_HELD_FILES,
+                h.let_go_files,
+                h.let_go_lines,
+            )
 
     def _take_inbox(self) -> None:
         """Files the watcher opened → the reading queue."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import logging
 import os
@@ -87,6 +88,10 @@ class Notice:
     changed: bool = False  # a rotation-chain name was renamed, deleted, or a .gz finished
     deleted: int = 0  # plain chain names (`<live>`, `<live>.N`) unlinked (IN_DELETE)
     lost: bool = False  # the kernel's event queue overflowed: events were lost, counts are not exact
+    # The watcher's round that made it (0: not from the watcher thread). Every subscriber of a
+    # directory gets the same round's events, so a hand-over between two of them (agent/logs/early.py)
+    # can say exactly which rounds the first one had already counted.
+    round: int = 0
 
 
 class Inotify:
@@ -289,12 +294,13 @@ class DirWatcher:
                 last_rescan = now
             if poll:
                 last_poll = now
+            this = self.rounds + 1
             for sub in subs:
                 got = notices.get(id(sub))
                 if got is not None:
-                    self._call(sub, got[1])
+                    self._call(sub, dataclasses.replace(got[1], round=this))
                 if rescan or (poll and sub.wd < 0):
-                    self._call(sub, Notice(exact=False, lost=overflow))
+                    self._call(sub, Notice(exact=False, lost=overflow, round=this))
             self.rounds += 1
             took = time.monotonic() - woke
             if took > 0.1:  # a round that long can let Docker rotate a file away unseen

@@ -4,6 +4,9 @@ times and deletes all but the last 3 MB), shipped by the agent to a Forward rece
 the README's fluentd example does.
 
 - While the agent runs, every line arrives exactly once.
+- While the agent runs but its inspect of the new container is answered late (held back by a proxy
+  until dockerd has written everything and rotated the first files away), every line still arrives
+  exactly once: the files are held from the container's `create` event (agent/logs/early.py).
 - With the agent stopped while dockerd rotates the checkpointed file away, what arrives is the lines
   before the stop and an unbroken run to the end; the gap is counted (files and a lower bound of
   bytes) and warned about, naming the container.
@@ -22,6 +25,7 @@ import pytest
 
 from tests.support.agentproc import Agent, one
 from tests.support.engine import BUSYBOX_IMAGE, Engine
+from tests.support.peers.engineproxy import EngineProxy
 from tests.support.peers.forward import ForwardReceiver
 from tests.support.toolbox import sinks_config
 
@@ -44,9 +48,10 @@ def fluentd_sink(rx: ForwardReceiver) -> dict[str, Any]:
     }
 
 
-def start_agent(engine: Engine, tmp: Path, rx: ForwardReceiver) -> Agent:
+def start_agent(engine: Engine, tmp: Path, rx: ForwardReceiver, host: str = "") -> Agent:
     cfg = sinks_config(tmp, [fluentd_sink(rx)])
-    return Agent(engine, f"--config={cfg}", f"--path.state={tmp / 'state'}").start()
+    args = [f"--config={cfg}", f"--path.state={tmp / 'state'}", *([f"--docker.host={host}"] if host else [])]
+    return Agent(engine, *args, docker_host=not host).start()
 
 
 def numbers(rx: ForwardReceiver, cid: str) -> list[int]:
@@ -109,6 +114,53 @@ async def test_fast_rotation_while_the_agent_runs_loses_nothing(engine: Engine, 
             assert await asyncio.to_thread(agent.stop) == 0
 
 
+async def test_rotated_away_before_the_agent_inspected_the_container_loses_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The agent's inspect of the new container is answered only once dockerd has written all 200,000
+    lines and deleted the first ~12 MB: the tail that starts then reads them from the files held
+    since `create`. (Seen in CI before that hold: a busy dockerd answered late, 13,326 lines, the first
+    file, were lost and not counted.)"""
+    async with EngineProxy(engine.host, tmp_path / "engine.sock") as proxy, ForwardReceiver() as rx:
+        agent = await asyncio.to_thread(start_agent, engine, tmp_path, rx, proxy.host)
+        try:
+            proxy.hold_inspects()
+            name = f"{PREFIX}{uuid.uuid4().hex[:8]}"
+            script = f"seq 0 {N - 1}; exec sleep 3600"
+            cid = await asyncio.to_thread(engine.run, *ROTATE, BUSYBOX_IMAGE, "sh", "-c", script, name=name)
+            live = engine.root / "data" / "containers" / cid / f"{cid}-json.log"
+            deadline = time.monotonic() + 60
+            while not (proxy.held and wrote_last(live)):
+                assert time.monotonic() < deadline, f"inspects held: {proxy.held}; last line written?"
+                await asyncio.sleep(0.1)
+            assert docker_lines(engine, cid) < N // 2  # the first files are gone from dockerd's dir
+            assert numbers(rx, cid) == []  # nothing could be shipped yet: the agent has no tail
+            proxy.release_inspects()
+            await until_number(rx, cid, N - 1, timeout=120)
+            await asyncio.sleep(0.5)  # a short grace for anything extra (a duplicate) before we count
+            got = numbers(rx, cid)
+            have = set(got)
+            missing = [i for i in range(N) if i not in have]
+            lost = f"{len(missing)} of {N} lines missing, first {missing[:10]}"
+            assert not missing, f"{lost}\n{log_notes(agent)}"
+            assert got == list(range(N)), f"{len(got) - N} duplicates, or out of order"
+            m = await asyncio.to_thread(agent.scrape)
+            assert one(m, "dockwatch_log_sink_rotated_files_missed_total", sink="central") == 0
+            assert one(m, "dockwatch_log_sink_records_dropped_total", sink="central", reason="rotated") == 0
+        finally:
+            proxy.release_inspects()
+            assert await asyncio.to_thread(agent.stop) == 0
+
+
+def wrote_last(live: Path) -> bool:
+    """dockerd has written the container's last line (`N - 1`) to its live file."""
+    try:
+        last = live.read_bytes().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+        return last.startswith(b'{"log":"%d\\n"' % (N - 1))
+    except OSError:  # between a rename and the new file
+        return False
+
+
 async def test_agent_stopped_while_docker_rotates_counts_the_gap(engine: Engine, tmp_path: Path) -> None:
     """Lines 0-999, then (the agent stopped) 1000-199999 at full speed, then the agent again."""
     first = 1000
@@ -122,16 +174,8 @@ async def test_agent_stopped_while_docker_rotates_counts_the_gap(engine: Engine,
         assert await asyncio.to_thread(agent.stop) == 0  # SIGTERM: the checkpoint is after line 999
         await asyncio.to_thread(engine.docker, "exec", cid, "touch", "/tmp/go")
         live = engine.root / "data" / "containers" / cid / f"{cid}-json.log"
-
-        def wrote_last() -> bool:
-            try:
-                last = live.read_bytes().rstrip(b"\n").rsplit(b"\n", 1)[-1]
-                return last.startswith(b'{"log":"%d\\n"' % (N - 1))
-            except OSError:  # between a rename and the new file
-                return False
-
         deadline = time.monotonic() + 60
-        while not wrote_last():
+        while not wrote_last(live):
             assert time.monotonic() < deadline, "dockerd did not write the last line"
             await asyncio.sleep(0.1)
         agent2 = await asyncio.to_thread(start_agent, engine, tmp_path, rx)

@@ -14,7 +14,7 @@ import pytest
 from agent.config import ConfigError, load
 from agent.docker.client import Event
 from agent.hostfs import HostFS
-from agent.logs import tail as tail_mod
+from agent.logs import logfile as logfile_mod
 from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.events import EVENTS_CONTAINER, EventShipper, event_line, event_record
 from agent.logs.pipeline import LogPipeline
@@ -174,17 +174,17 @@ async def test_unreadable_log_file_is_counted_warned_once_and_retried(
     cid = "7" * 64
     docker_file(tmp_path, cid, 3)
     denied = {True}
-    real_open = tail_mod.LogFile.open
+    real_open = logfile_mod.LogFile.open
 
     refusals = [0]
 
-    def fake_open(cls: type[tail_mod.LogFile], path: str | Path) -> tail_mod.LogFile:
+    def fake_open(cls: type[logfile_mod.LogFile], path: str | Path) -> logfile_mod.LogFile:
         if denied and str(path).endswith(f"{cid}-json.log"):
             refusals[0] += 1
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path)
 
-    monkeypatch.setattr(tail_mod.LogFile, "open", classmethod(fake_open))
+    monkeypatch.setattr(logfile_mod.LogFile, "open", classmethod(fake_open))
     sinks = [Sink("a"), Sink("b")]
     p = LogPipeline(
         [SinkRunner(SinkSpec(s.name, "x"), s) for s in sinks],

@@ -18,10 +18,11 @@ from agent.docker.models import Container, NotFound
 from agent.hostfs import HostFS
 from agent.logs.checkpoint import CheckpointStore, FilePos
 from agent.logs.delivery import SinkRunner, TailOptions
+from agent.logs.logfile import LogFile
 from agent.logs.pipeline import LogPipeline
 from agent.logs.record import LogRecord
 from agent.logs.sinkspec import Match, SinkSpec
-from agent.logs.tail import FileTail, LogFile
+from agent.logs.tail import FileTail
 from exporters.sinks.base import Outcome
 from tests.support.toolbox import container, until
 
