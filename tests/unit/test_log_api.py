@@ -170,6 +170,32 @@ async def test_a_final_read_without_follow_gets_what_the_follow_stream_missed(
     assert again.records == []
 
 
+@pytest.mark.parametrize("stop_seen", ["before-the-stream-ends", "after-the-stream-ended"])
+async def test_an_unterminated_last_line_the_follow_stream_brought_is_shipped_at_the_end(
+    tmp_path: Path, stop_seen: str
+) -> None:
+    """The follow stream does bring the unterminated last entry, then ends: the joiner holds it (its
+    continuation could follow) until the final read without follow finds nothing after it; then it
+    goes out, once, and the checkpoint covers it."""
+    entries = [(1, T0, b"a\n"), (1, T0 + 1, b"b\n"), (1, T0 + 2, b"no-newline-at-end")]
+    eng = FakeEngine(entries)
+    sink = Sink()
+    tail = make_tail(tmp_path, eng, sink)
+    if stop_seen == "before-the-stream-ends":
+        eng.follow_ends.clear()
+    task = asyncio.create_task(tail.run())
+    await until(lambda: len(sink.records) == 2 and tail.joiner.pending)
+    tail.finish()
+    eng.follow_ends.set()
+    await asyncio.wait_for(task, 10)
+    assert [r.line for r in sink.records] == [b"a", b"b", b"no-newline-at-end"]
+    assert [r.get("follow") for r in eng.requests] == ["1", "0"]
+    assert eng.requests[-1]["since"] == since_param(T0 + 2)  # from the held entry, deduplicated
+    assert CheckpointStore(tmp_path).load("s", CID) == ApiPos(T0 + 2, 1)
+    again = await run_once(tmp_path, FakeEngine(entries))
+    assert again.records == []
+
+
 async def test_checkpoint_exists_from_first_sight(tmp_path: Path) -> None:
     """Before anything is delivered the container is recorded as owed, from its start."""
     eng = FakeEngine([(1, T0, b"a\n")])
