@@ -354,6 +354,7 @@ class App:
             await self._drain_logs(self.logs)
         if self._runner is not None:
             await self._runner.cleanup()
+        self.collectors.close()
         await self.client.close()
 
     async def _drain_logs(self, logs: LogPipeline) -> None:

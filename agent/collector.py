@@ -142,6 +142,13 @@ class Registry:
         o = self._latest.get(key.name)
         return cast(R, o.result) if o is not None and o.result is not None else None
 
+    def close(self) -> None:
+        """Release what collectors hold between runs (threads, descriptors): those with a `close()`."""
+        for unit in self._units:
+            close = getattr(unit.collector, "close", None)
+            if callable(close):
+                close()
+
     @property
     def has_background(self) -> bool:
         return any(u.interval > 0 for u in self._units)

@@ -98,8 +98,16 @@ class _Gone(Exception):
     """The process (so maybe the namespace) went away between listing and reading."""
 
 
-def _read(path: str) -> str:
-    """The whole file, with raw reads: no buffered text layer on the hot path."""
+_CHUNK = 65536
+
+
+def _read(path: str, single: bool = False) -> str:
+    """The whole file, with raw reads: no buffered text layer on the hot path.
+
+    `single`: a file the kernel prints as one record (single_open: net/snmp, netstat, sockstat{,6},
+    snmp6): a read shorter than the buffer returned all of it, so the read for EOF is skipped (one
+    syscall of six per namespace). Others (seq_file: net/dev, net/tcp) hand out a page per read:
+    only an empty read is their end."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, ProcessLookupError) as exc:
@@ -107,39 +115,17 @@ def _read(path: str) -> str:
     try:
         chunks = []
         while True:
-            # Only an empty read is the end: seq_file hands out one page per read for files of
-            # many records (net/tcp: 27 lines; net/dev of a host with many interfaces).
-            b = os.read(fd, 65536)
+            b = os.read(fd, _CHUNK)
             if not b:
                 break
             chunks.append(b)
+            if single and len(b) < _CHUNK:
+                break
     except ProcessLookupError as exc:
         raise _Gone(path) from exc
     finally:
         os.close(fd)
     return b"".join(chunks).decode("ascii", "replace")
-
-
-_WHOLE = 65536
-
-
-def _read_whole(path: str) -> str:
-    """A file the kernel prints as one record (single_open: net/snmp, netstat, sockstat{,6},
-    snmp6): a read with a buffer larger than the file returns all of it, so the read for EOF that
-    _read makes is skipped (one syscall of six per namespace). A full buffer falls back to _read."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, ProcessLookupError) as exc:
-        raise _Gone(path) from exc
-    try:
-        b = os.read(fd, _WHOLE)
-    except ProcessLookupError as exc:
-        raise _Gone(path) from exc
-    finally:
-        os.close(fd)
-    if len(b) >= _WHOLE:  # never seen for these files; read it again, to the end
-        return _read(path)
-    return b.decode("ascii", "replace")
 
 
 IPV6_MODES = ("auto", "always", "never")
@@ -312,6 +298,12 @@ class NetCollector:
         self._last: dict[NsKey, NetnsSample] = {}
         self._inodes: dict[tuple[str, int], NsKey] = {}  # group_namespaces' memo (same privacy)
 
+    def close(self) -> None:
+        """Stop the reader threads (at shutdown; a later collect would start them again)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
     def collect(self, snap: Snapshot) -> CollectResult:
         """Collector entry point: every namespace of the snapshot's containers, read once."""
         return self.collect_namespaces(snap.containers.values(), snap.networks)
@@ -422,14 +414,14 @@ class NetCollector:
             for name, ctr in dev.items()
             if (name != "lo" or self.loopback) and not (ignore and ignore.match(name))
         }
-        mib = self._mib(_read_whole(net + "snmp"))
-        mib.update(self._mib(_read_whole(net + "netstat")))
-        sockstat = procnet.parse_sockstat(_read_whole(net + "sockstat"))
+        mib = self._mib(_read(net + "snmp", single=True))
+        mib.update(self._mib(_read(net + "netstat", single=True)))
+        sockstat = procnet.parse_sockstat(_read(net + "sockstat", single=True))
         udp6: dict[str, int] = {}
         if self._read_ipv6(net):
             try:
-                sockstat.update(procnet.parse_sockstat(_read_whole(net + "sockstat6")))
-                udp6 = procnet.pick_net_snmp6(_read_whole(net + "snmp6"), "Udp6")
+                sockstat.update(procnet.parse_sockstat(_read(net + "sockstat6", single=True)))
+                udp6 = procnet.pick_net_snmp6(_read(net + "snmp6", single=True), "Udp6")
             except _Gone:  # IPv6 disabled in this namespace: the v6 files do not exist
                 pass
         if owner is None:

@@ -41,7 +41,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from tests.support.agentproc import free_port  # noqa: E402
+from tests.support.agentproc import agent_command, free_port  # noqa: E402
 from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
 
 LABEL = "dockwatch.bench.destroy"
@@ -84,15 +84,7 @@ class AgentProc:
         env = {**os.environ, "PYTHONPATH": str(src)}
         env.pop("DOCKER_HOST", None)
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent",
-                "run",
-                f"--docker.host={eng.host}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                *args,
-            ],
+            agent_command(self.port, *args, host=eng.host),
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,

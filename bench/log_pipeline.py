@@ -71,7 +71,7 @@ from agent.logs.delivery import SinkRunner, TailOptions  # noqa: E402
 from agent.logs.sinkspec import SinkSpec  # noqa: E402
 from agent.logs.tail import FileTail  # noqa: E402
 from exporters.sinks.base import Outcome  # noqa: E402
-from tests.support.agentproc import free_port, parse  # noqa: E402
+from tests.support.agentproc import agent_command, free_port, parse  # noqa: E402
 from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
 from tests.support.toolbox import agent_env, wait_for  # noqa: E402
 
@@ -212,18 +212,14 @@ class AgentRun:
         env = agent_env()  # not the shell's DOCKWATCH_* variables: the agent refuses unknown ones
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent",
-                "run",
-                f"--docker.host={engine.host}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+            agent_command(
+                self.port,
                 f"--path.docker-root={engine.root / 'data'}",
                 f"--path.state={self.state}",
                 f"--config={cfg}",
                 "--log.level=warning",
-            ],
+                host=engine.host,
+            ),
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,

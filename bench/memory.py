@@ -46,7 +46,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from fluentd_sink import Receiver  # noqa: E402
 from log_pipeline import SyslogReceiver  # noqa: E402
 
-from tests.support.agentproc import free_port, parse  # noqa: E402
+from tests.support.agentproc import agent_command, free_port, parse  # noqa: E402
 from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
 from tests.support.toolbox import agent_env, wait_for  # noqa: E402
 
@@ -96,18 +96,14 @@ class AgentRun:
         cfg.write_text(json.dumps({"logs": {"sinks": sinks, "start-at": "end"}}))
         self.log = tmp / f"agent-{uuid.uuid4().hex[:6]}.log"
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent",
-                "run",
-                f"--docker.host={engine.host}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+            agent_command(
+                self.port,
                 f"--path.docker-root={engine.root / 'data'}",
                 f"--path.state={tmp / ('state-' + uuid.uuid4().hex[:6])}",
                 f"--config={cfg}",
                 "--log.level=warning",
-            ],
+                host=engine.host,
+            ),
             env={**agent_env(**v.env), "PYTHONPATH": str(v.root)},
             cwd=v.root,
             stdout=self.log.open("wb"),

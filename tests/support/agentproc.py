@@ -36,6 +36,12 @@ def parse(text: str) -> dict[str, Series]:
     return out
 
 
+def agent_command(port: int, *args: str, host: str = "") -> list[str]:
+    """`python -m agent run` serving on 127.0.0.1:`port` (the tests' and the benchmarks' agents)."""
+    docker = [f"--docker.host={host}"] if host else []
+    return [sys.executable, "-m", "agent", "run", *docker, f"--web.listen-address=127.0.0.1:{port}", *args]
+
+
 class Agent:
     def __init__(
         self,
@@ -91,20 +97,10 @@ class Agent:
         return True
 
     def _spawn(self) -> None:
-        host = [f"--docker.host={self.engine.host}"] if self.docker_host else []
+        host = self.engine.host if self.docker_host else ""
+        args = [f"--path.docker-root={self.engine.root / 'data'}", "--log.level=debug", *self.args]
         self.proc = subprocess.Popen(
-            [
-                *self.prefix,
-                sys.executable,
-                "-m",
-                "agent",
-                "run",
-                *host,
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                f"--path.docker-root={self.engine.root / 'data'}",
-                "--log.level=debug",
-                *self.args,
-            ],
+            [*self.prefix, *agent_command(self.port, *args, host=host)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=agent_env(**self.env),

@@ -28,9 +28,9 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     got: list[str] = []
     real = netstats._read
 
-    def counting(path: str) -> str:
+    def counting(path: str, single: bool = False) -> str:
         got.append(path)
-        return real(path)
+        return real(path, single)
 
     monkeypatch.setattr(netstats, "_read", counting)
     return got

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent import config
+from agent.collector import Registry
 from agent.config import ConfigError
 from agent.inventory import Snapshot
 from agent.netstats import NetCollector, has_ipv6
@@ -108,7 +109,18 @@ def test_a_thread_pool_gives_the_serial_result_in_the_same_order(tmp_path: Path,
     fs = ScriptedFS(procfs=root, links=links)
     snap = Snapshot(containers={c.id: c for c in cs})
     serial = NetCollector(fs, mib_fields=names.MIB_FIELDS, workers=1).collect(snap)
-    pooled = NetCollector(fs, mib_fields=names.MIB_FIELDS, workers=workers).collect(snap)
+    collector = NetCollector(fs, mib_fields=names.MIB_FIELDS, workers=workers)
+    pooled = collector.collect(snap)
+    # Shutdown releases the threads (App.shutdown → Registry.close); a later collect starts them again.
+    assert collector._pool is not None
+    threads = list(collector._pool._threads)
+    assert threads
+    Registry(collector).close()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    assert collector.collect(snap).samples == pooled.samples
+    collector.close()
     assert (serial.errors, serial.vanished) == (pooled.errors, pooled.vanished) == (1, 1)
     assert len(pooled.samples) == 39  # 38 containers and the host
     assert [s.owner.name if s.owner else "host" for s in pooled.samples] == [
