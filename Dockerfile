@@ -18,7 +18,20 @@ ARG BASE_IMAGE=python:3.12-slim
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 # The interpreter is `python3` on Debian and both `python3` and `python` on the official images.
+# The collector's C module (agent/_procnet.c) needs a C compiler and Python's headers, in this
+# stage only: the runtime stage gets the built module, not the compiler. A base without them gets
+# them from apt (the official python images carry their own headers; Debian's python3 needs
+# python3-dev).
 RUN py="$(command -v python3 || command -v python)" \
+ && inc="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+ && pkgs="" \
+ && { command -v gcc >/dev/null || pkgs="gcc libc6-dev"; } \
+ && { [ -e "$inc/Python.h" ] || pkgs="$pkgs python3-dev"; } \
+ && if [ -n "$pkgs" ]; then \
+      apt-get update -q \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $pkgs \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi \
  && "$py" -m venv /opt/dockwatch
 ENV PATH=/opt/dockwatch/bin:$PATH
 # Dependencies first, so code changes reuse this layer: exactly the versions and files of
@@ -30,8 +43,12 @@ RUN pip install --no-cache-dir --disable-pip-version-check --require-hashes --no
 COPY pyproject.toml README.md ./
 COPY agent ./agent
 COPY exporters ./exporters
+COPY setup.py ./
 # pip and setuptools are only needed to build: drop them so the runtime venv is just the agent.
+# setup.py builds the C module as optional (a pip install without a compiler still works); the
+# image must have it, so a build that lost it fails here.
 RUN pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation . \
+ && (cd / && python -c "from agent import fastproc; assert fastproc.C, 'agent._procnet was not built'") \
  && python -m pip uninstall -y -q setuptools pip \
  && find /opt/dockwatch -name __pycache__ -prune -exec rm -rf {} + \
  && dockwatch --version

@@ -10,14 +10,18 @@ For any reader of namespaces (the /metrics scraper, a terminal view):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
+from agent import fastproc
 from agent.collector import Registry
 from agent.config import Config
 from agent.connections import CONNECTIONS, ConnectionCollector, SwarmSource
 from agent.netstats import NetCollector, TcpStatesCollector, own_procfs
 
 __all__ = ["CONNECTIONS", "build_collectors"]
+
+log = logging.getLogger(__name__)
 
 
 def build_collectors(
@@ -32,6 +36,8 @@ def build_collectors(
     sidecar = cfg.sidecar
     fs = own_procfs(cfg.hostfs) if sidecar else cfg.hostfs
     host_netns = cfg.collector_host_netns and not sidecar
+    parser = fastproc.choose(cfg.collector_parser)
+    log.info("collector: parsing /proc/<pid>/net files with the %s parser", parser.name)
     reg = Registry()
     reg.register(
         NetCollector(
@@ -43,6 +49,7 @@ def build_collectors(
             sidecar=sidecar,
             mib_fields=mib_fields,
             ipv6=cfg.collector_ipv6,
+            parser=parser,
         )
     )
     if cfg.collector_connections:  # opt-in, off the scrape path: ~3-4 ms CPU per namespace (bench/)

@@ -23,7 +23,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import yaml
 
-from agent import hostfs
+from agent import fastproc, hostfs
 from agent.logs.sinkspec import SinkSpec, flag_sink, parse_sinks
 
 
@@ -320,6 +320,16 @@ class Config:
         "always; never. Where not read, those series are absent, not 0.",
         "MODE",
     )
+    collector_parser: str = key(
+        "collector.parser",
+        choice("auto", "c", "python"),
+        "auto",
+        "How each namespace's /proc files are parsed: c = the compiled module agent/_procnet.c (built "
+        "by pip install . where gcc and Python's headers are; about half the collection CPU); python = "
+        "the pure-Python parsers (same values); auto = c where it was built, else python (the agent "
+        "logs which at start).",
+        "MODE",
+    )
     sidecar: bool = key(
         "sidecar",
         BOOL,
@@ -537,6 +547,11 @@ def load(
     if values.get("log_events") and not values.get("log_sink"):
         raise ConfigError("--log-events: given without --log-sink (logs.sinks entries take `events: true`)")
     _check_docker_host(values, host_key, given, env)
+    if values["collector_parser"] == "c" and fastproc.C is None:
+        raise ConfigError(
+            "collector.parser: 'c', but the C module agent._procnet was not built (pip install . "
+            "builds it where gcc and Python's headers are installed); 'auto' falls back to python"
+        )
     values["sinks"] = _all_sinks(values)
     cfg = Config(**values)
     for check in checks:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,9 +32,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol
 
-from agent import procnet
+from agent import fastproc, procnet
 from agent.collector import Collection, Key
 from agent.docker.models import Container, Network
+from agent.fastproc import has_ipv6_text, read_bytes
 from agent.hostfs import HostFS
 from agent.inventory import Snapshot
 
@@ -98,43 +98,19 @@ class _Gone(Exception):
     """The process (so maybe the namespace) went away between listing and reading."""
 
 
-_CHUNK = 65536
-
-
 def _read(path: str, single: bool = False) -> str:
-    """The whole file, with raw reads: no buffered text layer on the hot path.
-
-    `single`: a file the kernel prints as one record (single_open: net/snmp, netstat, sockstat{,6},
-    snmp6): a read shorter than the buffer returned all of it, so the read for EOF is skipped (one
-    syscall of six per namespace). Others (seq_file: net/dev, net/tcp) hand out a page per read:
-    only an empty read is their end."""
+    """The whole file as text (fastproc.read_bytes: raw reads, `single` for single_open files);
+    _Gone where the process went away."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return read_bytes(path, single).decode("ascii", "replace")
     except (FileNotFoundError, ProcessLookupError) as exc:
         raise _Gone(path) from exc
-    try:
-        chunks = []
-        while True:
-            b = os.read(fd, _CHUNK)
-            if not b:
-                break
-            chunks.append(b)
-            if single and len(b) < _CHUNK:
-                break
-    except ProcessLookupError as exc:
-        raise _Gone(path) from exc
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("ascii", "replace")
 
 
 IPV6_MODES = ("auto", "always", "never")
 
 
-def has_ipv6(if_inet6: str) -> bool:
-    """net/if_inet6 lists an address on an interface other than lo. Docker disables IPv6 in a
-    container not attached to an IPv6 network (disable_ipv6=1): its if_inet6 is empty."""
-    return any(line.split()[-1:] not in ([], ["lo"]) for line in if_inet6.split("\n"))
+has_ipv6 = has_ipv6_text  # the name the tests and agent/connections.py know
 
 
 # --- grouping ------------------------------------------------------------------------------------
@@ -266,6 +242,7 @@ class NetCollector:
         mib_fields: Mapping[str, Sequence[str]] | None = None,
         ipv6: str = "auto",
         workers: int = 1,
+        parser: fastproc.Parser | None = None,
     ) -> None:
         """`mib_fields`: the net/snmp and net/netstat fields to convert, by section. The exporter
         declares them with its metrics (exporters/prometheus/names.py MIB_FIELDS) and the
@@ -280,10 +257,14 @@ class NetCollector:
         namespaces' order. 1 (the default): serially, in the caller's thread. More threads were
         meant to overlap one thread's kernel reads with another's parsing, but measured on real
         /proc (bench/pool.py, 200 namespaces, 2 cores, quiet) 3 threads cost 2x the CPU and 1.7x
-        the wall time of one: the GIL hand-offs cost more than the overlap gains."""
+        the wall time of one: the GIL hand-offs cost more than the overlap gains.
+
+        `parser`: how each file is read and parsed (agent/fastproc.py); None: the C module where
+        it was built (--collector.parser=auto)."""
         if ipv6 not in IPV6_MODES:
             raise ValueError(f"ipv6: expected one of {', '.join(IPV6_MODES)}, not {ipv6!r}")
         self.ipv6 = ipv6
+        self.parser = parser if parser is not None else fastproc.choose()
         self.workers = max(1, workers)
         self._pool: ThreadPoolExecutor | None = None
         self.fs = fs  # a sidecar's own /proc (own_procfs) is chosen by build_collectors
@@ -409,22 +390,31 @@ class NetCollector:
         self, ino: NsKey, pid: int, owner: Container | None, networks: Mapping[str, Network]
     ) -> NetnsSample:
         net = f"{self.fs.procfs}/{pid}/net/"
-        dev = procnet.parse_net_dev(_read(net + "dev"))
+        p = self.parser
+        try:
+            dev = p.net_dev(p.read(net + "dev"))
+            snmp, netstat = p.read(net + "snmp", True), p.read(net + "netstat", True)
+            sockstat = p.sockstat(p.read(net + "sockstat", True))
+        except (FileNotFoundError, ProcessLookupError) as exc:
+            raise _Gone(net) from exc
+        if self.mib_fields is None:
+            mib = procnet.parse_net_snmp(snmp.decode("ascii", "replace"))
+            mib.update(procnet.parse_net_snmp(netstat.decode("ascii", "replace")))
+        else:
+            mib = p.pick_mib(snmp, self.mib_fields)
+            mib.update(p.pick_mib(netstat, self.mib_fields))
         ignore = self.host_ignore if owner is None else self.ignore
         devices = {
             name: ctr
             for name, ctr in dev.items()
             if (name != "lo" or self.loopback) and not (ignore and ignore.match(name))
         }
-        mib = self._mib(_read(net + "snmp", single=True))
-        mib.update(self._mib(_read(net + "netstat", single=True)))
-        sockstat = procnet.parse_sockstat(_read(net + "sockstat", single=True))
         udp6: dict[str, int] = {}
         if self._read_ipv6(net):
             try:
-                sockstat.update(procnet.parse_sockstat(_read(net + "sockstat6", single=True)))
-                udp6 = procnet.pick_net_snmp6(_read(net + "snmp6", single=True), "Udp6")
-            except _Gone:  # IPv6 disabled in this namespace: the v6 files do not exist
+                sockstat.update(p.sockstat(p.read(net + "sockstat6", True)))
+                udp6 = p.snmp6(p.read(net + "snmp6", True), "Udp6")
+            except (FileNotFoundError, ProcessLookupError):  # IPv6 disabled in this namespace
                 pass
         if owner is None:
             netmap = dict.fromkeys(devices, HOST_NETWORK)
@@ -437,14 +427,9 @@ class NetCollector:
         if self.ipv6 != "auto":
             return self.ipv6 == "always"
         try:
-            return has_ipv6(_read(net + "if_inet6"))
-        except _Gone:  # IPv6 off in the whole kernel: no if_inet6 (the rest of the read decides)
+            return self.parser.has_ipv6(self.parser.read(net + "if_inet6"))
+        except (FileNotFoundError, ProcessLookupError):  # IPv6 off in the whole kernel: no if_inet6
             return False
-
-    def _mib(self, text: str) -> dict[str, dict[str, int]]:
-        if self.mib_fields is None:
-            return procnet.parse_net_snmp(text)
-        return procnet.pick_net_snmp(text, self.mib_fields)
 
     def _networks(
         self,

@@ -14,11 +14,13 @@ import struct
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class DevCounters:
-    """The net/dev columns exported, of the 16 after "iface:" (receive, then transmit)."""
+class DevCounters(NamedTuple):
+    """The net/dev columns exported, of the 16 after "iface:" (receive, then transmit). A
+    NamedTuple, not a dataclass: agent/_procnet.c builds one per interface per collection without
+    a Python call (a frozen dataclass's __init__ cost more than parsing the line)."""
 
     rx_bytes: int
     rx_packets: int

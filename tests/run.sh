@@ -28,8 +28,9 @@ fi
 # prometheus/promtool, debootstrap for the agent's image base, iproute2 for veth pairs and the
 # swarm test's network namespaces, util-linux for its nsenter/unshare, docker-compose to bring
 # up deploy/*.yaml, curl for the TLS/auth tests, amtool (Alertmanager's package) to check
-# deploy/alertmanager/alertmanager.yml, tmux to drive `dockwatch top` in a real terminal.
-PKGS=(docker.io busybox-static iproute2 util-linux rsyslog rsyslog-gnutls gnutls-bin openssl prometheus debootstrap ca-certificates docker-compose curl prometheus-alertmanager tmux)
+# deploy/alertmanager/alertmanager.yml, tmux to drive `dockwatch top` in a real terminal, gcc for
+# the collector's C module (agent/_procnet.c; tests/unit/test_fastproc.py fails without it).
+PKGS=(gcc docker.io busybox-static iproute2 util-linux rsyslog rsyslog-gnutls gnutls-bin openssl prometheus debootstrap ca-certificates docker-compose curl prometheus-alertmanager tmux)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -67,7 +66,7 @@ def _iface(i: Any) -> dict[str, Any]:
         "tx_errors_per_second": i.tx_errors,
         "rx_dropped_per_second": i.rx_dropped,
         "tx_dropped_per_second": i.tx_dropped,
-        "totals": dataclasses.asdict(c),
+        "totals": c._asdict(),
     }
 
 

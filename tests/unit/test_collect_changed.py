@@ -4,12 +4,14 @@ re-read every namespace, 35 % of a core at 300 containers); the timer still read
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from agent import netstats
+from agent import fastproc, netstats
 from agent.collector import Key, Registry
 from agent.docker.models import Container, NetworkAttachment
 from agent.inventory import Inventory, Snapshot
@@ -20,19 +22,25 @@ from tests.support.toolbox import ScriptedFS, captured_procfs, container, until
 
 HOST_INO = 4026531833
 WEB, API, DB = container(1, "web"), container(2, "api"), container(3, "db")
+T = TypeVar("T")
 
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every /proc file the collector reads, in order."""
     got: list[str] = []
-    real = netstats._read
 
-    def counting(path: str, single: bool = False) -> str:
-        got.append(path)
-        return real(path, single)
+    def counting(real: Callable[[str, bool], T]) -> Callable[[str, bool], T]:
+        def read(path: str, single: bool = False) -> T:
+            got.append(path)
+            return real(path, single)
 
-    monkeypatch.setattr(netstats, "_read", counting)
+        return read
+
+    monkeypatch.setattr(netstats, "_read", counting(netstats._read))  # net/route, when mapping networks
+    for parser in (fastproc.PYTHON, fastproc.C):  # the counters' files
+        if parser is not None:
+            monkeypatch.setattr(parser, "read", counting(parser.read))
     return got
 
 

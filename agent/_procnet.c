@@ -1,0 +1,486 @@
+/* The collector's hot path in C: read a /proc/<pid>/net file, and parse the five kinds of file
+ * read from every namespace on every collection. Each function returns exactly what its pure-Python
+ * twin in agent/procnet.py returns for the same bytes (tests/unit/test_procnet_c.py checks both on
+ * captured and mutated files); agent/fastproc.py picks this module when it was built and falls back
+ * to the Python one when it was not. Measured: bench/pool.py, bench/RESULTS.md.
+ *
+ * Whitespace is what the kernel prints (space, tab, newline); a token that is not a decimal integer
+ * raises ValueError, as int() does. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK 65536
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+/* read_file(path: str, single: bool) -> bytes. `single`: a read shorter than the buffer was the
+ * whole file (single_open files), so the read for EOF is skipped. The GIL is released around each
+ * system call. OSError (FileNotFoundError, ProcessLookupError...) carries errno and the path. */
+static PyObject *read_file(PyObject *self, PyObject *args) {
+    PyObject *pathobj;
+    int single = 0;
+    if (!PyArg_ParseTuple(args, "O&|p", PyUnicode_FSConverter, &pathobj, &single))
+        return NULL;
+    const char *path = PyBytes_AS_STRING(pathobj);
+    int fd, e = 0;
+    Py_BEGIN_ALLOW_THREADS
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    e = errno;
+    Py_END_ALLOW_THREADS
+    if (fd < 0) {
+        errno = e;
+        PyObject *name = PyUnicode_DecodeFSDefault(path);
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+        Py_XDECREF(name);
+        Py_DECREF(pathobj);
+        return NULL;
+    }
+    size_t cap = CHUNK, len = 0;
+    char *buf = PyMem_RawMalloc(cap);
+    if (buf == NULL) {
+        close(fd);
+        Py_DECREF(pathobj);
+        return PyErr_NoMemory();
+    }
+    int err = 0;
+    for (;;) {
+        if (cap - len < CHUNK) {
+            char *nb = PyMem_RawRealloc(buf, cap * 2);
+            if (nb == NULL) {
+                err = ENOMEM;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t n;
+        Py_BEGIN_ALLOW_THREADS
+        n = read(fd, buf + len, CHUNK);
+        e = errno;
+        Py_END_ALLOW_THREADS
+        if (n < 0) {
+            if (e == EINTR)
+                continue;
+            err = e;
+            break;
+        }
+        len += (size_t)n;
+        if (n == 0 || (single && n < CHUNK))
+            break;
+    }
+    close(fd);
+    PyObject *out = NULL;
+    if (err == ENOMEM) {
+        PyErr_NoMemory();
+    } else if (err) {
+        errno = err;
+        PyObject *name = PyUnicode_DecodeFSDefault(path);
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+        Py_XDECREF(name);
+    } else {
+        out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
+    }
+    PyMem_RawFree(buf);
+    Py_DECREF(pathobj);
+    return out;
+}
+
+/* One line: [p, end) without its newline. */
+typedef struct {
+    const char *p, *end;
+} span;
+
+static int next_line(const char **cur, const char *stop, span *line) {
+    if (*cur >= stop)
+        return 0;
+    const char *nl = memchr(*cur, '\n', (size_t)(stop - *cur));
+    line->p = *cur;
+    line->end = nl ? nl : stop;
+    *cur = nl ? nl + 1 : stop;
+    return 1;
+}
+
+/* The next whitespace-separated token of [*cur, end); 0 when there is none. */
+static int next_token(const char **cur, const char *end, span *tok) {
+    const char *p = *cur;
+    while (p < end && is_space(*p))
+        p++;
+    if (p >= end) {
+        *cur = p;
+        return 0;
+    }
+    tok->p = p;
+    while (p < end && !is_space(*p))
+        p++;
+    tok->end = p;
+    *cur = p;
+    return 1;
+}
+
+/* A decimal integer token (optional '-') as a Python int; ValueError like int() otherwise.
+ * Counters are u64 (net/dev, the MIBs); a few MIB fields are signed (Tcp MaxConn -1). */
+static PyObject *to_int(const char *p, const char *end) {
+    int neg = 0;
+    const char *q = p;
+    if (q < end && (*q == '-' || *q == '+')) {
+        neg = *q == '-';
+        q++;
+    }
+    if (q >= end || end - q > 20)
+        goto slow;
+    uint64_t v = 0;
+    for (const char *r = q; r < end; r++) {
+        if (*r < '0' || *r > '9')
+            goto slow;
+        uint64_t d = (uint64_t)(*r - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            goto slow;
+        v = v * 10 + d;
+    }
+    if (!neg)
+        return PyLong_FromUnsignedLongLong(v);
+    if (v <= (uint64_t)INT64_MAX)
+        return PyLong_FromLongLong(-(int64_t)v);
+slow:; /* anything else: let int() decide (big numbers, or its ValueError) */
+    PyObject *s = PyUnicode_DecodeASCII(p, end - p, "replace");
+    if (s == NULL)
+        return NULL;
+    PyObject *r = PyLong_FromUnicodeObject(s, 10);
+    Py_DECREF(s);
+    return r;
+}
+
+static int get_buffer(PyObject *obj, Py_buffer *view) {
+    return PyObject_GetBuffer(obj, view, PyBUF_SIMPLE);
+}
+
+/* parse_net_dev(data, cls=tuple) -> {iface: cls(rx_bytes, rx_packets, rx_errors, rx_dropped,
+ * tx_bytes, tx_packets, tx_errors, tx_dropped)}; skips the two header lines and lines without ':'
+ * or with fewer than 16 values. `cls`: a tuple subclass without fields of its own (a NamedTuple:
+ * procnet.DevCounters), allocated here as tuple.__new__ would, without a Python call per row. */
+static PyObject *parse_net_dev(PyObject *self, PyObject *args) {
+    static const int cols[8] = {0, 1, 2, 3, 8, 9, 10, 11};
+    PyObject *data, *cls = (PyObject *)&PyTuple_Type;
+    if (!PyArg_ParseTuple(args, "O|O", &data, &cls))
+        return NULL;
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type) ||
+        ((PyTypeObject *)cls)->tp_basicsize != PyTuple_Type.tp_basicsize) {
+        PyErr_SetString(PyExc_TypeError, "cls must be tuple or a NamedTuple");
+        return NULL;
+    }
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    Py_buffer view;
+    if (get_buffer(data, &view) < 0)
+        return NULL;
+    const char *cur = view.buf, *stop = cur + view.len;
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        goto fail;
+    span line;
+    int n = 0;
+    while (next_line(&cur, stop, &line)) {
+        if (n++ < 2)
+            continue;
+        const char *colon = memchr(line.p, ':', (size_t)(line.end - line.p));
+        if (colon == NULL)
+            continue;
+        span toks[16];
+        const char *t = colon + 1;
+        int k = 0;
+        while (k < 16 && next_token(&t, line.end, &toks[k]))
+            k++;
+        if (k < 16)
+            continue;
+        const char *a = line.p, *b = colon;
+        while (a < b && is_space(*a))
+            a++;
+        while (b > a && is_space(b[-1]))
+            b--;
+        PyObject *tup = tp == &PyTuple_Type ? PyTuple_New(8) : tp->tp_alloc(tp, 8);
+        if (tup == NULL)
+            goto fail;
+        for (int i = 0; i < 8; i++) {
+            PyObject *v = to_int(toks[cols[i]].p, toks[cols[i]].end);
+            if (v == NULL) {
+                Py_DECREF(tup);
+                goto fail;
+            }
+            PyTuple_SET_ITEM(tup, i, v);
+        }
+        PyObject *name = PyUnicode_DecodeASCII(a, b - a, "replace");
+        if (name == NULL || PyDict_SetItem(out, name, tup) < 0) {
+            Py_XDECREF(name);
+            Py_DECREF(tup);
+            goto fail;
+        }
+        Py_DECREF(name);
+        Py_DECREF(tup);
+    }
+    PyBuffer_Release(&view);
+    return out;
+fail:
+    Py_XDECREF(out);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+/* pick_net_snmp(data, wanted: {section: [field...]}) -> {section: {field: int}}: net/snmp and
+ * net/netstat are pairs of lines, names then values; only the wanted sections' wanted fields are
+ * converted (the last column of that name, as a dict built from the header would keep). */
+static PyObject *pick_net_snmp(PyObject *self, PyObject *args) {
+    PyObject *data, *wanted;
+    if (!PyArg_ParseTuple(args, "OO", &data, &wanted))
+        return NULL;
+    Py_buffer view;
+    if (get_buffer(data, &view) < 0)
+        return NULL;
+    const char *cur = view.buf, *stop = cur + view.len;
+    PyObject *out = PyDict_New(), *fields = NULL, *got = NULL; /* fields: only within one pass */
+    if (out == NULL)
+        goto fail;
+    span names, values;
+    while (next_line(&cur, stop, &names)) {
+        /* Python pairs lines of text.split("\n"): a last names line without a values line is
+         * dropped, and the empty string after a final newline is a line too. */
+        if (cur >= stop && (view.len == 0 || ((const char *)view.buf)[view.len - 1] != '\n'))
+            break;
+        if (!next_line(&cur, stop, &values)) {
+            values.p = values.end = stop; /* the "" after a final newline */
+        }
+        const char *colon = memchr(names.p, ':', (size_t)(names.end - names.p));
+        const char *secend = colon ? colon : names.end;
+        PyObject *sec = PyUnicode_DecodeASCII(names.p, secend - names.p, "replace");
+        if (sec == NULL)
+            goto fail;
+        fields = PyObject_GetItem(wanted, sec); /* any mapping (the exporter's is read-only) */
+        if (fields == NULL) {
+            Py_DECREF(sec);
+            if (!PyErr_ExceptionMatches(PyExc_KeyError))
+                goto fail;
+            PyErr_Clear();
+            continue;
+        }
+        PyObject *seq = PySequence_Fast(fields, "wanted fields must be a sequence");
+        Py_CLEAR(fields);
+        if (seq == NULL) {
+            Py_DECREF(sec);
+            goto fail;
+        }
+        got = PyDict_New();
+        if (got == NULL) {
+            Py_DECREF(seq);
+            Py_DECREF(sec);
+            goto fail;
+        }
+        /* Header and value tokens after the first ("Tcp:"). */
+        span htok[512], vtok[512];
+        int nh = 0, nv = 0;
+        const char *t = names.p;
+        span skip;
+        if (next_token(&t, names.end, &skip))
+            while (nh < 512 && next_token(&t, names.end, &htok[nh]))
+                nh++;
+        t = values.p;
+        if (next_token(&t, values.end, &skip))
+            while (nv < 512 && next_token(&t, values.end, &vtok[nv]))
+                nv++;
+        Py_ssize_t nf = PySequence_Fast_GET_SIZE(seq);
+        for (Py_ssize_t i = 0; i < nf; i++) {
+            PyObject *f = PySequence_Fast_GET_ITEM(seq, i);
+            Py_ssize_t flen;
+            const char *fs = PyUnicode_AsUTF8AndSize(f, &flen);
+            if (fs == NULL)
+                goto fail_seq;
+            int j = -1;
+            for (int h = 0; h < nh; h++)
+                if (htok[h].end - htok[h].p == flen && memcmp(htok[h].p, fs, (size_t)flen) == 0)
+                    j = h;
+            if (j < 0 || j >= nv)
+                continue;
+            PyObject *v = to_int(vtok[j].p, vtok[j].end);
+            if (v == NULL || PyDict_SetItem(got, f, v) < 0) {
+                Py_XDECREF(v);
+                goto fail_seq;
+            }
+            Py_DECREF(v);
+        }
+        Py_DECREF(seq);
+        if (PyDict_SetItem(out, sec, got) < 0) {
+            Py_DECREF(sec);
+            goto fail;
+        }
+        Py_DECREF(sec);
+        Py_CLEAR(got);
+        continue;
+    fail_seq:
+        Py_DECREF(seq);
+        Py_DECREF(sec);
+        goto fail;
+    }
+    PyBuffer_Release(&view);
+    return out;
+fail:
+    Py_XDECREF(got);
+    Py_XDECREF(out);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+/* parse_sockstat(data) -> {proto: {field: int}} for lines "PROTO: name value name value...". */
+static PyObject *parse_sockstat(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (get_buffer(arg, &view) < 0)
+        return NULL;
+    const char *cur = view.buf, *stop = cur + view.len;
+    PyObject *out = PyDict_New(), *d = NULL;
+    if (out == NULL)
+        goto fail;
+    span line;
+    while (next_line(&cur, stop, &line)) {
+        const char *colon = memchr(line.p, ':', (size_t)(line.end - line.p));
+        if (colon == NULL)
+            continue;
+        d = PyDict_New();
+        if (d == NULL)
+            goto fail;
+        const char *t = colon + 1;
+        span k, v;
+        while (next_token(&t, line.end, &k)) {
+            if (!next_token(&t, line.end, &v))
+                break;
+            PyObject *key = PyUnicode_DecodeASCII(k.p, k.end - k.p, "replace");
+            PyObject *val = key ? to_int(v.p, v.end) : NULL;
+            if (val == NULL || PyDict_SetItem(d, key, val) < 0) {
+                Py_XDECREF(key);
+                Py_XDECREF(val);
+                goto fail;
+            }
+            Py_DECREF(key);
+            Py_DECREF(val);
+        }
+        PyObject *proto = PyUnicode_DecodeASCII(line.p, colon - line.p, "replace");
+        if (proto == NULL || PyDict_SetItem(out, proto, d) < 0) {
+            Py_XDECREF(proto);
+            goto fail;
+        }
+        Py_DECREF(proto);
+        Py_CLEAR(d);
+    }
+    PyBuffer_Release(&view);
+    return out;
+fail:
+    Py_XDECREF(d);
+    Py_XDECREF(out);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+/* pick_net_snmp6(data, prefix) -> {field: int}: the run of "PrefixName value" lines that starts
+ * at the first line (after the first) beginning with `prefix`, prefix removed; a name whose next
+ * character is not upper case (UdpLite6... for Udp6... is not, but Udp6 vs UdpLite6 differ
+ * already) is skipped. */
+static PyObject *pick_net_snmp6(PyObject *self, PyObject *args) {
+    PyObject *data;
+    const char *prefix;
+    Py_ssize_t plen;
+    if (!PyArg_ParseTuple(args, "Os#", &data, &prefix, &plen))
+        return NULL;
+    Py_buffer view;
+    if (get_buffer(data, &view) < 0)
+        return NULL;
+    const char *buf = view.buf, *stop = buf + view.len;
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        goto fail;
+    /* text.find("\n" + prefix) */
+    const char *start = NULL;
+    for (const char *p = buf; p < stop; p++) {
+        p = memchr(p, '\n', (size_t)(stop - p));
+        if (p == NULL)
+            break;
+        if (stop - (p + 1) >= plen && memcmp(p + 1, prefix, (size_t)plen) == 0) {
+            start = p + 1;
+            break;
+        }
+    }
+    if (start != NULL) {
+        const char *cur = start;
+        span line;
+        while (next_line(&cur, stop, &line)) {
+            if (line.end - line.p < plen || memcmp(line.p, prefix, (size_t)plen) != 0)
+                break;
+            const char *sp = memchr(line.p, ' ', (size_t)(line.end - line.p));
+            const char *name_end = sp ? sp : line.end;
+            if (name_end - line.p <= plen) { /* name[len(prefix)] would raise IndexError */
+                PyErr_SetString(PyExc_IndexError, "string index out of range");
+                goto fail;
+            }
+            char c = line.p[plen];
+            if (!(c >= 'A' && c <= 'Z'))
+                continue;
+            const char *v = sp ? sp + 1 : line.end, *ve = line.end;
+            while (v < ve && is_space(*v))
+                v++;
+            while (ve > v && is_space(ve[-1]))
+                ve--;
+            PyObject *val = to_int(v, ve);
+            PyObject *key = val ? PyUnicode_DecodeASCII(line.p + plen, name_end - line.p - plen, "replace") : NULL;
+            if (key == NULL || PyDict_SetItem(out, key, val) < 0) {
+                Py_XDECREF(key);
+                Py_XDECREF(val);
+                goto fail;
+            }
+            Py_DECREF(key);
+            Py_DECREF(val);
+        }
+    }
+    PyBuffer_Release(&view);
+    return out;
+fail:
+    Py_XDECREF(out);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+/* has_ipv6(data) -> bool: a line of net/if_inet6 whose last token is not "lo". */
+static PyObject *has_ipv6(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (get_buffer(arg, &view) < 0)
+        return NULL;
+    const char *cur = view.buf, *stop = cur + view.len;
+    span line, tok, last;
+    int found = 0;
+    while (!found && next_line(&cur, stop, &line)) {
+        const char *t = line.p;
+        int any = 0;
+        while (next_token(&t, line.end, &tok)) {
+            last = tok;
+            any = 1;
+        }
+        if (any && !(last.end - last.p == 2 && memcmp(last.p, "lo", 2) == 0))
+            found = 1;
+    }
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(found);
+}
+
+static PyMethodDef methods[] = {
+    {"read_file", read_file, METH_VARARGS, "read_file(path, single=False) -> bytes"},
+    {"parse_net_dev", parse_net_dev, METH_VARARGS, "parse_net_dev(data, cls=tuple) -> {iface: cls}"},
+    {"pick_net_snmp", pick_net_snmp, METH_VARARGS, "pick_net_snmp(data, wanted) -> {sec: {f: int}}"},
+    {"parse_sockstat", parse_sockstat, METH_O, "parse_sockstat(data) -> {proto: {f: int}}"},
+    {"pick_net_snmp6", pick_net_snmp6, METH_VARARGS, "pick_net_snmp6(data, prefix) -> {f: int}"},
+    {"has_ipv6", has_ipv6, METH_O, "has_ipv6(data) -> bool"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "agent._procnet", NULL, -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__procnet(void) { return PyModule_Create(&module); }

@@ -1,0 +1,134 @@
+"""The collector's hot path, twice: the C module agent/_procnet.c where it was built, and the
+pure-Python parsers of agent/procnet.py. Both read a file whole and return the same values for
+the same bytes (tests/unit/test_fastproc.py runs both). The C one is the default: it costs about
+a fifth of the Python parse per namespace (bench/RESULTS.md, `bench/pool.py`), and releases the
+GIL around each read. `--collector.parser=python` picks the Python one; `pip install .` without a C
+compiler builds no C module, and the agent says at start which one it runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Protocol
+
+from agent import procnet
+
+_CHUNK = 65536
+
+try:
+    from agent import _procnet as _c  # type: ignore[attr-defined]
+
+    C_MODULE: ModuleType | None = _c
+except ImportError:  # built without a compiler: the Python parsers below
+    C_MODULE = None
+
+
+class Parser(Protocol):
+    """What NetCollector reads each namespace with."""
+
+    name: str
+
+    def read(self, path: str, single: bool = False) -> bytes:
+        """The whole file; OSError (FileNotFoundError, ProcessLookupError...) as os.open/read."""
+        ...
+
+    def net_dev(self, data: bytes) -> dict[str, procnet.DevCounters]: ...
+
+    def pick_mib(self, data: bytes, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]: ...
+
+    def sockstat(self, data: bytes) -> dict[str, dict[str, int]]: ...
+
+    def snmp6(self, data: bytes, prefix: str) -> dict[str, int]: ...
+
+    def has_ipv6(self, data: bytes) -> bool: ...
+
+
+def read_bytes(path: str, single: bool = False) -> bytes:
+    """The whole file, with raw reads: no buffered text layer on the hot path.
+
+    `single`: a file the kernel prints as one record (single_open: net/snmp, netstat, sockstat{,6},
+    snmp6): a read shorter than the buffer returned all of it, so the read for EOF is skipped (one
+    syscall of six per namespace). Others (seq_file: net/dev, net/tcp) hand out a page per read:
+    only an empty read is their end."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, _CHUNK)
+            if not b:
+                break
+            chunks.append(b)
+            if single and len(b) < _CHUNK:
+                break
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def has_ipv6_text(if_inet6: str) -> bool:
+    """net/if_inet6 lists an address on an interface other than lo. Docker disables IPv6 in a
+    container not attached to an IPv6 network (disable_ipv6=1): its if_inet6 is empty."""
+    return any(line.split()[-1:] not in ([], ["lo"]) for line in if_inet6.split("\n"))
+
+
+def _text(data: bytes) -> str:
+    return data.decode("ascii", "replace")
+
+
+class PythonParser:
+    """agent/procnet.py's parsers: the fallback, and the reference the C module is tested against."""
+
+    name = "python"
+
+    def read(self, path: str, single: bool = False) -> bytes:
+        return read_bytes(path, single)
+
+    def net_dev(self, data: bytes) -> dict[str, procnet.DevCounters]:
+        return procnet.parse_net_dev(_text(data))
+
+    def pick_mib(self, data: bytes, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]:
+        return procnet.pick_net_snmp(_text(data), wanted)
+
+    def sockstat(self, data: bytes) -> dict[str, dict[str, int]]:
+        return procnet.parse_sockstat(_text(data))
+
+    def snmp6(self, data: bytes, prefix: str) -> dict[str, int]:
+        return procnet.pick_net_snmp6(_text(data), prefix)
+
+    def has_ipv6(self, data: bytes) -> bool:
+        return has_ipv6_text(_text(data))
+
+
+class CParser:
+    """agent/_procnet.c: the same results, without the text layer and Python's loops."""
+
+    name = "c"
+
+    def __init__(self, module: ModuleType) -> None:
+        self._m = module
+        # Bound once: these run five times per namespace per collection.
+        self.read = module.read_file
+        self.pick_mib = module.pick_net_snmp
+        self.sockstat = module.parse_sockstat
+        self.snmp6 = module.pick_net_snmp6
+        self.has_ipv6 = module.has_ipv6
+
+    def net_dev(self, data: bytes) -> dict[str, procnet.DevCounters]:
+        out: dict[str, procnet.DevCounters] = self._m.parse_net_dev(data, procnet.DevCounters)
+        return out
+
+
+PYTHON: Parser = PythonParser()
+C: Parser | None = CParser(C_MODULE) if C_MODULE is not None else None
+
+
+def choose(mode: str = "auto") -> Parser:
+    """--collector.parser: "c", "python", or "auto" (c where it was built). The config refuses
+    "c" where it was not built (agent/config.py), so here that is a caller's bug."""
+    if mode == "python" or (mode == "auto" and C is None):
+        return PYTHON
+    if mode in ("auto", "c") and C is not None:
+        return C
+    raise ValueError(f"collector.parser: {mode!r} (c built: {C is not None})")
