@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,55 +19,32 @@
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
-/* read_file(path: str, single: bool) -> bytes. `single`: a read shorter than the buffer was the
- * whole file (single_open files), so the read for EOF is skipped. The GIL is released around each
- * system call. OSError (FileNotFoundError, ProcessLookupError...) carries errno and the path. */
-static PyObject *read_file(PyObject *self, PyObject *args) {
-    PyObject *pathobj;
-    int single = 0;
-    if (!PyArg_ParseTuple(args, "O&|p", PyUnicode_FSConverter, &pathobj, &single))
-        return NULL;
-    const char *path = PyBytes_AS_STRING(pathobj);
-    int fd, e = 0;
-    Py_BEGIN_ALLOW_THREADS
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    e = errno;
-    Py_END_ALLOW_THREADS
-    if (fd < 0) {
-        errno = e;
-        PyObject *name = PyUnicode_DecodeFSDefault(path);
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
-        Py_XDECREF(name);
-        Py_DECREF(pathobj);
-        return NULL;
-    }
+/* The whole file at `path` into *out (`first` when it fits, else malloc'd: the caller frees it
+ * when *out != first); 0 or an errno. Runs without the GIL, so plain malloc, no Python calls. */
+static int slurp(const char *path, int single, char *first, char **out, size_t *outlen) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    char *buf = first;
     size_t cap = CHUNK, len = 0;
-    char *buf = PyMem_RawMalloc(cap);
-    if (buf == NULL) {
-        close(fd);
-        Py_DECREF(pathobj);
-        return PyErr_NoMemory();
-    }
     int err = 0;
     for (;;) {
         if (cap - len < CHUNK) {
-            char *nb = PyMem_RawRealloc(buf, cap * 2);
+            char *nb = buf == first ? malloc(cap * 2) : realloc(buf, cap * 2);
             if (nb == NULL) {
                 err = ENOMEM;
                 break;
             }
+            if (buf == first)
+                memcpy(nb, first, len);
             buf = nb;
             cap *= 2;
         }
-        ssize_t n;
-        Py_BEGIN_ALLOW_THREADS
-        n = read(fd, buf + len, CHUNK);
-        e = errno;
-        Py_END_ALLOW_THREADS
+        ssize_t n = read(fd, buf + len, CHUNK);
         if (n < 0) {
-            if (e == EINTR)
+            if (errno == EINTR)
                 continue;
-            err = e;
+            err = errno;
             break;
         }
         len += (size_t)n;
@@ -74,6 +52,35 @@ static PyObject *read_file(PyObject *self, PyObject *args) {
             break;
     }
     close(fd);
+    if (err && buf != first)
+        free(buf);
+    *out = err ? NULL : buf;
+    *outlen = len;
+    return err;
+}
+
+/* read_file(path: str, single: bool) -> bytes. `single`: a read shorter than the buffer was the
+ * whole file (single_open files), so the read for EOF is skipped. The GIL is released once for
+ * the open, the reads and the close (not per system call: with several reader threads, each
+ * hand-off of the GIL costs more than a read of a small /proc file). OSError (FileNotFoundError,
+ * ProcessLookupError...) carries errno and the path. */
+static PyObject *read_file(PyObject *self, PyObject *args) {
+    PyObject *pathobj;
+    int single = 0;
+    if (!PyArg_ParseTuple(args, "O&|p", PyUnicode_FSConverter, &pathobj, &single))
+        return NULL;
+    const char *path = PyBytes_AS_STRING(pathobj);
+    char *first = PyMem_RawMalloc(CHUNK); /* per call: several threads may read at once */
+    if (first == NULL) {
+        Py_DECREF(pathobj);
+        return PyErr_NoMemory();
+    }
+    char *buf;
+    size_t len = 0;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = slurp(path, single, first, &buf, &len);
+    Py_END_ALLOW_THREADS
     PyObject *out = NULL;
     if (err == ENOMEM) {
         PyErr_NoMemory();
@@ -84,8 +91,10 @@ static PyObject *read_file(PyObject *self, PyObject *args) {
         Py_XDECREF(name);
     } else {
         out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
+        if (buf != first)
+            free(buf);
     }
-    PyMem_RawFree(buf);
+    PyMem_RawFree(first);
     Py_DECREF(pathobj);
     return out;
 }
