@@ -51,13 +51,36 @@ class NetmapMetrics(Collector):
         self.snapshot = snapshot
         self.swarm = swarm
         self.connections = connections  # None: the tier is off
+        # Per part: the inputs it was built from (compared by identity: snapshots, their mappings
+        # and the tier's results are immutable and replaced on change) and its families. The same
+        # Metric objects again let the page reuse their text (render.FamilyTexts).
+        self._built: dict[str, tuple[tuple[object, ...], list[Metric]]] = {}
 
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot()
-        yield from self._networks(snap)
-        yield from self._services(snap)
+        services = self.swarm.services if self.swarm is not None else ()
+        yield from self._part("networks", (snap.containers, snap.networks, snap.node), self._networks, snap)
+        yield from self._part("services", (services, snap.networks, snap.node), self._services, snap)
         if self.connections is not None:
-            yield from self._tier(snap, self.connections())
+            res = self.connections()
+            yield from self._part(
+                "tier", (snap.containers, res, snap.node), lambda s: self._tier(s, res), snap
+            )
+
+    def _part(
+        self,
+        name: str,
+        inputs: tuple[object, ...],
+        build: Callable[[Snapshot], Iterator[Metric]],
+        snap: Snapshot,
+    ) -> list[Metric]:
+        """The part's families as last built when its inputs are the same objects, else built now."""
+        last = self._built.get(name)
+        if last is not None and all(a is b for a, b in zip(last[0], inputs, strict=True)):
+            return last[1]
+        families = list(build(snap))
+        self._built[name] = (inputs, families)  # one assignment: a concurrent collect sees either
+        return families
 
     # --- always on: the Engine API --------------------------------------------------------------
     def _networks(self, snap: Snapshot) -> Iterator[Metric]:

@@ -104,7 +104,7 @@ class Exposition:
         chunks = ["".join(parts[:first]).encode()]
         pos = len(chunks[0])
         self.spans: list[tuple[int, int, int, n.Metric]] = []  # head start, samples start, end, metric
-        ends = [i for i, _ in heads[1:]] + [len(parts)]
+        ends = [i for i, _ in heads[1:]] + ([len(parts)] if heads else [])
         for (start, m), end in zip(heads, ends, strict=True):
             h, body = parts[start].encode(), "".join(parts[start + 1 : end]).encode()
             self.spans.append((pos, pos + len(h), pos + len(h) + len(body), m))
@@ -153,13 +153,61 @@ def _restrict(families: Iterable[Metric], names: Collection[str]) -> Iterator[Me
             yield m
 
 
+class FamilyTexts:
+    """The text of the agent's own families, per format, kept for the family objects of the last
+    page: a collector that hands back the same Metric objects (the network map, while the
+    inventory has not changed) is not rendered again. prometheus_client's generic generator costs
+    ~20 µs per series; at 500 containers the network map alone was ~9 % of a scrape's CPU
+    (bench/RESULTS.md). Small families are rendered every time, together: not worth a lookup."""
+
+    BIG = 32  # samples
+
+    def __init__(self) -> None:
+        self._memo: dict[bool, dict[int, tuple[Metric, bytes]]] = {False: {}, True: {}}
+
+    def render(self, families: Iterable[Metric], openmetrics: bool) -> bytes:
+        """What prometheus_client's generate_latest gives for `families` (OpenMetrics: with `# EOF`)."""
+        old = self._memo[openmetrics]
+        new: dict[int, tuple[Metric, bytes]] = {}
+        out: list[bytes] = []
+        run: list[Metric] = []
+        for m in families:
+            if len(m.samples) < self.BIG:
+                run.append(m)
+                continue
+            if run:
+                out.append(_generate(run, openmetrics))
+                run = []
+            hit = old.get(id(m))
+            text = hit[1] if hit is not None and hit[0] is m else _generate([m], openmetrics)
+            new[id(m)] = (m, text)  # the object is kept with its text: its id stays its own
+            out.append(text)
+        if run:
+            out.append(_generate(run, openmetrics))
+        self._memo[openmetrics] = new  # one assignment: pages served in two threads at once are fine
+        return b"".join(out) + (b"# EOF\n" if openmetrics else b"")
+
+
+def _generate(families: list[Metric], openmetrics: bool) -> bytes:
+    """prometheus_client's text for `families`, without OpenMetrics' `# EOF`: the texts of two
+    lists of families, joined, are the text of both (each family is printed on its own)."""
+    if not openmetrics:
+        return bytes(generate_latest(_Families(families)))
+    text = bytes(generate_openmetrics(_Families(families)))  # type: ignore[no-untyped-call]
+    return text.removesuffix(b"# EOF\n")
+
+
 class MetricsPage:
     """One collection, ready to serve in either format: the per-container families and the agent's
     own families (read at the same moment), plus the bodies already built from them."""
 
-    def __init__(self, exposition: Exposition, own: Iterable[Metric]) -> None:
+    def __init__(
+        self, exposition: Exposition, own: Iterable[Metric], texts: FamilyTexts | None = None
+    ) -> None:
+        """`texts`: the scraper's memo of family texts across pages (a fresh one if None)."""
         self.exposition = exposition
         self.own = _Families(own)
+        self.texts = texts if texts is not None else FamilyTexts()
         self._tails: dict[bool, bytes] = {}  # the own families' text per format
 
     def body(
@@ -168,8 +216,11 @@ class MetricsPage:
         """The whole exposition (OpenMetrics ends with `# EOF`), gzip level 1 when `gz`."""
         tail = self._tails.get(openmetrics) if names is None else None
         if tail is None:
-            own = self.own if names is None else _Families(_restrict(self.own.families, names))
-            tail = generate_openmetrics(own) if openmetrics else generate_latest(own)  # type: ignore[no-untyped-call]
+            if names is None:
+                tail = self.texts.render(self.own.families, openmetrics)
+            else:  # filtered families are new objects every time: the memo would only lose its own
+                tail = _generate(list(_restrict(self.own.families, names)), openmetrics)
+                tail += b"# EOF\n" if openmetrics else b""
             if names is None:
                 self._tails[openmetrics] = tail
         # Joined per request (a copy of a few MiB: ~1 ms), not kept: a kept body doubled the page.

@@ -41,7 +41,7 @@ from agent.collector import Collection, Outcome, Registry
 from agent.inventory import Inventory, Snapshot
 from agent.netstats import NETNS, CollectResult, namespaces
 from exporters.prometheus import names as n
-from exporters.prometheus.render import Exposition, MetricsPage, Renderer
+from exporters.prometheus.render import Exposition, FamilyTexts, MetricsPage, Renderer
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ class Scraper:
         self.collectors = collectors
         self.interval = interval  # 0: collect at scrape time
         self.renderer = Renderer()  # used by one run at a time (single flight)
+        self.texts = FamilyTexts()  # the own families' texts, kept across pages
         self.registry = registry or ExpositionCollectors()
         # process_* (CPU seconds, resident memory, open fds, start time) of the agent itself, from
         # /proc/self like every client_python exporter: the agent's own procfs, not --path.procfs.
@@ -271,4 +272,4 @@ class Scraper:
         except Exception:  # /proc/self unreadable: the agent's own process metrics are missing
             log.exception("process metrics failed")
             process = []
-        return _Run(MetricsPage(exposition, [*own.collect(), *families, *process]), col)
+        return _Run(MetricsPage(exposition, [*own.collect(), *families, *process], self.texts), col)
