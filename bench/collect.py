@@ -16,6 +16,8 @@ prints per N:
     rendering and HTTP), from /proc/<pid>/stat over 40 scrapes; per namespace and ÷ the floor
     (the whole-scrape ratio);
   - /metrics p50/p90/p99 wall time and body size; agent RSS;
+  - /metrics p50/p99 again with container churn beside it (three loops of
+    `docker run --rm busybox true`), and the containers started per second meanwhile;
   - the peer, in the same run: Docker's stats API per container, stream=false (two 1 s
     collection cycles) and one-shot=true (API >= 1.41), and dockerd's CPU per call.
 """
@@ -27,7 +29,9 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -155,6 +159,44 @@ async def stats_api(eng: Engine, sample: int) -> tuple[float, float, float]:
         await client.close()
 
 
+def scrapes_with_churn(eng: Engine, url: str, scrapes: int, loops: int = 3) -> tuple[list[float], float]:
+    """/metrics wall times while `loops` workers start and remove short-lived containers back to
+    back (`docker run --rm busybox true`); and the containers started per second meanwhile."""
+    stop = threading.Event()
+    started = [0] * loops
+
+    def worker(i: int) -> None:
+        while not stop.is_set():
+            subprocess.run(
+                ["docker", "run", "--rm", "--label", LABEL + ".short", BUSYBOX_IMAGE, "true"],
+                env=eng.env,
+                capture_output=True,
+                timeout=120,
+            )
+            started[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(loops)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 120
+        while sum(started) < loops:  # the churn is under way before the first timed scrape
+            assert time.monotonic() < deadline, "no short-lived container started"
+            time.sleep(0.05)
+        walls, t0, n0 = [], time.monotonic(), sum(started)
+        for _ in range(scrapes):
+            w0 = time.perf_counter()
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                resp.read()
+            walls.append(time.perf_counter() - w0)
+        rate = (sum(started) - n0) / (time.monotonic() - t0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=180)
+    return walls, rate
+
+
 def measure(eng: Engine, n: int) -> dict[str, Any]:
     scale_to(eng, n)
     ours = set(eng.docker("ps", "--format", "{{.Names}}", "--filter", f"label={LABEL}").split())
@@ -180,6 +222,7 @@ def measure(eng: Engine, n: int) -> dict[str, Any]:
             walls.append(time.perf_counter() - t0)
             size = len(body)
         cpu_per_scrape = (proc_cpu(agent.proc.pid) - c0) / SCRAPES
+        churn_walls, churn_rate = scrapes_with_churn(eng, agent.url + "/metrics", SCRAPES)
         # The floor again, right after: the whole-scrape ratio compares the same moment's load.
         paths = [f"/proc/{pid}/net/{f}" for pid in v4 for f in BASE_FILES]
         paths += [f"/proc/{pid}/net/{f}" for pid in v6 for f in (*BASE_FILES, *V6_FILES)]
@@ -207,7 +250,11 @@ def measure(eng: Engine, n: int) -> dict[str, Any]:
         agent.stop()
     stream_false, one_shot, dockerd_cpu = asyncio.run(stats_api(eng, min(n, 20)))
     q = statistics.quantiles(walls, n=100, method="inclusive")
+    qc = statistics.quantiles(churn_walls, n=100, method="inclusive")
     return {
+        "churn_p50_ms": statistics.median(churn_walls) * 1e3,
+        "churn_p99_ms": qc[98] * 1e3,
+        "churn_rate": churn_rate,
         "v4": v4,
         "v6": v6,
         "v6_namespaces": len(v6),
@@ -246,11 +293,12 @@ def main() -> None:
                 cleanup(eng)
     print(
         "| N | netns (with IPv6) | collect CPU/ns | floor: bare reads/ns | collect ÷ floor "
-        "| agent CPU/scrape | per ns | ÷ floor | /metrics p50 | p90 | p99 | size | series | agent RSS "
+        "| agent CPU/scrape | per ns | ÷ floor | /metrics p50 | p90 | p99 "
+        "| with churn: p50 | p99 | starts/s | size | series | agent RSS "
         "| interval mode p50 | interval 5s idle CPU "
         "| stats API stream=false /ctr | one-shot /ctr | dockerd CPU /call | /metrics vs stats for all N |"
     )
-    print("|---:" * 20 + "|")
+    print("|---:" * 23 + "|")
     for r in rows:
         # The peer's cost to get every container's network numbers once: one-shot calls x N.
         ratio = (r["oneshot_ms"] * r["n"]) / r["p50_ms"]
@@ -260,6 +308,7 @@ def main() -> None:
             f"| {r['agent_cpu_ms_per_scrape']:.1f} ms | {r['scrape_cpu_us_per_ns']:.0f} µs "
             f"| {r['scrape_cpu_us_per_ns'] / r['scrape_floor_us_per_ns']:.2f}x "
             f"| {r['p50_ms']:.1f} ms | {r['p90_ms']:.1f} ms | {r['p99_ms']:.1f} ms "
+            f"| {r['churn_p50_ms']:.1f} ms | {r['churn_p99_ms']:.1f} ms | {r['churn_rate']:.1f} "
             f"| {r['size_kib']:.0f} KiB | {r['series']} "
             f"| {r['rss_mib']:.0f} MiB | {r['interval_p50_ms']:.1f} ms | {r['interval_idle_cpu_pct']:.1f} % "
             f"| {r['stats_ms']:.0f} ms | {r['oneshot_ms']:.1f} ms "
