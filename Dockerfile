@@ -45,7 +45,7 @@ COPY agent ./agent
 COPY exporters ./exporters
 COPY setup.py ./
 # pip and setuptools are only needed to build: drop them so the runtime venv is just the agent.
-# setup.py builds the C module as optional (a pip install without a compiler still works); the
+# setup.py builds the C module as optional (installing without a compiler still works); the
 # image must have it, so a build that lost it fails here.
 RUN pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation . \
  && (cd / && python -c "from agent import fastproc; assert fastproc.C, 'agent._procnet was not built'") \

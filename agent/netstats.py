@@ -390,46 +390,31 @@ class NetCollector:
         self, ino: NsKey, pid: int, owner: Container | None, networks: Mapping[str, Network]
     ) -> NetnsSample:
         net = f"{self.fs.procfs}/{pid}/net/"
-        p = self.parser
         try:
-            dev = p.net_dev(p.read(net + "dev"))
-            snmp, netstat = p.read(net + "snmp", True), p.read(net + "netstat", True)
-            sockstat = p.sockstat(p.read(net + "sockstat", True))
+            if self.mib_fields is None:  # every field (tests, tools): the text parsers
+                dev, mib, sockstat, udp6 = self._every_field(net)
+            else:
+                dev, mib, sockstat, udp6 = self.parser.namespace(net, self.mib_fields, self.ipv6)
         except (FileNotFoundError, ProcessLookupError) as exc:
             raise _Gone(net) from exc
-        if self.mib_fields is None:
-            mib = procnet.parse_net_snmp(snmp.decode("ascii", "replace"))
-            mib.update(procnet.parse_net_snmp(netstat.decode("ascii", "replace")))
-        else:
-            mib = p.pick_mib(snmp, self.mib_fields)
-            mib.update(p.pick_mib(netstat, self.mib_fields))
         ignore = self.host_ignore if owner is None else self.ignore
         devices = {
             name: ctr
             for name, ctr in dev.items()
             if (name != "lo" or self.loopback) and not (ignore and ignore.match(name))
         }
-        udp6: dict[str, int] = {}
-        if self._read_ipv6(net):
-            try:
-                sockstat.update(p.sockstat(p.read(net + "sockstat6", True)))
-                udp6 = p.snmp6(p.read(net + "snmp6", True), "Udp6")
-            except (FileNotFoundError, ProcessLookupError):  # IPv6 disabled in this namespace
-                pass
         if owner is None:
             netmap = dict.fromkeys(devices, HOST_NETWORK)
         else:
             netmap = self._networks(ino, pid, owner, devices, networks)
         return NetnsSample(ino, owner, devices, netmap, mib, udp6, sockstat)
 
-    def _read_ipv6(self, net: str) -> bool:
-        """Whether to read the IPv6 files of the namespace at `net` (see `ipv6` in __init__)."""
-        if self.ipv6 != "auto":
-            return self.ipv6 == "always"
-        try:
-            return self.parser.has_ipv6(self.parser.read(net + "if_inet6"))
-        except (FileNotFoundError, ProcessLookupError):  # IPv6 off in the whole kernel: no if_inet6
-            return False
+    def _every_field(self, net: str) -> fastproc.Namespace:
+        """Like Parser.namespace, but with every net/snmp and net/netstat field converted."""
+        dev, _, sockstat, udp6 = fastproc.PYTHON.namespace(net, {}, self.ipv6)
+        mib = procnet.parse_net_snmp(_read(net + "snmp", True))
+        mib.update(procnet.parse_net_snmp(_read(net + "netstat", True)))
+        return dev, mib, sockstat, udp6
 
     def _networks(
         self,

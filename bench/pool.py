@@ -64,7 +64,7 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|---:|")
         parsers = [fastproc.PYTHON] + ([fastproc.C] if fastproc.C is not None else [])
         for parser in parsers:
-            for workers in (1, 2, 3):
+            for workers in (1, 2):
                 col = NetCollector(HostFS(), mib_fields=MIB_FIELDS, workers=workers, parser=parser)
                 res = col.collect_namespaces(cs, nets)  # warm: the ns-link memo, the route cache
                 best = (float("inf"), float("inf"))

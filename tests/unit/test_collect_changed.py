@@ -16,6 +16,7 @@ from agent.collector import Key, Registry
 from agent.docker.models import Container, NetworkAttachment
 from agent.inventory import Inventory, Snapshot
 from agent.netstats import NetCollector
+from exporters.prometheus import names
 from exporters.prometheus.render import Renderer
 from exporters.prometheus.scrape import Scraper
 from tests.support.toolbox import ScriptedFS, captured_procfs, container, until
@@ -52,7 +53,7 @@ def test_only_new_namespaces_are_read(tmp_path: Path, reads: list[str]) -> None:
     everyone = [WEB, API, DB]
     root = captured_procfs(tmp_path, {1: "host", **{c.pid: "container" for c in everyone}})
     links = {1: HOST_INO, WEB.pid: 11, API.pid: 12, DB.pid: 13}
-    col = NetCollector(ScriptedFS(procfs=root, links=links))
+    col = NetCollector(ScriptedFS(procfs=root, links=links), mib_fields=names.MIB_FIELDS)  # as the agent
 
     def snap(*cs: Container) -> Snapshot:
         return Snapshot(containers={c.id: c for c in cs})

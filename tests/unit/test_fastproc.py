@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ def test_the_c_module_is_built_where_the_tests_run() -> None:
 
 
 C = fastproc.C if fastproc.C is not None else fastproc.PYTHON
+GLOBAL_V6 = "fd000000000000000000000000000002 04 40 00 82     eth0\n"
 PY = fastproc.PYTHON
 WANTED = names.MIB_FIELDS
 
@@ -131,17 +133,35 @@ def test_read_file_returns_every_byte_and_names_a_missing_path(tmp_path: Path) -
     assert err.value.filename == str(tmp_path / "gone")
 
 
-def test_the_collector_gives_the_same_samples_with_either_parser(tmp_path: Path) -> None:
-    b = ctr(1, "b")
-    root = captured_procfs(tmp_path, {1: "host", b.pid: "container"})
-    fs = ScriptedFS(procfs=root, links={1: 4026531833, b.pid: 7})
-    snap = Snapshot(containers={b.id: b})
-    got = {
-        p.name: NetCollector(fs, mib_fields=WANTED, parser=p, ipv6=v6).collect(snap).samples
-        for p in (C, PY)
-        for v6 in ("always",)  # the IPv6 files too
-    }
-    assert got[C.name] == got[PY.name] and len(got[PY.name]) == 2
+@pytest.mark.parametrize("ipv6", ["always", "auto", "never"])
+def test_the_collector_gives_the_same_samples_with_either_parser(tmp_path: Path, ipv6: str) -> None:
+    b, c, gone = ctr(1, "b"), ctr(2, "c"), ctr(3, "gone")
+    root = captured_procfs(tmp_path, {1: "host", b.pid: "container", c.pid: "container"})
+    for name in ("sockstat6", "snmp6"):  # c: IPv6 off in its namespace, the files do not exist
+        (root / str(c.pid) / "net" / name).unlink()
+    (root / str(c.pid) / "net" / "if_inet6").write_text(GLOBAL_V6)  # but auto would want them
+    fs = ScriptedFS(procfs=root, links={1: 4026531833, b.pid: 7, c.pid: 8, gone.pid: 9})
+    snap = Snapshot(containers={x.id: x for x in (b, c, gone)})
+    got = {p.name: NetCollector(fs, mib_fields=WANTED, parser=p, ipv6=ipv6).collect(snap) for p in (C, PY)}
+    assert got[C.name] == replace(got[PY.name], duration=got[C.name].duration)
+    res = got[C.name]
+    assert len(res.samples) == 3 and res.vanished == 1 and res.errors == 0
+    by_owner = {s.owner.name if s.owner else "": s for s in res.samples}
+    assert ("TCP6" in by_owner[""].sockstat) == (ipv6 != "never")
+    assert "TCP6" not in by_owner["c"].sockstat and by_owner["c"].udp6 == {}
+
+
+def test_read_namespace_names_the_file_it_could_not_read(tmp_path: Path) -> None:
+    root = captured_procfs(tmp_path, {5: "container"})
+    (root / "5" / "net" / "netstat").unlink()
+    for p in (C, PY):
+        with pytest.raises(FileNotFoundError) as err:
+            p.namespace(f"{root}/5/net/", WANTED, "auto")
+        assert err.value.filename == f"{root}/5/net/netstat"
+    (root / "5" / "net" / "if_inet6").unlink()  # IPv6 off in the whole kernel: no v6 files read
+    (root / "5" / "net" / "netstat").write_bytes((CAPTURED_PROC / "container" / "netstat").read_bytes())
+    assert C.namespace(f"{root}/5/net/", WANTED, "auto") == PY.namespace(f"{root}/5/net/", WANTED, "auto")
+    assert C.namespace(f"{root}/5/net/", WANTED, "auto")[3] == {}
 
 
 def test_the_parser_is_chosen_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
