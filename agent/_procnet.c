@@ -1,10 +1,11 @@
 /* The collector's hot path in C: read a /proc/<pid>/net file, and parse the five kinds of file
  * read from every namespace on every collection. Each function returns exactly what its pure-Python
- * twin in agent/procnet.py returns for the same bytes (tests/unit/test_procnet_c.py checks both on
+ * twin in agent/procnet.py returns for the same bytes (tests/unit/test_fastproc.py checks both on
  * captured and mutated files); agent/fastproc.py picks this module when it was built and falls back
  * to the Python one when it was not. Measured: bench/pool.py, bench/RESULTS.md.
  *
- * Whitespace is what the kernel prints (space, tab, newline); a token that is not a decimal integer
+ * Whitespace and line ends are str.split()'s and str.splitlines()'s, not only what the kernel prints
+ * (space, tab, newline), so that the two agree on any bytes; a token that is not a decimal integer
  * raises ValueError, as int() does. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -17,10 +18,21 @@
 
 #define CHUNK 65536
 
-static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+/* str.isspace() of an ASCII character (what str.split() and str.strip() split on): \t-\r, \x1c-\x1f
+ * and space. Other bytes decode to a character that is not (non-ASCII ones to U+FFFD). */
+static const unsigned char SPACE[256] = {['\t'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1, ['\r'] = 1,
+                                        [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [' '] = 1};
+static inline int is_space(char c) { return SPACE[(unsigned char)c]; }
+
+/* What int() strips around a number: \t-\r and space, not \x1c-\x1f. */
+static int is_int_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* str.splitlines()'s line boundaries among ASCII characters: \n, \r (\r\n is one), \v, \f, \x1c-\x1e. */
+static int is_eol(char c) { return (c >= '\n' && c <= '\r') || (c >= '\x1c' && c <= '\x1e'); }
 
 /* The whole file at `path` into *out (`first` when it fits, else malloc'd: the caller frees it
- * when *out != first); 0 or an errno. Runs without the GIL, so plain malloc, no Python calls. */
+ * when *out != first); 0, an errno, or -1 when malloc failed (an ENOMEM from open or read is an
+ * OSError, as os.open/os.read raise). Runs without the GIL, so plain malloc, no Python calls. */
 static int slurp(const char *path, int single, char *first, char **out, size_t *outlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -32,7 +44,7 @@ static int slurp(const char *path, int single, char *first, char **out, size_t *
         if (cap - len < CHUNK) {
             char *nb = buf == first ? malloc(cap * 2) : realloc(buf, cap * 2);
             if (nb == NULL) {
-                err = ENOMEM;
+                err = -1;
                 break;
             }
             if (buf == first)
@@ -82,13 +94,15 @@ static PyObject *read_file(PyObject *self, PyObject *args) {
     err = slurp(path, single, first, &buf, &len);
     Py_END_ALLOW_THREADS
     PyObject *out = NULL;
-    if (err == ENOMEM) {
+    if (err < 0) {
         PyErr_NoMemory();
     } else if (err) {
-        errno = err;
         PyObject *name = PyUnicode_DecodeFSDefault(path);
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
-        Py_XDECREF(name);
+        if (name != NULL) {
+            errno = err; /* after the decode, which may change errno */
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+            Py_DECREF(name);
+        }
     } else {
         out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
         if (buf != first)
@@ -114,6 +128,57 @@ static int next_line(const char **cur, const char *stop, span *line) {
     return 1;
 }
 
+/* One line as str.splitlines() cuts them (parse_net_dev, parse_sockstat), terminator excluded. */
+static int next_uline(const char **cur, const char *stop, span *line) {
+    const char *p = *cur;
+    if (p >= stop)
+        return 0;
+    while (p < stop && !is_eol(*p))
+        p++;
+    line->p = *cur;
+    line->end = p;
+    if (p < stop) {
+        if (*p == '\r' && p + 1 < stop && p[1] == '\n')
+            p++;
+        p++;
+    }
+    *cur = p;
+    return 1;
+}
+
+/* The line iterator for str.splitlines() over [p, p + n): next_line's memchr where the data has no
+ * other line boundary than \n (what the kernel prints), next_uline's byte loop otherwise. */
+typedef int (*line_fn)(const char **, const char *, span *);
+static line_fn splitlines_fn(const char *p, size_t n) {
+    static const char other[] = "\r\v\f\x1c\x1d\x1e";
+    for (const char *o = other; *o; o++)
+        if (memchr(p, *o, n) != NULL)
+            return next_uline;
+    return next_line;
+}
+
+/* How many bytes at the start of [p, end) the str `s` (its UTF-8, slen bytes) matches, as
+ * [p, end).decode("ascii", "replace").startswith(s) would (a byte >= 0x80 is U+FFFD); -1 if not. */
+static Py_ssize_t match_prefix(const char *p, const char *end, const char *s, Py_ssize_t slen) {
+    const char *q = p;
+    Py_ssize_t j = 0;
+    while (j < slen) {
+        if (q >= end)
+            return -1;
+        if ((unsigned char)*q < 0x80) {
+            if (*q != s[j])
+                return -1;
+            j++;
+        } else {
+            if (slen - j < 3 || memcmp(s + j, "\xef\xbf\xbd", 3) != 0)
+                return -1;
+            j += 3;
+        }
+        q++;
+    }
+    return q - p;
+}
+
 /* The next whitespace-separated token of [*cur, end); 0 when there is none. */
 static int next_token(const char **cur, const char *end, span *tok) {
     const char *p = *cur;
@@ -129,6 +194,35 @@ static int next_token(const char **cur, const char *end, span *tok) {
     tok->end = p;
     *cur = p;
     return 1;
+}
+
+/* The tokens of [p, end) after the first one, in *arr: `local` (nlocal spans) while they fit, then
+ * PyMem_Malloc'd (the caller frees *arr when it is not `local`). The count, or -1 (MemoryError). */
+static Py_ssize_t tokens_after_first(const char *p, const char *end, span *local, Py_ssize_t nlocal, span **arr) {
+    span *a = local, t;
+    Py_ssize_t n = 0, cap = nlocal;
+    *arr = local;
+    if (!next_token(&p, end, &t))
+        return 0;
+    while (next_token(&p, end, &t)) {
+        if (n == cap) {
+            span *na = PyMem_Malloc((size_t)cap * 2 * sizeof(span));
+            if (na == NULL) {
+                if (a != local)
+                    PyMem_Free(a);
+                PyErr_NoMemory();
+                return -1;
+            }
+            memcpy(na, a, (size_t)n * sizeof(span));
+            if (a != local)
+                PyMem_Free(a);
+            a = na;
+            cap *= 2;
+        }
+        a[n++] = t;
+    }
+    *arr = a;
+    return n;
 }
 
 /* A decimal integer token (optional '-') as a Python int; ValueError like int() otherwise.
@@ -168,6 +262,17 @@ static int get_buffer(PyObject *obj, Py_buffer *view) {
     return PyObject_GetBuffer(obj, view, PyBUF_SIMPLE);
 }
 
+/* The tp_dealloc of a class statement's type (typeobject.c's subtype_dealloc), from a probe
+ * class made at import: a tuple subclass with it, no fields and no __dict__ is freed by tuple's. */
+static destructor class_dealloc;
+
+static int plain_tuple_class(PyTypeObject *tp) {
+    for (; tp != &PyTuple_Type; tp = tp->tp_base)
+        if (tp == NULL || tp->tp_dealloc != class_dealloc || tp->tp_basicsize != PyTuple_Type.tp_basicsize)
+            return 0;
+    return 1;
+}
+
 /* parse_net_dev(data, cls=tuple) -> {iface: cls(rx_bytes, rx_packets, rx_errors, rx_dropped,
  * tx_bytes, tx_packets, tx_errors, tx_dropped)}; skips the two header lines and lines without ':'
  * or with fewer than 16 values. `cls`: a tuple subclass without fields of its own (a NamedTuple:
@@ -177,8 +282,11 @@ static PyObject *parse_net_dev(PyObject *self, PyObject *args) {
     PyObject *data, *cls = (PyObject *)&PyTuple_Type;
     if (!PyArg_ParseTuple(args, "O|O", &data, &cls))
         return NULL;
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type) ||
-        ((PyTypeObject *)cls)->tp_basicsize != PyTuple_Type.tp_basicsize) {
+    /* tuple, or a class statement's subclass of it (or of such a subclass) without a __dict__ or
+     * __weakref__ (a NamedTuple): tupledealloc frees it. Not any tuple subtype of tuple's size: a struct
+     * sequence (time.struct_time, os.stat_result) has hidden fields past Py_SIZE, which its
+     * dealloc would read and release beyond the 8 items allocated here. */
+    if (!PyType_Check(cls) || !plain_tuple_class((PyTypeObject *)cls)) {
         PyErr_SetString(PyExc_TypeError, "cls must be tuple or a NamedTuple");
         return NULL;
     }
@@ -192,9 +300,12 @@ static PyObject *parse_net_dev(PyObject *self, PyObject *args) {
         goto fail;
     span line;
     int n = 0;
-    while (next_line(&cur, stop, &line)) {
-        if (n++ < 2)
+    line_fn lines = splitlines_fn(cur, (size_t)view.len);
+    while (lines(&cur, stop, &line)) { /* text.splitlines()[2:] */
+        if (n < 2) {
+            n++;
             continue;
+        }
         const char *colon = memchr(line.p, ':', (size_t)(line.end - line.p));
         if (colon == NULL)
             continue;
@@ -252,7 +363,7 @@ static PyObject *pick_net_snmp(PyObject *self, PyObject *args) {
     PyObject *out = PyDict_New(), *fields = NULL, *got = NULL; /* fields: only within one pass */
     if (out == NULL)
         goto fail;
-    span names, values;
+    span names, values, *htok, *vtok;
     while (next_line(&cur, stop, &names)) {
         /* Python pairs lines of text.split("\n"): a last names line without a values line is
          * dropped, and the empty string after a final newline is a line too. */
@@ -274,7 +385,14 @@ static PyObject *pick_net_snmp(PyObject *self, PyObject *args) {
             PyErr_Clear();
             continue;
         }
-        PyObject *seq = PySequence_Fast(fields, "wanted fields must be a sequence");
+        if (fields == Py_None) { /* wanted.get(sec) is None: not wanted */
+            Py_CLEAR(fields);
+            Py_DECREF(sec);
+            continue;
+        }
+        /* A tuple (the same object when it is one): a list could be changed under the loop below
+         * by a key's __hash__/__eq__, leaving `f` and the length stale. */
+        PyObject *seq = PySequence_Tuple(fields);
         Py_CLEAR(fields);
         if (seq == NULL) {
             Py_DECREF(sec);
@@ -286,29 +404,32 @@ static PyObject *pick_net_snmp(PyObject *self, PyObject *args) {
             Py_DECREF(sec);
             goto fail;
         }
-        /* Header and value tokens after the first ("Tcp:"). */
-        span htok[512], vtok[512];
-        int nh = 0, nv = 0;
-        const char *t = names.p;
-        span skip;
-        if (next_token(&t, names.end, &skip))
-            while (nh < 512 && next_token(&t, names.end, &htok[nh]))
-                nh++;
-        t = values.p;
-        if (next_token(&t, values.end, &skip))
-            while (nv < 512 && next_token(&t, values.end, &vtok[nv]))
-                nv++;
-        Py_ssize_t nf = PySequence_Fast_GET_SIZE(seq);
+        /* Header and value tokens after the first ("Tcp:"), all of them (no column limit). */
+        span hloc[256], vloc[256];
+        htok = vtok = NULL;
+        Py_ssize_t nh = tokens_after_first(names.p, names.end, hloc, 256, &htok);
+        if (nh < 0)
+            goto fail_seq;
+        Py_ssize_t nv = tokens_after_first(values.p, values.end, vloc, 256, &vtok);
+        if (nv < 0)
+            goto fail_seq;
+        Py_ssize_t nf = PyTuple_GET_SIZE(seq);
         for (Py_ssize_t i = 0; i < nf; i++) {
-            PyObject *f = PySequence_Fast_GET_ITEM(seq, i);
+            PyObject *f = PyTuple_GET_ITEM(seq, i);
+            if (!PyUnicode_Check(f)) /* idx.get(f): never a key of the str-keyed index */
+                continue;
             Py_ssize_t flen;
             const char *fs = PyUnicode_AsUTF8AndSize(f, &flen);
             if (fs == NULL)
                 goto fail_seq;
-            int j = -1;
-            for (int h = 0; h < nh; h++)
-                if (htok[h].end - htok[h].p == flen && memcmp(htok[h].p, fs, (size_t)flen) == 0)
+            int ascii = PyUnicode_IS_ASCII(f); /* else: U+FFFD matches a byte >= 0x80 */
+            Py_ssize_t j = -1;
+            for (Py_ssize_t h = 0; h < nh; h++) {
+                Py_ssize_t hlen = htok[h].end - htok[h].p;
+                if (ascii ? hlen == flen && memcmp(htok[h].p, fs, (size_t)flen) == 0
+                          : match_prefix(htok[h].p, htok[h].end, fs, flen) == hlen)
                     j = h;
+            }
             if (j < 0 || j >= nv)
                 continue;
             PyObject *v = to_int(vtok[j].p, vtok[j].end);
@@ -318,6 +439,10 @@ static PyObject *pick_net_snmp(PyObject *self, PyObject *args) {
             }
             Py_DECREF(v);
         }
+        if (htok != hloc)
+            PyMem_Free(htok);
+        if (vtok != vloc)
+            PyMem_Free(vtok);
         Py_DECREF(seq);
         if (PyDict_SetItem(out, sec, got) < 0) {
             Py_DECREF(sec);
@@ -327,6 +452,10 @@ static PyObject *pick_net_snmp(PyObject *self, PyObject *args) {
         Py_CLEAR(got);
         continue;
     fail_seq:
+        if (htok != NULL && htok != hloc)
+            PyMem_Free(htok);
+        if (vtok != NULL && vtok != vloc)
+            PyMem_Free(vtok);
         Py_DECREF(seq);
         Py_DECREF(sec);
         goto fail;
@@ -350,7 +479,8 @@ static PyObject *parse_sockstat(PyObject *self, PyObject *arg) {
     if (out == NULL)
         goto fail;
     span line;
-    while (next_line(&cur, stop, &line)) {
+    line_fn lines = splitlines_fn(cur, (size_t)view.len);
+    while (lines(&cur, stop, &line)) { /* text.splitlines() */
         const char *colon = memchr(line.p, ':', (size_t)(line.end - line.p));
         if (colon == NULL)
             continue;
@@ -406,39 +536,50 @@ static PyObject *pick_net_snmp6(PyObject *self, PyObject *args) {
     PyObject *out = PyDict_New();
     if (out == NULL)
         goto fail;
-    /* text.find("\n" + prefix) */
+    /* text.find("\n" + prefix) (match_prefix: as the decoded text's startswith) */
     const char *start = NULL;
     for (const char *p = buf; p < stop; p++) {
         p = memchr(p, '\n', (size_t)(stop - p));
         if (p == NULL)
             break;
-        if (stop - (p + 1) >= plen && memcmp(p + 1, prefix, (size_t)plen) == 0) {
+        if (match_prefix(p + 1, stop, prefix, plen) >= 0) {
             start = p + 1;
             break;
         }
     }
     if (start != NULL) {
+        /* the lines of text[start:].split("\n"): after a final newline (or none at all), an
+         * empty one, which only an empty prefix starts */
         const char *cur = start;
         span line;
-        while (next_line(&cur, stop, &line)) {
-            if (line.end - line.p < plen || memcmp(line.p, prefix, (size_t)plen) != 0)
+        int done = 0;
+        while (!done) {
+            if (!next_line(&cur, stop, &line)) {
+                if (cur > start && cur[-1] != '\n')
+                    break; /* the last line had no newline: no empty line after it */
+                line.p = line.end = stop;
+                done = 1;
+            }
+            /* ml: the bytes the prefix covers, len(prefix) in characters of the decoded text */
+            Py_ssize_t ml = match_prefix(line.p, line.end, prefix, plen);
+            if (ml < 0)
                 break;
             const char *sp = memchr(line.p, ' ', (size_t)(line.end - line.p));
             const char *name_end = sp ? sp : line.end;
-            if (name_end - line.p <= plen) { /* name[len(prefix)] would raise IndexError */
+            if (name_end - line.p <= ml) { /* name[len(prefix)] would raise IndexError */
                 PyErr_SetString(PyExc_IndexError, "string index out of range");
                 goto fail;
             }
-            char c = line.p[plen];
+            char c = line.p[ml];
             if (!(c >= 'A' && c <= 'Z'))
                 continue;
             const char *v = sp ? sp + 1 : line.end, *ve = line.end;
-            while (v < ve && is_space(*v))
+            while (v < ve && is_int_space(*v))
                 v++;
-            while (ve > v && is_space(ve[-1]))
+            while (ve > v && is_int_space(ve[-1]))
                 ve--;
             PyObject *val = to_int(v, ve);
-            PyObject *key = val ? PyUnicode_DecodeASCII(line.p + plen, name_end - line.p - plen, "replace") : NULL;
+            PyObject *key = val ? PyUnicode_DecodeASCII(line.p + ml, name_end - line.p - ml, "replace") : NULL;
             if (key == NULL || PyDict_SetItem(out, key, val) < 0) {
                 Py_XDECREF(key);
                 Py_XDECREF(val);
@@ -492,4 +633,12 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "agent._procnet", NULL, -1, methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__procnet(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__procnet(void) {
+    PyObject *probe = PyObject_CallFunction((PyObject *)&PyType_Type, "s(O){s:()}", "_probe",
+                                            (PyObject *)&PyTuple_Type, "__slots__");
+    if (probe == NULL)
+        return NULL;
+    class_dealloc = ((PyTypeObject *)probe)->tp_dealloc;
+    Py_DECREF(probe);
+    return PyModule_Create(&module);
+}

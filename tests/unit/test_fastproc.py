@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -79,7 +80,8 @@ def test_same_results_on_this_process_namespace_files() -> None:
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
     """A few edits drawn from what a kernel line is made of (and a little more)."""
-    alphabet = b"0123456789 \t\n:-abXYZlo"
+    # str.split() and splitlines() also cut at \r \v \f and \x1c-\x1f; non-ASCII decodes to U+FFFD.
+    alphabet = b"0123456789 \t\n:-abXYZlo\r\v\f\x1c\x1f\xff"
     b = bytearray(data)
     for _ in range(rng.randint(1, 4)):
         op = rng.randrange(4)
@@ -120,8 +122,28 @@ def test_edge_inputs() -> None:
         b"TCP: inuse 1 orphan\nUDP: inuse x\n",
         b"fe80 02 40 20 80 lo\n\n",
         b"Tcp: " + b" ".join(b"F%d" % i for i in range(700)) + b"\nTcp: " + b" 1" * 700 + b"\n",
+        b"TCP: inuse 1\rUDP: inuse 2\r\nRAW: inuse 3\n",  # splitlines() cuts at \r too
     ):
         same(data)
+    # A wanted column past the 512th (an early version stopped there): the last of a name wins.
+    wide = (
+        b"Tcp: "
+        + b" ".join(b"F%d" % i for i in range(700))
+        + b" F10\nTcp: "
+        + b" ".join(b"%d" % i for i in range(701))
+        + b"\n"
+    )
+    assert C.pick_mib(wide, {"Tcp": ("F10", "F599")}) == {"Tcp": {"F10": 700, "F599": 599}}
+    assert PY.pick_mib(wide, {"Tcp": ("F10", "F599")}) == {"Tcp": {"F10": 700, "F599": 599}}
+
+
+def test_net_dev_rows_are_only_built_as_plain_tuple_classes() -> None:
+    # A struct sequence has hidden fields past its 8 items: building one here would read beyond them.
+    assert fastproc.C_MODULE is not None
+    dev = (CAPTURED_PROC / "container" / "dev").read_bytes()
+    with pytest.raises(TypeError):
+        fastproc.C_MODULE.parse_net_dev(dev, time.struct_time)
+    assert fastproc.C_MODULE.parse_net_dev(dev)["eth0"][0] == 52620  # plain tuples by default
 
 
 def test_read_file_returns_every_byte_and_names_a_missing_path(tmp_path: Path) -> None:
