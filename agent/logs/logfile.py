@@ -175,10 +175,11 @@ def walk_back(
         except OSError:
             break
         holes = 0
-        if f.inode == live.inode:
-            # Docker rotated `live` since we opened it: what we walked so far is newer than it, and
-            # queued before it would be read out of order (or, met again, twice). The next look
-            # walks back to `live` and finds them.
+        if f.inode == live.inode or (f.gz and f.fp and f.fp == live.refresh_fp()):
+            # Docker rotated `live` since we opened it (and maybe compressed it: its `.gz` has its
+            # fingerprint): what we walked so far is newer than it, and queued before it would be
+            # read out of order (or, met again, twice). The next look walks back to `live` and
+            # finds them.
             f.close()
             for g in between:
                 g.close()
@@ -188,6 +189,10 @@ def walk_back(
             f.close()
             between.reverse()
             return between, True
+        if any(g.inode == f.inode or (f.gz and f.fp and f.fp == g.refresh_fp()) for g in between):
+            # Docker renamed it one step older during this walk (or compressed it): met again.
+            f.close()
+            continue
         between.append(f)
     between.reverse()
     return between, False
