@@ -7,7 +7,7 @@ can take longer than that: the first lines were lost, and not counted (seen in C
 200,000). The container's directory, and so its log file's path, is known from the event alone,
 so the pipeline subscribes an EarlyHold to the directory at `create`, before Docker creates the
 file: from then on the watcher thread opens every file the moment Docker creates it, and counts
-every file Docker deletes unopened, exactly as a tail would. A tail then starts from the hold's
+every file Docker created that no look opened, exactly as a tail would. A tail then starts from the hold's
 files and counts (FileTail._adopt): nothing written since `create` is lost uncounted.
 
 The hand-over is exact: every subscriber of a directory gets the same watcher round's events, the
@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.logs.logfile import MAX_HELD_FILES, LogFile, count_lines, take_unlinked, walk_back
+from agent.logs.logfile import MAX_HELD_FILES, LogFile, caught_up, count_lines, take_unlinked, walk_back
 from agent.logs.watch import DirWatcher, Notice
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ class Handover:
     files: list[LogFile]
     round: int
     exact: bool
-    unlinked: int
-    ours_unlinked: int
+    created: int
+    opened: int
     missed: int
     let_go_files: int
     let_go_lines: int
@@ -56,19 +56,23 @@ class EarlyHold:
         self._newest: LogFile | None = None
         self.round = 0  # the last watcher round counted here
         self.exact = False
-        self.unlinked = 0  # plain chain names Docker unlinked since the watch began
-        self.ours_unlinked = 0  # ... of which files held here
+        self.created = 0  # live files Docker created since the watch began (FileTail._created)
+        self.opened = 0  # ... files the looks since then opened
         self.missed = 0
         self.let_go_files = self.let_go_lines = self.let_go_bytes = 0
         self.users = 0  # tails that will take over (the pipeline's own reference is `pinned`)
         self.pinned = True
         self.closed = False
         self._watcher = watcher
+        with self.lock:
+            # Files that exist already (the event came late), looked at before the watch: their
+            # creations are not counted, so neither are they (files rotated away before it are unknown).
+            self._scan()
+            self.opened = 0
         self._sub = watcher.subscribe(str(path.parent), path.name, self._on_notice)
         with self.lock:
             self.exact = self._sub.wd >= 0
-            # Files that exist already (the event came late): deletions before the watch are unknown.
-            self._scan()
+            self._scan()  # what Docker created between the first look and the watch
 
     # --- the watcher thread ---------------------------------------------------------------------
     def _on_notice(self, n: Notice) -> None:
@@ -78,13 +82,15 @@ class EarlyHold:
             if n.lost:
                 self.exact = False
             if n.exact:
-                self.unlinked += n.deleted
+                self.created += n.created
             if n.created or n.changed or not n.exact:
                 for _ in range(4):  # again while it finds newer files, as FileTail._on_notice
                     if not self._scan():
                         break
             if n.deleted or not n.exact:
-                self._account()
+                take_unlinked(self._held)  # marked gone: the tail closes them once read
+            if self.exact and self.created - self.opened > self.missed and caught_up(self.path, self._newest):
+                self.missed = self.created - self.opened  # as FileTail._account_missed
             self.round = max(self.round, n.round)
 
     def _scan(self) -> bool:
@@ -107,6 +113,7 @@ class EarlyHold:
             else:
                 self._held[f.inode] = f
         self._newest = live
+        self.opened += len(between) + 1
         while len(self.files) > MAX_HELD_FILES:  # no tail came for long: the tail's own bound
             victim = self.files.pop(0)
             self._held.pop(victim.inode, None)
@@ -115,16 +122,10 @@ class EarlyHold:
             except OSError:
                 lines, size = 0, 0
             victim.close()
-            self.ours_unlinked += 1  # counted here, not as missed when Docker deletes it
             self.let_go_files += 1
             self.let_go_lines += lines
             self.let_go_bytes += size
         return True
-
-    def _account(self) -> None:
-        self.ours_unlinked += len(take_unlinked(self._held))
-        if self.exact:
-            self.missed = max(self.missed, self.unlinked - self.ours_unlinked)
 
     # --- the tails (a worker thread, under the tail's own lock) ----------------------------------
     def hand_over(self) -> Handover:
@@ -136,8 +137,8 @@ class EarlyHold:
                 copies,
                 self.round,
                 self.exact,
-                self.unlinked,
-                self.ours_unlinked,
+                self.created,
+                self.opened,
                 self.missed,
                 self.let_go_files,
                 self.let_go_lines,

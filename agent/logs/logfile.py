@@ -144,6 +144,16 @@ def take_unlinked(held: dict[int, LogFile]) -> list[LogFile]:
     return out
 
 
+def caught_up(path: Path, newest: LogFile | None) -> bool:
+    """The live file at `path` is `newest`: every file Docker has now was opened by the last look."""
+    if newest is None:
+        return False
+    try:
+        return os.stat(path).st_ino == newest.inode
+    except OSError:
+        return False
+
+
 def walk_back(
     live: LogFile, path: Path, newest: LogFile | None, held: dict[int, LogFile]
 ) -> tuple[list[LogFile], bool]:

@@ -11,7 +11,7 @@ be reused, so inodes identify files exactly. A new live file's predecessors that
 held file (by inode, or fingerprint for a `.gz`).
 
     watcher thread: notice ─► scan: stat live; new inode? open it, walk back, queue [.k .. .1, live]
-                              account: plain names Docker unlinked - held files it unlinked = missed
+                              account: live files Docker created - files we opened = missed
     event loop:     inbox ─► files[0] ─pread─► LineSplitter ─► parse_block ─► Joiner ─► batch ─► SinkRunner
                     EOF on a file that is not the newest → it is complete: next file
 
@@ -54,6 +54,7 @@ from agent.logs.logfile import (
     MAX_HELD_BYTES,
     MAX_HELD_FILES,
     LogFile,
+    caught_up,
     count_lines,
     rotation_chain,
     take_unlinked,
@@ -118,9 +119,13 @@ class FileTail(Tail):
         self._newest: LogFile | None = None
         self._ready = False
         self._ended = False
-        self._exact = False  # inotify sees every unlink in the directory: misses can be counted
-        self._unlinked = 0  # plain chain names Docker unlinked since we watch
-        self._ours_unlinked = 0  # ... of which files we hold
+        # Misses are counted by creations, not by unlinks: with compress=true Docker unlinks `.1` once
+        # `.1.gz` holds its lines, and later unlinks that `.gz`, so an unlink says nothing of a loss.
+        # Every file Docker makes was once the live file, created under its name: files created since
+        # we watch, less the files our looks opened since, were gone before any look found them.
+        self._exact = False  # inotify sees every creation in the directory: misses can be counted
+        self._created = 0  # live files Docker created since we watch (inotify)
+        self._opened = 0  # files our looks opened since we watch (not the first look, made before it)
         self._missed = 0  # files counted as missed so far
         self._let_go: list[LogFile] = []  # over the bound: counted and released outside the lock
 
@@ -240,7 +245,7 @@ class FileTail(Tail):
                     self.runner.name,
                 )
             if notice.exact:
-                self._unlinked += notice.deleted
+                self._created += notice.created
             added = False
             if notice.created or notice.changed or not notice.exact:
                 # Again while it finds newer files: Docker may have rotated during the look, and
@@ -250,7 +255,8 @@ class FileTail(Tail):
                         break
                     added = True
             if notice.deleted or not notice.exact:
-                self._account_unlinks()
+                self._close_unlinked()
+            self._account_missed()
             let_go, self._let_go = self._let_go, []
         for victim in let_go:
             self._count_let_go(victim)
@@ -305,6 +311,7 @@ class FileTail(Tail):
         self._hold(live)
         self._inbox.append(live)
         self._newest = live
+        self._opened += len(between) + 1
         if between:
             log.debug("container %s: %d rotated files queued", self.cid[:12], len(between))
         self._let_go_over_bound()
@@ -351,16 +358,21 @@ class FileTail(Tail):
             lines,
         )
 
-    def _account_unlinks(self) -> None:
-        """Files Docker unlinked that we never held were missed: count them (under _lock)."""
+    def _close_unlinked(self) -> None:
+        """Close the files Docker unlinked that were read to their end (under _lock)."""
         for f in take_unlinked(self._held):
-            self._ours_unlinked += 1
             if f.finished and f is not self._newest:
                 f.close()
+
+    def _account_missed(self) -> None:
+        """Count files created that no look opened (under _lock). Only once a look has caught up with
+        the live file: then every file created before this round's events was opened or is gone. A
+        look may open a file whose creation event comes a round later, so this is never more than
+        the files truly missed."""
         if not self._exact:
             return
-        missed = self._unlinked - self._ours_unlinked - self._missed
-        if missed > 0:
+        missed = self._created - self._opened - self._missed
+        if missed > 0 and caught_up(self.path, self._newest):
             self._missed += missed
             self._count_missed(missed)
 
@@ -469,7 +481,7 @@ class FileTail(Tail):
             self.files = list(h.files)
             self._newest = h.files[-1] if h.files else None
             self._after_round = h.round
-            self._unlinked, self._ours_unlinked, self._missed = h.unlinked, h.ours_unlinked, h.missed
+            self._created, self._opened, self._missed = h.created, h.opened, h.missed
             self._exact = sub.wd >= 0 and h.exact
             self._ready = True
         st = self.runner.stats

@@ -86,7 +86,7 @@ class Notice:
     created: int = 0  # the live file was created (IN_CREATE)
     modified: bool = False  # the live file was written to
     changed: bool = False  # a rotation-chain name was renamed, deleted, or a .gz finished
-    deleted: int = 0  # plain chain names (`<live>`, `<live>.N`) unlinked (IN_DELETE)
+    deleted: int = 0  # plain chain names (`<live>`, `<live>.N`) unlinked (IN_DELETE): held files to close
     lost: bool = False  # the kernel's event queue overflowed: events were lost, counts are not exact
     # The watcher's round that made it (0: not from the watcher thread). Every subscriber of a
     # directory gets the same round's events, so a hand-over between two of them (agent/logs/early.py)

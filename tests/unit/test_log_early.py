@@ -39,13 +39,17 @@ async def run_tail(tail: FileTail) -> asyncio.Task[None]:
     return task
 
 
-async def test_files_rotated_away_before_the_tail_existed_are_read_from_the_hold(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+async def test_files_rotated_away_before_the_tail_existed_are_read_from_the_hold(
+    tmp_path: Path, compress: bool
+) -> None:
     """max-file=3 and six rotations before the tail exists (its inspect is late): dockerd has only the
     last three files; the tail reads all of them from the hold, then follows more rotations, and
-    every line arrives once. A tail without the hold finds only what dockerd still has."""
+    every line arrives once, none counted missed. A tail without the hold finds only what dockerd
+    still has."""
     watcher = DirWatcher()
     hold = EarlyHold(live_path(tmp_path), watcher)
-    w = th.DockerWriter(tmp_path, max_file=3)
+    w = th.DockerWriter(tmp_path, max_file=3, compress=compress)
     n = 0
     try:
         await until(lambda: held_newest(hold, w), what="the first file held")
@@ -95,15 +99,16 @@ async def test_files_rotated_away_before_the_tail_existed_are_read_from_the_hold
         await asyncio.to_thread(watcher.close)
 
 
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
 async def test_files_deleted_before_the_hold_could_open_them_are_counted_by_the_tail(
-    tmp_path: Path,
+    tmp_path: Path, compress: bool
 ) -> None:
     """The watcher thread cannot look for a while (the hold's lock is held, as a starved thread would
     be): dockerd rotates 5 times with max-file=2, so 3 files are created and unlinked unseen. The tail
     that takes over reads the rest and counts those 3 with max-size each, exactly once."""
     watcher = DirWatcher()
     hold = EarlyHold(live_path(tmp_path), watcher)
-    w = th.DockerWriter(tmp_path, max_file=2)
+    w = th.DockerWriter(tmp_path, max_file=2, compress=compress)
     try:
         await until(lambda: held_newest(hold, w), what="the first file held")
         for s in th.numbered(20):
@@ -148,15 +153,7 @@ def test_the_walk_back_crosses_the_name_a_rotation_in_progress_left_missing(tmp_
     newest = LogFile.open(f"{live}.2")  # a file held before, since deleted by Docker
     Path(f"{live}.2").unlink()
     Path(f"{live}.2").write_bytes(b"between\n")
-    cur = LogFile.open(live)
-    try:
-        between, reached = walk_back(cur, live, newest, {})
-        assert [f.read(100) for f in between] == [b"between\n"] and reached is False
-        for f in between:
-            f.close()
-    finally:
-        cur.close()
-        newest.close()
+    assert walked(LogFile.open(live), live, newest) == ([b"between\n"], False)
 
 
 def test_the_walk_back_never_queues_the_live_file_it_started_from(tmp_path: Path) -> None:
@@ -171,14 +168,7 @@ def test_the_walk_back_never_queues_the_live_file_it_started_from(tmp_path: Path
     for a, b in [(".2", ".3"), (".1", ".2"), ("", ".1")]:
         Path(f"{live}{a}").rename(f"{live}{b}")
     Path(live).write_bytes(b"new live\n")
-    try:
-        between, reached = walk_back(cur, live, held, {})
-        assert [f.read(100) for f in between] == [b"between\n"] and reached is True
-        for f in between:
-            f.close()
-    finally:
-        cur.close()
-        held.close()
+    assert walked(cur, live, held) == ([b"between\n"], True)
 
 
 def test_the_walk_back_queues_a_file_renamed_older_during_the_walk_once(
@@ -209,14 +199,21 @@ def test_the_walk_back_queues_a_file_renamed_older_during_the_walk_once(
         return f
 
     monkeypatch.setattr(LogFile, "open", classmethod(open_and_rotate))
+    assert walked(cur, live, held) == ([b'{"log":"between"}\n'], True)
+
+
+def walked(cur: LogFile, live: Path, newest: LogFile) -> tuple[list[bytes], bool]:
+    """walk_back from `cur` (the live file as opened) to `newest`: the files it queued, read, and
+    whether it reached `newest`. Every file is closed after."""
     try:
-        between, reached = walk_back(cur, live, held, {})
-        assert [f.read(100) for f in between] == [b'{"log":"between"}\n'] and reached is True
+        between, reached = walk_back(cur, live, newest, {})
+        got = [f.read(100) for f in between]
         for f in between:
             f.close()
+        return got, reached
     finally:
         cur.close()
-        held.close()
+        newest.close()
 
 
 def gz(path: Path, data: bytes) -> None:

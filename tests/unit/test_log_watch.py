@@ -61,7 +61,7 @@ def test_fold_counts_creates_and_plain_unlinks_only() -> None:
         RawEvent(1, IN_MOVED_TO, 0, f"{LIVE}.2"),
         RawEvent(1, IN_CREATE, 0, LIVE),
         RawEvent(1, IN_MODIFY, 0, LIVE),
-        RawEvent(1, IN_DELETE, 0, f"{LIVE}.1.gz"),  # a copy: its plain file's unlink was counted
+        RawEvent(1, IN_DELETE, 0, f"{LIVE}.1.gz"),  # not a held file: nothing to close
     ]:
         got = _fold(n, LIVE, ev)
         assert got is not None
@@ -70,15 +70,19 @@ def test_fold_counts_creates_and_plain_unlinks_only() -> None:
     assert _fold(n, LIVE, RawEvent(1, IN_MODIFY, 0, "config.v2.json")) is None
 
 
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
 @pytest.mark.parametrize("use_inotify", [True, False], ids=["inotify", "polling"])
-async def test_rotation_faster_than_the_reader_loses_nothing(tmp_path: Path, use_inotify: bool) -> None:
+async def test_rotation_faster_than_the_reader_loses_nothing(
+    tmp_path: Path, use_inotify: bool, compress: bool
+) -> None:
     """max-file=3 and 40 rotations while the reader is held back by a sink that is down: every file is
     rotated away and unlinked long before it is read, and is read through the descriptor the watcher
     opened. The writer waits only until the watcher holds each new file (the watcher's job: the
-    kernel cannot be outrun from inside this process, which shares the GIL with the writer)."""
+    kernel cannot be outrun from inside this process, which shares the GIL with the writer). With
+    compress=true Docker also unlinks each `.1` for its `.1.gz`: nothing is counted missed for it."""
     watcher = DirWatcher(use_inotify=use_inotify, fallback_interval=0.01)
     assert watcher.inotify is use_inotify
-    w = th.DockerWriter(tmp_path, max_file=3)
+    w = th.DockerWriter(tmp_path, max_file=3, compress=compress)
     sink = th.ListSink()
     sink.down = True
     tail = th.make_tail(tmp_path, sink, TailOptions(poll_interval=0.05, batch_records=100), watcher=watcher)
@@ -111,11 +115,13 @@ async def test_rotation_faster_than_the_reader_loses_nothing(tmp_path: Path, use
         await asyncio.to_thread(watcher.close)
 
 
-async def test_files_rotated_away_unopened_are_counted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+async def test_files_rotated_away_unopened_are_counted(tmp_path: Path, compress: bool) -> None:
     """The watcher cannot open anything for a while (its tail's lock is held, as a starved thread would
-    be): dockerd rotates 5 times with max-file=2, so 4 files are created and unlinked unseen."""
+    be): dockerd rotates 5 times with max-file=2, so 4 files are created and unlinked unseen. With
+    compress=true what Docker deletes unseen is `.1.gz` files (their `.1` was unlinked for them)."""
     watcher = DirWatcher()
-    w = th.DockerWriter(tmp_path, max_file=2)
+    w = th.DockerWriter(tmp_path, max_file=2, compress=compress)
     sink = th.ListSink()
     tail = th.make_tail(tmp_path, sink, watcher=watcher)
     tail.container = th.container()
@@ -142,6 +148,48 @@ async def test_files_rotated_away_unopened_are_counted(tmp_path: Path) -> None:
         assert sink.lines() == [*th.numbered(20), *th.numbered(10, 50), "last"]
         assert (st.files_missed, st.bytes_missed) == (3, 3 * 20_000)
         assert st.dropped.get(DropReason.ROTATED, 0) == 0  # their lines are not knowable
+    finally:
+        await th.stop(tail, task)
+        await asyncio.to_thread(watcher.close)
+
+
+async def test_misses_are_files_created_less_files_opened_once_caught_up(tmp_path: Path) -> None:
+    """The count's rules, with the notices given by hand (a polling watcher sends none that count):
+    a look may open a file before its creation event is read; a creation read while the new live
+    file is not there yet counts nothing until a look opens it; files created that no look opened are
+    counted once the look has caught up with the live file."""
+    watcher = DirWatcher(use_inotify=False, fallback_interval=3600, rescan_interval=3600)
+    w = th.DockerWriter(tmp_path, max_file=2)
+    sink = th.ListSink()
+    tail = th.make_tail(tmp_path, sink, watcher=watcher)
+    tail.container = replace(th.container(), log_opts={"max-size": "1k"})
+    task = asyncio.create_task(tail.run())
+    try:
+        w.line("a")
+        await until(lambda: sink.lines() == ["a"], what="the first line")
+        with tail._lock:
+            tail._exact = True  # as with inotify: the exact notices below stand for its events
+        st = tail.runner.stats
+        w.rotate()
+        tail._on_notice(Notice(exact=False))  # a rescan opens the new file first ...
+        tail._on_notice(Notice(exact=True, created=1, changed=True))  # ... then its event is read
+        assert st.files_missed == 0
+        with tail._lock:
+            w.rotate()
+            w.rotate_away()  # the next rotation has begun: the file just created is `.1` already
+        tail._on_notice(Notice(exact=True, created=1, changed=True))
+        assert st.files_missed == 0  # no live file to open: not caught up, not counted
+        w.fh = open(w.path, "wb")  # noqa: SIM115 - the rotation's second half
+        tail._on_notice(Notice(exact=True, created=1, changed=True))
+        assert st.files_missed == 0  # the look found both, the live file and `.1`
+        with tail._lock:  # three rotations before any look: of max-file=2, the first file is gone
+            for _ in range(3):
+                w.line("b")
+                w.rotate()
+        tail._on_notice(Notice(exact=True, created=3, changed=True))
+        assert (st.files_missed, st.bytes_missed) == (1, 1000)
+        tail._on_notice(Notice(exact=True, modified=True))
+        assert st.files_missed == 1  # counted once
     finally:
         await th.stop(tail, task)
         await asyncio.to_thread(watcher.close)
