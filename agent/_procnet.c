@@ -1,4 +1,4 @@
-/* The collector's hot path in C: read a /proc/<pid>/net file, and parse the five kinds of file
+/* The collector's hot path in C: read a /proc/<pid>/net file, and parse the six kinds of file
  * read from every namespace on every collection. Each function returns exactly what its pure-Python
  * twin in agent/procnet.py returns for the same bytes (tests/unit/test_fastproc.py checks both on
  * captured and mutated files); agent/fastproc.py picks this module when it was built and falls back
@@ -258,6 +258,14 @@ slow:; /* anything else: let int() decide (big numbers, or its ValueError) */
     return r;
 }
 
+/* d[key] = val, taking both references; a NULL key or val (its error already raised) fails. */
+static int set_item_steal(PyObject *d, PyObject *key, PyObject *val) {
+    int rc = key != NULL && val != NULL ? PyDict_SetItem(d, key, val) : -1;
+    Py_XDECREF(key);
+    Py_XDECREF(val);
+    return rc;
+}
+
 static int get_buffer(PyObject *obj, Py_buffer *view) {
     return PyObject_GetBuffer(obj, view, PyBUF_SIMPLE);
 }
@@ -332,14 +340,8 @@ static PyObject *parse_net_dev(PyObject *self, PyObject *args) {
             }
             PyTuple_SET_ITEM(tup, i, v);
         }
-        PyObject *name = PyUnicode_DecodeASCII(a, b - a, "replace");
-        if (name == NULL || PyDict_SetItem(out, name, tup) < 0) {
-            Py_XDECREF(name);
-            Py_DECREF(tup);
+        if (set_item_steal(out, PyUnicode_DecodeASCII(a, b - a, "replace"), tup) < 0)
             goto fail;
-        }
-        Py_DECREF(name);
-        Py_DECREF(tup);
     }
     PyBuffer_Release(&view);
     return out;
@@ -444,12 +446,10 @@ static PyObject *pick_net_snmp(PyObject *self, PyObject *args) {
         if (vtok != vloc)
             PyMem_Free(vtok);
         Py_DECREF(seq);
-        if (PyDict_SetItem(out, sec, got) < 0) {
-            Py_DECREF(sec);
+        int rc = set_item_steal(out, sec, got);
+        got = NULL;
+        if (rc < 0)
             goto fail;
-        }
-        Py_DECREF(sec);
-        Py_CLEAR(got);
         continue;
     fail_seq:
         if (htok != NULL && htok != hloc)
@@ -493,22 +493,13 @@ static PyObject *parse_sockstat(PyObject *self, PyObject *arg) {
             if (!next_token(&t, line.end, &v))
                 break;
             PyObject *key = PyUnicode_DecodeASCII(k.p, k.end - k.p, "replace");
-            PyObject *val = key ? to_int(v.p, v.end) : NULL;
-            if (val == NULL || PyDict_SetItem(d, key, val) < 0) {
-                Py_XDECREF(key);
-                Py_XDECREF(val);
+            if (set_item_steal(d, key, key ? to_int(v.p, v.end) : NULL) < 0)
                 goto fail;
-            }
-            Py_DECREF(key);
-            Py_DECREF(val);
         }
-        PyObject *proto = PyUnicode_DecodeASCII(line.p, colon - line.p, "replace");
-        if (proto == NULL || PyDict_SetItem(out, proto, d) < 0) {
-            Py_XDECREF(proto);
+        int rc = set_item_steal(out, PyUnicode_DecodeASCII(line.p, colon - line.p, "replace"), d);
+        d = NULL;
+        if (rc < 0)
             goto fail;
-        }
-        Py_DECREF(proto);
-        Py_CLEAR(d);
     }
     PyBuffer_Release(&view);
     return out;
@@ -580,13 +571,8 @@ static PyObject *pick_net_snmp6(PyObject *self, PyObject *args) {
                 ve--;
             PyObject *val = to_int(v, ve);
             PyObject *key = val ? PyUnicode_DecodeASCII(line.p + ml, name_end - line.p - ml, "replace") : NULL;
-            if (key == NULL || PyDict_SetItem(out, key, val) < 0) {
-                Py_XDECREF(key);
-                Py_XDECREF(val);
+            if (set_item_steal(out, key, val) < 0)
                 goto fail;
-            }
-            Py_DECREF(key);
-            Py_DECREF(val);
         }
     }
     PyBuffer_Release(&view);

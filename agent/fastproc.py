@@ -50,11 +50,11 @@ class Parser(Protocol):
 
     def has_ipv6(self, data: bytes) -> bool: ...
 
-    def namespace(self, prefix: str, wanted: Mapping[str, Sequence[str]], ipv6: str) -> Namespace:
+    def namespace(self, prefix: str, wanted: Mapping[str, Sequence[str]] | None, ipv6: str) -> Namespace:
         """What NetCollector reads of the namespace at `prefix` ("<procfs>/<pid>/net/"): net/dev,
-        the wanted net/snmp + net/netstat fields, net/sockstat, and by `ipv6` ("never", "always",
-        "auto": where net/if_inet6 shows IPv6 beyond lo) net/sockstat6 and snmp6's Udp6 fields,
-        absent where IPv6 is off. OSError (naming the file) where a base file cannot be read."""
+        the wanted net/snmp + net/netstat fields (None: every field, for tests and tools),
+        net/sockstat, and by `ipv6` ("never", "always", "auto": where net/if_inet6 shows IPv6
+        beyond lo) net/sockstat6 and snmp6's Udp6 fields, absent where IPv6 is off. OSError (naming the file) where a base file cannot be read."""
         ...
 
 
@@ -113,12 +113,12 @@ class PythonParser:
     def has_ipv6(self, data: bytes) -> bool:
         return has_ipv6_text(_text(data))
 
-    def namespace(self, prefix: str, wanted: Mapping[str, Sequence[str]], ipv6: str) -> Namespace:
+    def namespace(self, prefix: str, wanted: Mapping[str, Sequence[str]] | None, ipv6: str) -> Namespace:
         """File by file, with this parser's read and parse methods (CParser's too). One C call for
         the whole namespace was measured: 3 % less CPU (bench/pool.py), not worth its 170 lines."""
         dev = self.net_dev(self.read(prefix + "dev"))
-        mib = self.pick_mib(self.read(prefix + "snmp", True), wanted)
-        mib.update(self.pick_mib(self.read(prefix + "netstat", True), wanted))
+        mib = self._mib(self.read(prefix + "snmp", True), wanted)
+        mib.update(self._mib(self.read(prefix + "netstat", True), wanted))
         sockstat = self.sockstat(self.read(prefix + "sockstat", True))
         want6 = ipv6 == "always"
         if ipv6 == "auto":
@@ -136,6 +136,9 @@ class PythonParser:
                 sockstat.update(self.sockstat(s6))
                 udp6 = self.snmp6(u6, "Udp6")
         return dev, mib, sockstat, udp6
+
+    def _mib(self, data: bytes, wanted: Mapping[str, Sequence[str]] | None) -> dict[str, dict[str, int]]:
+        return procnet.parse_net_snmp(_text(data)) if wanted is None else self.pick_mib(data, wanted)
 
 
 class CParser(PythonParser):

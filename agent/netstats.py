@@ -391,10 +391,7 @@ class NetCollector:
     ) -> NetnsSample:
         net = f"{self.fs.procfs}/{pid}/net/"
         try:
-            if self.mib_fields is None:  # every field (tests, tools): the text parsers
-                dev, mib, sockstat, udp6 = self._every_field(net)
-            else:
-                dev, mib, sockstat, udp6 = self.parser.namespace(net, self.mib_fields, self.ipv6)
+            dev, mib, sockstat, udp6 = self.parser.namespace(net, self.mib_fields, self.ipv6)
         except (FileNotFoundError, ProcessLookupError) as exc:
             raise _Gone(net) from exc
         ignore = self.host_ignore if owner is None else self.ignore
@@ -408,13 +405,6 @@ class NetCollector:
         else:
             netmap = self._networks(ino, pid, owner, devices, networks)
         return NetnsSample(ino, owner, devices, netmap, mib, udp6, sockstat)
-
-    def _every_field(self, net: str) -> fastproc.Namespace:
-        """Like Parser.namespace, but with every net/snmp and net/netstat field converted."""
-        dev, _, sockstat, udp6 = fastproc.PYTHON.namespace(net, {}, self.ipv6)
-        mib = procnet.parse_net_snmp(_read(net + "snmp", True))
-        mib.update(procnet.parse_net_snmp(_read(net + "netstat", True)))
-        return dev, mib, sockstat, udp6
 
     def _networks(
         self,

@@ -18,11 +18,13 @@ collects on its own, and a scrape would only add rendering cost to both windows 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from destroy import ROOT, AgentProc, extract, rss_mib  # bench/ is the script dir: destroy.py sets the path
@@ -63,30 +65,40 @@ def wait_ready(agent: AgentProc, n: int, deadline: float = 300) -> None:
     raise TimeoutError("agent never tracked the containers")
 
 
-def window(pid: int, seconds: float, churn: int, eng: Engine) -> tuple[float, int]:
-    """(CPU % of one core, containers started) over `seconds`, with `churn` workers running."""
+@contextlib.contextmanager
+def churning(eng: Engine, loops: int, label: str = LABEL) -> Iterator[list[int]]:
+    """`loops` workers each run `docker run --rm busybox true` back to back until the block ends;
+    yields the containers each has started so far (read it: it grows)."""
     stop = threading.Event()
-    started = [0] * churn
+    started = [0] * loops
 
     def worker(i: int) -> None:
         while not stop.is_set():
             subprocess.run(
-                ["docker", "run", "--rm", "--label", LABEL + ".short", BUSYBOX_IMAGE, "true"],
+                ["docker", "run", "--rm", "--label", label + ".short", BUSYBOX_IMAGE, "true"],
                 env=eng.env,
                 capture_output=True,
                 timeout=120,
             )
             started[i] += 1
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(churn)]
-    c0, t0 = cpu_s(pid), time.monotonic()
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(loops)]
     for t in threads:
         t.start()
-    time.sleep(seconds)  # a measurement window, not a wait for a condition
-    c1, t1 = cpu_s(pid), time.monotonic()
-    stop.set()
-    for t in threads:
-        t.join(timeout=180)
+    try:
+        yield started
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=180)
+
+
+def window(pid: int, seconds: float, churn: int, eng: Engine) -> tuple[float, int]:
+    """(CPU % of one core, containers started) over `seconds`, with `churn` workers running."""
+    c0, t0 = cpu_s(pid), time.monotonic()
+    with churning(eng, churn) as started:
+        time.sleep(seconds)  # a measurement window, not a wait for a condition
+        c1, t1 = cpu_s(pid), time.monotonic()
     return 100 * (c1 - c0) / (t1 - t0), sum(started)
 
 

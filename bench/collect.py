@@ -29,9 +29,7 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -39,6 +37,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
+
+from churn import churning  # noqa: E402 - bench/ is the script dir
 
 from agent.docker.client import DockerClient  # noqa: E402
 from agent.docker.models import NotFound  # noqa: E402
@@ -162,23 +162,7 @@ async def stats_api(eng: Engine, sample: int) -> tuple[float, float, float]:
 def scrapes_with_churn(eng: Engine, url: str, scrapes: int, loops: int = 3) -> tuple[list[float], float]:
     """/metrics wall times while `loops` workers start and remove short-lived containers back to
     back (`docker run --rm busybox true`); and the containers started per second meanwhile."""
-    stop = threading.Event()
-    started = [0] * loops
-
-    def worker(i: int) -> None:
-        while not stop.is_set():
-            subprocess.run(
-                ["docker", "run", "--rm", "--label", LABEL + ".short", BUSYBOX_IMAGE, "true"],
-                env=eng.env,
-                capture_output=True,
-                timeout=120,
-            )
-            started[i] += 1
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(loops)]
-    for t in threads:
-        t.start()
-    try:
+    with churning(eng, loops, LABEL) as started:
         deadline = time.monotonic() + 120
         while sum(started) < loops:  # the churn is under way before the first timed scrape
             assert time.monotonic() < deadline, "no short-lived container started"
@@ -190,10 +174,6 @@ def scrapes_with_churn(eng: Engine, url: str, scrapes: int, loops: int = 3) -> t
                 resp.read()
             walls.append(time.perf_counter() - w0)
         rate = (sum(started) - n0) / (time.monotonic() - t0)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=180)
     return walls, rate
 
 
