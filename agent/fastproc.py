@@ -54,7 +54,8 @@ class Parser(Protocol):
         """What NetCollector reads of the namespace at `prefix` ("<procfs>/<pid>/net/"): net/dev,
         the wanted net/snmp + net/netstat fields (None: every field, for tests and tools),
         net/sockstat, and by `ipv6` ("never", "always", "auto": where net/if_inet6 shows IPv6
-        beyond lo) net/sockstat6 and snmp6's Udp6 fields, absent where IPv6 is off. OSError (naming the file) where a base file cannot be read."""
+        beyond lo) net/sockstat6 and snmp6's Udp6 fields, absent where IPv6 is off. OSError
+        (naming the file) where a base file cannot be read."""
         ...
 
 

@@ -17,7 +17,10 @@ from agent.logs.jsonfile import FINGERPRINT_MAX, fingerprint
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256 * 1024
+# One read. A reading tail holds about five times this (the chunk, its whole-lines block, the parsed
+# rows and the records), FILL_SLOTS tails per sink read at once. 64 KiB against 256: the same CPU per
+# line (bench/RESULTS.md, "Memory"), a third of the peak shipping 50 containers to 3 sinks.
+CHUNK = 64 * 1024
 # Held behind the reader per tail (files Docker may already have deleted: disk space it cannot free
 # while we hold them). A sink down for long, or a writer faster than the sink, reaches these.
 MAX_HELD_FILES = 64

@@ -543,6 +543,16 @@ class FileTail(Tail):
         finally:
             self._waiting = False
 
+    async def _read_chunk(self, f: LogFile) -> bool:
+        """Read and consume the next chunk of `f`: any? A method of its own so that the chunk is
+        freed on return: held in the loop, each tail waiting for a fill slot kept its last chunk
+        (37 of the 51 MiB peak shipping 50 containers to 3 sinks, bench/memory_parts.py)."""
+        data = await asyncio.to_thread(f.read, CHUNK) if f.gz else f.read(CHUNK)
+        if not data:
+            return False
+        await self._consume(f, data)
+        return True
+
     async def _read_loop(self) -> None:
         quiet_since = 0.0
         while not self.stopping:
@@ -558,10 +568,8 @@ class FileTail(Tail):
                 self.splitter = LineSplitter(f.offset)
                 self._splitting = f
             await self._take_slot()
-            data = await asyncio.to_thread(f.read, CHUNK) if f.gz else f.read(CHUNK)
-            if data:
+            if await self._read_chunk(f):
                 quiet_since = 0.0
-                await self._consume(f, data)
                 if self._sent:
                     # A batch went: send the rest of this chunk's lines too, so that a tail waiting
                     # for a slot holds no records, and queue behind the other tails of this sink

@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 import time
+import tracemalloc
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -384,6 +385,61 @@ class HoldingSink(ListSink):
         self.order.append(batch[0].container.id)
         await asyncio.sleep(0)  # let the other tails run: they read only with a slot
         return await super().send(batch)
+
+
+class MeasuringSink(ListSink):
+    """Records the Python heap (tracemalloc) at each send: what the tails hold at that moment. Keeps
+    no records, only their count, so that the heap is the tails'."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heap: list[int] = []
+        self.count = 0
+
+    async def send(self, batch: Sequence[LogRecord]) -> Outcome:
+        self.heap.append(tracemalloc.get_traced_memory()[0])
+        await asyncio.sleep(0)  # let the other tails run: they read only with a slot
+        self.count += len(batch)
+        return Outcome.OK
+
+
+async def test_tails_waiting_for_a_turn_hold_no_read_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sixty containers with a backlog of several read chunks each: the heap at every send stays
+    within what the FILL_SLOTS tails reading hold (~11 chunks), not one chunk per tail waiting for a
+    turn (~75). Before, each waiting tail
+    kept its last chunk (bench/memory_parts.py: 37 of the 51 MiB peak shipping 50 containers to 3
+    sinks were such chunks). Read chunks of 256 KiB here, so that they, not the tails' own objects,
+    are what the heap shows."""
+    import agent.logs.tail as tail_mod
+
+    CHUNK = 256 * 1024
+    monkeypatch.setattr(tail_mod, "CHUNK", CHUNK)
+    sink = MeasuringSink()
+    runner = SinkRunner(SinkSpec(sink.name, "test"), sink, backoff_base=0.01, backoff_cap=0.05)
+    store = CheckpointStore(tmp_path / "state")
+    ids = [f"{i:02d}" * 32 for i in range(60)]
+    line = b'{"log":"' + b"x" * 1000 + b'\\n","stream":"stdout","time":"2026-11-30T05:00:00.000000001Z"}\n'
+    tails = []
+    for cid in ids:
+        d = tmp_path / "containers" / cid
+        d.mkdir(parents=True)
+        (d / f"{cid}-json.log").write_bytes(line * 600)  # > 2 read chunks
+        c = Container(id=cid, name=cid[:4], image="busybox", image_id="", pid=1, network_mode="default")
+        path = HostFS(docker_root=tmp_path).container_dir(cid) / f"{cid}-json.log"
+        tails.append(FileTail(c, runner, store, FAST, path))
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tasks = [asyncio.create_task(t.run()) for t in tails]
+        await until(lambda: sink.count == 60 * 600, what="every line")
+        for t, task in zip(tails, tasks, strict=True):
+            await stop(t, task)
+    finally:
+        tracemalloc.stop()
+    held = max(sink.heap) - base
+    assert held < 20 * CHUNK, f"{held / CHUNK:.1f} chunks held at a send"
 
 
 async def test_tails_of_a_sink_hold_batches_in_turns_not_all_at_once(tmp_path: Path) -> None:
