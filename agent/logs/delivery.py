@@ -167,7 +167,8 @@ class TailOptions:
     start_at_end: bool = False  # only for containers that existed before the sink's first start
     batch_records: int = BATCH_RECORDS
     batch_bytes: int = BATCH_BYTES
-    poll_interval: float = 0.25
+    poll_interval: float = 0.25  # a json-file reader's look for more without inotify (FileTail)
+    idle_interval: float = 10.0  # ... with inotify, whose notices wake it: only a fallback
     flush_after: float = 5.0
 
 

@@ -106,7 +106,8 @@ async def test_files_deleted_before_the_hold_could_open_them_are_counted_by_the_
     """The watcher thread cannot look for a while (the hold's lock is held, as a starved thread would
     be): dockerd rotates 5 times with max-file=2, so 3 files are created and unlinked unseen. The tail
     that takes over reads the rest and counts those 3 with max-size each, exactly once."""
-    watcher = DirWatcher()
+    # Rounds come every rescan while nothing happens: the test waits for two of them.
+    watcher = DirWatcher(rescan_interval=0.2)
     hold = EarlyHold(live_path(tmp_path), watcher)
     w = th.DockerWriter(tmp_path, max_file=2, compress=compress)
     try:

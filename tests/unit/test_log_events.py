@@ -193,6 +193,9 @@ async def test_unreadable_log_file_is_counted_warned_once_and_retried(
         None,
         TailOptions(poll_interval=0.02),
     )
+    # The directory is watched (root), so the file is looked at again on the watcher's rescans (an
+    # agent that is not root cannot watch it, and polls it every 50 ms): often, for this test.
+    p.watcher.rescan_interval = 0.05
     metrics = LogMetrics(p)
 
     def unreadable() -> dict[tuple[str, ...], float]:

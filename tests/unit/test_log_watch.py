@@ -120,7 +120,8 @@ async def test_files_rotated_away_unopened_are_counted(tmp_path: Path, compress:
     """The watcher cannot open anything for a while (its tail's lock is held, as a starved thread would
     be): dockerd rotates 5 times with max-file=2, so 4 files are created and unlinked unseen. With
     compress=true what Docker deletes unseen is `.1.gz` files (their `.1` was unlinked for them)."""
-    watcher = DirWatcher()
+    # Rounds come every rescan while nothing happens: the test waits for two of them.
+    watcher = DirWatcher(rescan_interval=0.2)
     w = th.DockerWriter(tmp_path, max_file=2, compress=compress)
     sink = th.ListSink()
     tail = th.make_tail(tmp_path, sink, watcher=watcher)
@@ -193,6 +194,55 @@ async def test_misses_are_files_created_less_files_opened_once_caught_up(tmp_pat
     finally:
         await th.stop(tail, task)
         await asyncio.to_thread(watcher.close)
+
+
+async def test_a_write_noticed_just_before_the_reader_waits_is_read_at_once(tmp_path: Path) -> None:
+    """The watcher wakes only a reader that says it is waiting. A write whose notice came between
+    the reader's last read and that moment woke nobody: the reader looks once more after saying so,
+    instead of sleeping through its fallback (60 s here; without the look, this test times out).
+    No notice reaches the tail in this test (a polling watcher that never polls): the write is the
+    lost wake-up itself."""
+    watcher = DirWatcher(use_inotify=False, fallback_interval=3600, rescan_interval=3600)
+    w = th.DockerWriter(tmp_path)
+    sink = th.ListSink()
+    opts = TailOptions(poll_interval=0.02, idle_interval=60.0, batch_records=10)
+    tail = th.make_tail(tmp_path, sink, opts, watcher=watcher)
+    w.line("a")
+    task = asyncio.create_task(tail.run())
+    try:
+        await until(lambda: sink.lines() == ["a"], what="the first line")
+        with tail._lock:
+            tail._exact = True  # as with inotify: the reader now relies on notices
+        give_slot = tail._give_slot
+        written: list[bool] = []
+
+        def write_then_give_slot() -> None:  # _wait's first step, before `_waiting` is set
+            if not written:
+                written.append(True)
+                w.line("b")
+            give_slot()
+
+        tail._give_slot = write_then_give_slot  # type: ignore[method-assign]
+        tail.wake.set()  # one more pass of the loop: it finds nothing, then goes to wait
+        await until(lambda: sink.lines() == ["a", "b"], timeout=30.0, what="the line written as it went idle")
+        assert tail._idle_timeout() == 60.0
+    finally:
+        await th.stop(tail, task)
+        await asyncio.to_thread(watcher.close)
+
+
+async def test_the_reader_polls_only_where_no_notice_would_wake_it(tmp_path: Path) -> None:
+    """The idle timeout: the fallback with inotify; the short poll without it, while a partial line
+    waits for its rest, and while the container is finishing."""
+    tail = th.make_tail(tmp_path, th.ListSink(), TailOptions(poll_interval=0.25, idle_interval=10.0))
+    assert tail._idle_timeout() == 0.25  # not watching yet
+    tail._exact = True
+    assert tail._idle_timeout() == 10.0
+    tail.joiner._pending["stdout"] = None  # type: ignore[assignment]
+    assert tail._idle_timeout() == 0.25
+    tail.joiner._pending.clear()
+    tail.finishing = True
+    assert tail._idle_timeout() == 0.25
 
 
 async def test_over_the_held_bound_the_oldest_file_is_counted_exactly(
