@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Handover:
     """What a tail takes from the hold: its own descriptors of the held files, oldest first, and the
-    unlink counts so far (the tail goes on counting from them)."""
+    counts of files created and opened so far (the tail goes on counting from them)."""
 
     files: list[LogFile]
     round: int

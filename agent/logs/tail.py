@@ -260,7 +260,9 @@ class FileTail(Tail):
             let_go, self._let_go = self._let_go, []
         for victim in let_go:
             self._count_let_go(victim)
-        if added or (notice.modified and self._waiting):
+        if added or (self._waiting and (notice.modified or (not notice.exact and self._unread()))):
+            # A look without events (a rescan, or after the kernel's queue overflowed and took the
+            # writes' events with it) finds data a waiting reader was not told of.
             self._wake_threadsafe()
         elif not notice.exact and not self._waiting:
             self._update_backlog()  # every rescan: the reader may be stuck behind a sink that is down
@@ -423,16 +425,14 @@ class FileTail(Tail):
         early, self._early = self._early, None
         try:
             if early is not None and pos is None and not early.closed:
-                # Subscribed before taking the hold's files: no watcher round falls between the two.
-                self._sub = watcher.subscribe(str(self.path.parent), self.path.name, self._on_notice)
+                # Subscribed before taking the hold's files: no watcher round falls between the two,
+                # and the events queued before are ours too (the hold's counts go on in ours).
+                self._sub = watcher.subscribe(
+                    str(self.path.parent), self.path.name, self._on_notice, queued=True
+                )
                 await asyncio.to_thread(self._adopt, early)
             else:
-                try:
-                    await asyncio.to_thread(self._open_initial, pos)
-                except OSError as exc:
-                    log.warning("container %s: cannot open %s: %s", self.cid[:12], self.path, exc)
-                    with self._lock:
-                        self._ready = True
+                await asyncio.to_thread(self._open_and_watch, pos, watcher)
             if early is not None:
                 early.release()
                 early = None
@@ -443,11 +443,7 @@ class FileTail(Tail):
                     first = self.files[0] if self.files else None
                 if first is not None:
                     await self.owe((first, first.offset, 0))
-            if self._sub is None:
-                # Watch from here on; the look right after covers what rotated since the files were listed.
-                self._sub = watcher.subscribe(str(self.path.parent), self.path.name, self._on_notice)
-                with self._lock:
-                    self._exact = self._sub.wd >= 0
+            # The look after the watch began: what rotated since the files were listed.
             await asyncio.to_thread(self.poll_rotation)
             await self._read_loop()
         finally:
@@ -466,9 +462,23 @@ class FileTail(Tail):
             if own:
                 await asyncio.to_thread(watcher.close)
 
+    def _open_and_watch(self, pos: Position | None, watcher: DirWatcher) -> None:
+        """Blocking: the first look, then the watch at once. A file Docker creates between the two
+        is opened by the look after without its creation being seen, so the gap hides a miss from
+        the count: it is kept to the rest of this call (a checkpoint write used to fall in it)."""
+        try:
+            self._open_initial(pos)
+        except OSError as exc:
+            log.warning("container %s: cannot open %s: %s", self.cid[:12], self.path, exc)
+            with self._lock:
+                self._ready = True
+        self._sub = watcher.subscribe(str(self.path.parent), self.path.name, self._on_notice)
+        with self._lock:
+            self._exact = self._sub.wd >= 0
+
     def _adopt(self, early: EarlyHold) -> None:
         """Blocking (a few dups): start from the files the early hold has had since `create`, and
-        go on counting unlinks from its counts."""
+        go on counting from its counts."""
         sub = self._sub
         assert sub is not None
         with self._lock:
@@ -557,8 +567,11 @@ class FileTail(Tail):
 
     def _unread(self) -> bool:
         """The newest file has bytes past the read offset (a gzipped file has no live end)."""
-        f = self.files[-1] if self.files else None
-        if f is None or f.gz:
+        try:  # also from the watcher thread, while the reader may pop
+            f = self.files[-1]
+        except IndexError:
+            return False
+        if f.gz:
             return False
         try:
             return f.size() > f.offset

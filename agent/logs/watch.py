@@ -179,6 +179,9 @@ class DirWatcher:
                             exc, fallback_interval * 1000)  # fmt: skip
         else:
             self.inotify_error = "disabled"
+        # Folded from events read, for the next round's callbacks (under _lock).
+        self._pending: dict[int, tuple[Subscription, Notice]] = {}
+        self._overflow = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -188,16 +191,22 @@ class DirWatcher:
     def inotify(self) -> bool:
         return self._ino is not None
 
-    def subscribe(self, directory: str, live: str, callback: Callback) -> Subscription:
+    def subscribe(self, directory: str, live: str, callback: Callback, queued: bool = False) -> Subscription:
+        """`queued`: also the events the kernel had queued for the directory before (another
+        subscriber watches it already). Without, the subscriber's notices are about what happened
+        after this call, exactly: a tail counts the files Docker creates from its first look on
+        (tail.py), and a creation from before would be counted as a file it never opened."""
         sub = Subscription(directory, live, callback)
-        if self._ino is not None:
-            try:
-                sub.wd = self._ino.add_watch(directory, MASK | IN_ONLYDIR)
-            except OSError as exc:
-                # ENOSPC (max_user_watches), EACCES (an agent not root), ENOENT: poll this one.
-                level = logging.WARNING if exc.errno == errno.ENOSPC else logging.DEBUG
-                log.log(level, "cannot watch %s (%s): polling it", directory, exc)
-        with self._lock:
+        with self._lock:  # the thread reads and folds under it too: nothing read falls in between
+            if self._ino is not None:
+                try:
+                    sub.wd = self._ino.add_watch(directory, MASK | IN_ONLYDIR)
+                except OSError as exc:
+                    # ENOSPC (max_user_watches), EACCES (an agent not root), ENOENT: poll this one.
+                    level = logging.WARNING if exc.errno == errno.ENOSPC else logging.DEBUG
+                    log.log(level, "cannot watch %s (%s): polling it", directory, exc)
+                if sub.wd >= 0 and not queued and self._by_wd.get(sub.wd):
+                    self._read_locked()  # for the subscribers already there, in the next round
             self._subs.append(sub)
             if sub.wd >= 0:
                 self._by_wd.setdefault(sub.wd, []).append(sub)
@@ -265,29 +274,11 @@ class DirWatcher:
             woke = time.monotonic()
             with contextlib.suppress(OSError):
                 os.read(self._wake_r, 4096)
-            notices: dict[int, tuple[Subscription, Notice]] = {}
-            overflow = False
-            if self._ino is not None:
-                try:
-                    events = self._ino.read()
-                except OSError as exc:
-                    log.warning("reading inotify events: %s", exc)
-                    events = []
-                with self._lock:
-                    for ev in events:
-                        if ev.mask & IN_Q_OVERFLOW:
-                            overflow = True
-                            continue
-                        if ev.mask & IN_IGNORED:
-                            # The directory is gone (`docker rm`) and the kernel dropped the watch; it
-                            # may hand the same number to a new watch: its subscribers are polled now.
-                            for sub in self._by_wd.pop(ev.wd, ()):
-                                sub.wd = -1
-                            continue
-                        for sub in self._by_wd.get(ev.wd, ()):
-                            n = _fold(notices.get(id(sub), (sub, Notice(exact=True)))[1], sub.live, ev)
-                            if n is not None:
-                                notices[id(sub)] = (sub, n)
+            with self._lock:
+                if self._ino is not None:
+                    self._read_locked()
+                notices, self._pending = self._pending, {}
+                overflow, self._overflow = self._overflow, False
             now = time.monotonic()
             with self._lock:
                 subs = list(self._subs)
@@ -311,6 +302,31 @@ class DirWatcher:
             if took > 0.1:  # a round that long can let Docker rotate a file away unseen
                 log.debug("log directory watcher: a round took %.0f ms (%d ready)", took * 1000, len(ready))
             time.sleep(MIN_ROUND)
+
+    def _read_locked(self) -> None:
+        """Read the kernel's queued events and fold them into the subscribers' next notices (under
+        _lock: a subscribe takes it too, so each event goes to the subscribers there when it was read)."""
+        assert self._ino is not None
+        try:
+            events = self._ino.read()
+        except OSError as exc:
+            log.warning("reading inotify events: %s", exc)
+            return
+        notices = self._pending
+        for ev in events:
+            if ev.mask & IN_Q_OVERFLOW:
+                self._overflow = True
+                continue
+            if ev.mask & IN_IGNORED:
+                # The directory is gone (`docker rm`) and the kernel dropped the watch; it may hand
+                # the same number to a new watch: its subscribers are polled now.
+                for sub in self._by_wd.pop(ev.wd, ()):
+                    sub.wd = -1
+                continue
+            for sub in self._by_wd.get(ev.wd, ()):
+                n = _fold(notices.get(id(sub), (sub, Notice(exact=True)))[1], sub.live, ev)
+                if n is not None:
+                    notices[id(sub)] = (sub, n)
 
     def _call(self, sub: Subscription, notice: Notice) -> None:
         try:

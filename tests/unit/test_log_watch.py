@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -243,6 +244,117 @@ async def test_the_reader_polls_only_where_no_notice_would_wake_it(tmp_path: Pat
     tail.joiner._pending.clear()
     tail.finishing = True
     assert tail._idle_timeout() == 0.25
+
+
+async def test_a_creation_queued_before_a_second_subscriber_is_not_counted_by_it(tmp_path: Path) -> None:
+    """Another subscriber (another sink's tail, the early hold) already watches the directory, so the
+    kernel's events for it are one queue: an IN_CREATE queued before this tail's first look (which
+    saw the new file, not counting it) was folded to this tail too, a false miss. Subscribing reads
+    the queue for the subscribers already there first. (From a review's probe.)"""
+    watcher = DirWatcher(rescan_interval=3600)
+    w = th.DockerWriter(tmp_path, max_file=3)
+    w.line("a")
+    entered, gate = threading.Event(), threading.Event()
+
+    def other(n: Notice) -> None:  # stands for the first sink's tail, slow in this round
+        if not gate.is_set():
+            entered.set()
+            gate.wait(10)
+
+    watcher.subscribe(str(w.dir), LIVE, other)
+    sink = th.ListSink()
+    tail = th.make_tail(tmp_path, sink, TailOptions(poll_interval=0.02), watcher=watcher)
+    tail.container = replace(th.container(), log_opts={"max-size": "1k"})
+    task = None
+    try:
+        w.line("b")  # a round starts; the watcher thread is held in `other`
+        await asyncio.to_thread(entered.wait, 10)
+        rounds = watcher.rounds
+        w.rotate()  # IN_CREATE queued in the kernel, not read yet
+        w.line("c")
+        task = asyncio.create_task(tail.run())  # its first look sees `.1` and the new live file
+        await until(lambda: sink.lines() == ["a", "b", "c"], what="all lines")
+        gate.set()
+        await until(lambda: watcher.rounds > rounds + 1, what="the next round")
+        st = tail.runner.stats
+        assert (st.files_missed, st.bytes_missed) == (0, 0), "a false 'rotated away' count"
+    finally:
+        gate.set()
+        if task is not None:
+            await th.stop(tail, task)
+        await asyncio.to_thread(watcher.close)
+
+
+async def test_a_rotation_right_after_the_first_look_is_seen_by_the_watch(tmp_path: Path) -> None:
+    """The tail's first checkpoint write (`owe`, with fsync) used to come between its first look and
+    its watch: a file Docker created then was opened without its creation seen, and the count ran
+    one ahead for good, hiding the next real loss. The watch now begins right after the look. Here
+    Docker rotates during that write, then three times more (max-file=2) while the watcher cannot
+    look: one file is lost, and counted. (From a review's probe.)"""
+    watcher = DirWatcher(rescan_interval=0.2)
+    w = th.DockerWriter(tmp_path, max_file=2)
+    w.line("a")
+    sink = th.ListSink()
+    tail = th.make_tail(tmp_path, sink, watcher=watcher)
+    tail.container = replace(th.container(), log_opts={"max-size": "1k"})
+    owe = tail.owe
+
+    async def owe_while_docker_rotates(raw: object) -> None:
+        await owe(raw)
+        w.line("b")
+        w.rotate()
+
+    tail.owe = owe_while_docker_rotates  # type: ignore[method-assign]
+    task = asyncio.create_task(tail.run())
+    try:
+        await until(lambda: sink.lines() == ["a", "b"], what="the first lines")
+        w.line("c")
+        await until(lambda: sink.lines() == ["a", "b", "c"], what="c")
+        with tail._lock:  # the watcher cannot look: 3 rotations with max-file=2, 1 file gone unseen
+            for s in ["d", "e", "f"]:
+                w.line(s)
+                w.rotate()
+            rounds = watcher.rounds
+        await until(lambda: watcher.rounds > rounds + 1, what="the watcher's next rounds")
+        w.line("g")
+        await until(lambda: sink.lines()[-1:] == ["g"], what="the last line")
+        assert sink.lines() == ["a", "b", "c", "d", "f", "g"]  # "e" was in the file rotated away unseen
+        assert tail.runner.stats.files_missed == 1
+    finally:
+        await th.stop(tail, task)
+        await asyncio.to_thread(watcher.close)
+
+
+async def test_a_look_without_events_wakes_a_waiting_reader_with_data(tmp_path: Path) -> None:
+    """The kernel's queue overflowed and took a write's IN_MODIFY with it: the rescan that follows
+    wakes the reader, which was in its 60 s fallback wait. (From a review's probe.)"""
+    watcher = DirWatcher(use_inotify=False, fallback_interval=3600, rescan_interval=3600)
+    w = th.DockerWriter(tmp_path)
+    w.line("a")
+    sink = th.ListSink()
+    tail = th.make_tail(tmp_path, sink, TailOptions(poll_interval=0.02, idle_interval=60.0), watcher=watcher)
+    waits: list[float] = []
+    idle = tail.idle
+
+    async def recording_idle(timeout: float) -> None:
+        waits.append(timeout)
+        await idle(timeout)
+
+    tail.idle = recording_idle  # type: ignore[method-assign]
+    task = asyncio.create_task(tail.run())
+    try:
+        await until(lambda: sink.lines() == ["a"], what="a")
+        with tail._lock:
+            tail._exact = True
+        tail.wake.set()  # a pass of the loop: it goes to wait again, now with the 60 s fallback
+        await until(lambda: waits[-1:] == [60.0] and tail._waiting, what="the 60 s wait")
+        w.line("b")
+        await asyncio.to_thread(tail._on_notice, Notice(exact=False, lost=True))
+        assert not tail._exact
+        await until(lambda: sink.lines() == ["a", "b"], what="b")
+    finally:
+        await th.stop(tail, task)
+        await asyncio.to_thread(watcher.close)
 
 
 async def test_over_the_held_bound_the_oldest_file_is_counted_exactly(
