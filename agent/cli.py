@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from agent import __version__, config, logformat
+from agent import __version__, config, logformat, malloc
 from agent.config import ConfigError
 from agent.top import cli as top_cli
 
@@ -133,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dockwatch: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logformat.setup(cfg.log_level, cfg.log_format)
+    malloc.tune()
     from agent.app import App  # imported late: `--help` stays fast
 
     try:

@@ -1,0 +1,48 @@
+"""agent/malloc.py: with the threshold fixed, a big buffer freed goes back to the kernel, also after
+glibc has seen one freed before (its dynamic threshold would keep the second in the heap)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from agent import malloc
+
+PROBE = """
+import sys
+from agent import malloc
+print(malloc.tune() if sys.argv[1] == "tuned" else "-")
+def rss_anon():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+x = bytearray(8 << 20)
+del x  # mmapped, freed: glibc raises its threshold to 8 MiB
+x = bytearray(8 << 20)  # untuned: now from the heap
+keep = [bytearray(64) for _ in range(100)]  # above it in the heap: it cannot be trimmed from the top
+del x
+print(rss_anon())
+"""
+
+
+def run(variant: str) -> tuple[str, int]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # the test's own
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, variant], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
+    return out[0], int(out[1])
+
+
+def test_a_freed_big_buffer_is_given_back_once_tuned() -> None:
+    flag, tuned = run("tuned")
+    assert flag == "True"
+    _, plain = run("plain")
+    assert plain - tuned > 6 * 1024, (plain, tuned)  # KiB: the 8 MiB buffer's pages stayed untuned
+
+
+def test_the_operators_own_setting_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert malloc.tune() is False
