@@ -21,10 +21,10 @@ import contextlib
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agent.logs.logfile import MAX_HELD_FILES, LogFile, caught_up, count_lines, take_unlinked, walk_back
+from agent.logs.logfile import MAX_HELD_FILES, LogFile, MissCount, count_lines, take_unlinked, walk_back
 from agent.logs.watch import DirWatcher, Notice
 
 log = logging.getLogger(__name__)
@@ -33,14 +33,12 @@ log = logging.getLogger(__name__)
 @dataclass
 class Handover:
     """What a tail takes from the hold: its own descriptors of the held files, oldest first, and the
-    counts of files created and opened so far (the tail goes on counting from them)."""
+    count so far (the tail goes on counting from it)."""
 
     files: list[LogFile]
     round: int
     exact: bool
-    created: int
-    opened: int
-    missed: int
+    count: MissCount
     let_go_files: int
     let_go_lines: int
     let_go_bytes: int
@@ -56,9 +54,7 @@ class EarlyHold:
         self._newest: LogFile | None = None
         self.round = 0  # the last watcher round counted here
         self.exact = False
-        self.created = 0  # live files Docker created since the watch began (FileTail._created)
-        self.opened = 0  # ... files the looks since then opened
-        self.missed = 0
+        self.count = MissCount()
         self.let_go_files = self.let_go_lines = self.let_go_bytes = 0
         self.users = 0  # tails that will take over (the pipeline's own reference is `pinned`)
         self.pinned = True
@@ -68,7 +64,7 @@ class EarlyHold:
             # Files that exist already (the event came late), looked at before the watch: their
             # creations are not counted, so neither are they (files rotated away before it are unknown).
             self._scan()
-            self.opened = 0
+            self.count.opened = 0
         self._sub = watcher.subscribe(str(path.parent), path.name, self._on_notice)
         with self.lock:
             self.exact = self._sub.wd >= 0
@@ -82,15 +78,15 @@ class EarlyHold:
             if n.lost:
                 self.exact = False
             if n.exact:
-                self.created += n.created
+                self.count.created += n.created
             if n.created or n.changed or not n.exact:
                 for _ in range(4):  # again while it finds newer files, as FileTail._on_notice
                     if not self._scan():
                         break
             if n.deleted or not n.exact:
                 take_unlinked(self._held)  # marked gone: the tail closes them once read
-            if self.exact and self.created - self.opened > self.missed and caught_up(self.path, self._newest):
-                self.missed = self.created - self.opened  # as FileTail._account_missed
+            if self.exact:
+                self.count.settle(self.path, self._newest)  # the tail that takes over reports them
             self.round = max(self.round, n.round)
 
     def _scan(self) -> bool:
@@ -113,7 +109,7 @@ class EarlyHold:
             else:
                 self._held[f.inode] = f
         self._newest = live
-        self.opened += len(between) + 1
+        self.count.opened += len(between) + 1
         while len(self.files) > MAX_HELD_FILES:  # no tail came for long: the tail's own bound
             victim = self.files.pop(0)
             self._held.pop(victim.inode, None)
@@ -137,9 +133,7 @@ class EarlyHold:
                 copies,
                 self.round,
                 self.exact,
-                self.created,
-                self.opened,
-                self.missed,
+                replace(self.count),
                 self.let_go_files,
                 self.let_go_lines,
                 self.let_go_bytes,

@@ -147,14 +147,33 @@ def take_unlinked(held: dict[int, LogFile]) -> list[LogFile]:
     return out
 
 
-def caught_up(path: Path, newest: LogFile | None) -> bool:
-    """The live file at `path` is `newest`: every file Docker has now was opened by the last look."""
-    if newest is None:
-        return False
-    try:
-        return os.stat(path).st_ino == newest.inode
-    except OSError:
-        return False
+@dataclass
+class MissCount:
+    """Files Docker rotated away before any look opened them, for a tail or the early hold (which
+    hands its count over). Not by unlinks: with compress=true Docker unlinks `.1` once `.1.gz` holds
+    its lines. Every file Docker makes is first the live file, created under its name: the files
+    created since the watch began (inotify), less the files the looks opened since (not the first
+    look, made before the watch), were gone before a look found them."""
+
+    created: int = 0
+    opened: int = 0
+    missed: int = 0  # counted so far
+
+    def settle(self, path: Path, newest: LogFile | None) -> int:
+        """The files newly counted missed. Only once a look has caught up with the live file at
+        `path` (it is `newest`): then every file created before this round's events was opened or
+        is gone. A look may open a file whose creation event comes a round later, so the count
+        never runs ahead of the files truly missed."""
+        new = self.created - self.opened - self.missed
+        if new <= 0 or newest is None:
+            return 0
+        try:
+            if os.stat(path).st_ino != newest.inode:
+                return 0
+        except OSError:
+            return 0
+        self.missed += new
+        return new
 
 
 def walk_back(

@@ -54,7 +54,7 @@ from agent.logs.logfile import (
     MAX_HELD_BYTES,
     MAX_HELD_FILES,
     LogFile,
-    caught_up,
+    MissCount,
     count_lines,
     rotation_chain,
     take_unlinked,
@@ -119,14 +119,8 @@ class FileTail(Tail):
         self._newest: LogFile | None = None
         self._ready = False
         self._ended = False
-        # Misses are counted by creations, not by unlinks: with compress=true Docker unlinks `.1` once
-        # `.1.gz` holds its lines, and later unlinks that `.gz`, so an unlink says nothing of a loss.
-        # Every file Docker makes was once the live file, created under its name: files created since
-        # we watch, less the files our looks opened since, were gone before any look found them.
         self._exact = False  # inotify sees every creation in the directory: misses can be counted
-        self._created = 0  # live files Docker created since we watch (inotify)
-        self._opened = 0  # files our looks opened since we watch (not the first look, made before it)
-        self._missed = 0  # files counted as missed so far
+        self._count = MissCount()
         self._let_go: list[LogFile] = []  # over the bound: counted and released outside the lock
 
     @property
@@ -245,7 +239,7 @@ class FileTail(Tail):
                     self.runner.name,
                 )
             if notice.exact:
-                self._created += notice.created
+                self._count.created += notice.created
             added = False
             if notice.created or notice.changed or not notice.exact:
                 # Again while it finds newer files: Docker may have rotated during the look, and
@@ -313,7 +307,7 @@ class FileTail(Tail):
         self._hold(live)
         self._inbox.append(live)
         self._newest = live
-        self._opened += len(between) + 1
+        self._count.opened += len(between) + 1
         if between:
             log.debug("container %s: %d rotated files queued", self.cid[:12], len(between))
         self._let_go_over_bound()
@@ -367,15 +361,8 @@ class FileTail(Tail):
                 f.close()
 
     def _account_missed(self) -> None:
-        """Count files created that no look opened (under _lock). Only once a look has caught up with
-        the live file: then every file created before this round's events was opened or is gone. A
-        look may open a file whose creation event comes a round later, so this is never more than
-        the files truly missed."""
-        if not self._exact:
-            return
-        missed = self._created - self._opened - self._missed
-        if missed > 0 and caught_up(self.path, self._newest):
-            self._missed += missed
+        """Count files created that no look opened (under _lock): MissCount."""
+        if self._exact and (missed := self._count.settle(self.path, self._newest)):
             self._count_missed(missed)
 
     def _count_missed(self, missed: int) -> None:
@@ -491,12 +478,12 @@ class FileTail(Tail):
             self.files = list(h.files)
             self._newest = h.files[-1] if h.files else None
             self._after_round = h.round
-            self._created, self._opened, self._missed = h.created, h.opened, h.missed
+            self._count = h.count
             self._exact = sub.wd >= 0 and h.exact
             self._ready = True
         st = self.runner.stats
-        if h.missed:
-            self._count_missed(h.missed)
+        if h.count.missed:
+            self._count_missed(h.count.missed)
         if h.let_go_files:
             st.drop(DropReason.ROTATED, h.let_go_lines)
             st.files_missed += h.let_go_files
