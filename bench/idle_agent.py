@@ -25,6 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import memory  # noqa: E402
 from collect import proc_cpu  # noqa: E402
 from fluentd_sink import Receiver  # noqa: E402
+from idle_tails import cpu_table  # noqa: E402
 from log_pipeline import SyslogReceiver  # noqa: E402
 
 from tests.support.engine import test_engine  # noqa: E402
@@ -62,12 +63,11 @@ def main() -> None:
                         agent.stop()
         finally:
             memory.cleanup(eng, prefix)
-    print(f"{a.containers} idle containers, 3 sinks following them, no scrapes, CPU over {a.window:g} s")
-    print("| agent | % of a core |")
-    print("|---|---:|")
-    print("| floor: nothing to do | 0.0 |")
-    for label, pct in rows:
-        print(f"| {label} | {pct:.1f} |")
+    cpu_table(
+        f"{a.containers} idle containers, 3 sinks following them, no scrapes, CPU over {a.window:g} s",
+        "agent",
+        [("floor: nothing to do", 0.0), *rows],
+    )
 
 
 if __name__ == "__main__":

@@ -119,8 +119,15 @@ def main() -> None:
                 asyncio.run(tails(Path(td), a.containers, a.window, now, RESCAN_INTERVAL)),
             )
         )
-    print(f"{a.containers} containers x 3 sinks = {n} idle readers, CPU over {a.window:g} s")
-    print("| readers | % of a core |")
+    cpu_table(
+        f"{a.containers} containers x 3 sinks = {n} idle readers, CPU over {a.window:g} s", "readers", rows
+    )
+
+
+def cpu_table(title: str, what: str, rows: list[tuple[str, float]]) -> None:
+    """The results as a markdown table (also bench/idle_agent.py's)."""
+    print(title)
+    print(f"| {what} | % of a core |")
     print("|---|---:|")
     for label, pct in rows:
         print(f"| {label} | {pct:.1f} |")

@@ -148,7 +148,8 @@ class Subscription:
 
 
 # Every subscriber is also looked at this often, notices or not: a fallback, and the backlog gauge of
-# a reader stuck behind a sink that is down. Each look of 1,500 tails costs ~45 ms of CPU.
+# a reader stuck behind a sink that is down. 1,500 idle tails in-process (as bench/idle_tails.py
+# runs them), rescanned every 1 s: 5.1 % of a core; every 10 s: 3.7 %.
 RESCAN_INTERVAL = 5.0
 
 
