@@ -93,6 +93,33 @@ class Engine:
                 self.docker("network", "rm", obj, check=False)
         self._made.clear()
 
+    def reset(self) -> None:
+        """Clear what an interrupted earlier session left in this data root; images stay (cache).
+
+        dockerd restores its containers, networks, volumes and swarm membership from the data
+        root, so a session killed midway hands the next one a swarm advertised on an underlay that
+        no longer exists and, if two sessions shared the engine, two networks of one compose name
+        ("network dwtcompose_default is ambiguous"). Called only on an engine this session started,
+        which no other session can be using yet.
+        """
+        if self.docker("info", "--format", "{{.Swarm.LocalNodeState}}") != "inactive":
+            self.docker("swarm", "leave", "--force", check=False, timeout=120)
+        ids = self.docker("ps", "-aq").split()
+        if ids:
+            self.docker("rm", "-f", "-v", *ids, check=False, timeout=300)
+        builtin = {"bridge", "host", "none"}
+
+        def no_networks_left() -> bool:
+            # The ingress sandbox outlives `swarm leave` for a moment and holds docker_gwbridge.
+            self.docker("network", "prune", "-f", check=False)
+            left = set(self.docker("network", "ls", "--format", "{{.Name}}").split()) - builtin
+            return not left
+
+        wait_for(no_networks_left, timeout=60, interval=0.5, what="old networks to be removed")
+        volumes = self.docker("volume", "ls", "-q").split()
+        if volumes:
+            self.docker("volume", "rm", "-f", *volumes, check=False)
+
     # --- lifecycle -----------------------------------------------------------------------------
     def ping(self) -> bool:
         res = subprocess.run(
@@ -193,6 +220,7 @@ def test_engine() -> Iterator[Engine]:
             if shutil.which("dockerd") is None:
                 raise RuntimeError("dockerd not found: install Debian's docker.io (see README, Tests)")
             eng.start()
+            eng.reset()
     eng.ensure_busybox_image()
     try:
         yield eng
