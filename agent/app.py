@@ -38,7 +38,7 @@ from agent.logs.pipeline import LogPipeline
 from agent.logs.sinkspec import SinkSpec
 from agent.swarm import SwarmView
 from exporters.prometheus.logmetrics import LogMetrics
-from exporters.prometheus.names import MIB_FIELDS
+from exporters.prometheus.names import MIB_FIELDS, SOCKSTAT_FIELDS
 from exporters.prometheus.netmap import NetmapMetrics
 from exporters.prometheus.scrape import Scraper
 from exporters.prometheus.server import make_app, serve
@@ -251,7 +251,9 @@ class App:
         if self.swarm is not None:
             self.inventory.add_event_listener(self.swarm.on_event)
         # The kernel fields to read are those names.py declares metrics for.
-        self.collectors = build_collectors(cfg, swarm=self.swarm, mib_fields=MIB_FIELDS)
+        self.collectors = build_collectors(
+            cfg, swarm=self.swarm, mib_fields=MIB_FIELDS, sockstat_fields=SOCKSTAT_FIELDS
+        )
         self.scraper = Scraper(self.inventory, self.collectors, interval=cfg.collector_interval)
         # Issue 11: networks, ports and swarm services from the Engine API (always on), and the
         # connection tier's last background sweep (a registry collector, when enabled).

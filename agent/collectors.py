@@ -28,8 +28,10 @@ def build_collectors(
     cfg: Config,
     swarm: SwarmSource | None = None,
     mib_fields: Mapping[str, Sequence[str]] | None = None,
+    sockstat_fields: Mapping[str, Sequence[str]] | None = None,
 ) -> Registry:
-    """`mib_fields`: the net/snmp and net/netstat fields the exporter exports (see NetCollector).
+    """`mib_fields`, `sockstat_fields`: the net/snmp + net/netstat and net/sockstat{,6} fields the
+    exporter exports (see NetCollector).
 
     Sidecar mode is decided here for every collector: they read this process's own /proc and
     see no host namespace; `sidecar=` only tells them that pid 1 is not the host's."""
@@ -48,6 +50,7 @@ def build_collectors(
             host_ignore=cfg.collector_host_interfaces_ignore,
             sidecar=sidecar,
             mib_fields=mib_fields,
+            sockstat_fields=sockstat_fields,
             ipv6=cfg.collector_ipv6,
             parser=parser,
         )

@@ -240,6 +240,7 @@ class NetCollector:
         host_ignore: re.Pattern[str] | None = None,
         sidecar: bool = False,
         mib_fields: Mapping[str, Sequence[str]] | None = None,
+        sockstat_fields: Mapping[str, Sequence[str]] | None = None,
         ipv6: str = "auto",
         workers: int = 1,
         parser: fastproc.Parser | None = None,
@@ -248,6 +249,8 @@ class NetCollector:
         declares them with its metrics (exporters/prometheus/names.py MIB_FIELDS) and the
         composition root hands them in, so agent/ need not import exporters/. None converts
         every field: the same values, slower (net/netstat's TcpExt alone has over a hundred).
+
+        `sockstat_fields`: likewise for net/sockstat{,6}, by protocol; None keeps every field.
 
         `ipv6`: when to read net/sockstat6 and net/snmp6 (a quarter of the kernel's time per
         namespace, bench/RESULTS.md): "auto" only where net/if_inet6 shows IPv6 beyond lo,
@@ -270,6 +273,7 @@ class NetCollector:
         self.fs = fs  # a sidecar's own /proc (own_procfs) is chosen by build_collectors
         self.sidecar = sidecar
         self.mib_fields = mib_fields
+        self.sockstat_fields = sockstat_fields
         self.loopback = loopback
         self.host_netns = host_netns
         self.ignore = ignore
@@ -394,6 +398,12 @@ class NetCollector:
             dev, mib, sockstat, udp6 = self.parser.namespace(net, self.mib_fields, self.ipv6)
         except (FileNotFoundError, ProcessLookupError) as exc:
             raise _Gone(net) from exc
+        if self.sockstat_fields is not None:
+            sockstat = {
+                proto: {f: have[f] for f in fields if f in have}
+                for proto, fields in self.sockstat_fields.items()
+                if (have := sockstat.get(proto)) is not None
+            }
         ignore = self.host_ignore if owner is None else self.ignore
         devices = {
             name: ctr

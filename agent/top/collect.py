@@ -25,7 +25,7 @@ from agent.inventory import EngineInventory
 from agent.netstats import CollectResult, NetCollector, NetnsSample, NsKey
 from agent.top.model import HOST_NAME, Iface, NsCounters, Sample
 from agent.top.sources import SourceError
-from exporters.prometheus.names import MIB_FIELDS
+from exporters.prometheus.names import MIB_FIELDS, SOCKSTAT_FIELDS
 
 
 class _TimedCollector(NetCollector):
@@ -107,6 +107,7 @@ class Standalone:
             ignore=cfg.collector_interfaces_ignore,
             host_ignore=cfg.collector_host_interfaces_ignore,
             mib_fields=MIB_FIELDS,  # read what the agent reads: the exported fields
+            sockstat_fields=SOCKSTAT_FIELDS,
         )
         self._task: asyncio.Task[None] | None = None
 

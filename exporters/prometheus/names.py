@@ -563,6 +563,13 @@ MIB_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {sec: tuple(f for _, _, f in _reading(sec)) for sec in _MIB_FILE}
 )
 
+# net/sockstat{,6} protocol -> the fields the renderer reads. The rest are not kept: several are
+# kernel-wide, not the namespace's (TCP mem/alloc/orphan, UDP mem), and move with any socket on the
+# host, so an idle namespace holding them looked changed at every scrape and was rendered again.
+SOCKSTAT_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"TCP": ("inuse", "tw"), "UDP": ("inuse",), "TCP6": ("inuse",), "UDP6": ("inuse",)}
+)
+
 
 def markdown_table() -> str:
     """The README's metric table."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.collector import Registry
@@ -14,6 +15,7 @@ from agent.inventory import Inventory, Snapshot
 from agent.netstats import CollectResult, Membership, NetCollector, NetnsSample
 from agent.procnet import DevCounters
 from exporters.prometheus import names as n
+from exporters.prometheus import render as render_module
 from exporters.prometheus.render import Renderer, escape
 from exporters.prometheus.scrape import Scraper
 from tests.support import toolbox
@@ -158,3 +160,61 @@ def test_a_kept_rendering_equals_a_fresh_one_at_every_step() -> None:
     mib = {**sa.mib, "Tcp": {"CurrEstab": 10, "AttemptFails": 11}}
     both(dataclasses.replace(moved, mib=mib, tcp_states={"ESTABLISHED": 1}), renamed, host)
     assert 'name="web"' not in both(renamed, host)
+
+
+def test_kernel_wide_sockstat_fields_are_not_kept_so_an_idle_namespace_is_not_rendered_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """net/sockstat's TCP mem/alloc/orphan and UDP mem count the whole kernel: they move with any
+    socket on the host. Kept, every idle namespace looked changed at every scrape and was
+    rendered again (issue 14: ~18 ms of a scrape at 500). Only SOCKSTAT_FIELDS are kept, and the
+    text is the same as with every field."""
+    b = toolbox.container(1, "b")
+    root = toolbox.captured_procfs(tmp_path, {1: "host", b.pid: "container"})
+    fs = toolbox.ScriptedFS(procfs=root, links={1: 4026531833, b.pid: 7})
+    snap = Snapshot(containers={b.id: b})
+    picked = NetCollector(fs, mib_fields=n.MIB_FIELDS, sockstat_fields=n.SOCKSTAT_FIELDS)
+    every = NetCollector(fs, mib_fields=n.MIB_FIELDS)
+    stat = root / str(b.pid) / "net" / "sockstat"
+    captured = stat.read_text()
+    assert "TCP: inuse 1 orphan 0 tw 0 alloc 3 mem 39\nUDP: inuse 1 mem 0\n" in captured
+    kept = Renderer()
+    rendered: list[str] = []
+    real = render_module._render_namespace
+
+    def counting(s: NetnsSample, ident: str) -> list[str]:
+        rendered.append(ident)
+        return real(s, ident)
+
+    def scrape() -> tuple[str, int]:
+        """The kept renderer's text (equal to a fresh one's with every field) and how many times
+        it rendered b's namespace."""
+        fresh = Renderer().render("n", "", every.collect(snap), {}, {}, []).text()
+        rendered.clear()
+        with monkeypatch.context() as m:
+            m.setattr(render_module, "_render_namespace", counting)
+            got = kept.render("n", "", picked.collect(snap), {}, {}, []).text()
+        assert got == fresh
+        return got, sum('name="b"' in ident for ident in rendered)
+
+    assert scrape()[1] == 1
+    stat.write_text(
+        captured.replace("orphan 0 tw 0 alloc 3 mem 39", "orphan 2 tw 0 alloc 977 mem 412").replace(
+            "UDP: inuse 1 mem 0", "UDP: inuse 1 mem 7"
+        )
+    )
+    assert scrape()[1] == 0
+    assert {p: set(f) for p, f in picked.collect(snap).samples[0].sockstat.items()} == {
+        "TCP": {"inuse", "tw"},
+        "UDP": {"inuse"},
+    }
+    stat.write_text(captured.replace("TCP: inuse 1", "TCP: inuse 5"))
+    text, renders = scrape()
+    assert renders == 1
+    assert any(
+        line.startswith(n.TCP_INUSE.name)
+        and 'name="b"' in line
+        and 'ip_version="4"' in line
+        and line.endswith(" 5")
+        for line in text.splitlines()
+    )
