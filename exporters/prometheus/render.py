@@ -50,8 +50,14 @@ def head(m: n.Metric, openmetrics: bool = False) -> str:
     return f"# HELP {family} {help_}\n# TYPE {family} {m.kind.value}\n"
 
 
-def _render_namespace(s: NetnsSample, ident: str) -> list[str]:
-    """One namespace's lines for each of _NS_FAMILIES, in its order ("" where it has none)."""
+@functools.cache
+def _head_bytes(m: n.Metric) -> bytes:
+    return head(m).encode()
+
+
+def _render_namespace(s: NetnsSample, ident: str) -> list[bytes]:
+    """One namespace's lines for each of _NS_FAMILIES, in its order (b"" where it has none),
+    encoded here, once per rendering, not with the whole page at every scrape."""
     chunks: list[str] = []
     add = chunks.append
     rows = [
@@ -88,7 +94,7 @@ def _render_namespace(s: NetnsSample, ident: str) -> list[str]:
             f'{n.TCP_STATES.name}{{{ident},state="{st}"}} {c}\n' for st, c in (s.tcp_states or {}).items()
         )
     )
-    return chunks
+    return [c.encode() for c in chunks]
 
 
 class Exposition:
@@ -96,17 +102,18 @@ class Exposition:
 
     __slots__ = ("data", "spans")
 
-    def __init__(self, parts: list[str], heads: list[tuple[int, n.Metric]]) -> None:
-        """`parts`: the lines; `heads`: (index in parts of a family's head line, its metric), in order."""
+    def __init__(self, parts: list[bytes], heads: list[tuple[int, n.Metric]]) -> None:
+        """`parts`: the encoded lines; `heads`: (index in parts of a family's head line, its
+        metric), in order."""
         # One bytes object, not the lines: a str per line cost ~50 B over its text, and the served
         # body was a second copy of it (bench/memory.py, bench/RESULTS.md "Memory").
         first = heads[0][0] if heads else len(parts)
-        chunks = ["".join(parts[:first]).encode()]
+        chunks = [b"".join(parts[:first])]
         pos = len(chunks[0])
         self.spans: list[tuple[int, int, int, n.Metric]] = []  # head start, samples start, end, metric
         ends = [i for i, _ in heads[1:]] + ([len(parts)] if heads else [])
         for (start, m), end in zip(heads, ends, strict=True):
-            h, body = parts[start].encode(), "".join(parts[start + 1 : end]).encode()
+            h, body = parts[start], b"".join(parts[start + 1 : end])
             self.spans.append((pos, pos + len(h), pos + len(h) + len(body), m))
             chunks += (h, body)
             pos += len(h) + len(body)
@@ -246,7 +253,7 @@ class _Rendered:
 
     __slots__ = ("chunks", "ident", "sample")
 
-    def __init__(self, ident: str, sample: NetnsSample, chunks: list[str]) -> None:
+    def __init__(self, ident: str, sample: NetnsSample, chunks: list[bytes]) -> None:
         self.ident = ident
         self.sample = sample
         self.chunks = chunks
@@ -272,11 +279,13 @@ class Renderer:
     def __init__(self) -> None:
         # container id -> (the Container object it was rendered from, node, label string)
         self._ident: dict[str, tuple[Container, str, str]] = {}
+        # container id -> (the Container, what else its info line depends on, the line)
+        self._info: dict[str, tuple[Container, tuple[str, str, str], bytes]] = {}
         # namespace key -> its last rendering: reused while its values do not change (issue 14:
         # under churn most namespaces are unchanged; at rest, idle containers are).
         self._ns: dict[NsKey, _Rendered] = {}
 
-    def _chunks(self, s: NetnsSample, ident: str) -> list[str]:
+    def _chunks(self, s: NetnsSample, ident: str) -> list[bytes]:
         hit = self._ns.get(s.inode)
         if hit is not None and hit.still(ident, s):
             hit.sample = s  # the newer object: identity checks hit next time
@@ -311,6 +320,8 @@ class Renderer:
         keep = set(live)
         for cid in [k for k in self._ident if k not in keep]:
             del self._ident[cid]
+        for cid in [k for k in self._info if k not in keep]:
+            del self._info[cid]
 
     def render(
         self,
@@ -321,13 +332,13 @@ class Renderer:
         known: Mapping[str, Container],
         health: Iterable[Container],
     ) -> Exposition:
-        out: list[str] = []
+        out: list[bytes] = []
         add = out.append
         heads: list[tuple[int, n.Metric]] = []
 
         def family(m: n.Metric) -> None:
             heads.append((len(out), m))
-            add(head(m))
+            add(_head_bytes(m))
 
         samples = result.samples
         chunks = [self._chunks(s, self.identity(s.owner, node)) for s in samples]
@@ -344,29 +355,40 @@ class Renderer:
         # Inventory: info per container, health, per-container event counters.
         family(n.CONTAINER_INFO)
         for m in result.members:
-            add(f"{n.CONTAINER_INFO.name}{{{self._info_labels(m, node, node_id)}}} 1\n")
+            add(self._info_line(m, node, node_id))
         family(n.CONTAINER_HEALTH)
+        lines: list[str] = []
         for c in health:
             if c.health:
                 ok = 1 if c.health == "healthy" else 0
-                add(f"{n.CONTAINER_HEALTH.name}{{{self.identity(c, node)}}} {ok}\n")
+                lines.append(f"{n.CONTAINER_HEALTH.name}{{{self.identity(c, node)}}} {ok}\n")
+        add("".join(lines).encode())
         family(n.CONTAINER_EVENTS)
+        lines = []
         for cid, counts in container_events.items():
             kc = known.get(cid)
             if kc is None:
                 continue
             ident = self.identity(kc, node)
             for action, count in sorted(counts.items()):
-                add(f'{n.CONTAINER_EVENTS.name}{{{ident},action="{escape(action)}"}} {count}\n')
+                lines.append(f'{n.CONTAINER_EVENTS.name}{{{ident},action="{escape(action)}"}} {count}\n')
+        add("".join(lines).encode())
         return Exposition(out, heads)
 
-    def _info_labels(self, m: Membership, node: str, node_id: str) -> str:
+    def _info_line(self, m: Membership, node: str, node_id: str) -> bytes:
+        """A member's container_info line, kept while its container, owner and node are the same."""
         c = m.container
+        owner = "host" if m.owner is None else m.owner.name
+        key = (node, node_id, owner)
+        hit = self._info.get(c.id)
+        if hit is not None and hit[0] is c and hit[1] == key:
+            return hit[2]
         mode = c.network_mode
         if mode.startswith("container:"):
             mode = "container"
-        owner = "host" if m.owner is None else m.owner.name
         extra = _labels(
             (("container_id", c.id), ("network_mode", mode), ("netns_owner", owner), ("node_id", node_id))
         )
-        return f"{self.identity(c, node)},{extra}"
+        line = f"{n.CONTAINER_INFO.name}{{{self.identity(c, node)},{extra}}} 1\n".encode()
+        self._info[c.id] = (c, key, line)
+        return line

@@ -140,8 +140,12 @@ def test_a_kept_rendering_equals_a_fresh_one_at_every_step() -> None:
     sa, sb, host = sample(a, 100), sample(b, 200), sample(None, 300)
     kept = Renderer()
 
-    def both(*samples: NetnsSample) -> str:
-        res = CollectResult(samples=samples)
+    def both(*samples: NetnsSample, joined: Container | None = None) -> str:
+        """Each sample's owner is a member of its namespace; `joined` shares the first one's."""
+        members = [Membership(s.owner, s.inode, s.owner) for s in samples if s.owner is not None]
+        if joined is not None:
+            members.append(Membership(joined, samples[0].inode, samples[0].owner))
+        res = CollectResult(samples=samples, members=tuple(members))
         fresh = Renderer().render("n1", "id", res, {}, {}, []).text()
         got = kept.render("n1", "id", res, {}, {}, []).text()
         assert got == fresh
@@ -160,6 +164,18 @@ def test_a_kept_rendering_equals_a_fresh_one_at_every_step() -> None:
     mib = {**sa.mib, "Tcp": {"CurrEstab": 10, "AttemptFails": 11}}
     both(dataclasses.replace(moved, mib=mib, tcp_states={"ESTABLISHED": 1}), renamed, host)
     assert 'name="web"' not in both(renamed, host)
+    # A container sharing a namespace (container:<id>): its info line names the owner, and follows
+    # a change of owner while the container object stays the same.
+    side = container("c", "side", mode="container:" + "b" * 64)
+
+    def side_info(text: str) -> str:
+        (line,) = [
+            ln for ln in text.splitlines() if ln.startswith(n.CONTAINER_INFO.name) and 'name="side"' in ln
+        ]
+        return line
+
+    assert 'netns_owner="db2"' in side_info(both(renamed, host, joined=side))
+    assert 'netns_owner="web"' in side_info(both(sa, renamed, joined=side))
 
 
 def test_kernel_wide_sockstat_fields_are_not_kept_so_an_idle_namespace_is_not_rendered_again(
@@ -182,7 +198,7 @@ def test_kernel_wide_sockstat_fields_are_not_kept_so_an_idle_namespace_is_not_re
     rendered: list[str] = []
     real = render_module._render_namespace
 
-    def counting(s: NetnsSample, ident: str) -> list[str]:
+    def counting(s: NetnsSample, ident: str) -> list[bytes]:
         rendered.append(ident)
         return real(s, ident)
 
