@@ -44,7 +44,7 @@ from agent.docker.client import DockerClient  # noqa: E402
 from agent.docker.models import NotFound  # noqa: E402
 from agent.hostfs import HostFS  # noqa: E402
 from agent.netstats import NetCollector  # noqa: E402
-from exporters.prometheus.names import MIB_FIELDS  # noqa: E402
+from exporters.prometheus.names import MIB_FIELDS, SOCKSTAT_FIELDS  # noqa: E402
 from tests.support.agentproc import Agent, parse  # noqa: E402
 from tests.support.engine import BUSYBOX_IMAGE, Engine, test_engine  # noqa: E402
 
@@ -111,7 +111,8 @@ async def inprocess_collect(eng: Engine, rounds: int = 20) -> tuple[float, float
         nets = {n.id: n for n in await client.networks()}
     finally:
         await client.close()
-    col = NetCollector(HostFS(), mib_fields=MIB_FIELDS)  # as the agent reads: only the exported fields
+    # As the agent reads: only the exported fields.
+    col = NetCollector(HostFS(), mib_fields=MIB_FIELDS, sockstat_fields=SOCKSTAT_FIELDS)
     res = col.collect_namespaces(cs, nets)  # warm the route cache, as a running agent has
     # The floor: only open/read/close of the files the collector read, per namespace.
     v4 = [s.owner.pid if s.owner else 1 for s in res.samples if "TCP6" not in s.sockstat]
