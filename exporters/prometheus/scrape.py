@@ -41,7 +41,7 @@ from agent.collector import Collection, Outcome, Registry
 from agent.inventory import Inventory, Snapshot
 from agent.netstats import NETNS, CollectResult, namespaces
 from exporters.prometheus import names as n
-from exporters.prometheus.render import Exposition, FamilyTexts, MetricsPage, Renderer
+from exporters.prometheus.render import Exposition, FamilyTexts, MetricsPage, Piece, Renderer
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +173,19 @@ class Scraper:
         self, gzip_ok: bool = False, openmetrics: bool = False, names: Names[str] | None = None
     ) -> bytes:
         """The exposition body: text 0.0.4 or OpenMetrics, only `names` if given, gzip when gzip_ok."""
+        return b"".join(await self.scrape_parts(gzip_ok, openmetrics, names))
+
+    async def scrape_parts(
+        self, gzip_ok: bool = False, openmetrics: bool = False, names: Names[str] | None = None
+    ) -> list[Piece]:
+        """scrape()'s body as pieces to write one after the other (MetricsPage.parts)."""
         if self.interval > 0 and self._page is not None:
             page = self._page
         else:
             page = await self.collect()
-        return await asyncio.to_thread(page.body, openmetrics, names, gzip_ok)
+        if gzip_ok:
+            return [await asyncio.to_thread(page.body, openmetrics, names, True)]
+        return await asyncio.to_thread(page.parts, openmetrics, names)
 
     async def collect(self, changed_only: bool = False) -> MetricsPage:
         """Collect and render now: one run at a time, shared by callers of the same snapshot.

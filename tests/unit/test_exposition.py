@@ -16,7 +16,7 @@ from agent.procnet import DevCounters
 from exporters.prometheus import names as n
 from exporters.prometheus.render import MetricsPage, Renderer, head
 from exporters.prometheus.scrape import EngineState, SelfMetrics
-from exporters.prometheus.server import wants_openmetrics
+from exporters.prometheus.server import Pieces, wants_openmetrics
 
 
 def page() -> MetricsPage:
@@ -125,3 +125,56 @@ def test_accept_negotiation_like_prometheus_client() -> None:
     assert not wants_openmetrics("")
     assert not wants_openmetrics("*/*")
     assert not wants_openmetrics("application/openmetrics-text;q=0")
+
+
+def test_the_parts_are_views_of_the_page_and_join_to_the_body() -> None:
+    p = page()
+    for om in (False, True):
+        parts = p.parts(openmetrics=om)
+        assert b"".join(parts) == p.body(openmetrics=om)
+        # The per-container families are served from the page's one bytes object, not a copy.
+        assert any(isinstance(x, memoryview) and x.obj is p.exposition.data for x in parts) or (
+            not om and parts[0] is p.exposition.data
+        )
+
+
+class _Recorder:
+    """A stream writer that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes | memoryview] = []
+
+    async def write(self, chunk: bytes | memoryview) -> None:
+        self.chunks.append(chunk)
+
+
+async def test_the_body_is_written_in_slices_of_the_parts_never_joined() -> None:
+    big = bytes(range(256)) * 4096  # 1 MiB
+    parts: list[bytes | memoryview] = [big, memoryview(big)[5:300_000], b"# EOF\n"]
+    body = Pieces(parts, "text/plain")
+    assert body.size == sum(len(x) for x in parts)
+    rec = _Recorder()
+    await body.write(rec)  # type: ignore[arg-type]  # the part of AbstractStreamWriter it uses
+    assert b"".join(rec.chunks) == b"".join(parts)
+    assert all(isinstance(c, memoryview) and len(c) <= Pieces.SLICE for c in rec.chunks)
+    assert len(rec.chunks) == 4 + 2 + 1
+
+
+async def test_aiohttp_serves_the_pieces_with_their_length() -> None:
+    """Against the installed aiohttp: the Payload contract (size → Content-Length, write)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    parts: list[bytes | memoryview] = [b"a" * (Pieces.SLICE * 3 + 7), memoryview(b"xyz"), b"# EOF\n"]
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=Pieces(parts, "text/plain"), headers={"Content-Type": "text/plain"})
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/")
+        assert resp.status == 200
+        assert resp.headers["Content-Length"] == str(sum(len(x) for x in parts))
+        assert "Transfer-Encoding" not in resp.headers
+        assert await resp.read() == b"".join(parts)
