@@ -41,7 +41,11 @@ static int slurp(const char *path, int single, char *first, char **out, size_t *
     size_t cap = CHUNK, len = 0;
     int err = 0;
     for (;;) {
-        if (cap - len < CHUNK) {
+        /* Grown only when full: a read into the space left ends most files. Growing whenever
+         * less than CHUNK was left made every seq_file read (net/dev, if_inet6: a second read
+         * for EOF) allocate 128 KiB: with the agent's 128 KiB mmap threshold (agent/malloc.py)
+         * an mmap, page faults and a munmap each. */
+        if (len == cap) {
             char *nb = buf == first ? malloc(cap * 2) : realloc(buf, cap * 2);
             if (nb == NULL) {
                 err = -1;
@@ -52,7 +56,8 @@ static int slurp(const char *path, int single, char *first, char **out, size_t *
             buf = nb;
             cap *= 2;
         }
-        ssize_t n = read(fd, buf + len, CHUNK);
+        size_t want = cap - len;
+        ssize_t n = read(fd, buf + len, want);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -60,7 +65,7 @@ static int slurp(const char *path, int single, char *first, char **out, size_t *
             break;
         }
         len += (size_t)n;
-        if (n == 0 || (single && n < CHUNK))
+        if (n == 0 || (single && (size_t)n < want))
             break;
     }
     close(fd);

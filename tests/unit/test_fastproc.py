@@ -146,6 +146,15 @@ def test_net_dev_rows_are_only_built_as_plain_tuple_classes() -> None:
     assert fastproc.C_MODULE.parse_net_dev(dev)["eth0"][0] == 52620  # plain tuples by default
 
 
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 131072, 131073, 300_000])
+@pytest.mark.parametrize("single", [False, True])
+def test_read_file_at_and_around_the_buffer_sizes(tmp_path: Path, size: int, single: bool) -> None:
+    """The C reader reads into the space left and grows only when full (64 KiB, then doubling)."""
+    f = tmp_path / "f"
+    f.write_bytes(bytes(range(251)) * (size // 251) + bytes(size % 251))
+    assert C.read(str(f), single) == PY.read(str(f), single) == f.read_bytes()
+
+
 def test_read_file_returns_every_byte_and_names_a_missing_path(tmp_path: Path) -> None:
     big = tmp_path / "big"
     big.write_bytes(bytes(range(256)) * 1000)  # several 64 KiB reads

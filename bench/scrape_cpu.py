@@ -1,0 +1,160 @@
+"""Agent CPU per scrape: agent checkouts against each other on the same idle containers.
+
+Usage (as root, on a machine with docker.io and busybox-static; starts the tests' private
+engine if none answers):
+
+    python3 bench/scrape_cpu.py [--containers 500] [--scrapes 60] [--rounds 4]
+        [--variant LABEL=ROOT[,KEY=VALUE...]]... [--accept-openmetrics-gzip]
+
+Each `--variant` is an agent checkout (e.g. `git archive` of another commit, with its C module
+built) and extra environment; default: this checkout. N idle busybox containers are started
+(kept for a next run with DWBENCH_PREFIX and DWBENCH_KEEP set, as bench/collect.py). Each round
+starts each variant's agent in turn, waits until it tracks every container, warms it with 5
+scrapes, then times `--scrapes` scrapes back to back: the agent process's CPU (utime + stime)
+per scrape and the wall p50. The rounds interleave the variants, so each sees the same load.
+Prints per variant the median over rounds and the range, and from the same run:
+  - the floor: a bare open/read/close loop over the files the agent reads for the same
+    namespaces (bench/collect.py's), per scrape;
+  - the peer: Docker's stats API, dockerd's CPU for one `one-shot` stats call per container
+    times the containers (what one refresh of every container costs dockerd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import collect  # noqa: E402 - bench/ is the script dir
+from memory import Variant, parse_variant  # noqa: E402
+
+from tests.support.agentproc import agent_command, free_port, parse  # noqa: E402
+from tests.support.engine import Engine, test_engine  # noqa: E402
+from tests.support.toolbox import agent_env, wait_for  # noqa: E402
+
+WARM = 5
+
+
+def get(url: str, headers: dict[str, str]) -> bytes:
+    req = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        body: bytes = resp.read()
+        return body
+
+
+def one_agent(eng: Engine, v: Variant, n: int, scrapes: int, headers: dict[str, str]) -> tuple[float, float]:
+    """(agent CPU s per scrape, wall p50 s) of one agent of checkout `v`."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="dwscrape-") as tmp:
+        log = Path(tmp) / "agent.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                agent_command(
+                    port,
+                    f"--path.docker-root={eng.root / 'data'}",
+                    f"--path.state={tmp}/state",
+                    "--log.level=warning",
+                    host=eng.host,
+                ),
+                env={**agent_env(**v.env), "PYTHONPATH": str(v.root)},
+                cwd=v.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}/metrics"
+        try:
+
+            def tracking() -> bool:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    m = parse(get(url, {}).decode())
+                except OSError:
+                    return False
+                return any(val >= n for _, val in m.get("dockwatch_containers_tracked", []))
+
+            wait_for(tracking, timeout=300, interval=0.5, what=f"{v.label}'s agent to track {n} containers")
+            for _ in range(WARM):
+                get(url, headers)
+            walls = []
+            c0 = collect.proc_cpu(proc.pid)
+            for _ in range(scrapes):
+                w0 = time.perf_counter()
+                get(url, headers)
+                walls.append(time.perf_counter() - w0)
+            cpu = (collect.proc_cpu(proc.pid) - c0) / scrapes
+            return cpu, statistics.median(walls)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--containers", type=int, default=500)
+    ap.add_argument("--scrapes", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--variant", action="append", type=parse_variant)
+    ap.add_argument(
+        "--accept-openmetrics-gzip",
+        action="store_true",
+        help="ask as Prometheus does (OpenMetrics, gzip) instead of plain text 0.0.4",
+    )
+    ap.add_argument("--peer-sample", type=int, default=10, help="containers the stats API is timed on")
+    a = ap.parse_args()
+    variants: list[Variant] = a.variant or [Variant("this checkout", ROOT, {})]
+    headers = (
+        {"Accept": "application/openmetrics-text;version=1.0.0", "Accept-Encoding": "gzip"}
+        if a.accept_openmetrics_gzip
+        else {}
+    )
+    with test_engine() as eng:
+        try:
+            t0 = time.monotonic()
+            collect.scale_to(eng, a.containers)
+            print(f"{a.containers} containers up in {time.monotonic() - t0:.0f} s", flush=True)
+            cpu: dict[str, list[float]] = {v.label: [] for v in variants}
+            p50: dict[str, list[float]] = {v.label: [] for v in variants}
+            floors: list[float] = []
+            for r in range(a.rounds):
+                for v in variants:
+                    c, w = one_agent(eng, v, a.containers, a.scrapes, headers)
+                    cpu[v.label].append(c)
+                    p50[v.label].append(w)
+                    print(
+                        f"round {r + 1}: {v.label}: {1000 * c:.1f} ms CPU/scrape, p50 {1000 * w:.1f} ms",
+                        flush=True,
+                    )
+                _, reads, nns, _, _ = asyncio.run(collect.inprocess_collect(eng, rounds=5))
+                floors.append(reads * nns)
+            _, _, dockerd_per_call = asyncio.run(collect.stats_api(eng, a.peer_sample))
+        finally:
+            if not os.environ.get("DWBENCH_KEEP"):
+                collect.cleanup(eng)
+    floor = statistics.median(floors)
+    fmt = "OpenMetrics + gzip" if a.accept_openmetrics_gzip else "text 0.0.4"
+    print(f"\n{a.containers} idle containers, {a.scrapes} scrapes x {a.rounds} rounds, {fmt}\n")
+    print("| | agent CPU per scrape (median, range) | ÷ floor | /metrics p50 (median) |")
+    print("|---|---:|---:|---:|")
+    for v in variants:
+        m = statistics.median(cpu[v.label])
+        rng = f"{1000 * min(cpu[v.label]):.1f} to {1000 * max(cpu[v.label]):.1f}"
+        wall = 1000 * statistics.median(p50[v.label])
+        print(f"| {v.label} | {1000 * m:.1f} ms ({rng}) | {m / floor:.2f}x | {wall:.1f} ms |")
+    print(f"| floor: bare reads of the same files | {1000 * floor:.1f} ms | 1.00x | |")
+    peer = dockerd_per_call * a.containers
+    name = "peer: dockerd CPU, one one-shot stats call per container"
+    print(f"| {name} | {1000 * peer:.0f} ms | {peer / floor:.1f}x | |")
+
+
+if __name__ == "__main__":
+    main()
