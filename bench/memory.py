@@ -88,6 +88,27 @@ class Sampler(threading.Thread):
             self.phase, self.peak = next_phase, 0
 
 
+def spawn(
+    engine: Engine, v: Variant, port: int, state: Path, log: Path, *args: str
+) -> subprocess.Popen[bytes]:
+    """The agent of checkout `v` on `engine`, serving on `port`, its output in `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            agent_command(
+                port,
+                f"--path.docker-root={engine.root / 'data'}",
+                f"--path.state={state}",
+                "--log.level=warning",
+                *args,
+                host=engine.host,
+            ),
+            env={**agent_env(**v.env), "PYTHONPATH": str(v.root)},
+            cwd=v.root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 class AgentRun:
     def __init__(self, engine: Engine, tmp: Path, sinks: list[dict[str, object]], v: Variant) -> None:
         self.port = free_port()
@@ -95,20 +116,8 @@ class AgentRun:
         # start-at end: a later variant does not re-ship the bursts of the ones before it.
         cfg.write_text(json.dumps({"logs": {"sinks": sinks, "start-at": "end"}}))
         self.log = tmp / f"agent-{uuid.uuid4().hex[:6]}.log"
-        self.proc = subprocess.Popen(
-            agent_command(
-                self.port,
-                f"--path.docker-root={engine.root / 'data'}",
-                f"--path.state={tmp / ('state-' + uuid.uuid4().hex[:6])}",
-                f"--config={cfg}",
-                "--log.level=warning",
-                host=engine.host,
-            ),
-            env={**agent_env(**v.env), "PYTHONPATH": str(v.root)},
-            cwd=v.root,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        state = tmp / ("state-" + uuid.uuid4().hex[:6])
+        self.proc = spawn(engine, v, self.port, state, self.log, f"--config={cfg}")
         self.sampler = Sampler(self.proc.pid)
         self.sampler.start()
 

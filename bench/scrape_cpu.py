@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,11 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import collect  # noqa: E402 - bench/ is the script dir
-from memory import Variant, parse_variant  # noqa: E402
+from memory import Variant, parse_variant, spawn  # noqa: E402
 
-from tests.support.agentproc import agent_command, free_port, parse  # noqa: E402
+from tests.support.agentproc import free_port, parse  # noqa: E402
 from tests.support.engine import Engine, test_engine  # noqa: E402
-from tests.support.toolbox import agent_env, wait_for  # noqa: E402
+from tests.support.toolbox import wait_for  # noqa: E402
 
 WARM = 5
 
@@ -57,20 +56,7 @@ def one_agent(eng: Engine, v: Variant, n: int, scrapes: int, headers: dict[str, 
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="dwscrape-") as tmp:
         log = Path(tmp) / "agent.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                agent_command(
-                    port,
-                    f"--path.docker-root={eng.root / 'data'}",
-                    f"--path.state={tmp}/state",
-                    "--log.level=warning",
-                    host=eng.host,
-                ),
-                env={**agent_env(**v.env), "PYTHONPATH": str(v.root)},
-                cwd=v.root,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        proc = spawn(eng, v, port, Path(tmp) / "state", log)
         url = f"http://127.0.0.1:{port}/metrics"
         try:
 
