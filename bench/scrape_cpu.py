@@ -95,7 +95,7 @@ def main() -> None:
         action="store_true",
         help="ask as Prometheus does (OpenMetrics, gzip) instead of plain text 0.0.4",
     )
-    ap.add_argument("--peer-sample", type=int, default=10, help="containers the stats API is timed on")
+    ap.add_argument("--peer-sample", type=int, default=20, help="containers the stats API is timed on")
     a = ap.parse_args()
     variants: list[Variant] = a.variant or [Variant("this checkout", ROOT, {})]
     headers = (
