@@ -105,8 +105,8 @@ class Engine:
         if self.docker("info", "--format", "{{.Swarm.LocalNodeState}}") != "inactive":
             self.docker("swarm", "leave", "--force", check=False, timeout=120)
         ids = self.docker("ps", "-aq").split()
-        if ids:
-            self.docker("rm", "-f", "-v", *ids, check=False, timeout=300)
+        for i in range(0, len(ids), 25):  # the CLI removes a call's ids all at once: a few at a time
+            self.docker("rm", "-f", "-v", *ids[i : i + 25], check=False, timeout=300)
         builtin = {"bridge", "host", "none"}
 
         def no_networks_left() -> bool:
@@ -147,7 +147,9 @@ class Engine:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for(self.ping, timeout=60, interval=0.2, what=f"dockerd on {self.host} (log: {log.name})")
+        # Minutes, not seconds, where the data root holds many containers: dockerd restores each
+        # one's sandbox before it answers.
+        wait_for(self.ping, timeout=300, interval=0.2, what=f"dockerd on {self.host} (log: {log.name})")
         self.owned = True
 
     def stop(self) -> None:
