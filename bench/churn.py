@@ -138,9 +138,7 @@ def main() -> None:
                 )
         finally:
             for lbl in (LABEL, LABEL + ".short"):
-                ids = eng.docker("ps", "-aq", "--filter", f"label={lbl}").split()
-                if ids:
-                    eng.docker("rm", "-f", *ids, timeout=600)
+                eng.remove(f"label={lbl}")
 
 
 if __name__ == "__main__":

@@ -79,9 +79,7 @@ def scale_to(eng: Engine, n: int) -> None:
 
 
 def cleanup(eng: Engine) -> None:
-    ids = eng.docker("ps", "-aq", "--filter", f"label={LABEL}").split()
-    if ids:
-        eng.docker("rm", "-f", *ids, timeout=600)
+    eng.remove(f"label={LABEL}")
 
 
 def bare_reads(paths: list[str], rounds: int) -> float:

@@ -116,9 +116,7 @@ def scale_to(eng: Engine, n: int) -> None:
 
 
 def cleanup(eng: Engine) -> None:
-    ids = eng.docker("ps", "-aq", "--filter", f"label={LABEL}").split()
-    for i in range(0, len(ids), 100):
-        eng.docker("rm", "-f", *ids[i : i + 100], timeout=600)
+    eng.remove(f"label={LABEL}")
     eng.docker("network", "rm", NET, check=False)
 
 

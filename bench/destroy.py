@@ -269,9 +269,7 @@ def main() -> None:
                         agent.stop()
                     print(row(f"{label}, {mode}", r), flush=True)  # as it comes: a long run keeps its rows
         finally:
-            ids = eng.docker("ps", "-aq", "--filter", f"label={LABEL}").split()
-            if ids:
-                eng.docker("rm", "-f", *ids, timeout=600)
+            eng.remove(f"label={LABEL}")
 
 
 if __name__ == "__main__":

@@ -188,9 +188,7 @@ def start_containers(
 
 
 def cleanup(eng: Engine, prefix: str) -> None:
-    ids = eng.docker("ps", "-aq", "--filter", f"name=^/{prefix}").split()
-    for i in range(0, len(ids), 100):
-        eng.docker("rm", "-f", *ids[i : i + 100], timeout=600)
+    eng.remove(f"name=^/{prefix}")
 
 
 @dataclass

@@ -225,9 +225,7 @@ def scale_to(eng: Engine, n: int) -> list[str]:
 
 
 def cleanup(eng: Engine) -> None:
-    ids = eng.docker("ps", "-aq", "--filter", f"label={LABEL}").split()
-    if ids:
-        eng.docker("rm", "-f", *ids, timeout=900)
+    eng.remove(f"label={LABEL}")
 
 
 # --- the peers -----------------------------------------------------------------------------------
