@@ -39,6 +39,8 @@ class Unreadable(Exception):
 
 
 class ApiTail(Tail):
+    __slots__ = ("client", "joiner", "on_unreadable", "preexisting", "read_pos")
+
     kind = "api"
 
     def __init__(

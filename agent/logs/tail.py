@@ -77,6 +77,35 @@ def _iso(time_ns: int) -> str:
 
 class FileTail(Tail):
     kind = "json-file"
+    __slots__ = (
+        "_after_round",
+        "_count",
+        "_denied",
+        "_early",
+        "_ended",
+        "_exact",
+        "_held",
+        "_inbox",
+        "_let_go",
+        "_lock",
+        "_loop",
+        "_newest",
+        "_ready",
+        "_sent",
+        "_slot",
+        "_splitting",
+        "_sub",
+        "_waiting",
+        "_watcher",
+        "corrupt",
+        "files",
+        "joiner",
+        "on_denied",
+        "path",
+        "preexisting",
+        "skip_until_ns",
+        "splitter",
+    )
 
     def __init__(
         self,
