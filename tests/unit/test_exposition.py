@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -178,3 +179,33 @@ async def test_aiohttp_serves_the_pieces_with_their_length() -> None:
         assert resp.headers["Content-Length"] == str(sum(len(x) for x in parts))
         assert "Transfer-Encoding" not in resp.headers
         assert await resp.read() == b"".join(parts)
+
+
+async def test_a_scraper_that_hangs_up_mid_body_leaves_the_server_serving() -> None:
+    """The client resets the connection after the first bytes of a multi-slice body; the next
+    request gets the whole body."""
+    import socket
+    import struct
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    parts: list[bytes | memoryview] = [b"x" * (Pieces.SLICE * 40), b"# EOF\n"]
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=Pieces(parts, "text/plain"), headers={"Content-Type": "text/plain"})
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    async with TestClient(TestServer(app)) as client:
+        host, port = client.server.host, client.server.port
+        assert port is not None
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        assert (await reader.readexactly(16)).startswith(b"HTTP/1.1 200")
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        writer.close()
+        resp = await client.get("/")
+        assert resp.status == 200 and len(await resp.read()) == Pieces.SLICE * 40 + 6
