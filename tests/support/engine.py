@@ -108,8 +108,9 @@ class Engine:
         dockerd restores its containers, networks, volumes and swarm membership from the data
         root, so a session killed midway hands the next one a swarm advertised on an underlay that
         no longer exists and, if two sessions shared the engine, two networks of one compose name
-        ("network dwtcompose_default is ambiguous"). Called only on an engine this session started,
-        which no other session can be using yet.
+        ("network dwtcompose_default is ambiguous"). Called only on an engine whose dockerd this
+        session started and found answering (Engine.start sets `owned`): no other session can be
+        using it yet.
         """
         if self.docker("info", "--format", "{{.Swarm.LocalNodeState}}") != "inactive":
             self.docker("swarm", "leave", "--force", check=False, timeout=120)
@@ -157,7 +158,13 @@ class Engine:
         # Minutes, not seconds, where the data root holds many containers: dockerd restores each
         # one's sandbox before it answers.
         wait_for(self.ping, timeout=300, interval=0.2, what=f"dockerd on {self.host} (log: {log.name})")
-        self.owned = True
+        # Ours only if the dockerd that answers is the one started here: another session's, still
+        # restoring the same data root when we pinged, holds the pid file and ours exits.
+        try:
+            answering = int((self.root / "dockerd.pid").read_text().strip())
+        except (OSError, ValueError):
+            answering = None
+        self.owned = self.proc.poll() is None and answering == self.proc.pid
 
     def stop(self) -> None:
         pid = self._dockerd_pid()
@@ -229,7 +236,8 @@ def test_engine() -> Iterator[Engine]:
             if shutil.which("dockerd") is None:
                 raise RuntimeError("dockerd not found: install Debian's docker.io (see README, Tests)")
             eng.start()
-            eng.reset()
+            if eng.owned:
+                eng.reset()
     eng.ensure_busybox_image()
     try:
         yield eng
