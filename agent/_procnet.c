@@ -474,13 +474,17 @@ fail:
     return NULL;
 }
 
-/* parse_sockstat(data) -> {proto: {field: int}} for lines "PROTO: name value name value...". */
-static PyObject *parse_sockstat(PyObject *self, PyObject *arg) {
+/* parse_sockstat(data, wanted=None) -> {proto: {field: int}} for lines "PROTO: name value ...".
+ * `wanted` (proto -> field names): only those protocols and fields, as procnet.parse_sockstat. */
+static PyObject *parse_sockstat(PyObject *self, PyObject *args) {
+    PyObject *arg, *wanted = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O", &arg, &wanted))
+        return NULL;
     Py_buffer view;
     if (get_buffer(arg, &view) < 0)
         return NULL;
     const char *cur = view.buf, *stop = cur + view.len;
-    PyObject *out = PyDict_New(), *d = NULL;
+    PyObject *out = PyDict_New(), *d = NULL, *proto = NULL, *fields = NULL;
     if (out == NULL)
         goto fail;
     span line;
@@ -489,6 +493,28 @@ static PyObject *parse_sockstat(PyObject *self, PyObject *arg) {
         const char *colon = memchr(line.p, ':', (size_t)(line.end - line.p));
         if (colon == NULL)
             continue;
+        proto = PyUnicode_DecodeASCII(line.p, colon - line.p, "replace");
+        if (proto == NULL)
+            goto fail;
+        if (wanted != Py_None) { /* wanted.get(proto), as a tuple (see pick_net_snmp) */
+            PyObject *got = PyObject_GetItem(wanted, proto);
+            if (got == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_KeyError))
+                    goto fail;
+                PyErr_Clear();
+                Py_CLEAR(proto);
+                continue;
+            }
+            if (got == Py_None) {
+                Py_DECREF(got);
+                Py_CLEAR(proto);
+                continue;
+            }
+            fields = PySequence_Tuple(got);
+            Py_DECREF(got);
+            if (fields == NULL)
+                goto fail;
+        }
         d = PyDict_New();
         if (d == NULL)
             goto fail;
@@ -498,17 +524,29 @@ static PyObject *parse_sockstat(PyObject *self, PyObject *arg) {
             if (!next_token(&t, line.end, &v))
                 break;
             PyObject *key = PyUnicode_DecodeASCII(k.p, k.end - k.p, "replace");
+            if (key != NULL && fields != NULL) {
+                int in = PySequence_Contains(fields, key);
+                if (in <= 0) { /* not wanted (its value is not converted), or an error */
+                    Py_DECREF(key);
+                    if (in < 0)
+                        goto fail;
+                    continue;
+                }
+            }
             if (set_item_steal(d, key, key ? to_int(v.p, v.end) : NULL) < 0)
                 goto fail;
         }
-        int rc = set_item_steal(out, PyUnicode_DecodeASCII(line.p, colon - line.p, "replace"), d);
-        d = NULL;
+        Py_CLEAR(fields);
+        int rc = set_item_steal(out, proto, d);
+        proto = d = NULL;
         if (rc < 0)
             goto fail;
     }
     PyBuffer_Release(&view);
     return out;
 fail:
+    Py_XDECREF(fields);
+    Py_XDECREF(proto);
     Py_XDECREF(d);
     Py_XDECREF(out);
     PyBuffer_Release(&view);
@@ -614,7 +652,7 @@ static PyMethodDef methods[] = {
     {"read_file", read_file, METH_VARARGS, "read_file(path, single=False) -> bytes"},
     {"parse_net_dev", parse_net_dev, METH_VARARGS, "parse_net_dev(data, cls=tuple) -> {iface: cls}"},
     {"pick_net_snmp", pick_net_snmp, METH_VARARGS, "pick_net_snmp(data, wanted) -> {sec: {f: int}}"},
-    {"parse_sockstat", parse_sockstat, METH_O, "parse_sockstat(data) -> {proto: {f: int}}"},
+    {"parse_sockstat", parse_sockstat, METH_VARARGS, "parse_sockstat(data, wanted=None) -> {proto: {f: int}}"},
     {"pick_net_snmp6", pick_net_snmp6, METH_VARARGS, "pick_net_snmp6(data, prefix) -> {f: int}"},
     {"has_ipv6", has_ipv6, METH_O, "has_ipv6(data) -> bool"},
     {NULL, NULL, 0, NULL},

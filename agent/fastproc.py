@@ -44,18 +44,27 @@ class Parser(Protocol):
 
     def pick_mib(self, data: bytes, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]: ...
 
-    def sockstat(self, data: bytes) -> dict[str, dict[str, int]]: ...
+    def sockstat(
+        self, data: bytes, wanted: Mapping[str, Sequence[str]] | None = None
+    ) -> dict[str, dict[str, int]]: ...
 
     def snmp6(self, data: bytes, prefix: str) -> dict[str, int]: ...
 
     def has_ipv6(self, data: bytes) -> bool: ...
 
-    def namespace(self, prefix: str, wanted: Mapping[str, Sequence[str]] | None, ipv6: str) -> Namespace:
+    def namespace(
+        self,
+        prefix: str,
+        wanted: Mapping[str, Sequence[str]] | None,
+        ipv6: str,
+        sockstat: Mapping[str, Sequence[str]] | None = None,
+    ) -> Namespace:
         """What NetCollector reads of the namespace at `prefix` ("<procfs>/<pid>/net/"): net/dev,
         the wanted net/snmp + net/netstat fields (None: every field, for tests and tools),
-        net/sockstat, and by `ipv6` ("never", "always", "auto": where net/if_inet6 shows IPv6
-        beyond lo) net/sockstat6 and snmp6's Udp6 fields, absent where IPv6 is off. OSError
-        (naming the file) where a base file cannot be read."""
+        net/sockstat (the `sockstat` protocols and fields; None: all), and by `ipv6` ("never",
+        "always", "auto": where net/if_inet6 shows IPv6 beyond lo) net/sockstat6 and snmp6's Udp6
+        fields, absent where IPv6 is off. OSError (naming the file) where a base file cannot be
+        read."""
         ...
 
 
@@ -105,8 +114,10 @@ class PythonParser:
     def pick_mib(self, data: bytes, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]:
         return procnet.pick_net_snmp(_text(data), wanted)
 
-    def sockstat(self, data: bytes) -> dict[str, dict[str, int]]:
-        return procnet.parse_sockstat(_text(data))
+    def sockstat(
+        self, data: bytes, wanted: Mapping[str, Sequence[str]] | None = None
+    ) -> dict[str, dict[str, int]]:
+        return procnet.parse_sockstat(_text(data), wanted)
 
     def snmp6(self, data: bytes, prefix: str) -> dict[str, int]:
         return procnet.pick_net_snmp6(_text(data), prefix)
@@ -114,13 +125,19 @@ class PythonParser:
     def has_ipv6(self, data: bytes) -> bool:
         return has_ipv6_text(_text(data))
 
-    def namespace(self, prefix: str, wanted: Mapping[str, Sequence[str]] | None, ipv6: str) -> Namespace:
+    def namespace(
+        self,
+        prefix: str,
+        wanted: Mapping[str, Sequence[str]] | None,
+        ipv6: str,
+        sockstat: Mapping[str, Sequence[str]] | None = None,
+    ) -> Namespace:
         """File by file, with this parser's read and parse methods (CParser's too). One C call for
         the whole namespace was measured: 3 % less CPU (bench/pool.py), not worth its 170 lines."""
         dev = self.net_dev(self.read(prefix + "dev"))
         mib = self._mib(self.read(prefix + "snmp", True), wanted)
         mib.update(self._mib(self.read(prefix + "netstat", True), wanted))
-        sockstat = self.sockstat(self.read(prefix + "sockstat", True))
+        socks = self.sockstat(self.read(prefix + "sockstat", True), sockstat)
         want6 = ipv6 == "always"
         if ipv6 == "auto":
             try:
@@ -134,9 +151,9 @@ class PythonParser:
             except (FileNotFoundError, ProcessLookupError):
                 pass
             else:
-                sockstat.update(self.sockstat(s6))
+                socks.update(self.sockstat(s6, sockstat))
                 udp6 = self.snmp6(u6, "Udp6")
-        return dev, mib, sockstat, udp6
+        return dev, mib, socks, udp6
 
     def _mib(self, data: bytes, wanted: Mapping[str, Sequence[str]] | None) -> dict[str, dict[str, int]]:
         return procnet.parse_net_snmp(_text(data)) if wanted is None else self.pick_mib(data, wanted)
@@ -162,8 +179,10 @@ class CParser(PythonParser):
         out: dict[str, dict[str, int]] = self._m.pick_net_snmp(data, wanted)
         return out
 
-    def sockstat(self, data: bytes) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = self._m.parse_sockstat(data)
+    def sockstat(
+        self, data: bytes, wanted: Mapping[str, Sequence[str]] | None = None
+    ) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = self._m.parse_sockstat(data, wanted)
         return out
 
     def snmp6(self, data: bytes, prefix: str) -> dict[str, int]:

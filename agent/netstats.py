@@ -395,15 +395,11 @@ class NetCollector:
     ) -> NetnsSample:
         net = f"{self.fs.procfs}/{pid}/net/"
         try:
-            dev, mib, sockstat, udp6 = self.parser.namespace(net, self.mib_fields, self.ipv6)
+            dev, mib, sockstat, udp6 = self.parser.namespace(
+                net, self.mib_fields, self.ipv6, self.sockstat_fields
+            )
         except (FileNotFoundError, ProcessLookupError) as exc:
             raise _Gone(net) from exc
-        if self.sockstat_fields is not None:
-            sockstat = {
-                proto: {f: have[f] for f in fields if f in have}
-                for proto, fields in self.sockstat_fields.items()
-                if (have := sockstat.get(proto)) is not None
-            }
         ignore = self.host_ignore if owner is None else self.ignore
         devices = {
             name: ctr

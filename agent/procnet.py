@@ -129,15 +129,25 @@ def parse_net_snmp6(text: str) -> dict[str, int]:
     return out
 
 
-def parse_sockstat(text: str) -> dict[str, dict[str, int]]:
-    """net/sockstat{,6} → protocol ("TCP", "UDP", "TCP6"...) → field ("inuse", "tw"...) → value."""
+def parse_sockstat(text: str, wanted: Mapping[str, Sequence[str]] | None = None) -> dict[str, dict[str, int]]:
+    """net/sockstat{,6} → protocol ("TCP", "UDP", "TCP6"...) → field ("inuse", "tw"...) → value;
+    only the protocols and fields in `wanted` if given (the others' values are not converted)."""
     out: dict[str, dict[str, int]] = {}
     for line in text.splitlines():
         proto, sep, rest = line.partition(":")
         if not sep:
             continue
+        fields = None
+        if wanted is not None:
+            fields = wanted.get(proto)
+            if fields is None:
+                continue
         toks = rest.split()
-        out[proto] = {toks[i]: int(toks[i + 1]) for i in range(0, len(toks) - 1, 2)}
+        out[proto] = {
+            toks[i]: int(toks[i + 1])
+            for i in range(0, len(toks) - 1, 2)
+            if fields is None or toks[i] in fields
+        }
     return out
 
 

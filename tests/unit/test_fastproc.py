@@ -34,6 +34,10 @@ PY = fastproc.PYTHON
 WANTED = names.MIB_FIELDS
 
 
+# As the exporter asks (names.SOCKSTAT_FIELDS), and with what else a mapping may hold.
+SOCKSTAT_WANTED = {"TCP": ("inuse", "tw"), "UDP": ("inuse",), "TCP6": ("inuse",), "UDP6": ("inuse",)}
+
+
 def calls(data: bytes) -> dict[str, Callable[[fastproc.Parser], object]]:
     """Every parse the collector makes, on `data`."""
     return {
@@ -41,6 +45,8 @@ def calls(data: bytes) -> dict[str, Callable[[fastproc.Parser], object]]:
         "pick_mib": lambda p: p.pick_mib(data, WANTED),
         "pick_mib_all_of_tcp": lambda p: p.pick_mib(data, {"Tcp": ("MaxConn", "CurrEstab", "Nope")}),
         "sockstat": lambda p: p.sockstat(data),
+        "sockstat_picked": lambda p: p.sockstat(data, SOCKSTAT_WANTED),
+        "sockstat_picked_odd": lambda p: p.sockstat(data, {"TCP": ["tw", "nope"], "UDP": (), "RAW": None}),
         "snmp6": lambda p: p.snmp6(data, "Udp6"),
         "has_ipv6": lambda p: p.has_ipv6(data),
     }
