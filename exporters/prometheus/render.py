@@ -114,9 +114,9 @@ class Exposition:
         pos = sum(map(len, parts[: heads[0][0]])) if heads else 0
         self.spans: list[tuple[int, int, int, n.Metric]] = []  # head start, samples start, end, metric
         for (start, m), end in zip(heads, ends, strict=True):
-            samples = pos + len(parts[start])
+            head_at, samples = pos, pos + len(parts[start])
             pos = samples + sum(map(len, parts[start + 1 : end]))
-            self.spans.append((samples - len(parts[start]), samples, pos, m))
+            self.spans.append((head_at, samples, pos, m))
         self.data = b"".join(parts)
 
     def pieces(self, openmetrics: bool = False, names: Collection[str] | None = None) -> list[Piece]:
@@ -228,7 +228,7 @@ class MetricsPage:
         """The whole exposition (OpenMetrics ends with `# EOF`), gzip level 1 when `gz`."""
         parts = self.parts(openmetrics, names)
         if not gz:
-            return parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
+            return b"".join(parts)
         # Level 1: most of the size win for a fraction of the CPU. Fed piece by piece: the page is
         # never joined into one more copy (wbits 31: the gzip container).
         z = zlib.compressobj(1, zlib.DEFLATED, 31)

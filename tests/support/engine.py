@@ -160,11 +160,7 @@ class Engine:
         wait_for(self.ping, timeout=300, interval=0.2, what=f"dockerd on {self.host} (log: {log.name})")
         # Ours only if the dockerd that answers is the one started here: another session's, still
         # restoring the same data root when we pinged, holds the pid file and ours exits.
-        try:
-            answering = int((self.root / "dockerd.pid").read_text().strip())
-        except (OSError, ValueError):
-            answering = None
-        self.owned = self.proc.poll() is None and answering == self.proc.pid
+        self.owned = self.proc.poll() is None and self._pidfile_pid() == self.proc.pid
 
     def stop(self) -> None:
         pid = self._dockerd_pid()
@@ -192,6 +188,10 @@ class Engine:
     def _dockerd_pid(self) -> int | None:
         if self.proc is not None and self.proc.poll() is None:
             return self.proc.pid
+        return self._pidfile_pid()
+
+    def _pidfile_pid(self) -> int | None:
+        """The pid the running dockerd wrote (the daemon that answers on this data root)."""
         try:
             return int((self.root / "dockerd.pid").read_text().strip())
         except (OSError, ValueError):
