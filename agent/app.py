@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from agent.collectors import CONNECTIONS, build_collectors
 from agent.config import SHUTDOWN_GRACE, Check, Config, ConfigError
 from agent.docker.client import DockerClient, tls_context
@@ -37,6 +35,7 @@ from agent.logs.events import EventShipper
 from agent.logs.pipeline import LogPipeline
 from agent.logs.sinkspec import SinkSpec
 from agent.swarm import SwarmView
+from exporters.prometheus.httpd import Server
 from exporters.prometheus.logmetrics import LogMetrics
 from exporters.prometheus.names import MIB_FIELDS, SOCKSTAT_FIELDS
 from exporters.prometheus.netmap import NetmapMetrics
@@ -264,7 +263,7 @@ class App:
         )
         self.logs: LogPipeline | None = None
         self.web: WebConfig | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: Server | None = None
 
     async def run(self) -> int:
         """startup → main → shutdown; the exit code (0, or 1 when startup or a task failed)."""
@@ -355,7 +354,7 @@ class App:
         if self.logs is not None:
             await self._drain_logs(self.logs)
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.close()
         self.collectors.close()
         await self.client.close()
 

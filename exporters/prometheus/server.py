@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
 from typing import Protocol
 
-from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.payload import Payload
-
 from exporters.prometheus import webconfig
-from exporters.prometheus.render import Piece
+from exporters.prometheus.httpd import Handler, Request, Response, Server
 from exporters.prometheus.scrape import Scraper
 
 log = logging.getLogger(__name__)
@@ -42,28 +37,6 @@ class Readiness(Protocol):
     def last_error(self) -> str: ...
 
 
-class Pieces(Payload):
-    """A body written piece by piece, each in slices of SLICE bytes, waiting for the socket
-    between slices. A multi-MiB page as one bytes object was copied whole twice more: joined with
-    the headers, then its unsent rest into the transport's buffer (bench/RESULTS.md)."""
-
-    SLICE = 256 * 1024
-
-    def __init__(self, parts: Sequence[Piece], content_type: str) -> None:
-        super().__init__(parts, content_type=content_type)
-        self._parts = parts
-        self._size = sum(len(p) for p in parts)
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return b"".join(self._parts).decode(encoding, errors)
-
-    async def write(self, writer: AbstractStreamWriter) -> None:
-        for part in self._parts:
-            view = memoryview(part)
-            for i in range(0, len(view), self.SLICE):
-                await writer.write(view[i : i + self.SLICE])  # returns once the transport drained
-
-
 def wants_openmetrics(accept: str) -> bool:
     """True when Accept lists application/openmetrics-text (q > 0), as prometheus_client decides."""
     for item in accept.split(","):
@@ -81,46 +54,49 @@ def wants_openmetrics(accept: str) -> bool:
 
 def make_app(
     scraper: Scraper, inventory: Readiness, web_config: webconfig.WebConfig | None = None
-) -> web.Application:
-    async def metrics(request: web.Request) -> web.Response:
-        gz = "gzip" in request.headers.get("Accept-Encoding", "")
-        om = wants_openmetrics(request.headers.get("Accept", ""))
-        names = request.query.getall("name[]", None)
+) -> Handler:
+    """The endpoints behind one handler: the web config's guard (when given) sees every request,
+    unknown paths included, as exporter-toolkit's does."""
+
+    async def metrics(request: Request) -> Response:
+        gz = "gzip" in request.header("Accept-Encoding")
+        om = wants_openmetrics(request.header("Accept"))
+        names = request.query_all("name[]")
         wanted = frozenset(names) if names else None
         parts = await scraper.scrape_parts(gzip_ok=gz, openmetrics=om, names=wanted)
         headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if om else CONTENT_TYPE}
         if gz:
             headers["Content-Encoding"] = "gzip"
-        return web.Response(body=Pieces(parts, headers["Content-Type"]), headers=headers)
+        return Response(200, parts, headers)
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+    async def healthz(request: Request) -> Response:
+        return Response.text("ok\n")
 
-    async def readyz(request: web.Request) -> web.Response:
+    async def readyz(request: Request) -> Response:
         if inventory.is_ready:
-            return web.Response(text="ready\n")
+            return Response.text("ready\n")
         why = inventory.last_error or "inventory not loaded yet"
-        return web.Response(status=503, text=f"not ready: {why}\n")
+        return Response.text(f"not ready: {why}\n", 503)
 
-    async def index(request: web.Request) -> web.Response:
-        return web.Response(text=_INDEX, content_type="text/html")
+    async def index(request: Request) -> Response:
+        return Response.text(_INDEX, content_type="text/html; charset=utf-8")
 
-    middlewares = [webconfig.middleware(web_config)] if web_config is not None else []
-    app = web.Application(middlewares=middlewares)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/", index)
-    return app
+    routes: dict[str, Handler] = {"/metrics": metrics, "/healthz": healthz, "/readyz": readyz, "/": index}
+
+    async def route(request: Request) -> Response:
+        endpoint = routes.get(request.path)
+        if endpoint is None:
+            return Response.text("404: Not Found\n", 404)
+        if request.method not in ("GET", "HEAD"):
+            resp = Response.text("405: Method Not Allowed\n", 405)
+            resp.headers["Allow"] = "GET, HEAD"
+            return resp
+        return await endpoint(request)
+
+    return webconfig.guard(web_config, route) if web_config is not None else route
 
 
-async def serve(
-    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
-) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
-    await site.start()
-    scheme = "https" if ssl_context is not None else "http"
-    log.info("serving /metrics on %s://%s:%d", scheme, host, port)
-    return runner
+async def serve(handler: Handler, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> Server:
+    server = Server(handler, ssl_context)
+    await server.start(host, port)
+    return server

@@ -37,8 +37,8 @@ from typing import Any
 
 import bcrypt
 import yaml
-from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+
+from exporters.prometheus.httpd import Handler, Request, Response
 
 
 class WebConfigError(ValueError):
@@ -483,33 +483,29 @@ class TokenBucket:
         return False
 
 
-def middleware(cfg: WebConfig) -> Middleware:
-    """aiohttp middleware for every route: rate limit, allowed client SANs, basic auth, headers."""
+def guard(cfg: WebConfig, handler: Handler) -> Handler:
+    """`handler` behind the config: rate limit, allowed client SANs, basic auth; headers on every answer."""
     auth = BasicAuth(cfg.users) if cfg.users else None
     bucket = TokenBucket(cfg.rate_limit) if cfg.rate_limit else None
     sans = set(cfg.tls.client_allowed_sans) if cfg.tls else set()
     headers = dict(cfg.headers)
 
-    def answer(status: int, text: str, extra: Mapping[str, str] | None = None) -> web.Response:
-        resp = web.Response(status=status, text=text + "\n")
+    def answer(status: int, text: str, extra: Mapping[str, str] | None = None) -> Response:
+        resp = Response.text(text + "\n", status)
         resp.headers.update(headers)
         if extra:
             resp.headers.update(extra)
         return resp
 
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def guarded(request: Request) -> Response:
         if bucket is not None and not bucket.allow():
             return answer(429, "Too Many Requests")
-        if sans:
-            cert = request.transport.get_extra_info("peercert") if request.transport else None
-            if not sans.intersection(peer_sans(cert)):
-                return answer(403, "Forbidden: client certificate SAN not allowed")
-        if auth is not None and not await auth.check(request.headers.get("Authorization")):
+        if sans and not sans.intersection(peer_sans(request.peercert)):
+            return answer(403, "Forbidden: client certificate SAN not allowed")
+        if auth is not None and not await auth.check(request.header("Authorization") or None):
             return answer(401, "Unauthorized", {"WWW-Authenticate": "Basic"})
         resp = await handler(request)
-        with contextlib.suppress(RuntimeError):  # a streamed response whose headers are sent
-            resp.headers.update(headers)
+        resp.headers.update(headers)
         return resp
 
-    return guard
+    return guarded

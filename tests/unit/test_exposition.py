@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -17,7 +16,7 @@ from agent.procnet import DevCounters
 from exporters.prometheus import names as n
 from exporters.prometheus.render import MetricsPage, Renderer, head
 from exporters.prometheus.scrape import EngineState, SelfMetrics
-from exporters.prometheus.server import Pieces, wants_openmetrics
+from exporters.prometheus.server import wants_openmetrics
 
 
 def page() -> MetricsPage:
@@ -137,75 +136,3 @@ def test_the_parts_are_views_of_the_page_and_join_to_the_body() -> None:
         assert any(isinstance(x, memoryview) and x.obj is p.exposition.data for x in parts) or (
             not om and parts[0] is p.exposition.data
         )
-
-
-class _Recorder:
-    """A stream writer that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes | memoryview] = []
-
-    async def write(self, chunk: bytes | memoryview) -> None:
-        self.chunks.append(chunk)
-
-
-async def test_the_body_is_written_in_slices_of_the_parts_never_joined() -> None:
-    big = bytes(range(256)) * 4096  # 1 MiB
-    parts: list[bytes | memoryview] = [big, memoryview(big)[5:300_000], b"# EOF\n"]
-    body = Pieces(parts, "text/plain")
-    assert body.size == sum(len(x) for x in parts)
-    rec = _Recorder()
-    await body.write(rec)  # type: ignore[arg-type]  # the part of AbstractStreamWriter it uses
-    assert b"".join(rec.chunks) == b"".join(parts)
-    assert all(isinstance(c, memoryview) and len(c) <= Pieces.SLICE for c in rec.chunks)
-    assert len(rec.chunks) == 4 + 2 + 1
-
-
-async def test_aiohttp_serves_the_pieces_with_their_length() -> None:
-    """Against the installed aiohttp: the Payload contract (size → Content-Length, write)."""
-    from aiohttp import web
-    from aiohttp.test_utils import TestClient, TestServer
-
-    parts: list[bytes | memoryview] = [b"a" * (Pieces.SLICE * 3 + 7), memoryview(b"xyz"), b"# EOF\n"]
-
-    async def handler(request: web.Request) -> web.Response:
-        return web.Response(body=Pieces(parts, "text/plain"), headers={"Content-Type": "text/plain"})
-
-    app = web.Application()
-    app.router.add_get("/", handler)
-    async with TestClient(TestServer(app)) as client:
-        resp = await client.get("/")
-        assert resp.status == 200
-        assert resp.headers["Content-Length"] == str(sum(len(x) for x in parts))
-        assert "Transfer-Encoding" not in resp.headers
-        assert await resp.read() == b"".join(parts)
-
-
-async def test_a_scraper_that_hangs_up_mid_body_leaves_the_server_serving() -> None:
-    """The client resets the connection after the first bytes of a multi-slice body; the next
-    request gets the whole body."""
-    import socket
-    import struct
-
-    from aiohttp import web
-    from aiohttp.test_utils import TestClient, TestServer
-
-    parts: list[bytes | memoryview] = [b"x" * (Pieces.SLICE * 40), b"# EOF\n"]
-
-    async def handler(request: web.Request) -> web.Response:
-        return web.Response(body=Pieces(parts, "text/plain"), headers={"Content-Type": "text/plain"})
-
-    app = web.Application()
-    app.router.add_get("/", handler)
-    async with TestClient(TestServer(app)) as client:
-        host, port = client.server.host, client.server.port
-        assert port is not None
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        await writer.drain()
-        assert (await reader.readexactly(16)).startswith(b"HTTP/1.1 200")
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
-        writer.close()
-        resp = await client.get("/")
-        assert resp.status == 200 and len(await resp.read()) == Pieces.SLICE * 40 + 6
