@@ -199,6 +199,11 @@ def _framing(status: int, headers: dict[str, str]) -> tuple[int | None, bool]:
     return int(v), False
 
 
+async def read_response(reader: asyncio.StreamReader) -> Response:
+    """A response off `reader`: its head now, its body as the caller reads it."""
+    return await _read_head(reader, await _line(reader, "status line"))
+
+
 async def _read_head(reader: asyncio.StreamReader, first: bytes) -> Response:
     total = 0
     line = first
