@@ -175,7 +175,8 @@ class DockerClient:
             ):
                 if resp.status >= 400:
                     # Read here, not raised inside: the connection then serves the next request.
-                    body = await resp.read()
+                    async with asyncio.timeout(self.timeout):  # a stream's error body is bounded too
+                        body = await resp.read()
                     if resp.status == 404:
                         failed = NotFound(_message(body) or f"{path}: not found", 404)
                     else:
@@ -185,7 +186,9 @@ class DockerClient:
         except ConnectError as exc:
             raise unreachable(self.host, exc.os_error) from exc
         except (ProtocolError, OSError, TimeoutError) as exc:
-            raise EngineError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+            timed_out = isinstance(exc, TimeoutError) and not str(exc)
+            why = f"no complete answer within {self.timeout:g} s" if timed_out else str(exc)
+            raise EngineError(f"GET {path}: {type(exc).__name__}: {why}") from exc
         if failed is not None:
             raise failed
 

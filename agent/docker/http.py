@@ -70,7 +70,7 @@ class Response:
     reason: str
     headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
     _body: _Body
-    keep_alive: bool = field(default=True)
+    keep_alive: bool = True
 
     async def read(self) -> bytes:
         out = bytearray()
@@ -245,8 +245,8 @@ class Pool:
     host_header: str = "localhost"
     user_agent: str = "dockwatch"
     max_idle: int = MAX_IDLE
-    _idle: list[_Conn] = field(default_factory=list)
-    _busy: set[_Conn] = field(default_factory=set)
+    _idle: list[_Conn] = field(default_factory=list, init=False)
+    _busy: set[_Conn] = field(default_factory=set, init=False)
 
     @property
     def idle(self) -> int:
