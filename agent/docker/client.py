@@ -1,8 +1,8 @@
-"""A thin, read-only Engine API client over the unix socket (or tcp://, with TLS), on aiohttp.
+"""A thin, read-only Engine API client over the unix socket (or tcp://, with TLS), on http.py.
 
 Only GET requests, all through `_request`. Errors are normalised once there: EngineError
-(unreachable, 5xx, bad JSON, broken framing) and NotFound (404); callers never see aiohttp
-exceptions, raw error bodies or the engine's JSON: they get the typed models of models.py.
+(unreachable, 5xx, bad JSON, broken framing) and NotFound (404); callers never see socket or
+HTTP exceptions, raw error bodies or the engine's JSON: they get the typed models of models.py.
 
 tcp:// follows the docker CLI: https with the TLS context given (DOCKER_TLS_VERIFY: ca.pem,
 cert.pem, key.pem of DOCKER_CERT_PATH), default port 2376 with TLS and 2375 without.
@@ -10,6 +10,7 @@ cert.pem, key.pem of DOCKER_CERT_PATH), default port 2376 with TLS and 2375 with
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
@@ -20,10 +21,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import aiohttp
-
+from agent.docker.http import ConnectError, Pool, ProtocolError, Response
 from agent.docker.models import Container, EngineError, Info, Network, NotFound, Service, Version
 from agent.docker.stdcopy import CorruptFrame, FramingError, LogFrame, StdcopyDecoder, since_param
 
@@ -121,10 +121,10 @@ class DockerClient:
         self.api_version = ""
         self._tls = tls
         if host.startswith("unix://"):
-            self._connector_args: dict[str, Any] = {"path": host.removeprefix("unix://")}
+            # The docker CLI's Host header on the socket; dockerd does not look at it.
+            self._pool = Pool(unix_path=host.removeprefix("unix://"), host_header="docker")
             self._base = "http://docker"
         else:
-            self._connector_args = {}
             hostport = host.split("://", 1)[1].split("/", 1)[0]
             if host.startswith("tcp://") and tls is not None:
                 scheme, port = "https", 2376
@@ -133,7 +133,13 @@ class DockerClient:
             if not hostport.rpartition("]")[2].count(":"):  # no port given: the CLI's defaults
                 hostport = f"{hostport}:{port}"
             self._base = f"{scheme}://{hostport}"
-        self._session: aiohttp.ClientSession | None = None
+            name, _, portstr = hostport.rpartition(":")
+            self._pool = Pool(
+                host=name.removeprefix("[").removesuffix("]"),
+                port=int(portstr),
+                tls=self._tls,
+                host_header=hostport,
+            )
 
     async def __aenter__(self) -> DockerClient:
         return self
@@ -144,51 +150,47 @@ class DockerClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._pool.close()
 
-    def _sess(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector: aiohttp.BaseConnector = (
-                aiohttp.UnixConnector(**self._connector_args)
-                if self._connector_args
-                else aiohttp.TCPConnector(ssl=self._tls if self._tls is not None else True)
-            )
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
-
-    def _url(self, path: str) -> str:
+    def _target(self, path: str, params: Mapping[str, str] | None) -> str:
         prefix = f"/v{self.api_version}" if self.api_version else ""
-        return f"{self._base}{prefix}{path}"
+        query = f"?{urlencode(params, quote_via=quote)}" if params else ""
+        return f"{prefix}{path}{query}"
 
     @contextlib.asynccontextmanager
     async def _request(
         self, path: str, params: Mapping[str, str] | None = None, streaming: bool = False
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    ) -> AsyncIterator[Response]:
         """The one place a request goes to the engine: a GET of `path` (versioned) with `params`.
 
         Yields the response once its status is a success. A 404 is NotFound; any other error
         status, a failed connection (`unreachable`), a timeout or a broken transfer, also while the
         caller reads the body, is EngineError. `streaming`: no bound on the whole response (logs,
-        events), only on connecting."""
-        timeout = (
-            aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
-            if streaming
-            else aiohttp.ClientTimeout(total=self.timeout)
-        )
+        events), only on connecting and the response head."""
+        failed: EngineError | None = None
         try:
-            async with self._sess().get(self._url(path), params=params, timeout=timeout) as resp:
+            async with (
+                asyncio.timeout(None if streaming else self.timeout),
+                self._pool.request(self._target(path, params), self.timeout) as resp,
+            ):
                 if resp.status >= 400:
-                    body = await resp.read()
+                    # Read here, not raised inside: the connection then serves the next request.
+                    async with asyncio.timeout(self.timeout):  # a stream's error body is bounded too
+                        body = await resp.read()
                     if resp.status == 404:
-                        raise NotFound(_message(body) or f"{path}: not found", 404)
-                    raise EngineError(f"GET {path}: {resp.status} {_message(body)}", resp.status)
-                yield resp
-        except aiohttp.ClientConnectorError as exc:
+                        failed = NotFound(_message(body) or f"{path}: not found", 404)
+                    else:
+                        failed = EngineError(f"GET {path}: {resp.status} {_message(body)}", resp.status)
+                else:
+                    yield resp
+        except ConnectError as exc:
             raise unreachable(self.host, exc.os_error) from exc
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise EngineError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+        except (ProtocolError, OSError, TimeoutError) as exc:
+            timed_out = isinstance(exc, TimeoutError) and not str(exc)
+            why = f"no complete answer within {self.timeout:g} s" if timed_out else str(exc)
+            raise EngineError(f"GET {path}: {type(exc).__name__}: {why}") from exc
+        if failed is not None:
+            raise failed
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         async with self._request(path, params) as resp:
@@ -246,7 +248,7 @@ class DockerClient:
             if opened is not None:
                 await opened()
             decoder = JsonLinesDecoder()
-            async for chunk in resp.content.iter_any():
+            async for chunk in resp.iter_any():
                 for obj in decoder.feed(chunk):
                     yield Event.from_api(obj)
         raise EngineError("GET /events: the engine closed the stream")
@@ -254,7 +256,7 @@ class DockerClient:
     async def stream(self, path: str, params: Mapping[str, str] | None = None) -> AsyncGenerator[bytes, None]:
         """GET a streaming endpoint and yield its raw chunks until it ends."""
         async with self._request(path, params, streaming=True) as resp:
-            async for chunk in resp.content.iter_any():
+            async for chunk in resp.iter_any():
                 yield chunk
 
     async def logs(

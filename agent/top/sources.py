@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from typing import Protocol
 
-import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.procnet import DevCounters, Socket
@@ -131,27 +132,36 @@ def metrics_url(url: str) -> str:
 
 
 class MetricsSource:
-    """Samples from a running agent: GET /metrics, stamped with the middle of the request."""
+    """Samples from a running agent: GET /metrics, stamped with the middle of the request.
+
+    urllib in a thread: one GET every few seconds needs no event-loop HTTP client, and the agent's
+    own Engine API client speaks only to the engine."""
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.url = metrics_url(url)
         self.label = self.url
         self.timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+        # No proxy from the environment: the agent is reached directly, as aiohttp did by default.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        pass
 
-    async def sample(self) -> Sample:
-        assert self._session is not None, "start() first"
-        m0, w0 = time.monotonic(), time.time()
+    def _get(self) -> str:
         try:
-            async with self._session.get(self.url) as resp:
-                body = await resp.text()
+            with self._opener.open(self.url, timeout=self.timeout) as resp:
                 if resp.status != 200:
                     raise SourceError(f"{self.url}: HTTP {resp.status}")
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                return str(resp.read().decode("utf-8", errors="replace"))  # the exposition is UTF-8
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            raise SourceError(f"{self.url}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:  # TimeoutError is an OSError
             raise SourceError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+
+    async def sample(self) -> Sample:
+        m0, w0 = time.monotonic(), time.time()
+        body = await asyncio.to_thread(self._get)
         m1, w1 = time.monotonic(), time.time()
         # The agent collects while it answers: the middle of the request is the best estimate.
         try:
@@ -163,6 +173,4 @@ class MetricsSource:
         return None  # /metrics has no per-socket data (it would be unbounded cardinality)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        pass

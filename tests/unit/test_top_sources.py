@@ -3,6 +3,7 @@ standalone adapter's view of the same collection; and the socket parser on captu
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from agent.docker.models import COMPOSE_PROJECT, COMPOSE_SERVICE, Container, Net
 from agent.netstats import CollectResult, Membership, NetnsSample
 from agent.top.collect import to_sample
 from agent.top.model import HOST_NAME, compute
-from agent.top.sources import from_exposition, metrics_url
+from agent.top.sources import MetricsSource, SourceError, from_exposition, metrics_url
 from exporters.prometheus.render import Renderer
 from tests.support import toolbox
 
@@ -154,3 +155,35 @@ def test_parse_net_sockets_established_v4_and_mapped_v6() -> None:
     )
     (s6,) = procnet.parse_net_sockets(text6)
     assert s6.remote == ipaddress.ip_address("::ffff:172.20.0.3")
+
+
+async def test_metrics_source_over_http_and_its_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MetricsSource against a loopback server: a body is a Sample; an error status, no server at
+    all, or a proxy in the environment (ignored: the agent is reached directly) say the URL."""
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens there
+    body = Renderer().render("node1", "nid", collect_result(), {}, {}, []).text().encode()
+    statuses = ["200 OK", "500 Internal Server Error"]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        status = statuses.pop(0)
+        payload = body if status.startswith("200") else b"broken\n"
+        writer.write(f"HTTP/1.1 {status}\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    src = MetricsSource(f"127.0.0.1:{port}", timeout=10)
+    try:
+        await src.start()
+        sample = await src.sample()
+        assert {ns.name for ns in sample.namespaces} == {"web", HOST_NAME} and sample.node == "node1"
+        with pytest.raises(SourceError, match=rf"^http://127\.0\.0\.1:{port}/metrics: HTTP 500$"):
+            await src.sample()
+    finally:
+        await src.close()
+        server.close()
+        await server.wait_closed()
+    with pytest.raises(SourceError, match=rf"^http://127\.0\.0\.1:{port}/metrics: URLError: .*refused"):
+        await MetricsSource(f"127.0.0.1:{port}").sample()
