@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-log = logging.getLogger(__name__)
+from exporters.prometheus.pieces import SLICE, Piece, slices
 
-Piece = bytes | memoryview
+log = logging.getLogger(__name__)
 
 MAX_LINE = 8190  # the request line or one header line (aiohttp's and h11's default)
 MAX_HEAD = 65536  # the whole head
@@ -36,7 +36,6 @@ MAX_BODY = 65536  # a body we read and drop rather than refuse
 KEEPALIVE = 75.0  # idle time between requests on one connection (aiohttp's default)
 HEAD_TIMEOUT = 30.0  # from the request line to the end of the head (and a dropped body)
 WRITE_TIMEOUT = 60.0  # for the socket to take one slice: a client that stops reading is dropped
-SLICE = 256 * 1024
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: no spaces, no controls
@@ -335,9 +334,7 @@ class Server:
             writer.write(b"".join((head, *response.body)))
         else:
             writer.write(head)
-            for piece in response.body:
-                view = memoryview(piece)
-                for i in range(0, len(view), SLICE):
-                    writer.write(view[i : i + SLICE])
-                    await asyncio.wait_for(writer.drain(), self.write_timeout)
+            for piece in slices(response.body):
+                writer.write(piece)
+                await asyncio.wait_for(writer.drain(), self.write_timeout)
         await asyncio.wait_for(writer.drain(), self.write_timeout)

@@ -25,8 +25,7 @@ from prometheus_client.registry import Collector
 from agent.docker.models import Container
 from agent.netstats import CollectResult, Membership, NetnsSample, NsKey
 from exporters.prometheus import names as n
-
-Piece = bytes | memoryview  # a part of a body: served as it is, never joined into one copy
+from exporters.prometheus.pieces import Piece, slices
 
 
 def escape(value: str) -> str:
@@ -55,6 +54,11 @@ def head(m: n.Metric, openmetrics: bool = False) -> str:
 @functools.cache
 def _head_bytes(m: n.Metric) -> bytes:
     return head(m).encode()
+
+
+@functools.cache
+def _om_head_bytes(m: n.Metric) -> bytes:
+    return head(m, True).encode()
 
 
 def _render_namespace(s: NetnsSample, ident: str) -> list[bytes]:
@@ -100,37 +104,33 @@ def _render_namespace(s: NetnsSample, ident: str) -> list[bytes]:
 
 
 class Exposition:
-    """One rendering: the text 0.0.4 bytes once, and where each family's head and samples are."""
+    """One rendering: its encoded parts as the renderer made them, and where each family is."""
 
-    __slots__ = ("data", "spans")
+    __slots__ = ("parts", "prefix", "spans")
 
     def __init__(self, parts: list[bytes], heads: list[tuple[int, n.Metric]]) -> None:
         """`parts`: the encoded lines; `heads`: (index in parts of a family's head line, its
         metric), in order."""
-        # One bytes object, not the lines: a str per line cost ~50 B over its text, and the served
-        # body was a second copy of it (bench/memory.py, bench/RESULTS.md "Memory"). Joined once:
-        # the spans come from the parts' lengths, not from joining each family first.
+        # The parts, not their join: most are the renderer's kept bytes of each namespace, so a
+        # joined page was a second copy of them, ~4 MiB at 500 containers kept between scrapes
+        # and built at each one (bench/RESULTS.md, "Memory", session 9).
         ends = [i for i, _ in heads[1:]] + ([len(parts)] if heads else [])
-        pos = sum(map(len, parts[: heads[0][0]])) if heads else 0
-        self.spans: list[tuple[int, int, int, n.Metric]] = []  # head start, samples start, end, metric
-        for (start, m), end in zip(heads, ends, strict=True):
-            head_at, samples = pos, pos + len(parts[start])
-            pos = samples + sum(map(len, parts[start + 1 : end]))
-            self.spans.append((head_at, samples, pos, m))
-        self.data = b"".join(parts)
+        self.parts = parts
+        self.prefix = heads[0][0] if heads else len(parts)  # parts before the first family
+        self.spans = [(start, end, m) for (start, m), end in zip(heads, ends, strict=True)]
 
     def pieces(self, openmetrics: bool = False, names: Collection[str] | None = None) -> list[Piece]:
         """The families in text 0.0.4 or OpenMetrics (without `# EOF`), UTF-8, only `names` if
-        given: pieces of the page (views, not copies) whose concatenation is the text."""
+        given: the kept parts (not copies) whose concatenation is the text."""
         if names is None and not openmetrics:
-            return [self.data]
-        view = memoryview(self.data)
+            return list(self.parts)
         out: list[Piece] = []
         if names is None:
-            out.append(view[: self.spans[0][0] if self.spans else len(view)])
-        for hs, ss, end, m in self.spans:
+            out += self.parts[: self.prefix]
+        for start, end, m in self.spans:
             if names is None or m.name in names:
-                out += (head(m, True).encode() if openmetrics else view[hs:ss], view[ss:end])
+                out.append(_om_head_bytes(m) if openmetrics else self.parts[start])
+                out += self.parts[start + 1 : end]
         return out
 
     def encoded(self, openmetrics: bool = False, names: Collection[str] | None = None) -> bytes:
@@ -232,7 +232,7 @@ class MetricsPage:
         # Level 1: most of the size win for a fraction of the CPU. Fed piece by piece: the page is
         # never joined into one more copy (wbits 31: the gzip container).
         z = zlib.compressobj(1, zlib.DEFLATED, 31)
-        return b"".join([*(z.compress(p) for p in parts), z.flush()])
+        return b"".join([*(z.compress(p) for p in slices(parts)), z.flush()])
 
     def parts(self, openmetrics: bool = False, names: Collection[str] | None = None) -> list[Piece]:
         """The uncompressed body as pieces (see Exposition.pieces): the server writes them as they

@@ -41,7 +41,8 @@ from agent.collector import Collection, Outcome, Registry
 from agent.inventory import Inventory, Snapshot
 from agent.netstats import NETNS, CollectResult, namespaces
 from exporters.prometheus import names as n
-from exporters.prometheus.render import Exposition, FamilyTexts, MetricsPage, Piece, Renderer
+from exporters.prometheus.pieces import Piece
+from exporters.prometheus.render import Exposition, FamilyTexts, MetricsPage, Renderer
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ import pytest
 
 from exporters.prometheus import httpd
 from exporters.prometheus.httpd import Request, Response, Server
+from exporters.prometheus.pieces import SLICE, slices
 from tests.support.certs import PKI, make_pki
 from tests.support.toolbox import until
 
@@ -235,11 +236,11 @@ async def test_a_big_body_is_written_in_slices_of_its_pieces_never_joined(
         assert "Transfer-Encoding" not in resp.headers
         assert await resp.read() == b"".join(parts)
     body_writes = writes[1:]  # the first is the head (the client's own writes were not on a StreamWriter)
-    assert max(body_writes) <= httpd.SLICE and len(body_writes) == 4 + 2 + 1
+    assert max(body_writes) <= SLICE and len(body_writes) == 4 + 2 + 1
 
 
 async def test_a_scraper_that_hangs_up_mid_body_leaves_the_server_serving(serve: Serve) -> None:
-    parts: list[bytes | memoryview] = [b"x" * (httpd.SLICE * 40), b"# EOF\n"]
+    parts: list[bytes | memoryview] = [b"x" * (SLICE * 40), b"# EOF\n"]
 
     async def handler(request: Request) -> Response:
         return Response(200, parts, {"Content-Type": "text/plain"})
@@ -253,11 +254,11 @@ async def test_a_scraper_that_hangs_up_mid_body_leaves_the_server_serving(serve:
     writer.close()
     await until(lambda: not server._conns, what="the reset connection dropped")
     got = await exchange(port, b"GET / HTTP/1.1\r\n\r\n")
-    assert got[0][0] == 200 and len(got[0][2]) == httpd.SLICE * 40 + 6
+    assert got[0][0] == 200 and len(got[0][2]) == SLICE * 40 + 6
 
 
 async def test_a_client_that_stops_reading_is_cut_off(serve: Serve) -> None:
-    parts: list[bytes | memoryview] = [b"x" * (httpd.SLICE * 200)]  # 50 MiB: more than socket buffers hold
+    parts: list[bytes | memoryview] = [b"x" * (SLICE * 200)]  # 50 MiB: more than socket buffers hold
 
     async def handler(request: Request) -> Response:
         return Response(200, parts)
@@ -368,3 +369,24 @@ async def test_tls_with_a_verified_client_certificate(serve: Serve, pki: PKI, tm
     writer.write(b"GET / HTTP/1.1\r\n\r\n")
     assert (await read_response(reader))[0] == 200
     writer.close()
+
+
+def test_slices_join_small_pieces_and_cut_big_ones_never_over_the_size() -> None:
+    pieces: list[bytes | memoryview] = [b"ab", b"cde", b"f" * 9, memoryview(b"ghij"), b"k", b"l" * 25, b"m"]
+    out = list(slices(pieces, 8))
+    assert b"".join(out) == b"".join(pieces)
+    assert all(0 < len(x) <= 8 for x in out)
+    assert [bytes(x) for x in out] == [
+        b"abcde",
+        b"f" * 8,
+        b"f",
+        b"ghijk",
+        b"l" * 8,
+        b"l" * 8,
+        b"l" * 8,
+        b"l",
+        b"m",
+    ]
+    assert list(slices([], 8)) == []
+    one = b"xyz"
+    assert next(slices([one], 8)) is one  # a lone small piece is not copied
