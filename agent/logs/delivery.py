@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.clock import SYSTEM_CLOCK, Clock, within
+from agent.clock import SYSTEM_CLOCK, Clock, Wake, within
 from agent.docker.models import Container
 from agent.logs.checkpoint import ApiPos, CheckpointStore, FilePos, Position
 from agent.logs.record import LogRecord
@@ -211,7 +211,7 @@ class Tail:
         self.committed: Position | None = None
         self.finishing = False  # the container is gone: read what is left, then end
         self.stopping = False  # the agent is shutting down: deliver what is batched, then end
-        self.wake = asyncio.Event()
+        self.wake = Wake()
         self.backlog_bytes = 0
         self._save_failed = False
 
