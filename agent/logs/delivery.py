@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.clock import SYSTEM_CLOCK, Clock, Wake, within
+from agent.clock import SYSTEM_CLOCK, Clock, Wake
 from agent.docker.models import Container
 from agent.logs.checkpoint import ApiPos, CheckpointStore, FilePos, Position
 from agent.logs.record import LogRecord
@@ -288,7 +288,7 @@ class Tail:
             return None
 
     async def idle(self, timeout: float) -> None:
-        await within(timeout, self.wake.wait())
+        await self.wake.wait(timeout)
         self.wake.clear()
 
     async def run(self) -> None:

@@ -49,3 +49,19 @@ async def test_one_waiter_at_a_time() -> None:
         await w.wait()
     w.set()
     await asyncio.wait_for(first, 30)
+
+
+async def test_wait_with_a_timeout_says_whether_it_was_set() -> None:
+    w = Wake()
+    assert not await w.wait(0.01)  # the timer fired: not set
+    assert w._fut is None
+    loop = asyncio.get_running_loop()
+    loop.call_soon(w.set)
+    assert await w.wait(30)
+    w.clear()
+    waiter = asyncio.create_task(w.wait(30))
+    await asyncio.sleep(0)
+    waiter.cancel()  # the agent stopping: the cancellation goes through, the timer goes with it
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert w._fut is None
