@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from agent.logs.sink import Snapshotter
 from exporters.prometheus import names as n
+from exporters.prometheus.families import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
 def _counter(m: n.Metric, labels: list[str]) -> CounterMetricFamily:
@@ -23,7 +21,7 @@ def _gauge(m: n.Metric) -> GaugeMetricFamily:
     return GaugeMetricFamily(m.name, m.help, labels=["sink"])
 
 
-class LogMetrics(Collector):
+class LogMetrics:
     def __init__(self, pipeline: Snapshotter) -> None:
         self.pipeline = pipeline
 

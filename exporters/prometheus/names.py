@@ -423,7 +423,7 @@ BUILD_INFO = Metric(
     "agent",
 )
 
-# --- the agent process (prometheus_client's ProcessCollector, from /proc/self) ---------------------
+# --- the agent process (families.ProcessMetrics, as client_python's ProcessCollector, from /proc/self) -
 # The names and help every client_python and Go exporter uses, so process dashboards work as is.
 PROCESS_CPU = Metric(
     "process_cpu_seconds_total",

@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from agent.connections import ConnectionsResult
 from agent.docker.models import Container, Service
 from agent.inventory import Snapshot
 from agent.peers import PortState, published_port_state
 from exporters.prometheus import names as n
+from exporters.prometheus.families import GaugeMetricFamily, Metric
 
 
 class _Services(Protocol):
@@ -41,7 +39,7 @@ def _flag(v: bool) -> str:
     return "true" if v else "false"
 
 
-class NetmapMetrics(Collector):
+class NetmapMetrics:
     def __init__(
         self,
         snapshot: Callable[[], Snapshot],

@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import functools
 import zlib
-from collections.abc import Collection, Iterable, Iterator, Mapping
-
-from prometheus_client import generate_latest
-from prometheus_client.core import Metric
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.registry import Collector
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
 from agent.docker.models import Container
 from agent.netstats import CollectResult, Membership, NetnsSample, NsKey
 from exporters.prometheus import names as n
+from exporters.prometheus.families import Family, Metric, generate
 from exporters.prometheus.pieces import Piece, slices
 
 
@@ -145,17 +141,17 @@ class Exposition:
         return self.text()
 
 
-class _Families(Collector):
+class _Families:
     """Metric families read once, in the registry shape prometheus_client's generators take."""
 
-    def __init__(self, families: Iterable[Metric]) -> None:
+    def __init__(self, families: Iterable[Family]) -> None:
         self.families = list(families)
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Family]:
         return iter(self.families)
 
 
-def _restrict(families: Iterable[Metric], names: Collection[str]) -> Iterator[Metric]:
+def _restrict(families: Iterable[Family], names: Collection[str]) -> Iterator[Family]:
     """Only the samples named in `names` (prometheus_client's name[] semantics: sample names)."""
     for f in families:
         samples = [s for s in f.samples if s.name in names]
@@ -175,14 +171,14 @@ class FamilyTexts:
     BIG = 32  # samples
 
     def __init__(self) -> None:
-        self._memo: dict[bool, dict[int, tuple[Metric, bytes]]] = {False: {}, True: {}}
+        self._memo: dict[bool, dict[int, tuple[Family, bytes]]] = {False: {}, True: {}}
 
-    def render(self, families: Iterable[Metric], openmetrics: bool) -> bytes:
+    def render(self, families: Iterable[Family], openmetrics: bool) -> bytes:
         """What prometheus_client's generate_latest gives for `families` (OpenMetrics: with `# EOF`)."""
         old = self._memo[openmetrics]
-        new: dict[int, tuple[Metric, bytes]] = {}
+        new: dict[int, tuple[Family, bytes]] = {}
         out: list[bytes] = []
-        run: list[Metric] = []
+        run: list[Family] = []
         for m in families:
             if len(m.samples) < self.BIG:
                 run.append(m)
@@ -200,13 +196,10 @@ class FamilyTexts:
         return b"".join(out) + (b"# EOF\n" if openmetrics else b"")
 
 
-def _generate(families: list[Metric], openmetrics: bool) -> bytes:
-    """prometheus_client's text for `families`, without OpenMetrics' `# EOF`: the texts of two
-    lists of families, joined, are the text of both (each family is printed on its own)."""
-    if not openmetrics:
-        return bytes(generate_latest(_Families(families)))
-    text = bytes(generate_openmetrics(_Families(families)))  # type: ignore[no-untyped-call]
-    return text.removesuffix(b"# EOF\n")
+def _generate(families: Sequence[Family], openmetrics: bool) -> bytes:
+    """The text of `families`, without OpenMetrics' `# EOF`: the texts of two lists of families,
+    joined, are the text of both (each family is printed on its own)."""
+    return generate(families, openmetrics)
 
 
 class MetricsPage:
@@ -214,7 +207,7 @@ class MetricsPage:
     own families (read at the same moment), plus the bodies already built from them."""
 
     def __init__(
-        self, exposition: Exposition, own: Iterable[Metric], texts: FamilyTexts | None = None
+        self, exposition: Exposition, own: Iterable[Family], texts: FamilyTexts | None = None
     ) -> None:
         """`texts`: the scraper's memo of family texts across pages (a fresh one if None)."""
         self.exposition = exposition

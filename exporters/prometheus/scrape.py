@@ -31,16 +31,20 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from prometheus_client import ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from agent import __version__
 from agent.clock import within
 from agent.collector import Collection, Outcome, Registry
 from agent.inventory import Inventory, Snapshot
 from agent.netstats import NETNS, CollectResult, namespaces
 from exporters.prometheus import names as n
+from exporters.prometheus.families import (
+    Collector,
+    CounterMetricFamily,
+    Family,
+    GaugeMetricFamily,
+    Metric,
+    ProcessMetrics,
+)
 from exporters.prometheus.pieces import Piece
 from exporters.prometheus.render import Exposition, FamilyTexts, MetricsPage, Renderer
 
@@ -58,7 +62,7 @@ class EngineState:
     reconnects: int = 0
 
 
-class SelfMetrics(Collector):
+class SelfMetrics:
     """The agent's own metrics, from one collection's immutable inputs (a client_python collector)."""
 
     def __init__(
@@ -117,8 +121,8 @@ class ExpositionCollectors:
     def register(self, collector: Collector, name: str = "") -> None:
         self._units.append((name or type(collector).__name__.lower(), collector))
 
-    def collect(self) -> tuple[list[Metric], dict[str, Outcome]]:
-        families: list[Metric] = []
+    def collect(self) -> tuple[list[Family], dict[str, Outcome]]:
+        families: list[Family] = []
         outcomes: dict[str, Outcome] = {}
         for name, c in self._units:
             t0 = time.perf_counter()
@@ -161,7 +165,7 @@ class Scraper:
         self.registry = registry or ExpositionCollectors()
         # process_* (CPU seconds, resident memory, open fds, start time) of the agent itself, from
         # /proc/self like every client_python exporter: the agent's own procfs, not --path.procfs.
-        self.process = ProcessCollector(registry=None)
+        self.process = ProcessMetrics()
         self._inflight: _Flight | None = None
         self._page: MetricsPage | None = None
         self.last: Collection | None = None  # the last finished collection (set on the event loop)

@@ -455,7 +455,7 @@ def _exposition() -> list[tuple[str, dict[str, str], float, bool]]:
     tier = Outcome("connections", ConnectionsResult(), True, 0.0)
     col = Collection(snap, {"netns": Outcome("netns", result, True, 0.0), "connections": tier})
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SelfMetrics(snap, col, EngineState()))
+    registry.register(SelfMetrics(snap, col, EngineState()))  # type: ignore[arg-type]  # ours is structurally a client_python Collector
     registry.register(ProcessCollector(registry=None))
     text += generate_latest(registry).decode()
     from tests.support.netmap_exposition import netmap_text  # issue 11's families, from the real exporter

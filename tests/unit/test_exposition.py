@@ -45,7 +45,7 @@ def page() -> MetricsPage:
     snap = Snapshot(containers={c.id: c}, node="node1", events_total={("container", "die"): 2})
     col = Collection(snap, {"netns": Outcome("netns", res, True, 0.0)})
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(SelfMetrics(snap, col, EngineState()))
+    reg.register(SelfMetrics(snap, col, EngineState()))  # type: ignore[arg-type]  # ours is structurally a client_python Collector
     reg.register(ProcessCollector(registry=None))
     return MetricsPage(exp, reg.collect())
 

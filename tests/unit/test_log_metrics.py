@@ -38,7 +38,7 @@ def test_exposition(tmp_path: Path) -> None:
     p = LogPipeline([r], HostFS(docker_root=tmp_path), tmp_path, None, TailOptions())
     p.unreadable = {"a": "driver_none", "b": "driver_none", "c": "tty"}
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(LogMetrics(p))
+    reg.register(LogMetrics(p))  # type: ignore[arg-type]  # ours is structurally a client_python Collector
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for fam in text_string_to_metric_families(generate_latest(reg).decode())

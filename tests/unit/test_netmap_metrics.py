@@ -84,7 +84,7 @@ def tier(*owners: Container | None) -> ConnectionsResult:
 
 def scrape(coll: NetmapMetrics) -> dict[str, Series]:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(coll)
+    reg.register(coll)  # type: ignore[arg-type]  # ours is structurally a client_python Collector
     out: dict[str, Series] = {}
     for fam in text_string_to_metric_families(generate_latest(reg).decode()):
         for s in fam.samples:
