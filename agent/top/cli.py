@@ -15,10 +15,12 @@ import os
 import re
 import shutil
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.top.model import COLUMN_KEYS, COLUMNS, DEFAULT_SORT, Sample, compute, parse_filter, sort_rows
-from agent.top.sources import MetricsSource, Source, SourceError
+
+if TYPE_CHECKING:  # sources imports urllib.request and prometheus_client: `dockwatch run` needs neither
+    from agent.top.sources import Source
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -135,6 +137,7 @@ async def _once(source: Source, interval: float) -> tuple[Sample, Sample]:
 
 def main(ns: argparse.Namespace) -> int:
     from agent.config import ConfigError
+    from agent.top.sources import MetricsSource, SourceError
 
     try:
         source: Source = MetricsSource(ns.url) if ns.url else _standalone(ns)
