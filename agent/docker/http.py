@@ -194,7 +194,7 @@ def _framing(status: int, headers: dict[str, str]) -> tuple[int | None, bool]:
     if cl is None:
         return None, False
     values = {v.strip() for v in cl.split(",")}
-    if len(values) != 1 or not (v := values.pop()).isdigit():
+    if len(values) != 1 or not (v := values.pop()).isdigit() or not v.isascii() or len(v) > 18:
         raise ProtocolError(f"bad Content-Length {cl!r}")
     return int(v), False
 

@@ -126,7 +126,10 @@ def parse_request_line(line: bytes) -> tuple[str, str, list[tuple[str, str]], tu
     raw = target.decode("ascii")
     if not raw.startswith("/"):
         # absolute-form (RFC 9112 3.2.2: a server must accept it); anything else is not for us
-        split = urlsplit(raw)
+        try:
+            split = urlsplit(raw)
+        except ValueError:  # e.g. "http://[::1/": a bracket never closed
+            raise _Refused(400, "malformed request target") from None
         if split.scheme not in ("http", "https") or not split.netloc:
             raise _Refused(400, "malformed request target")
         raw = (split.path or "/") + (f"?{split.query}" if split.query else "")
@@ -207,16 +210,21 @@ class Server:
         task = asyncio.current_task()
         assert task is not None
         self._conns[task] = True
+        cancelled = False
         try:
             await self._connection(reader, writer, task)
         except (OSError, asyncio.IncompleteReadError, TimeoutError):
             pass  # the client went away or stalled: nothing to answer
         except asyncio.CancelledError:
+            cancelled = True  # close(): idle, or past its grace; no flush wait either
             if not self._closing:
                 raise
         finally:
             self._conns.pop(task, None)
-            await self._close(writer)
+            if cancelled:
+                writer.transport.abort()
+            else:
+                await self._close(writer)
 
     async def _close(self, writer: asyncio.StreamWriter) -> None:
         """Flush what is buffered and close; a client that does not take it is cut off."""
@@ -232,7 +240,8 @@ class Server:
         peercert = writer.get_extra_info("peercert")
         # drain() then waits until the transport has handed every byte to the kernel: one slice
         # of a page in our memory at a time, not a slice plus the transport's 64 KiB high mark.
-        writer.transport.set_write_buffer_limits(high=0)
+        # 1, not 0: the TLS transport pauses at a buffer >= its high mark, so 0 never resumed.
+        writer.transport.set_write_buffer_limits(high=1)
         while not self._closing:
             self._conns[task] = True
             try:
@@ -258,7 +267,13 @@ class Server:
                 log.exception("%s %s failed", request.method, request.path)
                 response = Response.text("500: Internal Server Error\n", 500)
             keep = request.keep_alive and not self._closing
-            await self._send(writer, response, request.method == "HEAD", keep, request.version)
+            try:
+                await self._send(writer, response, request.method == "HEAD", keep, request.version)
+            except ValueError as exc:  # a header that cannot be sent: nothing was written yet
+                log.error("%s %s: %s", request.method, request.path, exc)
+                response = Response.text("500: Internal Server Error\n", 500)
+                await self._send(writer, response, request.method == "HEAD", False, request.version)
+                return
             if not keep:
                 return
 
@@ -287,7 +302,7 @@ class Server:
         length = headers.get("content-length", "0")
         if not length.isdigit() or not length.isascii():
             raise _Refused(400, "malformed Content-Length")
-        if int(length) > MAX_BODY:
+        if len(length) > 18 or int(length) > MAX_BODY:  # int() of thousands of digits raises
             raise _Refused(413, "request bodies are not accepted")
         if int(length):
             await reader.readexactly(int(length))  # dropped: the endpoints take no body

@@ -310,6 +310,9 @@ def parse(text: str, path: str) -> WebConfig:
         value = _str(path, key, value)
         if HEADERS[name] and value not in HEADERS[name]:
             raise _err(path, key, f"{value!r} is invalid: expected one of {', '.join(HEADERS[name])}")
+        if any((c < " " and c != "\t") or c == "\x7f" for c in value) or not value.isascii():
+            # A line break would split every answer into two; HTTP header values are ASCII here.
+            raise _err(path, key, f"{value!r} is invalid: control characters and non-ASCII are not allowed")
         if value:  # blank: unset, as exporter-toolkit
             headers[name] = value
 

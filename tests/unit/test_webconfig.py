@@ -135,6 +135,11 @@ def test_no_tls_section_is_plain_http_and_an_empty_file_is_valid(tmp_path: Path)
             "expected one of deny, sameorigin",
         ),
         ("http_server_config: {http2: maybe}\n", "http_server_config.http2", "true or false"),
+        (
+            'http_server_config: {headers: {Content-Security-Policy: "a\\r\\nSet-Cookie: x"}}\n',
+            "http_server_config.headers.Content-Security-Policy",
+            "control characters",
+        ),
         ("basic_auth_users: {alice: plaintext}\n", "basic_auth_users.alice", "not a bcrypt hash"),
         ("basic_auth_users: [alice]\n", "basic_auth_users", "expected a mapping"),
         ("rate_limit: {interval: fast}\n", "rate_limit.interval", "not a duration"),
