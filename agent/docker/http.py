@@ -24,13 +24,14 @@ import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from agent.http11 import TOKEN, keep_alive
+
 HEAD_LIMIT = 64 * 1024  # status line + headers (and chunk trailers): more is not an engine talking
 PIECE = 64 * 1024  # the most one read of the body returns; less when less has arrived
 MAX_IDLE = 8  # idle keep-alive connections kept; the agent rarely has more requests in flight
 
 _STATUS = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class ConnectError(Exception):
@@ -171,7 +172,7 @@ def parse_head(lines: list[bytes]) -> tuple[tuple[int, int], int, str, dict[str,
             headers[last] += " " + raw.strip().decode("latin-1")
             continue
         name, sep, value = raw.partition(b":")
-        if not sep or not _TOKEN.fullmatch(name):
+        if not sep or not TOKEN.fullmatch(name):
             raise ProtocolError(f"malformed header line {raw[:80]!r}")
         last = name.decode("ascii").lower()
         v = value.strip().decode("latin-1")
@@ -227,8 +228,7 @@ async def _read_head(reader: asyncio.StreamReader, first: bytes) -> Response:
             raise ProtocolError("101 Switching Protocols to a GET that asked for no upgrade")
         line = await _line(reader, "response head")
     length, chunked = _framing(status, headers)
-    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-    keep = "keep-alive" in tokens if version < (1, 1) else "close" not in tokens
+    keep = keep_alive(version, headers)
     # A body that ends with the connection leaves nothing to reuse.
     keep = keep and (length is not None or chunked)
     return Response(status, reason, headers, _Body(reader, length, chunked), keep)

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from agent.http11 import TOKEN, keep_alive
 from exporters.prometheus.pieces import SLICE, Piece, slices
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ KEEPALIVE = 75.0  # idle time between requests on one connection (aiohttp's defa
 HEAD_TIMEOUT = 30.0  # from the request line to the end of the head (and a dropped body)
 WRITE_TIMEOUT = 60.0  # for the socket to take one slice: a client that stops reading is dropped
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: no spaces, no controls
 _VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -64,8 +64,7 @@ class Request:
         self.headers = headers
         self.version = version
         self.peercert = peercert  # the verified client certificate (ssl's dict), when TLS asked for one
-        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-        self.keep_alive = "keep-alive" in tokens if version < (1, 1) else "close" not in tokens
+        self.keep_alive = keep_alive(version, headers)
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")
@@ -114,7 +113,7 @@ def http_date(now: float | None = None) -> str:
 def parse_request_line(line: bytes) -> tuple[str, str, list[tuple[str, str]], tuple[int, int]]:
     """`GET /metrics?name[]=x HTTP/1.1` → method, decoded path, query pairs, version."""
     parts = line.rstrip(b"\r\n").split(b" ")
-    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not _TARGET.fullmatch(parts[1]):
+    if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not _TARGET.fullmatch(parts[1]):
         raise _Refused(400, "malformed request line")
     method, target, version = parts
     m = _VERSION.fullmatch(version)
@@ -142,7 +141,7 @@ def parse_header_line(line: bytes, headers: dict[str, str]) -> None:
     if line[:1] in (b" ", b"\t"):
         raise _Refused(400, "obsolete header line folding")
     name, sep, value = line.partition(b":")
-    if not sep or not _TOKEN.fullmatch(name):  # also refuses "Name :", a smuggling vector
+    if not sep or not TOKEN.fullmatch(name):  # also refuses "Name :", a smuggling vector
         raise _Refused(400, "malformed header line")
     key = name.decode("ascii").lower()
     text = value.strip(b" \t\r\n").decode("latin-1")
@@ -209,7 +208,6 @@ class Server:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._conns[task] = True
         cancelled = False
         try:
             await self._connection(reader, writer, task)
