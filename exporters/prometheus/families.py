@@ -35,14 +35,9 @@ class Metric:
         self.unit = unit
         self.samples: list[Sample] = []
 
-    def add_sample(
-        self, name: str, labels: dict[str, str], value: float, timestamp: float | None = None
-    ) -> None:
-        self.samples.append(Sample(name, labels, value, timestamp))
-
 
 class _Family(Metric):
-    __slots__ = ("_labelnames", "_suffix")
+    __slots__ = ("_labelnames",)
     TYPE = ""
     SUFFIX = ""
 
@@ -128,7 +123,9 @@ _OM_ONLY = ("_created", "_gsum", "_gcount")  # text 0.0.4 prints these as gauges
 
 
 def generate(families: Iterable[Family], openmetrics: bool = False) -> bytes:
-    """The families in text 0.0.4, or in OpenMetrics 1.0 without its `# EOF`."""
+    """The families in text 0.0.4, or in OpenMetrics 1.0 without its `# EOF`. Each family is
+    printed on its own: the texts of two lists, joined, are the text of both (FamilyTexts keeps
+    big families' texts apart on that)."""
     out: list[str] = []
     for m in families:
         if openmetrics:

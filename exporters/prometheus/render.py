@@ -115,11 +115,11 @@ class Exposition:
         self.prefix = heads[0][0] if heads else len(parts)  # parts before the first family
         self.spans = [(start, end, m) for (start, m), end in zip(heads, ends, strict=True)]
 
-    def pieces(self, openmetrics: bool = False, names: Collection[str] | None = None) -> list[Piece]:
+    def pieces(self, openmetrics: bool = False, names: Collection[str] | None = None) -> Sequence[Piece]:
         """The families in text 0.0.4 or OpenMetrics (without `# EOF`), UTF-8, only `names` if
         given: the kept parts (not copies) whose concatenation is the text."""
         if names is None and not openmetrics:
-            return list(self.parts)
+            return self.parts  # not to be changed by the caller
         out: list[Piece] = []
         if names is None:
             out += self.parts[: self.prefix]
@@ -139,16 +139,6 @@ class Exposition:
 
     def __str__(self) -> str:
         return self.text()
-
-
-class _Families:
-    """Metric families read once, in the registry shape prometheus_client's generators take."""
-
-    def __init__(self, families: Iterable[Family]) -> None:
-        self.families = list(families)
-
-    def collect(self) -> Iterator[Family]:
-        return iter(self.families)
 
 
 def _restrict(families: Iterable[Family], names: Collection[str]) -> Iterator[Family]:
@@ -184,22 +174,16 @@ class FamilyTexts:
                 run.append(m)
                 continue
             if run:
-                out.append(_generate(run, openmetrics))
+                out.append(generate(run, openmetrics))
                 run = []
             hit = old.get(id(m))
-            text = hit[1] if hit is not None and hit[0] is m else _generate([m], openmetrics)
+            text = hit[1] if hit is not None and hit[0] is m else generate([m], openmetrics)
             new[id(m)] = (m, text)  # the object is kept with its text: its id stays its own
             out.append(text)
         if run:
-            out.append(_generate(run, openmetrics))
+            out.append(generate(run, openmetrics))
         self._memo[openmetrics] = new  # one assignment: pages served in two threads at once are fine
         return b"".join(out) + (b"# EOF\n" if openmetrics else b"")
-
-
-def _generate(families: Sequence[Family], openmetrics: bool) -> bytes:
-    """The text of `families`, without OpenMetrics' `# EOF`: the texts of two lists of families,
-    joined, are the text of both (each family is printed on its own)."""
-    return generate(families, openmetrics)
 
 
 class MetricsPage:
@@ -211,7 +195,7 @@ class MetricsPage:
     ) -> None:
         """`texts`: the scraper's memo of family texts across pages (a fresh one if None)."""
         self.exposition = exposition
-        self.own = _Families(own)
+        self.own = list(own)
         self.texts = texts if texts is not None else FamilyTexts()
         self._tails: dict[bool, bytes] = {}  # the own families' text per format
 
@@ -234,9 +218,9 @@ class MetricsPage:
         tail = self._tails.get(openmetrics) if names is None else None
         if tail is None:
             if names is None:
-                tail = self.texts.render(self.own.families, openmetrics)
+                tail = self.texts.render(self.own, openmetrics)
             else:  # filtered families are new objects every time: the memo would only lose its own
-                tail = _generate(list(_restrict(self.own.families, names)), openmetrics)
+                tail = generate(_restrict(self.own, names), openmetrics)
                 tail += b"# EOF\n" if openmetrics else b""
             if names is None:
                 self._tails[openmetrics] = tail

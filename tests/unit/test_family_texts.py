@@ -1,4 +1,4 @@
-"""The agent's own families are rendered by prometheus_client's generators, and their text is kept
+"""The agent's own families are rendered as prometheus_client's generators render them, and their text is kept
 across pages for the family objects a collector hands back unchanged (render.FamilyTexts): the
 same bytes as rendering everything, in both formats, and the network map hands back the same
 objects until its inputs change."""
@@ -12,16 +12,28 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import Collector
 
 from agent.collector import Registry
 from agent.hostfs import HostFS
 from agent.inventory import Inventory
 from agent.netstats import NetCollector
+from exporters.prometheus import families as families_mod
 from exporters.prometheus import render
 from exporters.prometheus.netmap import NetmapMetrics
-from exporters.prometheus.render import FamilyTexts, MetricsPage, _Families
+from exporters.prometheus.render import FamilyTexts, MetricsPage
 from exporters.prometheus.scrape import Scraper
 from tests.unit.test_netmap_metrics import API, SNAP, SWARM, WEB
+
+
+class _Families(Collector):
+    """Families in the registry shape prometheus_client's generators take (the reference)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
 
 
 def families(big: int) -> list[Metric]:
@@ -43,12 +55,12 @@ def families(big: int) -> list[Metric]:
 def test_the_same_bytes_as_rendering_everything(openmetrics: bool) -> None:
     fams = families(100)
     gen = generate_openmetrics if openmetrics else generate_latest
-    want = gen(_Families(fams))  # type: ignore[arg-type]  # ours is structurally a client_python Collector
+    want = gen(_Families(fams))
     texts = FamilyTexts()
     assert texts.render(fams, openmetrics) == want
     assert texts.render(fams, openmetrics) == want  # from the memo
-    assert texts.render(fams[:2], openmetrics) == gen(_Families(fams[:2]))  # type: ignore[arg-type]  # ours is structurally a client_python Collector
-    assert texts.render([], openmetrics) == gen(_Families([]))  # type: ignore[arg-type]  # ours is structurally a client_python Collector
+    assert texts.render(fams[:2], openmetrics) == gen(_Families(fams[:2]))
+    assert texts.render([], openmetrics) == gen(_Families([]))
 
 
 def test_unchanged_family_objects_are_not_rendered_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,13 +68,13 @@ def test_unchanged_family_objects_are_not_rendered_again(monkeypatch: pytest.Mon
     texts = FamilyTexts()
     texts.render(fams, False)
     rendered: list[str] = []
-    real = render._generate
+    real = families_mod.generate
 
     def counting(fs: list[Metric], openmetrics: bool) -> bytes:
         rendered.extend(f.name for f in fs)
         return real(fs, openmetrics)
 
-    monkeypatch.setattr(render, "_generate", counting)
+    monkeypatch.setattr(render, "generate", counting)
     again = families(100)
     again[1] = fams[1]  # the big gauge: the same object as on the last page
     texts.render(again, False)
@@ -78,7 +90,7 @@ def test_a_filtered_page_neither_uses_nor_evicts_the_memo() -> None:
     texts = FamilyTexts()
     page = MetricsPage(render.Exposition([], []), fams, texts)
     full = page.body()
-    assert page.body(names={"dw_big_info"}) == generate_latest(_Families([fams[1]]))  # type: ignore[arg-type]  # ours is structurally a client_python Collector
+    assert page.body(names={"dw_big_info"}) == generate_latest(_Families([fams[1]]))
     assert MetricsPage(render.Exposition([], []), fams, texts).body() == full
     assert set(texts._memo[False]) == {id(fams[1]), id(fams[3])}
 
