@@ -16,12 +16,28 @@ from __future__ import annotations
 import functools
 import zlib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from types import ModuleType
 
 from agent.docker.models import Container
 from agent.netstats import CollectResult, Membership, NetnsSample, NsKey
 from exporters.prometheus import names as n
 from exporters.prometheus.families import Family, Metric, generate
 from exporters.prometheus.pieces import Piece, slices
+
+
+def _deflate() -> ModuleType:
+    """The gzip of /metrics: Intel ISA-L's deflate (python-isal) where it is installed, zlib's
+    otherwise. Same format and, at level 1, the same size of page, for ~a tenth of zlib's CPU
+    (3.6 MiB at 500 containers: 0.7 vs 6.8 ms, bench/RESULTS.md); Prometheus asks for gzip at
+    every scrape."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # a platform without its wheel: zlib, slower, the same bytes out
+        return zlib
+    return isal_zlib
+
+
+DEFLATE = _deflate()
 
 
 def escape(value: str) -> str:
@@ -208,7 +224,7 @@ class MetricsPage:
             return b"".join(parts)
         # Level 1: most of the size win for a fraction of the CPU. Fed piece by piece: the page is
         # never joined into one more copy (wbits 31: the gzip container).
-        z = zlib.compressobj(1, zlib.DEFLATED, 31)
+        z = DEFLATE.compressobj(1, DEFLATE.DEFLATED, 31)
         return b"".join([*(z.compress(p) for p in slices(parts)), z.flush()])
 
     def parts(self, openmetrics: bool = False, names: Collection[str] | None = None) -> list[Piece]:

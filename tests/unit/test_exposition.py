@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 
+import pytest
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -14,6 +16,7 @@ from agent.inventory import Snapshot
 from agent.netstats import CollectResult, Membership, NetnsSample
 from agent.procnet import DevCounters
 from exporters.prometheus import names as n
+from exporters.prometheus import render
 from exporters.prometheus.render import MetricsPage, Renderer, head
 from exporters.prometheus.scrape import EngineState, SelfMetrics
 from exporters.prometheus.server import wants_openmetrics
@@ -93,9 +96,21 @@ def test_name_filter_keeps_only_the_named_series_in_both_formats() -> None:
     assert (p.body(), p.body(openmetrics=True)) == full
 
 
-def test_gzip_body_is_the_plain_body() -> None:
+@pytest.mark.parametrize("deflate", ["default", "zlib"])
+def test_gzip_body_is_the_plain_body(deflate: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if deflate == "zlib":  # the fallback where python-isal is not installed
+        monkeypatch.setattr(render, "DEFLATE", zlib)
     p = page()
-    assert gzip.decompress(p.body(openmetrics=True, gz=True)) == p.body(openmetrics=True)
+    for om in (False, True):
+        blob = p.body(openmetrics=om, gz=True)
+        assert blob[:2] == b"\x1f\x8b"
+        assert gzip.decompress(blob) == p.body(openmetrics=om)
+
+
+def test_gzip_is_isal_where_it_is_installed() -> None:
+    """python-isal is a dependency: the agent must not quietly fall back to zlib's slower deflate."""
+    pytest.importorskip("isal")
+    assert render.DEFLATE.__name__ == "isal.isal_zlib"
 
 
 def test_process_metrics_are_declared_as_client_python_exports_them() -> None:
