@@ -30,13 +30,12 @@ static int is_int_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 /* str.splitlines()'s line boundaries among ASCII characters: \n, \r (\r\n is one), \v, \f, \x1c-\x1e. */
 static int is_eol(char c) { return (c >= '\n' && c <= '\r') || (c >= '\x1c' && c <= '\x1e'); }
 
-/* The whole file at `path` into *out (`first` when it fits, else malloc'd: the caller frees it
- * when *out != first); 0, an errno, or -1 when malloc failed (an ENOMEM from open or read is an
- * OSError, as os.open/os.read raise). Runs without the GIL, so plain malloc, no Python calls. */
-static int slurp(const char *path, int single, char *first, char **out, size_t *outlen) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
+/* The whole file behind `fd`, from offset 0, into *out (`first` when it fits, else malloc'd: the
+ * caller frees it when *out != first); 0, an errno, or -1 when malloc failed (an ENOMEM from read is
+ * an OSError, as os.read raises). pread from 0, not read: a seq_file read at offset 0 generates the
+ * file afresh, so a descriptor kept open (agent/nsfiles.py) is read again like a new one. Runs
+ * without the GIL, so plain malloc, no Python calls. */
+static int slurp_fd(int fd, int single, char *first, char **out, size_t *outlen) {
     char *buf = first;
     size_t cap = CHUNK, len = 0;
     int err = 0;
@@ -57,7 +56,7 @@ static int slurp(const char *path, int single, char *first, char **out, size_t *
             cap *= 2;
         }
         size_t want = cap - len;
-        ssize_t n = read(fd, buf + len, want);
+        ssize_t n = pread(fd, buf + len, want, (off_t)len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -68,7 +67,6 @@ static int slurp(const char *path, int single, char *first, char **out, size_t *
         if (n == 0 || (single && (size_t)n < want))
             break;
     }
-    close(fd);
     if (err && buf != first)
         free(buf);
     *out = err ? NULL : buf;
@@ -76,46 +74,75 @@ static int slurp(const char *path, int single, char *first, char **out, size_t *
     return err;
 }
 
-/* read_file(path: str, single: bool) -> bytes. `single`: a read shorter than the buffer was the
- * whole file (single_open files), so the read for EOF is skipped. The GIL is released once for
- * the open, the reads and the close (not per system call: with several reader threads, each
- * hand-off of the GIL costs more than a read of a small /proc file). OSError (FileNotFoundError,
- * ProcessLookupError...) carries errno and the path. */
-static PyObject *read_file(PyObject *self, PyObject *args) {
-    PyObject *pathobj;
-    int single = 0;
-    if (!PyArg_ParseTuple(args, "O&|p", PyUnicode_FSConverter, &pathobj, &single))
-        return NULL;
-    const char *path = PyBytes_AS_STRING(pathobj);
-    char *first = PyMem_RawMalloc(CHUNK); /* per call: several threads may read at once */
-    if (first == NULL) {
-        Py_DECREF(pathobj);
-        return PyErr_NoMemory();
-    }
-    char *buf;
-    size_t len = 0;
-    int err;
-    Py_BEGIN_ALLOW_THREADS
-    err = slurp(path, single, first, &buf, &len);
-    Py_END_ALLOW_THREADS
+/* slurp_fd of `path`, opened and closed here. */
+static int slurp(const char *path, int single, char *first, char **out, size_t *outlen) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int err = slurp_fd(fd, single, first, out, outlen);
+    close(fd);
+    return err;
+}
+
+/* The bytes slurped into buf (freeing it), or the error raised (naming `path` when not NULL). */
+static PyObject *slurped(int err, char *first, char *buf, size_t len, const char *path) {
     PyObject *out = NULL;
     if (err < 0) {
         PyErr_NoMemory();
-    } else if (err) {
+    } else if (err && path != NULL) {
         PyObject *name = PyUnicode_DecodeFSDefault(path);
         if (name != NULL) {
             errno = err; /* after the decode, which may change errno */
             PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
             Py_DECREF(name);
         }
+    } else if (err) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
     } else {
         out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
         if (buf != first)
             free(buf);
     }
     PyMem_RawFree(first);
+    return out;
+}
+
+/* The bytes of `path` (opened and closed here) or, with path NULL, of `fd` from offset 0. The GIL is
+ * released once for the open, the reads and the close (not per system call: with several reader
+ * threads, each hand-off of the GIL costs more than a read of a small /proc file). */
+static PyObject *read_whole(const char *path, int fd, int single) {
+    char *first = PyMem_RawMalloc(CHUNK); /* per call: several threads may read at once */
+    if (first == NULL)
+        return PyErr_NoMemory();
+    char *buf;
+    size_t len = 0;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = path != NULL ? slurp(path, single, first, &buf, &len) : slurp_fd(fd, single, first, &buf, &len);
+    Py_END_ALLOW_THREADS
+    return slurped(err, first, buf, len, path);
+}
+
+/* read_file(path: str, single: bool) -> bytes. `single`: a read shorter than the buffer was the
+ * whole file (single_open files), so the read for EOF is skipped. OSError (FileNotFoundError,
+ * ProcessLookupError...) carries errno and the path. */
+static PyObject *read_file(PyObject *self, PyObject *args) {
+    PyObject *pathobj;
+    int single = 0;
+    if (!PyArg_ParseTuple(args, "O&|p", PyUnicode_FSConverter, &pathobj, &single))
+        return NULL;
+    PyObject *out = read_whole(PyBytes_AS_STRING(pathobj), -1, single);
     Py_DECREF(pathobj);
     return out;
+}
+
+/* pread_fd(fd: int, single: bool) -> bytes: read_file of a descriptor kept open, from offset 0. */
+static PyObject *pread_fd(PyObject *self, PyObject *args) {
+    int fd, single = 0;
+    if (!PyArg_ParseTuple(args, "i|p", &fd, &single))
+        return NULL;
+    return read_whole(NULL, fd, single);
 }
 
 /* One line: [p, end) without its newline. */
@@ -650,6 +677,7 @@ static PyObject *has_ipv6(PyObject *self, PyObject *arg) {
 
 static PyMethodDef methods[] = {
     {"read_file", read_file, METH_VARARGS, "read_file(path, single=False) -> bytes"},
+    {"pread_fd", pread_fd, METH_VARARGS, "pread_fd(fd, single=False) -> bytes, from offset 0"},
     {"parse_net_dev", parse_net_dev, METH_VARARGS, "parse_net_dev(data, cls=tuple) -> {iface: cls}"},
     {"pick_net_snmp", pick_net_snmp, METH_VARARGS, "pick_net_snmp(data, wanted) -> {sec: {f: int}}"},
     {"parse_sockstat", parse_sockstat, METH_VARARGS, "parse_sockstat(data, wanted=None) -> {proto: {f: int}}"},

@@ -34,6 +34,7 @@ from agent.logs.delivery import SinkRunner, TailOptions
 from agent.logs.events import EventShipper
 from agent.logs.pipeline import LogPipeline
 from agent.logs.sinkspec import SinkSpec
+from agent.nsfiles import raise_open_files_limit
 from agent.swarm import SwarmView
 from exporters.prometheus.httpd import Server
 from exporters.prometheus.logmetrics import LogMetrics
@@ -47,6 +48,10 @@ from exporters.sinks import SINKS
 from exporters.sinks.base import Sink, SinkConfigError
 
 log = logging.getLogger("dockwatch")
+# NetCollector's kept /proc files (agent/nsfiles.py) are closed when nothing was collected for
+# HOLD_IDLE s, checked every RELEASE_EVERY s: longer than common scrape intervals (15 s-1 min).
+HOLD_IDLE = 120.0
+RELEASE_EVERY = 30.0
 
 
 def sidecar_container(cfg: Config) -> Container:
@@ -240,6 +245,10 @@ class App:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.rc = 0
+        # Before the collectors take half the soft limit as their budget of kept files.
+        before, after = raise_open_files_limit()
+        if after != before:
+            log.debug("open-files limit raised from %d to the hard limit %d", before, after)
         self.stopping = asyncio.Event()
         self.client = docker_client(cfg)
         self.source = choose_source(cfg, self.client)
@@ -323,6 +332,7 @@ class App:
             tasks.append(("swarm-services", self.swarm.run()))
         if self.logs is not None:
             tasks.append(("logs-listing", self._resume_stopped(self.logs)))
+        tasks.append(("release-idle", self._release_idle()))
         try:
             async with asyncio.TaskGroup() as tg:
                 for name, coro in tasks:
@@ -339,6 +349,15 @@ class App:
             log.error("%s stopped unexpectedly", name, exc_info=exc)
             self.rc = 1
             self.stopping.set()
+
+    async def _release_idle(self) -> None:
+        """Every RELEASE_EVERY s: collectors idle for HOLD_IDLE s close what they keep open, so
+        the namespaces of removed containers are not held alive while nobody scrapes."""
+        while True:
+            await asyncio.sleep(RELEASE_EVERY)
+            closed = await asyncio.to_thread(self.collectors.release_idle, HOLD_IDLE)
+            if closed:
+                log.debug("collector idle for %gs: closed %d kept /proc files", HOLD_IDLE, closed)
 
     async def _stop_on_signal(self) -> None:
         await self.stopping.wait()

@@ -32,6 +32,8 @@ from agent.inventory import Snapshot
 
 log = logging.getLogger(__name__)
 
+CLOSE_WAIT = 5.0  # s: at shutdown, how long close() waits for a collector's run in flight
+
 
 class Result(Protocol):
     """What every collector returns: its samples, and how many parts of them it could not read."""
@@ -143,11 +145,32 @@ class Registry:
         return cast(R, o.result) if o is not None and o.result is not None else None
 
     def close(self) -> None:
-        """Release what collectors hold between runs (threads, descriptors): those with a `close()`."""
+        """Release what collectors hold between runs (threads, descriptors): those with a `close()`,
+        each once its run in flight, if any, is over (a descriptor closed under a reader could be
+        reused by another file before the read)."""
         for unit in self._units:
             close = getattr(unit.collector, "close", None)
-            if callable(close):
+            if not callable(close):
+                continue
+            if not unit.lock.acquire(timeout=CLOSE_WAIT):
+                log.warning("collector %s still running at shutdown: not closed", unit.name)
+                continue
+            try:
                 close()
+            finally:
+                unit.lock.release()
+
+    def release_idle(self, idle: float) -> int:
+        """Collectors with a `release_idle(idle)` (NetCollector's kept files) let go of what they
+        hold when they did not run for `idle` seconds; blocking (waits for a run in flight): call
+        it in a worker thread. What they released, in all."""
+        released = 0
+        for unit in self._units:
+            release = getattr(unit.collector, "release_idle", None)
+            if callable(release):
+                with unit.lock:
+                    released += int(release(idle))
+        return released
 
     @property
     def has_background(self) -> bool:

@@ -53,6 +53,7 @@ def build_collectors(
             sockstat_fields=sockstat_fields,
             ipv6=cfg.collector_ipv6,
             parser=parser,
+            keep_open=cfg.collector_keep_files_open,
         )
     )
     if cfg.collector_connections:  # opt-in, off the scrape path: ~3-4 ms CPU per namespace (bench/)

@@ -330,6 +330,16 @@ class Config:
         "logs which at start).",
         "MODE",
     )
+    collector_keep_files_open: bool = key(
+        "collector.keep-files-open",
+        BOOL,
+        True,
+        "Keep each namespace's /proc/<pid>/net files open between collections and read them again "
+        "from the start: about a third less kernel CPU per namespace, for about 5 KB of kernel memory "
+        "per file kept (up to 7 per namespace, at most half the open-files limit; closed when the "
+        "namespace goes, or after 2 minutes without a collection). false: open and close them at each read.",
+        "",
+    )
     sidecar: bool = key(
         "sidecar",
         BOOL,

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Protocol
 
 from agent import procnet
+from agent.nsfiles import Opened
 
 _CHUNK = 65536
 
@@ -31,6 +32,12 @@ Namespace = tuple[
 ]
 
 
+class Files(Protocol):
+    """One namespace's files by name ("dev", "snmp"...): agent/nsfiles.py's Opened or Kept."""
+
+    def read(self, name: str, single: bool = False) -> bytes: ...
+
+
 class Parser(Protocol):
     """What NetCollector reads each namespace with."""
 
@@ -38,6 +45,10 @@ class Parser(Protocol):
 
     def read(self, path: str, single: bool = False) -> bytes:
         """The whole file; OSError (FileNotFoundError, ProcessLookupError...) as os.open/read."""
+        ...
+
+    def pread(self, fd: int, single: bool = False) -> bytes:
+        """The whole file behind an open descriptor, generated afresh (read from offset 0)."""
         ...
 
     def net_dev(self, data: bytes) -> dict[str, procnet.DevCounters]: ...
@@ -54,12 +65,13 @@ class Parser(Protocol):
 
     def namespace(
         self,
-        prefix: str,
+        files: Files | str,
         wanted: Mapping[str, Sequence[str]] | None,
         ipv6: str,
         sockstat: Mapping[str, Sequence[str]] | None = None,
     ) -> Namespace:
-        """What NetCollector reads of the namespace at `prefix` ("<procfs>/<pid>/net/"): net/dev,
+        """What NetCollector reads of a namespace's `files` (or those at a prefix
+        "<procfs>/<pid>/net/", opened at each read): net/dev,
         the wanted net/snmp + net/netstat fields (None: every field, for tests and tools),
         net/sockstat (the `sockstat` protocols and fields; None: all), and by `ipv6` ("never",
         "always", "auto": where net/if_inet6 shows IPv6 beyond lo) net/sockstat6 and snmp6's Udp6
@@ -90,6 +102,22 @@ def read_bytes(path: str, single: bool = False) -> bytes:
     return b"".join(chunks)
 
 
+def pread_bytes(fd: int, single: bool = False) -> bytes:
+    """read_bytes of an open descriptor, from offset 0: a seq_file generates the file afresh
+    there, so a /proc file kept open reads like a new one (agent/nsfiles.py)."""
+    chunks = []
+    off = 0
+    while True:
+        b = os.pread(fd, _CHUNK, off)
+        if not b:
+            break
+        chunks.append(b)
+        off += len(b)
+        if single and len(b) < _CHUNK:
+            break
+    return b"".join(chunks)
+
+
 def has_ipv6_text(if_inet6: str) -> bool:
     """net/if_inet6 lists an address on an interface other than lo. Docker disables IPv6 in a
     container not attached to an IPv6 network (disable_ipv6=1): its if_inet6 is empty."""
@@ -107,6 +135,9 @@ class PythonParser:
 
     def read(self, path: str, single: bool = False) -> bytes:
         return read_bytes(path, single)
+
+    def pread(self, fd: int, single: bool = False) -> bytes:
+        return pread_bytes(fd, single)
 
     def net_dev(self, data: bytes) -> dict[str, procnet.DevCounters]:
         return procnet.parse_net_dev(_text(data))
@@ -127,27 +158,28 @@ class PythonParser:
 
     def namespace(
         self,
-        prefix: str,
+        files: Files | str,
         wanted: Mapping[str, Sequence[str]] | None,
         ipv6: str,
         sockstat: Mapping[str, Sequence[str]] | None = None,
     ) -> Namespace:
         """File by file, with this parser's read and parse methods (CParser's too). One C call for
         the whole namespace was measured: 3 % less CPU (bench/pool.py), not worth its 170 lines."""
-        dev = self.net_dev(self.read(prefix + "dev"))
-        mib = self._mib(self.read(prefix + "snmp", True), wanted)
-        mib.update(self._mib(self.read(prefix + "netstat", True), wanted))
-        socks = self.sockstat(self.read(prefix + "sockstat", True), sockstat)
+        f = Opened(files, self) if isinstance(files, str) else files
+        dev = self.net_dev(f.read("dev"))
+        mib = self._mib(f.read("snmp", True), wanted)
+        mib.update(self._mib(f.read("netstat", True), wanted))
+        socks = self.sockstat(f.read("sockstat", True), sockstat)
         want6 = ipv6 == "always"
         if ipv6 == "auto":
             try:
-                want6 = self.has_ipv6(self.read(prefix + "if_inet6"))
+                want6 = self.has_ipv6(f.read("if_inet6"))
             except (FileNotFoundError, ProcessLookupError):  # IPv6 off in the whole kernel
                 want6 = False
         udp6: dict[str, int] = {}
         if want6:
             try:  # both, or neither: IPv6 off in this namespace, the files do not exist
-                s6, u6 = self.read(prefix + "sockstat6", True), self.read(prefix + "snmp6", True)
+                s6, u6 = f.read("sockstat6", True), f.read("snmp6", True)
             except (FileNotFoundError, ProcessLookupError):
                 pass
             else:
@@ -169,6 +201,10 @@ class CParser(PythonParser):
 
     def read(self, path: str, single: bool = False) -> bytes:
         out: bytes = self._m.read_file(path, single)
+        return out
+
+    def pread(self, fd: int, single: bool = False) -> bytes:
+        out: bytes = self._m.pread_fd(fd, single)
         return out
 
     def net_dev(self, data: bytes) -> dict[str, procnet.DevCounters]:

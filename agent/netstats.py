@@ -38,6 +38,7 @@ from agent.docker.models import Container, Network
 from agent.fastproc import has_ipv6_text, read_bytes
 from agent.hostfs import HostFS
 from agent.inventory import Snapshot
+from agent.nsfiles import Budget, Kept, Opened, default_budget
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,8 @@ class NetCollector:
         ipv6: str = "auto",
         workers: int = 1,
         parser: fastproc.Parser | None = None,
+        keep_open: bool = True,
+        budget: Budget | None = None,
     ) -> None:
         """`mib_fields`: the net/snmp and net/netstat fields to convert, by section. The exporter
         declares them with its metrics (exporters/prometheus/names.py MIB_FIELDS) and the
@@ -263,7 +266,11 @@ class NetCollector:
         the wall time of one: the GIL hand-offs cost more than the overlap gains.
 
         `parser`: how each file is read and parsed (agent/fastproc.py); None: the C module where
-        it was built (--collector.parser=auto)."""
+        it was built (--collector.parser=auto).
+
+        `keep_open`: keep each namespace's files open between collections and read them again
+        from offset 0 (agent/nsfiles.py: ~35 % less kernel CPU, ~5 KB of kernel memory a file);
+        `budget`: how many descriptors that may use (None: half the open-files limit)."""
         if ipv6 not in IPV6_MODES:
             raise ValueError(f"ipv6: expected one of {', '.join(IPV6_MODES)}, not {ipv6!r}")
         self.ipv6 = ipv6
@@ -284,12 +291,41 @@ class NetCollector:
         # The last run's samples by namespace, for collect_changed() (same privacy as above).
         self._last: dict[NsKey, NetnsSample] = {}
         self._inodes: dict[tuple[str, int], NsKey] = {}  # group_namespaces' memo (same privacy)
+        # (namespace key, pid read through) -> its files kept open; closed when the namespace is
+        # not in a collection, or by release_idle (same privacy: the registry's unit lock).
+        self.keep_open = keep_open
+        self._budget = budget if budget is not None else Budget(default_budget())
+        self._kept: dict[tuple[NsKey, int], Kept] = {}
+        self._last_end = time.monotonic()
 
     def close(self) -> None:
-        """Stop the reader threads (at shutdown; a later collect would start them again)."""
+        """Stop the reader threads and close the kept files (at shutdown; a later collect would
+        start them again). Not during a collection: the registry holds this unit's lock."""
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        self._close_kept(set())
+
+    def release_idle(self, idle: float) -> int:
+        """Close every kept file when nothing was collected for `idle` seconds: the namespaces of
+        containers gone since are not held alive while nobody scrapes. How many were closed."""
+        if time.monotonic() - self._last_end < idle:
+            return 0
+        return self._close_kept(set())
+
+    @property
+    def kept_files(self) -> int:
+        """Descriptors held open now, over every namespace."""
+        return sum(len(k.fds) for k in self._kept.values())
+
+    def _close_kept(self, live: set[tuple[NsKey, int]]) -> int:
+        """Close the kept files of every namespace not in `live`; how many descriptors."""
+        closed = 0
+        for key in [k for k in self._kept if k not in live]:
+            f = self._kept.pop(key)
+            closed += len(f.fds)
+            f.close()
+        return closed
 
     def collect(self, snap: Snapshot) -> CollectResult:
         """Collector entry point: every namespace of the snapshot's containers, read once."""
@@ -334,7 +370,17 @@ class NetCollector:
             jobs.append(
                 old_host if old_host is not None and old_host.owner is None else (g.host_key, 1, None)
             )
-        for job, got in zip(jobs, self._read_all(jobs, networks), strict=True):
+        try:
+            got_all = self._read_all(jobs, networks)
+        finally:
+            # Files of namespaces not in this collection are closed: their containers left.
+            live = {
+                (j.inode, j.owner.pid if j.owner else 1) if isinstance(j, NetnsSample) else (j[0], j[1])
+                for j in jobs
+            }
+            self._close_kept(live)
+            self._last_end = time.monotonic()
+        for job, got in zip(jobs, got_all, strict=True):
             if isinstance(got, NetnsSample):
                 samples.append(got)
                 continue
@@ -394,12 +440,25 @@ class NetCollector:
         self, ino: NsKey, pid: int, owner: Container | None, networks: Mapping[str, Network]
     ) -> NetnsSample:
         net = f"{self.fs.procfs}/{pid}/net/"
+        files: fastproc.Files
+        if self.keep_open:
+            files = self._kept.get((ino, pid)) or self._kept.setdefault(
+                (ino, pid), Kept(net, self.parser, self._budget)
+            )
+        else:
+            files = Opened(net, self.parser)
         try:
             dev, mib, sockstat, udp6 = self.parser.namespace(
-                net, self.mib_fields, self.ipv6, self.sockstat_fields
+                files, self.mib_fields, self.ipv6, self.sockstat_fields
             )
-        except (FileNotFoundError, ProcessLookupError) as exc:
-            raise _Gone(net) from exc
+        except BaseException as exc:
+            # Whatever failed is opened afresh next time (a process gone halfway: its open files).
+            kept = self._kept.pop((ino, pid), None)
+            if kept is not None:
+                kept.close()
+            if isinstance(exc, FileNotFoundError | ProcessLookupError):
+                raise _Gone(net) from exc
+            raise
         ignore = self.host_ignore if owner is None else self.ignore
         devices = {
             name: ctr

@@ -7,11 +7,11 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
-from agent import fastproc, netstats
+from agent import netstats, nsfiles
 from agent.collector import Key, Registry
 from agent.docker.models import Container, NetworkAttachment
 from agent.inventory import Inventory, Snapshot
@@ -39,9 +39,16 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return read
 
     monkeypatch.setattr(netstats, "_read", counting(netstats._read))  # net/route, when mapping networks
-    for parser in (fastproc.PYTHON, fastproc.C):  # the counters' files
-        if parser is not None:
-            monkeypatch.setattr(parser, "read", counting(parser.read))
+    for cls in (nsfiles.Kept, nsfiles.Opened):  # the counters' files, kept open or not
+        real = cls.read
+
+        def by_name(
+            self: nsfiles.Kept | nsfiles.Opened, name: str, single: bool = False, real: Any = real
+        ) -> bytes:
+            got.append(self.prefix + name)
+            return cast(bytes, real(self, name, single))
+
+        monkeypatch.setattr(cls, "read", by_name)
     return got
 
 

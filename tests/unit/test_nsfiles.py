@@ -1,0 +1,180 @@
+"""A namespace's /proc files kept open (agent/nsfiles.py): read again from offset 0 they are
+generated afresh; the collector closes them when their namespace leaves, when idle, and at close;
+a budget bounds the descriptors; the soft open-files limit is raised to the hard one."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import fastproc
+from agent.inventory import Snapshot
+from agent.netstats import NetCollector
+from agent.nsfiles import Budget, Kept, Opened, raise_open_files_limit
+from exporters.prometheus import names
+from tests.support.toolbox import ScriptedFS, captured_procfs, container
+
+PARSERS = [p for p in (fastproc.PYTHON, fastproc.C) if p is not None]
+HOST_INO = 4026531833
+
+
+def udp_out(snmp: bytes) -> int:
+    head, vals = [ln.split() for ln in snmp.decode().splitlines() if ln.startswith("Udp:")][:2]
+    return int(vals[head.index("OutDatagrams")])
+
+
+@pytest.mark.parametrize("parser", PARSERS, ids=lambda p: p.name)
+def test_a_kept_file_read_again_is_generated_afresh(parser: fastproc.Parser) -> None:
+    """What the whole change rests on: pread at offset 0 of a /proc/<pid>/net file kept open
+    gives the kernel's counters of now, not those of the first read."""
+    kept = Kept(f"/proc/{os.getpid()}/net/", parser, Budget(10))
+    try:
+        before = udp_out(kept.read("snmp", True))
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+        ):
+            rx.bind(("127.0.0.1", 0))
+            for _ in range(25):
+                tx.sendto(b"x", rx.getsockname())
+        after = udp_out(kept.read("snmp", True))
+        fresh = udp_out(Opened(f"/proc/{os.getpid()}/net/", parser).read("snmp", True))
+        assert len(kept.fds) == 1
+    finally:
+        kept.close()
+    assert before + 25 <= after <= fresh  # others in this namespace may send UDP too: only more
+    # A seq_file (net/dev, one record per interface): read to the end again, every time.
+    kept = Kept(f"/proc/{os.getpid()}/net/", parser, Budget(10))
+    try:
+        first, second = kept.read("dev"), kept.read("dev")
+    finally:
+        kept.close()
+    assert first.splitlines()[:2] == second.splitlines()[:2] and len(second.splitlines()) == len(
+        first.splitlines()
+    )
+    assert second.count(b"\n") == len(Path("/proc/self/net/dev").read_bytes().splitlines())
+
+
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 131073, 300_000])
+@pytest.mark.parametrize("single", [False, True])
+def test_pread_reads_every_byte_from_the_start_each_time(tmp_path: Path, size: int, single: bool) -> None:
+    f = tmp_path / "f"
+    data = bytes(range(251)) * (size // 251) + bytes(size % 251)
+    f.write_bytes(data)
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        for p in PARSERS:
+            assert p.pread(fd, single) == data
+            assert p.pread(fd, single) == data  # again: from offset 0, not where the last one ended
+    finally:
+        os.close(fd)
+
+
+def test_the_budget_bounds_the_descriptors_and_the_rest_are_read_by_path(tmp_path: Path) -> None:
+    root = captured_procfs(tmp_path, {5: "container"})
+    budget = Budget(2)
+    kept = Kept(f"{root}/5/net/", fastproc.PYTHON, budget)
+    for name in ("dev", "snmp", "netstat"):
+        assert kept.read(name) == (root / "5" / "net" / name).read_bytes()
+    assert set(kept.fds) == {"dev", "snmp"} and budget.used == 2 and budget.refused == 1
+    with pytest.raises(FileNotFoundError):  # a failed open takes nothing from the budget
+        kept.read("nothing")
+    assert budget.used == 2
+    fds = list(kept.fds.values())
+    kept.close()
+    assert budget.used == 0 and kept.fds == {}
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+
+
+def fds_under(root: Path) -> set[str]:
+    """This process's descriptors open on files under root."""
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(root)):
+            out.add(target)
+    return out
+
+
+def test_the_collector_closes_the_files_of_namespaces_that_left(tmp_path: Path) -> None:
+    web, api = container(1, "web"), container(2, "api")
+    root = captured_procfs(tmp_path, {1: "host", web.pid: "container", api.pid: "container"})
+    fs = ScriptedFS(procfs=root, links={1: HOST_INO, web.pid: 11, api.pid: 12})
+    col = NetCollector(fs, mib_fields=names.MIB_FIELDS)
+
+    def snap(*cs: object) -> Snapshot:
+        return Snapshot(containers={c.id: c for c in (web, api) if c in cs})
+
+    first = col.collect(snap(web, api))
+    assert {Path(p).parent.parent.name for p in fds_under(root)} == {"1", str(web.pid), str(api.pid)}
+    assert col.kept_files == len(fds_under(root)) >= 3 * 4
+    # api left the inventory: its namespace's files are closed at this collection.
+    second = col.collect(snap(web))
+    assert {Path(p).parent.parent.name for p in fds_under(root)} == {"1", str(web.pid)}
+    # The kept files give what files opened afresh give.
+    fresh = NetCollector(fs, mib_fields=names.MIB_FIELDS, keep_open=False).collect(snap(web))
+    assert [s.devices for s in second.samples] == [s.devices for s in fresh.samples]
+    assert [s.mib for s in second.samples] == [s.mib for s in fresh.samples]
+    assert len(first.samples) == 3 and len(second.samples) == 2
+    # Idle: nothing closed before the time is up; everything after it.
+    assert col.release_idle(3600) == 0 and fds_under(root)
+    assert col.release_idle(0) > 0 and not fds_under(root) and col.kept_files == 0
+    col.collect(snap(web))
+    assert fds_under(root)
+    col.close()
+    assert not fds_under(root)
+
+
+def test_without_keeping_nothing_stays_open(tmp_path: Path) -> None:
+    web = container(1, "web")
+    root = captured_procfs(tmp_path, {1: "host", web.pid: "container"})
+    fs = ScriptedFS(procfs=root, links={1: HOST_INO, web.pid: 11})
+    col = NetCollector(fs, mib_fields=names.MIB_FIELDS, keep_open=False)
+    assert len(col.collect(Snapshot(containers={web.id: web})).samples) == 2
+    assert not fds_under(root) and col.kept_files == 0
+
+
+def test_a_namespace_read_halfway_keeps_nothing_open(tmp_path: Path) -> None:
+    """Its process went away between two of its files: counted as vanished, and the files
+    opened before that are closed, not kept for a namespace that is gone."""
+    web = container(1, "web")
+    root = captured_procfs(tmp_path, {1: "host", web.pid: "container"})
+    (root / str(web.pid) / "net" / "netstat").unlink()
+    fs = ScriptedFS(procfs=root, links={1: HOST_INO, web.pid: 11})
+    col = NetCollector(fs, mib_fields=names.MIB_FIELDS)
+    res = col.collect(Snapshot(containers={web.id: web}))
+    assert res.vanished == 1 and len(res.samples) == 1
+    assert {Path(p).parent.parent.name for p in fds_under(root)} == {"1"}
+
+
+def test_the_soft_open_files_limit_is_raised_to_the_hard_one() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = 256 if hard == resource.RLIM_INFINITY else min(256, hard)
+    code = (
+        "import resource; from agent.nsfiles import raise_open_files_limit as r; "
+        "print(r(), resource.getrlimit(resource.RLIMIT_NOFILE))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard)),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
+    if low == hard:  # nothing to raise
+        assert out.strip() == f"({low}, {low}) ({low}, {low})"
+    else:
+        assert out.strip() == f"({low}, {hard}) ({hard}, {hard})"
+    assert raise_open_files_limit()[1] == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
