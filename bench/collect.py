@@ -11,7 +11,9 @@ prints per N:
     included; in-process NetCollector.collect), divided by the namespaces read;
   - the floor, same run: a bare open/read/close loop over the files the collector reads for
     the same namespaces (net/dev, snmp, netstat, sockstat, if_inet6, and sockstat6 + snmp6 where
-    the namespace has IPv6 beyond lo), and collect ÷ floor;
+    the namespace has IPv6 beyond lo), and collect ÷ floor; and the same files kept open and
+    read with pread from offset 0 (the agent's default, --collector.keep-files-open), and
+    collect ÷ that;
   - agent CPU/scrape: the agent process's utime+stime per /metrics request (collection,
     rendering and HTTP), from /proc/<pid>/stat over 40 scrapes; per namespace and ÷ the floor
     (the whole-scrape ratio);
@@ -96,9 +98,23 @@ def bare_reads(paths: list[str], rounds: int) -> float:
     return (time.process_time() - t0) / rounds
 
 
-async def inprocess_collect(eng: Engine, rounds: int = 20) -> tuple[float, float, int, list[int], list[int]]:
-    """CPU s per namespace for NetCollector.collect_namespaces and for the bare reads of the files
-    it reads (the floor); namespaces; the pids of the namespaces without and with IPv6."""
+def kept_reads(fds: list[int], rounds: int) -> float:
+    """CPU s per round of pread from offset 0 of descriptors kept open: the kernel generating the
+    files without the open and close (the floor of --collector.keep-files-open, agent/nsfiles.py)."""
+    t0 = time.process_time()
+    for _ in range(rounds):
+        for fd in fds:
+            os.pread(fd, 65536, 0)
+    return (time.process_time() - t0) / rounds
+
+
+async def inprocess_collect(
+    eng: Engine, rounds: int = 20
+) -> tuple[float, float, float, int, list[int], list[int]]:
+    """CPU s per namespace for NetCollector.collect_namespaces (files kept open, the agent's
+    default), for the bare open/read/close of the files it reads (the floor), and for pread of
+    the same files kept open (the floor with them kept); namespaces; the pids of the namespaces
+    without and with IPv6."""
     client = DockerClient(eng.host)
     try:
         await client.negotiate()
@@ -117,14 +133,24 @@ async def inprocess_collect(eng: Engine, rounds: int = 20) -> tuple[float, float
     v6 = [s.owner.pid if s.owner else 1 for s in res.samples if "TCP6" in s.sockstat]
     paths = [f"/proc/{pid}/net/{f}" for pid in v4 for f in BASE_FILES]
     paths += [f"/proc/{pid}/net/{f}" for pid in v6 for f in (*BASE_FILES, *V6_FILES)]
-    cpu = reads = 0.0
-    for _ in range(rounds):  # interleaved: both see the same load
-        t0 = time.process_time()
-        res = col.collect_namespaces(cs, nets)
-        cpu += time.process_time() - t0
-        reads += bare_reads(paths, 1)
+    fds = []
+    for path in paths:
+        with contextlib.suppress(OSError):  # other sessions' containers come and go
+            fds.append(os.open(path, os.O_RDONLY))
+    cpu = reads = kept = 0.0
+    try:
+        for _ in range(rounds):  # interleaved: all three see the same load
+            t0 = time.process_time()
+            res = col.collect_namespaces(cs, nets)
+            cpu += time.process_time() - t0
+            reads += bare_reads(paths, 1)
+            kept += kept_reads(fds, 1)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        col.close()
     n = max(len(res.samples), 1)
-    return cpu / rounds / n, reads / rounds / n, len(res.samples), v4, v6
+    return cpu / rounds / n, reads / rounds / n, kept / rounds / n, len(res.samples), v4, v6
 
 
 def file_costs(v4: list[int], v6: list[int], rounds: int = 50) -> list[tuple[str, float, float]]:
@@ -185,7 +211,7 @@ def measure(eng: Engine, n: int) -> dict[str, Any]:
         info = agent.scrape().get("dockwatch_container_info", [])
         return ours <= {lbl["name"] for lbl, _ in info}
 
-    per_ns_cpu, per_ns_reads, namespaces, v4, v6 = asyncio.run(inprocess_collect(eng))
+    per_ns_cpu, per_ns_reads, per_ns_kept, namespaces, v4, v6 = asyncio.run(inprocess_collect(eng))
     agent = Agent(eng).start()
     try:
         assert agent.proc is not None
@@ -244,6 +270,7 @@ def measure(eng: Engine, n: int) -> dict[str, Any]:
         "namespaces": namespaces,
         "collect_us_per_ns": per_ns_cpu * 1e6,
         "reads_us_per_ns": per_ns_reads * 1e6,
+        "kept_us_per_ns": per_ns_kept * 1e6,
         "agent_cpu_ms_per_scrape": cpu_per_scrape * 1e3,
         "p50_ms": statistics.median(walls) * 1e3,
         "p90_ms": q[89] * 1e3,
@@ -272,18 +299,20 @@ def main() -> None:
                 cleanup(eng)
     print(
         "| N | netns (with IPv6) | collect CPU/ns | floor: bare reads/ns | collect ÷ floor "
+        "| files kept open: preads/ns | collect ÷ that "
         "| agent CPU/scrape | per ns | ÷ floor | /metrics p50 | p90 | p99 "
         "| with churn: p50 | p99 | starts/s | size | series | agent RSS "
         "| interval mode p50 | interval 5s idle CPU "
         "| stats API stream=false /ctr | one-shot /ctr | dockerd CPU /call | /metrics vs stats for all N |"
     )
-    print("|---:" * 23 + "|")
+    print("|---:" * 25 + "|")
     for r in rows:
         # The peer's cost to get every container's network numbers once: one-shot calls x N.
         ratio = (r["oneshot_ms"] * r["n"]) / r["p50_ms"]
         print(
             f"| {r['n']} | {r['namespaces']} ({r['v6_namespaces']}) | {r['collect_us_per_ns']:.0f} µs "
             f"| {r['reads_us_per_ns']:.0f} µs | {r['collect_us_per_ns'] / r['reads_us_per_ns']:.2f}x "
+            f"| {r['kept_us_per_ns']:.0f} µs | {r['collect_us_per_ns'] / r['kept_us_per_ns']:.2f}x "
             f"| {r['agent_cpu_ms_per_scrape']:.1f} ms | {r['scrape_cpu_us_per_ns']:.0f} µs "
             f"| {r['scrape_cpu_us_per_ns'] / r['scrape_floor_us_per_ns']:.2f}x "
             f"| {r['p50_ms']:.1f} ms | {r['p90_ms']:.1f} ms | {r['p99_ms']:.1f} ms "

@@ -14,7 +14,8 @@ scrapes, then times `--scrapes` scrapes back to back: the agent process's CPU (u
 per scrape and the wall p50. The rounds interleave the variants, so each sees the same load.
 Prints per variant the median over rounds and the range, and from the same run:
   - the floor: a bare open/read/close loop over the files the agent reads for the same
-    namespaces (bench/collect.py's), per scrape;
+    namespaces (bench/collect.py's), per scrape; and the same files kept open, read with pread
+    from offset 0 (what --collector.keep-files-open does);
   - the peer: Docker's stats API, dockerd's CPU for one `one-shot` stats call per container
     times the containers (what one refresh of every container costs dockerd).
 """
@@ -111,6 +112,7 @@ def main() -> None:
             cpu: dict[str, list[float]] = {v.label: [] for v in variants}
             p50: dict[str, list[float]] = {v.label: [] for v in variants}
             floors: list[float] = []
+            kept_floors: list[float] = []
             for r in range(a.rounds):
                 for v in variants:
                     c, w = one_agent(eng, v, a.containers, a.scrapes, headers)
@@ -120,8 +122,9 @@ def main() -> None:
                         f"round {r + 1}: {v.label}: {1000 * c:.1f} ms CPU/scrape, p50 {1000 * w:.1f} ms",
                         flush=True,
                     )
-                _, reads, nns, _, _ = asyncio.run(collect.inprocess_collect(eng, rounds=5))
+                _, reads, kept, nns, _, _ = asyncio.run(collect.inprocess_collect(eng, rounds=5))
                 floors.append(reads * nns)
+                kept_floors.append(kept * nns)
             _, _, dockerd_per_call = asyncio.run(collect.stats_api(eng, a.peer_sample))
         finally:
             if not os.environ.get("DWBENCH_KEEP"):
@@ -137,6 +140,8 @@ def main() -> None:
         wall = 1000 * statistics.median(p50[v.label])
         print(f"| {v.label} | {1000 * m:.1f} ms ({rng}) | {m / floor:.2f}x | {wall:.1f} ms |")
     print(f"| floor: bare reads of the same files | {1000 * floor:.1f} ms | 1.00x | |")
+    kept = statistics.median(kept_floors)
+    print(f"| the same files kept open: pread from 0 | {1000 * kept:.1f} ms | {kept / floor:.2f}x | |")
     peer = dockerd_per_call * a.containers
     name = "peer: dockerd CPU, one one-shot stats call per container"
     print(f"| {name} | {1000 * peer:.0f} ms | {peer / floor:.1f}x | |")
