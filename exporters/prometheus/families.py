@@ -209,7 +209,12 @@ class ProcessMetrics:
                     if line.startswith(b"Max open file"):
                         max_fds = float(line.split()[3])
                         break
-            fds = len(os.listdir(os.path.join(me, "fd")))
+            fd_dir = os.path.join(me, "fd")
+            # The kernel's own count (Linux >= 6.2 gives it as the directory's size): listing the
+            # directory made a string per descriptor, ~1 ms per scrape with the collector's kept
+            # files (agent/nsfiles.py) at 500 containers. Older kernels say 0: list it, as
+            # client_python does (its count includes the listing's own descriptor).
+            fds = os.stat(fd_dir).st_size or len(os.listdir(fd_dir))
             out.append(GaugeMetricFamily("process_open_fds", "Number of open file descriptors.", fds))
             if max_fds is not None:
                 out.append(

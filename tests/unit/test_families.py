@@ -4,6 +4,7 @@ the same bytes in both formats, and the agent's process_* families match Process
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import prometheus_client
@@ -92,6 +93,21 @@ def test_process_metrics_are_client_pythons() -> None:
     for name in ("process_start_time_seconds", "process_max_fds"):
         assert ours[name].samples[0].value == ref[name].samples[0].value
     assert ours["process_resident_memory_bytes"].samples[0].value > 10 * 2**20
+
+
+def test_process_open_fds_counts_the_descriptors() -> None:
+    def open_fds() -> float:
+        (m,) = [m for m in f.ProcessMetrics().collect() if m.name == "process_open_fds"]
+        return m.samples[0].value
+
+    before = open_fds()
+    fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(300)]
+    try:
+        assert open_fds() == before + 300
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert open_fds() == before
 
 
 def test_a_wrong_number_of_label_values_is_an_error() -> None:
