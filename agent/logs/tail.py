@@ -601,7 +601,9 @@ class FileTail(Tail):
         data = await asyncio.to_thread(f.read, CHUNK) if f.gz else f.read(CHUNK)
         if not data:
             return False
-        await self._consume(f, data)
+        consuming = self._consume(f, data)
+        del data  # _consume lets go of the chunk once it is split into lines
+        await consuming
         return True
 
     async def _read_loop(self) -> None:
@@ -670,6 +672,7 @@ class FileTail(Tail):
         sp = self.splitter
         before = sp.oversized
         block, start = sp.feed_block(data)
+        del data  # the block has its whole lines
         if sp.oversized != before:
             self.runner.stats.drop(DropReason.CORRUPT, sp.oversized - before)
         if not block:
@@ -686,20 +689,32 @@ class FileTail(Tail):
         ):
             # The only backslash of each line is its final `\n` escape: every line is complete and
             # its body needs no unescaping (the common case): records are made without a Python loop.
-            await self._consume_plain(f, rows, start, start + len(block))
+            block_end = start + len(block)
+            cols = self._plain_columns(rows, start)
+            if cols is None:
+                await self._consume_rows(f, rows, start, block_end)
+                return
+            # Only the records are shipped: the rows (each line, its head and fraction apart) and
+            # the block are let go before the batch is sent, not held by this frame while the
+            # tail waits for its sink (~2 MiB of the burst's peak, bench/RESULTS.md).
+            del rows, block
+            await self._consume_plain(f, *cols, block_end)
         else:
             await self._consume_rows(f, rows, start, start + len(block))
 
-    async def _consume_plain(self, f: LogFile, rows: list[Any], start: int, block_end: int) -> None:
-        """Whole lines in dockerd's layout, no escapes, nothing being joined: columns through C maps."""
+    def _plain_columns(
+        self, rows: list[Any], start: int
+    ) -> tuple[list[LogRecord], list[int], list[int], list[int] | None] | None:
+        """Whole lines in dockerd's layout, no escapes, nothing being joined: columns through C
+        maps. (records, running byte sizes, times, each row's end offset where the block will fill
+        a batch), or None when the seconds cache was cleared meanwhile."""
         heads = list(map(_HEAD, rows))
         for h in set(heads).difference(ROW_EPOCH):
             row_time(h, b"")  # fills ROW_EPOCH
         try:
             secs = list(map(ROW_EPOCH.__getitem__, heads))
         except KeyError:  # the cache was cleared while filling (4096 distinct seconds in one block)
-            await self._consume_rows(f, rows, start, block_end)
-            return
+            return None
         # Fraction digits right-padded to 9 are nanoseconds ("74470478" → 744704780).
         frac_ns = map(int, map(_PAD9, map(_FRAC, rows)))
         times = list(map(add, map(mul, secs, repeat(1_000_000_000)), frac_ns))
@@ -707,8 +722,22 @@ class FileTail(Tail):
         streams = map(STREAMS.__getitem__, map(_STREAM, rows))
         recs = list(map(LogRecord, repeat(self.container), streams, times, bodies))
         sizes = list(accumulate(map(len, bodies)))
+        fills = len(self.batch) + len(recs) >= self.opts.batch_records or (
+            self.batch_bytes + (sizes[-1] if sizes else 0) >= self.opts.batch_bytes
+        )
+        return recs, sizes, times, _ends(rows, start) if fills else None
+
+    async def _consume_plain(
+        self,
+        f: LogFile,
+        recs: list[LogRecord],
+        sizes: list[int],
+        times: list[int],
+        ends: list[int] | None,
+        block_end: int,
+    ) -> None:
+        """_plain_columns' records into batches, sending each batch that fills."""
         max_records, max_bytes = self.opts.batch_records, self.opts.batch_bytes
-        ends: list[int] | None = None
         i, n = 0, len(recs)
         while i < n:
             before = sizes[i - 1] if i else 0
@@ -720,7 +749,7 @@ class FileTail(Tail):
             if len(self.batch) < max_records and self.batch_bytes < max_bytes:
                 self.batch_pos = (f, block_end, times[-1])  # j is the last row
                 return
-            ends = ends or _ends(rows, start)
+            assert ends is not None  # _plain_columns gives them for a block that fills a batch
             self.batch_pos = (f, ends[j], times[j])
             await self.flush()
             if self.stopping:
