@@ -26,6 +26,10 @@ except ImportError:  # built without a compiler: the Python parsers below
     C_MODULE = None
 
 
+# A namespace's files as read: net/dev, snmp, netstat, sockstat, if_inet6 (None where not read),
+# sockstat6 and snmp6 (None where IPv6 is not read or off).
+Raw = tuple[bytes, bytes, bytes, bytes, bytes | None, bytes | None, bytes | None]
+
 # devices, MIB fields (net/snmp and net/netstat), sockstat (+ sockstat6), Udp6 fields
 Namespace = tuple[
     dict[str, procnet.DevCounters], dict[str, dict[str, int]], dict[str, dict[str, int]], dict[str, int]
@@ -76,7 +80,20 @@ class Parser(Protocol):
         net/sockstat (the `sockstat` protocols and fields; None: all), and by `ipv6` ("never",
         "always", "auto": where net/if_inet6 shows IPv6 beyond lo) net/sockstat6 and snmp6's Udp6
         fields, absent where IPv6 is off. OSError (naming the file) where a base file cannot be
-        read."""
+        read. read_namespace, then parse_namespace."""
+        ...
+
+    def read_namespace(self, files: Files, ipv6: str) -> Raw:
+        """The files namespace() parses, as they are (the IPv6 ones by `ipv6`)."""
+        ...
+
+    def parse_namespace(
+        self,
+        raw: Raw,
+        wanted: Mapping[str, Sequence[str]] | None,
+        sockstat: Mapping[str, Sequence[str]] | None = None,
+    ) -> Namespace:
+        """namespace()'s values from read_namespace's bytes."""
         ...
 
 
@@ -166,26 +183,44 @@ class PythonParser:
         """File by file, with this parser's read and parse methods (CParser's too). One C call for
         the whole namespace was measured: 3 % less CPU (bench/pool.py), not worth its 170 lines."""
         f = Opened(files, self) if isinstance(files, str) else files
-        dev = self.net_dev(f.read("dev"))
-        mib = self._mib(f.read("snmp", True), wanted)
-        mib.update(self._mib(f.read("netstat", True), wanted))
-        socks = self.sockstat(f.read("sockstat", True), sockstat)
+        return self.parse_namespace(self.read_namespace(f, ipv6), wanted, sockstat)
+
+    def read_namespace(self, files: Files, ipv6: str) -> Raw:
+        f = files
+        dev, snmp, netstat = f.read("dev"), f.read("snmp", True), f.read("netstat", True)
+        socks = f.read("sockstat", True)
         want6 = ipv6 == "always"
+        if_inet6 = None
         if ipv6 == "auto":
             try:
-                want6 = self.has_ipv6(f.read("if_inet6"))
+                if_inet6 = f.read("if_inet6")
             except (FileNotFoundError, ProcessLookupError):  # IPv6 off in the whole kernel
-                want6 = False
-        udp6: dict[str, int] = {}
+                pass
+            else:
+                want6 = self.has_ipv6(if_inet6)
+        s6 = u6 = None
         if want6:
             try:  # both, or neither: IPv6 off in this namespace, the files do not exist
                 s6, u6 = f.read("sockstat6", True), f.read("snmp6", True)
             except (FileNotFoundError, ProcessLookupError):
-                pass
-            else:
-                socks.update(self.sockstat(s6, sockstat))
-                udp6 = self.snmp6(u6, "Udp6")
-        return dev, mib, socks, udp6
+                s6 = u6 = None
+        return dev, snmp, netstat, socks, if_inet6, s6, u6
+
+    def parse_namespace(
+        self,
+        raw: Raw,
+        wanted: Mapping[str, Sequence[str]] | None,
+        sockstat: Mapping[str, Sequence[str]] | None = None,
+    ) -> Namespace:
+        dev, snmp, netstat, socks_raw, _, s6, u6 = raw
+        mib = self._mib(snmp, wanted)
+        mib.update(self._mib(netstat, wanted))
+        socks = self.sockstat(socks_raw, sockstat)
+        udp6: dict[str, int] = {}
+        if s6 is not None and u6 is not None:
+            socks.update(self.sockstat(s6, sockstat))
+            udp6 = self.snmp6(u6, "Udp6")
+        return self.net_dev(dev), mib, socks, udp6
 
     def _mib(self, data: bytes, wanted: Mapping[str, Sequence[str]] | None) -> dict[str, dict[str, int]]:
         return procnet.parse_net_snmp(_text(data)) if wanted is None else self.pick_mib(data, wanted)

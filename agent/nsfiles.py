@@ -28,7 +28,7 @@ import logging
 import os
 import resource
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +115,14 @@ class Kept:
 
     Not thread-safe: one collection reads a namespace at a time (the collector's lock)."""
 
-    __slots__ = ("budget", "fds", "prefix", "reader")
+    __slots__ = ("budget", "fds", "memo", "prefix", "reader")
 
     def __init__(self, prefix: str, reader: Reader, budget: Budget) -> None:
         self.prefix = prefix
         self.reader = reader
         self.budget = budget
         self.fds: dict[str, int] = {}
+        self.memo: Any = None  # what the reader made of these files last time (NetCollector's)
 
     def read(self, name: str, single: bool = False) -> bytes:
         """The whole file, generated now; OSError naming the file where it cannot be opened."""

@@ -9,13 +9,15 @@ import resource
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from agent import fastproc
+from agent.docker.models import Container
 from agent.inventory import Snapshot
-from agent.netstats import NetCollector
+from agent.netstats import NetCollector, NetnsSample
 from agent.nsfiles import Budget, Kept, Opened, raise_open_files_limit
 from exporters.prometheus import names
 from tests.support.toolbox import ScriptedFS, captured_procfs, container
@@ -178,3 +180,55 @@ def test_the_soft_open_files_limit_is_raised_to_the_hard_one() -> None:
     else:
         assert out.strip() == f"({low}, {hard}) ({hard}, {hard})"
     assert raise_open_files_limit()[1] == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rewrite(path: Path, old: bytes, new: bytes) -> None:
+    """Change a file in place (the kept descriptor sees it, as it sees the kernel's next numbers)."""
+    data = path.read_bytes()
+    assert old in data
+    with open(path, "r+b") as f:
+        f.truncate(0)
+        f.write(data.replace(old, new, 1))
+
+
+def test_unchanged_files_give_the_same_sample_and_any_change_a_new_one(tmp_path: Path) -> None:
+    """An idle namespace's files read the same bytes: its last sample is reused as it is (the
+    renderer then hits its cache by identity). Any change of the files, of the sockets in use or
+    of the owner gives a new sample with the new values."""
+    web = container(1, "web")
+    root = captured_procfs(tmp_path, {1: "host", web.pid: "container"})
+    net = root / str(web.pid) / "net"
+    fs = ScriptedFS(procfs=root, links={1: HOST_INO, web.pid: 11})
+    col = NetCollector(fs, mib_fields=names.MIB_FIELDS, sockstat_fields=names.SOCKSTAT_FIELDS)
+
+    def sample(*cs: Container) -> NetnsSample:
+        snap = Snapshot(containers={c.id: c for c in cs})
+        (s,) = [s for s in col.collect(snap).samples if s.owner is not None]
+        return s
+
+    first = sample(web)
+    assert sample(web) is first
+    # A counter moved (net/dev: eth0's received bytes).
+    eth0 = next(ln for ln in (net / "dev").read_bytes().splitlines() if b"eth0:" in ln)
+    rx = eth0.split(b":")[1].split()[0]
+    rewrite(
+        net / "dev", b"eth0:" + eth0.split(b":")[1], b"eth0:" + eth0.split(b":")[1].replace(rx, rx + b"7", 1)
+    )
+    moved = sample(web)
+    assert moved is not first and moved.devices["eth0"].rx_bytes == int(rx + b"7")
+    assert sample(web) is moved
+    # Only net/sockstat's per-namespace numbers moved (TIME_WAIT sockets).
+    rewrite(net / "sockstat", b"tw 0", b"tw 5")
+    tw = sample(web)
+    assert tw is not moved and tw.sockstat["TCP"]["tw"] == 5
+    # Only its kernel-wide fields moved: nothing exported changed, the sample is the same.
+    rewrite(net / "sockstat", b"mem 39", b"mem 40")
+    assert sample(web) is tw
+    # A new owner object (the inventory's: renamed, say) is a new sample, with it as owner.
+    renamed = replace(web, name="web2")
+    again = sample(renamed)
+    assert again is not tw and again.owner is renamed and again.devices == tw.devices
+    # Without kept files nothing is reused.
+    plain = NetCollector(fs, mib_fields=names.MIB_FIELDS, keep_open=False)
+    snap = Snapshot(containers={web.id: web})
+    assert plain.collect(snap).samples[0] is not plain.collect(snap).samples[0]
