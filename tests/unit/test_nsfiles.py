@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent import fastproc
+from agent.collector import Registry
 from agent.docker.models import Container
 from agent.inventory import Snapshot
 from agent.netstats import NetCollector, NetnsSample
@@ -232,3 +233,19 @@ def test_unchanged_files_give_the_same_sample_and_any_change_a_new_one(tmp_path:
     plain = NetCollector(fs, mib_fields=names.MIB_FIELDS, keep_open=False)
     snap = Snapshot(containers={web.id: web})
     assert plain.collect(snap).samples[0] is not plain.collect(snap).samples[0]
+
+
+def test_the_registry_releases_idle_collectors_and_closes_them(tmp_path: Path) -> None:
+    """What App's release task and shutdown call: through the registry, under each unit's lock."""
+    web = container(1, "web")
+    root = captured_procfs(tmp_path, {1: "host", web.pid: "container"})
+    fs = ScriptedFS(procfs=root, links={1: HOST_INO, web.pid: 11})
+    reg = Registry(NetCollector(fs, mib_fields=names.MIB_FIELDS))
+    snap = Snapshot(containers={web.id: web})
+    reg.collect(snap)
+    assert fds_under(root) and reg.release_idle(3600) == 0 and fds_under(root)
+    assert reg.release_idle(0) > 0 and not fds_under(root)
+    reg.collect(snap)
+    assert fds_under(root)
+    reg.close()
+    assert not fds_under(root)
