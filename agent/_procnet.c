@@ -115,7 +115,7 @@ static PyObject *read_whole(const char *path, int fd, int single) {
     char *first = PyMem_RawMalloc(CHUNK); /* per call: several threads may read at once */
     if (first == NULL)
         return PyErr_NoMemory();
-    char *buf;
+    char *buf = NULL;
     size_t len = 0;
     int err;
     Py_BEGIN_ALLOW_THREADS

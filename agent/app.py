@@ -374,7 +374,8 @@ class App:
             await self._drain_logs(self.logs)
         if self._runner is not None:
             await self._runner.close()
-        self.collectors.close()
+        # In a thread: close() waits for a collector's run in flight (its files are read there).
+        await asyncio.to_thread(self.collectors.close)
         await self.client.close()
 
     async def _drain_logs(self, logs: LogPipeline) -> None:

@@ -336,8 +336,9 @@ class Config:
         True,
         "Keep each namespace's /proc/<pid>/net files open between collections and read them again "
         "from the start: about a third less kernel CPU per namespace, for about 5 KB of kernel memory "
-        "per file kept (up to 7 per namespace, at most half the open-files limit; closed when the "
-        "namespace goes, or after 2 minutes without a collection). false: open and close them at each read.",
+        "per file kept (up to 7 per namespace, at most half the open-files limit; closed at the first "
+        "collection without the namespace, or after 2 minutes without a collection). false: open and "
+        "close them at each read.",
         "",
     )
     sidecar: bool = key(

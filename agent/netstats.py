@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import re
 import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -297,6 +298,8 @@ class NetCollector:
         self._budget = budget if budget is not None else Budget(default_budget())
         self._kept: dict[tuple[NsKey, int], Kept] = {}
         self._last_end = time.monotonic()
+        # A collector dropped without close() (a tool, a test) still closes its files.
+        weakref.finalize(self, _close_all, self._kept)
 
     def close(self) -> None:
         """Stop the reader threads and close the kept files (at shutdown; a later collect would
@@ -316,14 +319,14 @@ class NetCollector:
     @property
     def kept_files(self) -> int:
         """Descriptors held open now, over every namespace."""
-        return sum(len(k.fds) for k in self._kept.values())
+        return sum(len(k.fds) + (k.pid_fd is not None) for k in self._kept.values())
 
     def _close_kept(self, live: set[tuple[NsKey, int]]) -> int:
         """Close the kept files of every namespace not in `live`; how many descriptors."""
         closed = 0
         for key in [k for k in self._kept if k not in live]:
             f = self._kept.pop(key)
-            closed += len(f.fds)
+            closed += len(f.fds) + (f.pid_fd is not None)
             f.close()
         return closed
 
@@ -447,6 +450,8 @@ class NetCollector:
             )
         parser = self.parser
         try:
+            if kept is not None and not kept.alive():
+                raise ProcessLookupError(3, "gone", net)  # as an open by path would find it
             raw = parser.read_namespace(kept or Opened(net, parser), self.ipv6)
             if kept is not None:
                 # Files whose bytes did not change since the last read give the same sample: an idle
@@ -531,6 +536,12 @@ class NetCollector:
             self._netmap_cache.clear()
         self._netmap_cache[key] = out
         return out
+
+
+def _close_all(kept: dict[tuple[NsKey, int], Kept]) -> None:
+    for k in list(kept.values()):
+        k.close()
+    kept.clear()
 
 
 # --- the opt-in slow tier ---------------------------------------------------------------------

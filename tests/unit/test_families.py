@@ -100,14 +100,15 @@ def test_process_open_fds_counts_the_descriptors() -> None:
         (m,) = [m for m in f.ProcessMetrics().collect() if m.name == "process_open_fds"]
         return m.samples[0].value
 
+    # Within a few: another thread of the test process may hold one more or one less meanwhile.
     before = open_fds()
     fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(300)]
     try:
-        assert open_fds() == before + 300
+        assert abs(open_fds() - (before + 300)) <= 3
     finally:
         for fd in fds:
             os.close(fd)
-    assert open_fds() == before
+    assert abs(open_fds() - before) <= 3
 
 
 def test_a_wrong_number_of_label_values_is_an_error() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from agent.collector import Registry
 from agent.docker.models import Container
 from agent.inventory import Snapshot
 from agent.netstats import NetCollector, NetnsSample
-from agent.nsfiles import Budget, Kept, Opened, raise_open_files_limit
+from agent.nsfiles import Budget, Kept, Opened
 from exporters.prometheus import names
 from tests.support.toolbox import ScriptedFS, captured_procfs, container
 
@@ -81,20 +82,26 @@ def test_pread_reads_every_byte_from_the_start_each_time(tmp_path: Path, size: i
 
 def test_the_budget_bounds_the_descriptors_and_the_rest_are_read_by_path(tmp_path: Path) -> None:
     root = captured_procfs(tmp_path, {5: "container"})
-    budget = Budget(2)
+    budget = Budget(3)  # the process's directory (for alive()) and two files
     kept = Kept(f"{root}/5/net/", fastproc.PYTHON, budget)
     for name in ("dev", "snmp", "netstat"):
         assert kept.read(name) == (root / "5" / "net" / name).read_bytes()
-    assert set(kept.fds) == {"dev", "snmp"} and budget.used == 2 and budget.refused == 1
+    assert set(kept.fds) == {"dev", "snmp"} and kept.pid_fd is not None
+    assert budget.used == 3 and budget.refused == 1
     with pytest.raises(FileNotFoundError):  # a failed open takes nothing from the budget
         kept.read("nothing")
-    assert budget.used == 2
-    fds = list(kept.fds.values())
+    assert budget.used == 3
+    fds = [*kept.fds.values(), kept.pid_fd]
     kept.close()
     assert budget.used == 0 and kept.fds == {}
     for fd in fds:
         with pytest.raises(OSError):
             os.fstat(fd)
+
+
+def pids_held(root: Path) -> set[str]:
+    """The <pid> directories under root that this process holds descriptors in (or on)."""
+    return {Path(p).relative_to(root).parts[0] for p in fds_under(root)}
 
 
 def fds_under(root: Path) -> set[str]:
@@ -120,11 +127,11 @@ def test_the_collector_closes_the_files_of_namespaces_that_left(tmp_path: Path) 
         return Snapshot(containers={c.id: c for c in (web, api) if c in cs})
 
     first = col.collect(snap(web, api))
-    assert {Path(p).parent.parent.name for p in fds_under(root)} == {"1", str(web.pid), str(api.pid)}
+    assert pids_held(root) == {"1", str(web.pid), str(api.pid)}
     assert col.kept_files == len(fds_under(root)) >= 3 * 4
     # api left the inventory: its namespace's files are closed at this collection.
     second = col.collect(snap(web))
-    assert {Path(p).parent.parent.name for p in fds_under(root)} == {"1", str(web.pid)}
+    assert pids_held(root) == {"1", str(web.pid)}
     # The kept files give what files opened afresh give.
     fresh = NetCollector(fs, mib_fields=names.MIB_FIELDS, keep_open=False).collect(snap(web))
     assert [s.devices for s in second.samples] == [s.devices for s in fresh.samples]
@@ -158,7 +165,7 @@ def test_a_namespace_read_halfway_keeps_nothing_open(tmp_path: Path) -> None:
     col = NetCollector(fs, mib_fields=names.MIB_FIELDS)
     res = col.collect(Snapshot(containers={web.id: web}))
     assert res.vanished == 1 and len(res.samples) == 1
-    assert {Path(p).parent.parent.name for p in fds_under(root)} == {"1"}
+    assert pids_held(root) == {"1"}
 
 
 def test_the_soft_open_files_limit_is_raised_to_the_hard_one() -> None:
@@ -180,7 +187,6 @@ def test_the_soft_open_files_limit_is_raised_to_the_hard_one() -> None:
         assert out.strip() == f"({low}, {low}) ({low}, {low})"
     else:
         assert out.strip() == f"({low}, {hard}) ({hard}, {hard})"
-    assert raise_open_files_limit()[1] == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def rewrite(path: Path, old: bytes, new: bytes) -> None:
@@ -249,3 +255,88 @@ def test_the_registry_releases_idle_collectors_and_closes_them(tmp_path: Path) -
     assert fds_under(root)
     reg.close()
     assert not fds_under(root)
+
+
+def bump(path: Path, section: str, field: str, by: int = 1000) -> int:
+    """Add `by` to one field of a net/snmp or net/netstat pair of lines, in place; the new value."""
+    lines = path.read_bytes().decode().split("\n")
+    i = next(k for k, ln in enumerate(lines) if ln.startswith(section + ":"))
+    names_, values = lines[i].split(), lines[i + 1].split()
+    j = names_.index(field)
+    values[j] = str(int(values[j]) + by)
+    lines[i + 1] = " ".join(values)
+    rewrite(path, path.read_bytes(), "\n".join(lines).encode())
+    return int(values[j])
+
+
+def test_every_file_read_is_in_the_comparison(tmp_path: Path) -> None:
+    """net/snmp, net/netstat, net/if_inet6 and net/snmp6 moving each give a new sample: none of
+    them is left out of what decides that a namespace did not change."""
+    web = container(1, "web")
+    root = captured_procfs(tmp_path, {1: "host", web.pid: "container"})
+    net = root / str(web.pid) / "net"
+    fs = ScriptedFS(procfs=root, links={1: HOST_INO, web.pid: 11})
+    col = NetCollector(fs, mib_fields=names.MIB_FIELDS, sockstat_fields=names.SOCKSTAT_FIELDS)
+    snap = Snapshot(containers={web.id: web})
+
+    def sample() -> NetnsSample:
+        (s,) = [s for s in col.collect(snap).samples if s.owner is not None]
+        return s
+
+    last = sample()
+    assert sample() is last
+    tcp_field = names.MIB_FIELDS["Tcp"][0]
+    want = bump(net / "snmp", "Tcp", tcp_field)
+    new = sample()
+    assert new is not last and new.mib["Tcp"][tcp_field] == want
+    ext_field = names.MIB_FIELDS["TcpExt"][0]
+    want = bump(net / "netstat", "TcpExt", ext_field)
+    last, new = new, sample()
+    assert new is not last and new.mib["TcpExt"][ext_field] == want
+    # An IPv6 address appears (auto): the IPv6 files are read from now on.
+    assert "TCP6" not in new.sockstat and new.udp6 == {}
+    rewrite(
+        net / "if_inet6",
+        (net / "if_inet6").read_bytes(),
+        b"fd000000000000000000000000000002 04 40 00 82     eth0\n",
+    )
+    last, new = new, sample()
+    assert new is not last and "TCP6" in new.sockstat and "InDatagrams" in new.udp6
+    assert sample() is new
+    rewrite(net / "snmp6", b"Udp6InDatagrams                 \t0", b"Udp6InDatagrams                 \t42")
+    last, new = new, sample()
+    assert new is not last and new.udp6["InDatagrams"] == 42
+
+
+def test_a_process_gone_while_still_listed_is_vanished_not_frozen(tmp_path: Path) -> None:
+    """A kept file reads on after its process exits (it holds the namespace): a container that
+    exited while the inventory still lists it (engine unreachable) must be counted as vanished,
+    as opening its files by path found it, and its files closed: not exported frozen."""
+    web = container(1, "web")
+    root = captured_procfs(tmp_path, {1: "host", web.pid: "container"})
+    fs = ScriptedFS(procfs=root, links={1: HOST_INO, web.pid: 11})
+    col = NetCollector(fs, mib_fields=names.MIB_FIELDS)
+    snap = Snapshot(containers={web.id: web})
+    assert len(col.collect(snap).samples) == 2 and str(web.pid) in pids_held(root)
+    shutil.rmtree(root / str(web.pid))  # what /proc/<pid> becomes when the process exits
+    res = col.collect(snap)
+    assert res.vanished == 1 and [s.owner for s in res.samples] == [None]
+    assert not {p for p in fds_under(root) if f"/{web.pid}/" in p or p.endswith(f"/{web.pid}")}
+
+
+def test_alive_follows_a_real_process() -> None:
+    proc = subprocess.Popen(["sleep", "60"])
+    kept = Kept(f"/proc/{proc.pid}/net/", fastproc.PYTHON, Budget(10))
+    try:
+        assert kept.alive()  # nothing kept yet
+        kept.read("dev")
+        assert kept.alive() and kept.pid_fd is not None
+        proc.kill()
+        proc.wait()
+        assert not kept.alive()
+        assert kept.read("dev")  # what alive() is for: the kept file still reads the namespace
+    finally:
+        kept.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
