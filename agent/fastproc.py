@@ -106,17 +106,9 @@ def read_bytes(path: str, single: bool = False) -> bytes:
     only an empty read is their end."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
-        while True:
-            b = os.read(fd, _CHUNK)
-            if not b:
-                break
-            chunks.append(b)
-            if single and len(b) < _CHUNK:
-                break
+        return pread_bytes(fd, single)  # on a new descriptor, the same reads (as the C slurp)
     finally:
         os.close(fd)
-    return b"".join(chunks)
 
 
 def pread_bytes(fd: int, single: bool = False) -> bytes:
@@ -185,8 +177,7 @@ class PythonParser:
         f = Opened(files, self) if isinstance(files, str) else files
         return self.parse_namespace(self.read_namespace(f, ipv6), wanted, sockstat)
 
-    def read_namespace(self, files: Files, ipv6: str) -> Raw:
-        f = files
+    def read_namespace(self, f: Files, ipv6: str) -> Raw:
         dev, snmp, netstat = f.read("dev"), f.read("snmp", True), f.read("netstat", True)
         socks = f.read("sockstat", True)
         want6 = ipv6 == "always"

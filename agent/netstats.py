@@ -26,7 +26,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -299,7 +299,7 @@ class NetCollector:
         self._kept: dict[tuple[NsKey, int], Kept] = {}
         self._last_end = time.monotonic()
         # A collector dropped without close() (a tool, a test) still closes its files.
-        weakref.finalize(self, _close_all, self._kept)
+        weakref.finalize(self, _close_kept, self._kept, frozenset())
 
     def close(self) -> None:
         """Stop the reader threads and close the kept files (at shutdown; a later collect would
@@ -307,28 +307,19 @@ class NetCollector:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
-        self._close_kept(set())
+        _close_kept(self._kept, frozenset())
 
     def release_idle(self, idle: float) -> int:
         """Close every kept file when nothing was collected for `idle` seconds: the namespaces of
         containers gone since are not held alive while nobody scrapes. How many were closed."""
         if time.monotonic() - self._last_end < idle:
             return 0
-        return self._close_kept(set())
+        return _close_kept(self._kept, frozenset())
 
     @property
     def kept_files(self) -> int:
         """Descriptors held open now, over every namespace."""
         return sum(len(k.fds) + (k.pid_fd is not None) for k in self._kept.values())
-
-    def _close_kept(self, live: set[tuple[NsKey, int]]) -> int:
-        """Close the kept files of every namespace not in `live`; how many descriptors."""
-        closed = 0
-        for key in [k for k in self._kept if k not in live]:
-            f = self._kept.pop(key)
-            closed += len(f.fds) + (f.pid_fd is not None)
-            f.close()
-        return closed
 
     def collect(self, snap: Snapshot) -> CollectResult:
         """Collector entry point: every namespace of the snapshot's containers, read once."""
@@ -381,7 +372,7 @@ class NetCollector:
                 (j.inode, j.owner.pid if j.owner else 1) if isinstance(j, NetnsSample) else (j[0], j[1])
                 for j in jobs
             }
-            self._close_kept(live)
+            _close_kept(self._kept, live)
             self._last_end = time.monotonic()
         for job, got in zip(jobs, got_all, strict=True):
             if isinstance(got, NetnsSample):
@@ -538,10 +529,15 @@ class NetCollector:
         return out
 
 
-def _close_all(kept: dict[tuple[NsKey, int], Kept]) -> None:
-    for k in list(kept.values()):
-        k.close()
-    kept.clear()
+def _close_kept(kept: dict[tuple[NsKey, int], Kept], live: Set[tuple[NsKey, int]]) -> int:
+    """Close the kept files of every namespace not in `live`; how many descriptors. A function,
+    not a method: the collector's finalizer calls it too, without the collector."""
+    closed = 0
+    for key in [k for k in kept if k not in live]:
+        f = kept.pop(key)
+        closed += len(f.fds) + (f.pid_fd is not None)
+        f.close()
+    return closed
 
 
 # --- the opt-in slow tier ---------------------------------------------------------------------

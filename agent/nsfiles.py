@@ -109,9 +109,6 @@ class Opened:
     def read(self, name: str, single: bool = False) -> bytes:
         return self.reader.read(self.prefix + name, single)
 
-    def close(self) -> None:
-        """Nothing is held."""
-
 
 class Kept:
     """A namespace's files, each opened at its first read and kept open for the next ones, and
