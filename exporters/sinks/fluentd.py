@@ -338,6 +338,10 @@ def password_digest(auth_salt: str | bytes, username: str, password: str) -> str
     return hashlib.sha512(_b(auth_salt) + _b(username) + _b(password)).hexdigest()
 
 
+READ_SIZE = 16384
+MAX_ANSWER = 1 << 20  # an ack is ~40 bytes; a server past this is not speaking Forward
+
+
 class ProtocolError(Exception):
     """The peer said something the Forward protocol does not allow here (bad PONG, wrong ack)."""
 
@@ -348,7 +352,11 @@ class _Conn(Stream):
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__(reader, writer)
-        self.unpacker = msgpack.Unpacker(raw=False, unicode_errors="surrogateescape")
+        # Its buffer is allocated at once, 1 MiB by default per connection, for a server that only
+        # ever sends acks, a HELO and a PONG of a few dozen bytes; it grows on feed() as needed.
+        self.unpacker = msgpack.Unpacker(
+            raw=False, unicode_errors="surrogateescape", read_size=READ_SIZE, max_buffer_size=MAX_ANSWER
+        )
         self.keepalive = True
 
     async def read_obj(self) -> Any:
@@ -360,7 +368,10 @@ class _Conn(Stream):
             data = await self.reader.read(65536)
             if not data:
                 raise ConnectionError("peer closed the connection")
-            self.unpacker.feed(data)
+            try:
+                self.unpacker.feed(data)
+            except msgpack.BufferFull:
+                raise ProtocolError(f"the server sent over {MAX_ANSWER} bytes, not one object") from None
 
 
 class FluentdSink(Sink):

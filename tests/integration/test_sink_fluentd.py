@@ -20,7 +20,7 @@ import pytest
 from agent.docker.models import Container
 from agent.logs.record import LogRecord, Partial
 from exporters.sinks.base import Outcome
-from exporters.sinks.fluentd import FluentdSink
+from exporters.sinks.fluentd import MAX_ANSWER, FluentdSink
 from tests.support.engine import BUSYBOX_IMAGE, Engine
 from tests.support.peers.forward import Event, ForwardReceiver
 from tests.support.toolbox import until
@@ -202,6 +202,28 @@ async def test_server_that_does_not_know_the_key_is_refused() -> None:
         await s.close()
         server.close()
     assert seen == [b""]
+
+
+async def test_an_answer_past_the_bound_is_a_protocol_error_retry() -> None:
+    """Waiting for an ack, the sink buffers what the server says up to MAX_ANSWER bytes: a server that
+    sends more without one complete object is not speaking Forward (retry, reason named)."""
+
+    async def babbler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(4096)
+        writer.write(b"\xdb\xff\xff\xff\xff" + b"x" * (MAX_ANSWER + 65536))  # a str32 that never ends
+        await writer.drain()
+        await reader.read()  # until the sink hangs up
+        writer.close()
+
+    server = await asyncio.start_server(babbler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    s = FluentdSink({"fluentd-address": f"tcp://127.0.0.1:{port}", "fluentd-request-ack": "true"})
+    try:
+        assert await s.send(batch(1)) is Outcome.RETRY
+        assert f"over {MAX_ANSWER} bytes" in s.last_error
+    finally:
+        await s.close()
+        server.close()
 
 
 async def test_helo_without_keepalive_makes_one_connection_per_send() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.logs import tail as tail_mod
+from agent.logs import watch as watch_mod
 from agent.logs.checkpoint import CheckpointStore, FilePos
 from agent.logs.delivery import TailOptions
 from agent.logs.record import LogRecord
@@ -26,6 +27,7 @@ from agent.logs.watch import (
     IN_MOVED_FROM,
     IN_MOVED_TO,
     DirWatcher,
+    Inotify,
     Notice,
     RawEvent,
     _fold,
@@ -52,6 +54,33 @@ def test_parse_events_from_bytes() -> None:
         RawEvent(2, 0x4000, 0, ""),
     ]
     assert parse_events(buf[:5]) == []  # a short read holds no event
+
+
+def test_a_backlog_is_read_a_chunk_at_a_time_and_a_round_reads_a_bounded_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst's queued events (real inotify) come one read(2) of READ_SIZE at a time, never joined;
+    a round takes at most READ_CHUNKS of them and the rest stays queued for the next."""
+    monkeypatch.setattr(watch_mod, "READ_SIZE", 4096)
+    monkeypatch.setattr(watch_mod, "READ_CHUNKS", 3)
+    ino = Inotify()
+    try:
+        ino.add_watch(str(tmp_path), IN_CREATE)
+        names = [f"{i:04d}-{LIVE}" for i in range(300)]  # 96-byte events: ~29 KiB queued
+        for name in names:
+            (tmp_path / name).touch()
+        first = list(ino.read())
+        assert len(first) == 3  # the bound, not the whole queue
+        assert all(0 < len(chunk) <= 4096 // 96 for chunk in first)
+        seen = [ev.name for chunk in first for ev in chunk]
+        while True:
+            more = [ev.name for chunk in ino.read() for ev in chunk]
+            if not more:
+                break
+            seen += more
+        assert seen == names  # every event once, in order, across rounds
+    finally:
+        ino.close()
 
 
 def test_fold_counts_creates_and_plain_unlinks_only() -> None:
