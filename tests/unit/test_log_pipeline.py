@@ -82,6 +82,10 @@ async def test_tails_filters_opt_out_unreadable_and_stop(tmp_path: Path) -> None
     p.on_container("added", ctr("e" * 64, "web-4", driver="local", tty=True))
     p.on_container("added", ctr("f" * 64, "web-5", driver="syslog"))  # no engine client here
     assert sorted(p.tails) == [(a, "all"), (a, "web"), (b, "all")]
+    tail_a = p.tails[(a, "all")]
+    assert isinstance(tail_a, FileTail)
+    assert tail_a.path == tmp_path / "containers" / a / f"{a}-json.log"
+    assert getattr(p.tails[(a, "web")], "path", None) is tail_a.path  # one Path per container
     assert p.unreadable == {"d" * 64: "driver_none", "e" * 64: "tty", "f" * 64: "driver_syslog"}
     await until(lambda: len(web.lines) == 3 and len(all_.lines) == 6)
     p.on_container("removed", ctr("d" * 64, "web-3", driver="none"))
