@@ -12,6 +12,13 @@ built) and extra environment; default: this checkout. N idle busybox containers 
 starts each variant's agent in turn, waits until it tracks every container, warms it with 5
 scrapes, then times `--scrapes` scrapes back to back: the agent process's CPU (utime + stime)
 per scrape and the wall p50. The rounds interleave the variants, so each sees the same load.
+With `--busy`, a thread of this process sends a datagram from every container's namespace every
+20 ms (from a UDP socket made inside it, to a socket of this process on the host, through the
+container's eth0 and its network's gateway), so every namespace's eth0 counters, snmp and netstat
+change between two scrapes: no sample is kept, every one is parsed and rendered (the case of a
+host whose containers all talk; the default is idle containers, the issue's bench). The
+floors are then measured with the traffic going too (the kernel sums counters that other CPUs
+are updating), as this thread's CPU only.
 Prints per variant the median over rounds and the range, and from the same run:
   - the floor: a bare open/read/close loop over the files the agent reads for the same
     namespaces (bench/collect.py's), per scrape; and the same files kept open, read with pread
@@ -24,10 +31,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import os
+import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -43,6 +54,82 @@ from tests.support.engine import Engine, test_engine  # noqa: E402
 from tests.support.toolbox import wait_for  # noqa: E402
 
 WARM = 5
+CLONE_NEWNET = 0x40000000
+
+
+class Traffic(threading.Thread):
+    """One datagram per namespace every `every` s, each from a UDP socket made inside the namespace
+    (setns moves only this thread, and back: a socket stays in the namespace it was made in) to
+    `sink`, a socket of this process in the host's namespace, at the container's gateway address.
+    Its CPU is this process's, not the agent's."""
+
+    def __init__(self, targets: list[tuple[int, str]], every: float = 0.02) -> None:
+        """`targets`: (pid, gateway address) per container."""
+        super().__init__(daemon=True, name="bench-traffic")
+        self.targets, self.every = targets, every
+        self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sink.bind(("0.0.0.0", 0))
+        self.sink.setblocking(False)
+        self.port = self.sink.getsockname()[1]
+        self.stop_ev, self.ready = threading.Event(), threading.Event()
+        self.socks: list[socket.socket] = []
+        self.error: BaseException | None = None
+
+    def _enter(self, libc: ctypes.CDLL, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, f"setns {path}: {os.strerror(e)}")
+        finally:
+            os.close(fd)
+
+    def run(self) -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            home = f"/proc/self/task/{threading.get_native_id()}/ns/net"
+            home_fd = os.open(home, os.O_RDONLY)
+            try:
+                for pid, gateway in self.targets:
+                    self._enter(libc, f"/proc/{pid}/ns/net")
+                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    s.connect((gateway, self.port))
+                    s.setblocking(False)
+                    self.socks.append(s)
+            finally:
+                if libc.setns(home_fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns back home")
+                os.close(home_fd)
+        except BaseException as exc:  # reported by the caller
+            self.error = exc
+            return
+        finally:
+            self.ready.set()
+        while not self.stop_ev.wait(self.every):
+            for s in self.socks:
+                with contextlib.suppress(BlockingIOError):
+                    s.send(b"x")
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    self.sink.recv(16)
+
+    def stop(self) -> None:
+        self.stop_ev.set()
+        self.join(10)
+        for s in self.socks:
+            s.close()
+        self.sink.close()
+
+
+def start_traffic(eng: Engine) -> Traffic:
+    ids = eng.docker("ps", "-q", "--filter", f"label={collect.LABEL}").split()
+    out = eng.docker("inspect", "-f", "{{.State.Pid}} {{.NetworkSettings.Gateway}}", *ids)
+    t = Traffic([(int(pid), gw) for pid, gw in (line.split() for line in out.splitlines())])
+    t.start()
+    t.ready.wait(120)
+    if t.error is not None:
+        raise SystemExit(f"--busy: cannot make traffic in the containers' namespaces: {t.error}")
+    return t
 
 
 def get(url: str, headers: dict[str, str]) -> bytes:
@@ -97,6 +184,9 @@ def main() -> None:
         help="ask as Prometheus does (OpenMetrics, gzip) instead of plain text 0.0.4",
     )
     ap.add_argument("--peer-sample", type=int, default=20, help="containers the stats API is timed on")
+    ap.add_argument(
+        "--busy", action="store_true", help="loopback traffic in every namespace: no idle namespace"
+    )
     a = ap.parse_args()
     variants: list[Variant] = a.variant or [Variant("this checkout", ROOT, {})]
     headers = (
@@ -109,6 +199,7 @@ def main() -> None:
             t0 = time.monotonic()
             collect.scale_to(eng, a.containers)
             print(f"{a.containers} containers up in {time.monotonic() - t0:.0f} s", flush=True)
+            traffic = start_traffic(eng) if a.busy else None
             cpu: dict[str, list[float]] = {v.label: [] for v in variants}
             p50: dict[str, list[float]] = {v.label: [] for v in variants}
             floors: list[float] = []
@@ -125,13 +216,16 @@ def main() -> None:
                 _, reads, kept, nns, _, _ = asyncio.run(collect.inprocess_collect(eng, rounds=5))
                 floors.append(reads * nns)
                 kept_floors.append(kept * nns)
+            if traffic is not None:
+                traffic.stop()
             _, _, dockerd_per_call = asyncio.run(collect.stats_api(eng, a.peer_sample))
         finally:
             if not os.environ.get("DWBENCH_KEEP"):
                 collect.cleanup(eng)
     floor = statistics.median(floors)
     fmt = "OpenMetrics + gzip" if a.accept_openmetrics_gzip else "text 0.0.4"
-    print(f"\n{a.containers} idle containers, {a.scrapes} scrapes x {a.rounds} rounds, {fmt}\n")
+    kind = "busy (traffic from each)" if a.busy else "idle"
+    print(f"\n{a.containers} {kind} containers, {a.scrapes} scrapes x {a.rounds} rounds, {fmt}\n")
     print("| | agent CPU per scrape (median, range) | ÷ floor | /metrics p50 (median) |")
     print("|---|---:|---:|---:|")
     for v in variants:
