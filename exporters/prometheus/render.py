@@ -20,6 +20,7 @@ from types import ModuleType
 
 from agent.docker.models import Container
 from agent.netstats import CollectResult, Membership, NetnsSample, NsKey
+from agent.procnet import DevCounters
 from exporters.prometheus import names as n
 from exporters.prometheus.families import Family, Metric, generate
 from exporters.prometheus.pieces import Piece, slices
@@ -73,46 +74,54 @@ def _om_head_bytes(m: n.Metric) -> bytes:
     return head(m, True).encode()
 
 
+# The renderer's tables, with each family's `name{` prefix made once: a namespace whose counters
+# moved is rendered again at each scrape (bench/scrape_cpu.py --busy), ~500 times a scrape.
+_DEV_ROWS = tuple((m.name + "{", DevCounters._fields.index(attr)) for m, attr in n.DEVICE_METRICS)
+_MIB_ROWS = tuple((m.name + "{", section, fld) for m, section, fld in n.TCP_MIB_METRICS)
+_UDP_ROWS = tuple((m.name + "{", fld) for m, fld in n.UDP_METRICS)
+_INUSE_ROWS = ((n.TCP_INUSE.name + "{", "TCP", "TCP6"), (n.UDP_INUSE.name + "{", "UDP", "UDP6"))
+_TIME_WAIT = n.TCP_TIME_WAIT.name + "{"
+_STATES = n.TCP_STATES.name + "{"
+_NONE: Mapping[str, int] = {}
+
+
 def _render_namespace(s: NetnsSample, ident: str) -> list[bytes]:
     """One namespace's lines for each of _NS_FAMILIES, in its order (b"" where it has none),
-    encoded here, once per rendering, not with the whole page at every scrape."""
-    chunks: list[str] = []
-    add = chunks.append
+    encoded here, once per rendering, not with the whole page at every scrape. 8 µs for a
+    namespace with one interface (14 µs before the tables above and the one-interface case)."""
     rows = [
-        (f'{ident},interface="{escape(iface)}",network="{escape(s.networks.get(iface, ""))}"', ctr)
+        (f'{ident},interface="{escape(iface)}",network="{escape(s.networks.get(iface, ""))}"}} ', ctr)
         for iface, ctr in s.devices.items()
     ]
-    for metric, attr in n.DEVICE_METRICS:
-        name = metric.name
-        add("".join(f"{name}{{{labels}}} {getattr(ctr, attr)}\n" for labels, ctr in rows))
-    for metric, section, fld in n.TCP_MIB_METRICS:
-        v = s.mib.get(section, {}).get(fld)
-        add(f"{metric.name}{{{ident}}} {v}\n" if v is not None else "")
-    tw = s.sockstat.get("TCP", {}).get("tw")
-    add(f"{n.TCP_TIME_WAIT.name}{{{ident}}} {tw}\n" if tw is not None else "")
-    for metric, v4, v6 in ((n.TCP_INUSE, "TCP", "TCP6"), (n.UDP_INUSE, "UDP", "UDP6")):
-        lines = []
-        for ver, proto in (("4", v4), ("6", v6)):
-            v = s.sockstat.get(proto, {}).get("inuse")
-            if v is not None:
-                lines.append(f'{metric.name}{{{ident},ip_version="{ver}"}} {v}\n')
-        add("".join(lines))
+    if len(rows) == 1:  # a container's eth0: one line per family
+        labels, ctr = rows[0]
+        out = [f"{pre}{labels}{ctr[i]}\n" for pre, i in _DEV_ROWS]
+    else:
+        out = ["".join([f"{pre}{labels}{ctr[i]}\n" for labels, ctr in rows]) for pre, i in _DEV_ROWS]
+    add = out.append
+    mib = s.mib
+    tail = f"{ident}}} "
+    for pre, section, fld in _MIB_ROWS:
+        v = mib.get(section, _NONE).get(fld)
+        add(f"{pre}{tail}{v}\n" if v is not None else "")
+    sockstat = s.sockstat
+    tw = sockstat.get("TCP", _NONE).get("tw")
+    add(f"{_TIME_WAIT}{tail}{tw}\n" if tw is not None else "")
+    for pre, v4, v6 in _INUSE_ROWS:
+        a, b = sockstat.get(v4, _NONE).get("inuse"), sockstat.get(v6, _NONE).get("inuse")
+        add(_two(pre, ident, a, b))
     # UDP: v4 from net/snmp, v6 from net/snmp6.
-    for metric, fld in n.UDP_METRICS:
-        lines = []
-        v = s.mib.get("Udp", {}).get(fld)
-        if v is not None:
-            lines.append(f'{metric.name}{{{ident},ip_version="4"}} {v}\n')
-        v = s.udp6.get(fld)
-        if v is not None:
-            lines.append(f'{metric.name}{{{ident},ip_version="6"}} {v}\n')
-        add("".join(lines))
-    add(
-        "".join(
-            f'{n.TCP_STATES.name}{{{ident},state="{st}"}} {c}\n' for st, c in (s.tcp_states or {}).items()
-        )
-    )
-    return [c.encode() for c in chunks]
+    udp, udp6 = mib.get("Udp", _NONE), s.udp6
+    for pre, fld in _UDP_ROWS:
+        add(_two(pre, ident, udp.get(fld), udp6.get(fld)))
+    add("".join([f'{_STATES}{ident},state="{st}"}} {c}\n' for st, c in (s.tcp_states or _NONE).items()]))
+    return [c.encode() for c in out]
+
+
+def _two(pre: str, ident: str, v4: int | None, v6: int | None) -> str:
+    """A family's ip_version="4" and "6" lines, each where its value exists."""
+    a = f'{pre}{ident},ip_version="4"}} {v4}\n' if v4 is not None else ""
+    return a + f'{pre}{ident},ip_version="6"}} {v6}\n' if v6 is not None else a
 
 
 class Exposition:
