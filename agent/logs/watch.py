@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import dataclasses
 import errno
+import itertools
 import logging
 import os
 import select
@@ -123,13 +124,13 @@ class Inotify:
     def rm_watch(self, wd: int) -> None:
         self._rm(self.fd, wd)  # EINVAL when the kernel already dropped it (directory deleted): fine
 
-    def read(self) -> Iterator[list[RawEvent]]:
+    def read(self, limit: int | None = READ_CHUNKS) -> Iterator[list[RawEvent]]:
         """The queued events, one read(2) at a time. The kernel returns whole events only, so each
         chunk parses alone, and a burst's backlog is never held at once: 50 writers at full speed
         queue ~15,000 IN_MODIFYs between two rounds, and joining them before parsing held 1.5 MiB of
-        bytes plus 2.8 MiB of events (bench/RESULTS.md, session 11). At most READ_CHUNKS reads:
-        what writers queue meanwhile waits for the next round."""
-        for _ in range(READ_CHUNKS):
+        bytes plus 2.8 MiB of events (bench/RESULTS.md, session 11). At most `limit` reads (None:
+        until the queue is empty): what writers queue meanwhile waits for the next round."""
+        for _ in itertools.repeat(None) if limit is None else range(limit):
             try:
                 data = os.read(self.fd, READ_SIZE)
             except BlockingIOError:
@@ -214,7 +215,10 @@ class DirWatcher:
                     level = logging.WARNING if exc.errno == errno.ENOSPC else logging.DEBUG
                     log.log(level, "cannot watch %s (%s): polling it", directory, exc)
                 if sub.wd >= 0 and not queued and self._by_wd.get(sub.wd):
-                    self._read_locked()  # for the subscribers already there, in the next round
+                    # For the subscribers already there, in the next round; all of the queue, so
+                    # that none of it reaches the new one (a creation from before its first look
+                    # would be counted as a file it missed).
+                    self._read_locked(limit=None)
             self._subs.append(sub)
             if sub.wd >= 0:
                 self._by_wd.setdefault(sub.wd, []).append(sub)
@@ -311,12 +315,12 @@ class DirWatcher:
                 log.debug("log directory watcher: a round took %.0f ms (%d ready)", took * 1000, len(ready))
             time.sleep(MIN_ROUND)
 
-    def _read_locked(self) -> None:
+    def _read_locked(self, limit: int | None = READ_CHUNKS) -> None:
         """Read the kernel's queued events and fold them into the subscribers' next notices (under
         _lock: a subscribe takes it too, so each event goes to the subscribers there when it was read)."""
         assert self._ino is not None
         try:
-            for events in self._ino.read():
+            for events in self._ino.read(limit):
                 self._fold_locked(events)
         except OSError as exc:
             log.warning("reading inotify events: %s", exc)

@@ -60,24 +60,24 @@ def test_a_backlog_is_read_a_chunk_at_a_time_and_a_round_reads_a_bounded_part(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A burst's queued events (real inotify) come one read(2) of READ_SIZE at a time, never joined;
-    a round takes at most READ_CHUNKS of them and the rest stays queued for the next."""
+    a round takes at most its limit of them and the rest stays queued for the next; a subscribe
+    drains the whole queue (limit None)."""
     monkeypatch.setattr(watch_mod, "READ_SIZE", 4096)
-    monkeypatch.setattr(watch_mod, "READ_CHUNKS", 3)
     ino = Inotify()
     try:
         ino.add_watch(str(tmp_path), IN_CREATE)
-        names = [f"{i:04d}-{LIVE}" for i in range(300)]  # 96-byte events: ~29 KiB queued
+        names = [f"{i:04d}-{LIVE}" for i in range(600)]  # 96-byte events: ~57 KiB queued
         for name in names:
             (tmp_path / name).touch()
-        first = list(ino.read())
+        first = list(ino.read(3))
         assert len(first) == 3  # the bound, not the whole queue
         assert all(0 < len(chunk) <= 4096 // 96 for chunk in first)
         seen = [ev.name for chunk in first for ev in chunk]
-        while True:
-            more = [ev.name for chunk in ino.read() for ev in chunk]
-            if not more:
-                break
-            seen += more
+        seen += [ev.name for chunk in ino.read(3) for ev in chunk]  # the next round's part
+        rest = list(ino.read(None))  # a subscribe's drain: all of what is left, in one call
+        assert len(rest) > 3
+        seen += [ev.name for chunk in rest for ev in chunk]
+        assert list(ino.read()) == []
         assert seen == names  # every event once, in order, across rounds
     finally:
         ino.close()
