@@ -323,7 +323,8 @@ class LogPipeline:
             tail = self.tails.get((cid, r.name))
             if isinstance(tail, FileTail):
                 return tail.path
-        return self.hostfs.container_dir(cid) / f"{cid}-json.log"
+        early = self.early.get(cid)
+        return early.path if early is not None else self.hostfs.container_dir(cid) / f"{cid}-json.log"
 
     def _mark_unreadable(self, c: Container, why: str) -> None:
         reason = f"driver_{c.log_driver or 'unknown'}"

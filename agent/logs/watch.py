@@ -19,7 +19,6 @@ import contextlib
 import ctypes
 import dataclasses
 import errno
-import itertools
 import logging
 import os
 import select
@@ -50,6 +49,9 @@ READ_SIZE = 65536
 # Reads per round: 32 x 64 KiB covers the kernel's default queue (max_queued_events 16,384 events
 # of ~96 bytes with a container's log file name).
 READ_CHUNKS = 32
+# A subscribe's drain of the whole queue, bounded all the same (it holds the lock, on the event
+# loop's thread): past it, writers outpace the parse, and the events left are treated as lost.
+DRAIN_CHUNKS = 4 * READ_CHUNKS
 
 # The watcher thread sleeps at least this long between two rounds: a writer at full speed makes an
 # IN_MODIFY per write, and waking for each would cost more than it tells. Docker cannot rotate a
@@ -124,13 +126,13 @@ class Inotify:
     def rm_watch(self, wd: int) -> None:
         self._rm(self.fd, wd)  # EINVAL when the kernel already dropped it (directory deleted): fine
 
-    def read(self, limit: int | None = READ_CHUNKS) -> Iterator[list[RawEvent]]:
+    def read(self, limit: int) -> Iterator[list[RawEvent]]:
         """The queued events, one read(2) at a time. The kernel returns whole events only, so each
         chunk parses alone, and a burst's backlog is never held at once: 50 writers at full speed
         queue ~15,000 IN_MODIFYs between two rounds, and joining them before parsing held 1.5 MiB of
-        bytes plus 2.8 MiB of events (bench/RESULTS.md, session 11). At most `limit` reads (None:
-        until the queue is empty): what writers queue meanwhile waits for the next round."""
-        for _ in itertools.repeat(None) if limit is None else range(limit):
+        bytes plus 2.8 MiB of events (bench/RESULTS.md, session 11). At most `limit` reads: what
+        writers queue meanwhile waits for the next round."""
+        for _ in range(limit):
             try:
                 data = os.read(self.fd, READ_SIZE)
             except BlockingIOError:
@@ -218,7 +220,7 @@ class DirWatcher:
                     # For the subscribers already there, in the next round; all of the queue, so
                     # that none of it reaches the new one (a creation from before its first look
                     # would be counted as a file it missed).
-                    self._read_locked(limit=None)
+                    self._read_locked(drain=True)
             self._subs.append(sub)
             if sub.wd >= 0:
                 self._by_wd.setdefault(sub.wd, []).append(sub)
@@ -304,26 +306,35 @@ class DirWatcher:
                 last_poll = now
             this = self.rounds + 1
             for sub in subs:
+                if overflow:  # first: a subscriber stops counting before this round's events
+                    self._call(sub, Notice(exact=False, lost=True, round=this))
                 got = notices.get(id(sub))
                 if got is not None:
                     self._call(sub, dataclasses.replace(got[1], round=this))
-                if rescan or (poll and sub.wd < 0):
-                    self._call(sub, Notice(exact=False, lost=overflow, round=this))
+                if not overflow and (rescan or (poll and sub.wd < 0)):
+                    self._call(sub, Notice(exact=False, round=this))
             self.rounds += 1
             took = time.monotonic() - woke
             if took > 0.1:  # a round that long can let Docker rotate a file away unseen
                 log.debug("log directory watcher: a round took %.0f ms (%d ready)", took * 1000, len(ready))
             time.sleep(MIN_ROUND)
 
-    def _read_locked(self, limit: int | None = READ_CHUNKS) -> None:
+    def _read_locked(self, drain: bool = False) -> None:
         """Read the kernel's queued events and fold them into the subscribers' next notices (under
-        _lock: a subscribe takes it too, so each event goes to the subscribers there when it was read)."""
+        _lock: a subscribe takes it too, so each event goes to the subscribers there when it was
+        read). A round reads READ_CHUNKS at most; a `drain`, all (up to DRAIN_CHUNKS: what is left
+        then is handled as a queue overflow, so no subscriber counts exactly across it)."""
         assert self._ino is not None
+        limit = DRAIN_CHUNKS if drain else READ_CHUNKS
+        reads = 0
         try:
             for events in self._ino.read(limit):
+                reads += 1
                 self._fold_locked(events)
         except OSError as exc:
             log.warning("reading inotify events: %s", exc)
+        if drain and reads == limit:
+            self._overflow = True
 
     def _fold_locked(self, events: list[RawEvent]) -> None:
         notices = self._pending

@@ -60,8 +60,7 @@ def test_a_backlog_is_read_a_chunk_at_a_time_and_a_round_reads_a_bounded_part(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A burst's queued events (real inotify) come one read(2) of READ_SIZE at a time, never joined;
-    a round takes at most its limit of them and the rest stays queued for the next; a subscribe
-    drains the whole queue (limit None)."""
+    a read takes at most its limit of them and the rest stays queued for the next."""
     monkeypatch.setattr(watch_mod, "READ_SIZE", 4096)
     ino = Inotify()
     try:
@@ -74,13 +73,76 @@ def test_a_backlog_is_read_a_chunk_at_a_time_and_a_round_reads_a_bounded_part(
         assert all(0 < len(chunk) <= 4096 // 96 for chunk in first)
         seen = [ev.name for chunk in first for ev in chunk]
         seen += [ev.name for chunk in ino.read(3) for ev in chunk]  # the next round's part
-        rest = list(ino.read(None))  # a subscribe's drain: all of what is left, in one call
-        assert len(rest) > 3
+        rest = list(ino.read(100))  # all of what is left, under a larger limit
+        assert 3 < len(rest) < 100
         seen += [ev.name for chunk in rest for ev in chunk]
-        assert list(ino.read()) == []
+        assert list(ino.read(1)) == []
         assert seen == names  # every event once, in order, across rounds
     finally:
         ino.close()
+
+
+def _backlog_behind_a_held_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drain_chunks: int
+) -> tuple[list[Notice], list[Notice]]:
+    """The notices of a subscriber already there and of one that subscribes while ~86 KiB of
+    events (300 creations of the live file) wait in the kernel's queue, read 4 KiB at a time."""
+    monkeypatch.setattr(watch_mod, "READ_SIZE", 4096)
+    monkeypatch.setattr(watch_mod, "READ_CHUNKS", 1)
+    monkeypatch.setattr(watch_mod, "DRAIN_CHUNKS", drain_chunks)
+    watcher = DirWatcher(rescan_interval=3600)
+    first: list[Notice] = []
+    second: list[Notice] = []
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold(n: Notice) -> None:  # the first subscriber, slow in one round: the queue fills
+        first.append(n)
+        if not gate.is_set():
+            entered.set()
+            gate.wait(10)
+
+    live = tmp_path / LIVE
+    try:
+        watcher.subscribe(str(tmp_path), LIVE, hold)
+        live.touch()
+        assert entered.wait(10)
+        for _ in range(300):
+            live.unlink()
+            live.touch()
+        watcher.subscribe(str(tmp_path), LIVE, second.append)
+        gate.set()
+        rounds = watcher.rounds
+        deadline = time.monotonic() + 30
+        while sum(n.created for n in first) < 301 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while watcher.rounds < rounds + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        gate.set()
+        watcher.close()
+    return first, second
+
+
+def test_a_subscribe_drains_the_queue_so_older_events_reach_only_the_subscribers_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rounds read a bounded part of the queue; a subscribe reads all of it first, for those
+    already subscribed: with a round's bound there, the rest reached the new subscriber, whose
+    tail counts a creation from before its first look as a file it missed."""
+    first, second = _backlog_behind_a_held_round(tmp_path, monkeypatch, drain_chunks=1000)
+    assert sum(n.created for n in first) == 301 and not any(n.lost for n in first)
+    assert sum(n.created for n in second) == 0 and not any(n.lost for n in second)
+
+
+def test_a_drain_past_its_bound_is_a_lost_notice_before_anything_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past DRAIN_CHUNKS the rest of the queue is treated as lost: every subscriber's first notice
+    after it says so, before the older events read in later rounds reach the new one."""
+    first, second = _backlog_behind_a_held_round(tmp_path, monkeypatch, drain_chunks=2)
+    assert second and second[0].lost and not second[0].exact
+    assert any(n.lost for n in first)
+    assert sum(n.created for n in second) > 0  # the older events did reach it, after the notice
 
 
 def test_fold_counts_creates_and_plain_unlinks_only() -> None:
