@@ -217,7 +217,10 @@ def compute(prev: Sample | None, cur: Sample) -> Frame:
     if dt is not None and dt <= 0:
         dt = None
     before = {ns.key: ns for ns in prev.namespaces} if prev is not None and dt is not None else {}
-    start = prev.wall if prev is not None and dt is not None else None
+    # The interval's start as the wall clock of now tells it (end - elapsed), not as it read at
+    # the previous sample: a wall clock stepped or slewed in between (NTP; 10 ms in 2 s was seen
+    # on a test machine) would make "start -> end" disagree with the elapsed time shown beside it.
+    start = cur.wall - dt if dt is not None else None
     rows = tuple(rates_of(ns, before.get(ns.key), dt, start, cur.wall) for ns in cur.namespaces)
     return Frame(
         rows=rows,

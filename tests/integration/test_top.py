@@ -196,7 +196,10 @@ def rates_agree_over_frames(scene: Scene, term: Tmux, frames: int = 3) -> list[s
         if scr.end is None or scr.elapsed is None or scr.read is None or scr.end in checked:
             return None
         reads[scr.end] = scr.read
-        before = [r for t, r in reads.items() if abs(t - (scr.end - scr.elapsed)) < 0.003]
+        # The screen before ended where this one's interval starts: by the wall clock of then
+        # and of now, which a step or slew between them (NTP) moves apart: 10 ms in 2 s was seen
+        # here. Screens are 2 s apart, so half a second cannot pick the wrong one.
+        before = [r for t, r in reads.items() if abs(t - (scr.end - scr.elapsed)) < 0.5]
         if not before or scr.row(scene.srv) is None or scr.row(scene.cli) is None:
             return None
         return scr, before[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -70,6 +71,18 @@ def test_rates_are_deltas_over_the_real_elapsed_time() -> None:
     assert r.failed == pytest.approx(5 / 2.5)
     assert r.retrans == pytest.approx(5 / 2.5)
     assert f.start_wall == a.wall and f.end_wall == b.wall
+
+
+def test_the_span_shown_is_the_elapsed_time_even_if_the_wall_clock_was_stepped() -> None:
+    """Rates are over the monotonic interval; the wall-clock span shown with them ends at this
+    read and is exactly that long, whatever the wall clock did in between (stepped by 10 ms here)."""
+    a = sample(10.0, ns("web", Iface("eth0", "front", dev(rx=1000))))
+    b = replace(sample(12.0, ns("web", Iface("eth0", "front", dev(rx=3000)))), wall=1_700_000_012.010)
+    f = compute(a, b)
+    assert f.elapsed == pytest.approx(2.0)
+    assert f.rows[0].rx_bps == pytest.approx(1000)
+    assert f.end_wall == b.wall and f.start_wall == pytest.approx(b.wall - 2.0)
+    assert f.rows[0].start_wall == f.start_wall and f.rows[0].end_wall == f.end_wall
 
 
 def test_interfaces_sum_and_networks_are_listed_once() -> None:
