@@ -49,8 +49,8 @@ from exporters.sinks.base import Sink, SinkConfigError
 
 log = logging.getLogger("dockwatch")
 # NetCollector's kept /proc files (agent/nsfiles.py) are closed when nothing was collected for
-# HOLD_IDLE s, checked every RELEASE_EVERY s: longer than common scrape intervals (15 s-1 min).
-HOLD_IDLE = 120.0
+# collector.keep-files-idle (2 minutes: longer than common scrape intervals, 15 s-1 min), looked at
+# every quarter of that, at most every RELEASE_EVERY s.
 RELEASE_EVERY = 30.0
 
 
@@ -351,13 +351,14 @@ class App:
             self.stopping.set()
 
     async def _release_idle(self) -> None:
-        """Every RELEASE_EVERY s: collectors idle for HOLD_IDLE s close what they keep open, so
-        the namespaces of removed containers are not held alive while nobody scrapes."""
+        """Collectors idle for collector.keep-files-idle close what they keep open, so the
+        namespaces of removed containers are not held alive while nobody scrapes."""
+        hold = self.cfg.collector_keep_files_idle
         while True:
-            await asyncio.sleep(RELEASE_EVERY)
-            closed = await asyncio.to_thread(self.collectors.release_idle, HOLD_IDLE)
+            await asyncio.sleep(min(RELEASE_EVERY, hold / 4))
+            closed = await asyncio.to_thread(self.collectors.release_idle, hold)
             if closed:
-                log.debug("collector idle for %gs: closed %d kept /proc files", HOLD_IDLE, closed)
+                log.debug("collector idle for %gs: closed %d kept /proc files", hold, closed)
 
     async def _stop_on_signal(self) -> None:
         await self.stopping.wait()

@@ -337,9 +337,17 @@ class Config:
         "Keep each namespace's /proc/<pid>/net files open between collections and read them again "
         "from the start: about a third less kernel CPU per namespace, for about 5 KB of kernel memory "
         "per file kept (up to 7 per namespace, at most half the open-files limit; closed at the first "
-        "collection without the namespace, or after 2 minutes without a collection). false: open and "
-        "close them at each read.",
+        "collection without the namespace, or after collector.keep-files-idle without a collection). "
+        "false: open and close them at each read.",
         "",
+    )
+    collector_keep_files_idle: float = key(
+        "collector.keep-files-idle",
+        DURATION,
+        "2m",
+        "Kept files are closed after this long without a collection (a kept file holds its namespace "
+        "alive). Make it longer than the scrape interval: with a 5-minute scrape, 6m.",
+        "DURATION",
     )
     sidecar: bool = key(
         "sidecar",

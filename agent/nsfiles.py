@@ -17,8 +17,9 @@ What it costs, and the limits on it:
   through has exited. So before reading kept files the collector checks that process in its
   /proc directory (Kept.alive: one more descriptor, ~1.2 µs), as opening by path would; it closes
   a namespace's files at the first collection without it, and all of them when nothing was
-  collected for 2 minutes (NetCollector.release_idle, checked by the agent every 30 s): with
-  nobody scraping, nothing is pinned for long.
+  collected for `--collector.keep-files-idle` (2 minutes; NetCollector.release_idle, looked at
+  by the agent every quarter of that, at most every 30 s): with nobody scraping, nothing is
+  pinned for long.
 
 `--collector.keep-files-open=false` opens and closes every file at every read.
 """

@@ -46,3 +46,22 @@ def test_a_removed_containers_files_are_closed(engine: Engine, agent: Agent) -> 
     engine.docker("rm", "-f", name)
     scrape_until(agent, lambda m: not select(m.get(RX, []), name=name), WAIT, f"{name}'s series gone")
     wait_for(lambda: not files_held(agent, pid), timeout=WAIT, what=f"the agent to close {name}'s files")
+
+
+def test_every_kept_file_is_closed_after_the_idle_time_without_a_scrape(engine: Engine) -> None:
+    """Nobody scrapes: after --collector.keep-files-idle the agent closes every kept file, so it
+    pins no namespace (the container here stays; only the time without a collection passes)."""
+    name = f"dwt-idle-{uuid.uuid4().hex[:8]}"
+    engine.run(BUSYBOX_IMAGE, "sleep", "600", name=name)
+    agent = Agent(engine, "--collector.keep-files-idle=2s").start()
+    try:
+        pid = engine.pid(name)
+        scrape_until(agent, lambda m: bool(select(m.get(RX, []), name=name)), WAIT, f"{name}'s series")
+        assert {"dev", "snmp", "netstat", "sockstat"} <= files_held(agent, pid)  # kept after the scrape
+        wait_for(lambda: not files_held(agent, pid), timeout=WAIT, what="the idle agent to close the files")
+        # and a scrape after that opens them again, with the container's series
+        scrape_until(agent, lambda m: bool(select(m.get(RX, []), name=name)), WAIT, f"{name}'s series again")
+        assert {"dev", "snmp", "netstat", "sockstat"} <= files_held(agent, pid)
+    finally:
+        agent.stop()
+        engine.docker("rm", "-f", name)
