@@ -324,6 +324,31 @@ def test_a_process_gone_while_still_listed_is_vanished_not_frozen(tmp_path: Path
     assert not {p for p in fds_under(root) if f"/{web.pid}/" in p or p.endswith(f"/{web.pid}")}
 
 
+def test_a_dead_namespace_s_last_moves_are_exported_once_then_it_is_vanished(tmp_path: Path) -> None:
+    """Only a namespace whose bytes did not change is looked up in /proc (a moving one was alive a
+    moment ago): counters that moved just before the process exited are its final figures, given
+    once; at the next collection the bytes are the same, the lookup fails, and it is gone."""
+    web = container(1, "web")
+    root = captured_procfs(tmp_path, {1: "host", web.pid: "container"})
+    fs = ScriptedFS(procfs=root, links={1: HOST_INO, web.pid: 11})
+    col = NetCollector(fs, mib_fields=names.MIB_FIELDS)
+    snap = Snapshot(containers={web.id: web})
+    (first,) = [s for s in col.collect(snap).samples if s.owner is web]
+    net = root / str(web.pid) / "net"
+    estab = first.mib["Tcp"]["CurrEstab"]
+    line = (net / "snmp").read_bytes().split(b"\nTcp: ")[2].split(b"\n")[0]
+    fields = line.split()
+    fields[8] = b"%d" % (estab + 5)  # CurrEstab: the 9th value of the Tcp line
+    rewrite(net / "snmp", b"Tcp: " + line, b"Tcp: " + b" ".join(fields))
+    shutil.rmtree(root / str(web.pid))  # ... and the process exits
+    res = col.collect(snap)
+    (last,) = [s for s in res.samples if s.owner is web]
+    assert res.vanished == 0 and last.mib["Tcp"]["CurrEstab"] == estab + 5
+    res = col.collect(snap)
+    assert res.vanished == 1 and [s.owner for s in res.samples] == [None]
+    assert not {p for p in fds_under(root) if f"/{web.pid}/" in p or p.endswith(f"/{web.pid}")}
+
+
 def test_alive_follows_a_real_process() -> None:
     proc = subprocess.Popen(["sleep", "60"])
     kept = Kept(f"/proc/{proc.pid}/net/", fastproc.PYTHON, Budget(10))
