@@ -14,8 +14,10 @@ What it costs, and the limits on it:
 - Kernel memory: an open file keeps its struct file and its seq_file buffer (a page): ~5 KB a
   file, ~26 KB a namespace, counted in the agent's memory cgroup though not in its RSS.
 - An open file holds a reference on its namespace, and reads on after the process it was opened
-  through has exited. So before reading kept files the collector checks that process in its
-  /proc directory (Kept.alive: one more descriptor, ~1.2 µs), as opening by path would; it closes
+  through has exited, frozen. So where a namespace's kept files read the same bytes as last time
+  the collector checks that process in its /proc directory (Kept.alive: one more descriptor, a
+  lookup of 1-5 µs), as opening by path would (a namespace whose bytes moved was alive a moment
+  ago: its final figures are exported once, NetCollector._sample); it closes
   a namespace's files at the first collection without it, and all of them when nothing was
   collected for `--collector.keep-files-idle` (2 minutes; NetCollector.release_idle, looked at
   by the agent every quarter of that, at most every 30 s): with nobody scraping, nothing is
