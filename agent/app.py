@@ -299,7 +299,13 @@ class App:
             # Read again (load() checked it): certificates are re-read on each handshake anyway.
             self.web = load_web_config(self.cfg.web_config_file) if self.cfg.web_config_file else None
             ctx = self.web.ssl_context() if self.web is not None else None
-            self._runner = await serve(make_app(self.scraper, self.readiness, self.web), host, port, ctx)
+            self._runner = await serve(
+                make_app(self.scraper, self.readiness, self.web),
+                host,
+                port,
+                ctx,
+                max_connections=self.cfg.web_max_connections,
+            )
         except WebConfigError as exc:  # a file or certificate replaced by a bad one since load
             log.error("%s", exc)
             self.rc = 1

@@ -76,6 +76,13 @@ def _parse_duration0(v: Any) -> float:
     return _parse_duration(v)
 
 
+def _parse_count0(v: Any) -> int:
+    s = str(v).strip()
+    if isinstance(v, bool) or not s.isdigit():
+        raise ValueError("expected a whole number, 0 or more")
+    return int(s)
+
+
 def _parse_address(v: Any) -> tuple[str, int]:
     s = str(v).strip()
     host, sep, port = s.rpartition(":")
@@ -133,6 +140,7 @@ BOOL = Kind(parse_bool, "bool")
 DURATION = Kind(_parse_duration)
 DURATION0 = Kind(_parse_duration0)  # 0 allowed: "off" / "at scrape time"
 ADDRESS = Kind(_parse_address)
+COUNT0 = Kind(_parse_count0)  # 0 allowed: "no limit"
 REGEX = Kind(_parse_regex)
 LIST = Kind(_parse_list, "append")
 SINKS = Kind(_parse_sinks)
@@ -185,6 +193,14 @@ class Config:
 
     web_listen_address: tuple[str, int] = key(
         "web.listen-address", ADDRESS, ":9105", "Address for /metrics, /healthz and /readyz.", "HOST:PORT"
+    )
+    web_max_connections: int = key(
+        "web.max-connections",
+        COUNT0,
+        1024,
+        "Connections served at once; past it a new one is answered 503 and closed (an idle "
+        "connection costs ~7 KiB; a scraper keeps one). 0: no limit.",
+        "N",
     )
     web_config_file: str | None = key(
         "web.config.file",

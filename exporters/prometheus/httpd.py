@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from agent.http11 import TOKEN, keep_alive
+from agent.outage import Outage
 from exporters.prometheus.pieces import SLICE, Piece, slices
 
 log = logging.getLogger(__name__)
@@ -168,9 +169,14 @@ class Server:
         keepalive: float = KEEPALIVE,
         head_timeout: float = HEAD_TIMEOUT,
         write_timeout: float = WRITE_TIMEOUT,
+        max_connections: int = 0,
     ) -> None:
+        """`max_connections`: served at once (0: no limit); past it a new one gets a 503."""
         self.handler = handler
         self.ssl_context = ssl_context
+        self.max_connections = max_connections
+        self.refused = 0  # connections answered 503 for the limit
+        self._refusals = Outage(log, "HTTP server")
         self.keepalive = keepalive
         self.head_timeout = head_timeout
         self.write_timeout = write_timeout
@@ -208,6 +214,11 @@ class Server:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if self.max_connections and len(self._conns) >= self.max_connections:
+            self._refuse_over_limit(writer)
+            return
+        if self._refusals.down:
+            self._refusals.recovered("serving new connections again")
         cancelled = False
         try:
             await self._connection(reader, writer, task)
@@ -223,6 +234,24 @@ class Server:
                 writer.transport.abort()
             else:
                 await self._close(writer)
+
+    def _refuse_over_limit(self, writer: asyncio.StreamWriter) -> None:
+        """A 503 written to the socket's buffer (never awaited) and the connection closed: each
+        connection past the limit costs a write and a close, whatever the client does."""
+        self.refused += 1
+        self._refusals.failed(
+            "too many connections",
+            f"HTTP server: {self.max_connections} connections open (web.max-connections): new ones "
+            "are answered 503 and closed",
+        )
+        body = b"503: too many connections\n"
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+        )
+        with contextlib.suppress(OSError, RuntimeError):
+            writer.write(head.encode() + body)
+        writer.close()
 
     async def _close(self, writer: asyncio.StreamWriter) -> None:
         """Flush what is buffered and close; a client that does not take it is cut off."""

@@ -96,7 +96,13 @@ def make_app(
     return webconfig.guard(web_config, route) if web_config is not None else route
 
 
-async def serve(handler: Handler, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> Server:
-    server = Server(handler, ssl_context)
+async def serve(
+    handler: Handler,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    max_connections: int = 0,
+) -> Server:
+    server = Server(handler, ssl_context, max_connections=max_connections)
     await server.start(host, port)
     return server

@@ -47,6 +47,9 @@ def test_precedence_flag_over_env_over_file() -> None:
         ({"collector.interfaces-ignore": "(["}, {}, {}, "--collector.interfaces-ignore"),
         ({"log.level": "chatty"}, {}, {}, "log.level"),
         ({"docker.host": "ftp://x"}, {}, {}, "docker.host"),
+        ({"web.max-connections": "-1"}, {}, {}, "--web.max-connections"),
+        ({}, {"DOCKWATCH_WEB_MAX_CONNECTIONS": "lots"}, {}, "DOCKWATCH_WEB_MAX_CONNECTIONS"),
+        ({}, {}, {"web.max-connections": True}, "'web.max-connections'"),
     ],
 )
 def test_errors_name_the_key(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import socket
 import ssl
 import struct
@@ -331,6 +332,30 @@ async def test_close_drops_idle_connections_and_finishes_answers_in_progress(ser
         await asyncio.open_connection("127.0.0.1", port)
     idle_w.close()
     busy_w.close()
+
+
+async def test_past_the_connection_limit_a_new_one_is_a_503_and_served_again_once_one_goes(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporters.prometheus.httpd")
+    server, port = await serve(max_connections=2)
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    for r, w in held:  # each one served: in the server's table
+        w.write(b"GET / HTTP/1.1\r\n\r\n")
+        assert (await read_response(r))[0] == 200
+    for _ in range(3):  # a third, and more: 503, closed, warned once
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        status, headers, body = await read_response(r)
+        assert (status, headers["connection"], body) == (503, "close", b"503: too many connections\n")
+        assert await asyncio.wait_for(r.read(), 30) == b""
+        w.close()
+    assert server.refused == 3
+    assert len([r for r in caplog.records if "web.max-connections" in r.getMessage()]) == 1
+    held[0][1].close()  # one goes: a new one is served
+    await until(lambda: len(server._conns) == 1, what="the server to see it go")
+    assert (await exchange(port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"))[0][0] == 200
+    assert any("serving new connections again" in r.getMessage() for r in caplog.records)
+    held[1][1].close()
 
 
 # --- peers -------------------------------------------------------------------------------------------------
