@@ -227,6 +227,10 @@ def owner_of(members: Sequence[Container]) -> Container:
 
 
 # --- the counters collector ----------------------------------------------------------------------
+# Reads of a namespace whose bytes keep changing between two lookups of its process (_sample).
+ALIVE_EVERY = 4
+
+
 class NetCollector:
     """Every namespace's counters (net/dev, snmp, netstat, sockstat, snmp6) and the memberships."""
 
@@ -450,12 +454,17 @@ class NetCollector:
                 # net/sockstat is compared parsed: its kernel-wide fields move with any socket.
                 stamp = hash((raw[0], raw[1], raw[2], raw[4], raw[6]))
                 last: tuple[int, NetnsSample] | None = kept.memo
-                # Kept files read on after their process exits, frozen: a namespace whose bytes
-                # did not change may be dead, so only then is its process looked up (~5 µs; a
-                # namespace whose counters moved was alive a moment ago). A dead one's last moves
-                # are exported once, as its final figures, then it is gone like an open by path.
-                if (last is None or last[0] == stamp) and not kept.alive():
-                    raise ProcessLookupError(3, "gone", net)
+                # Kept files read on after their process exits: frozen, or still moving where the
+                # namespace outlives it (Docker's sandbox with its veth on the bridge, while the
+                # engine is down: broadcasts arrive). So the process is looked up (~5 µs) where
+                # the bytes did not change, and at least every ALIVE_EVERY reads where they did:
+                # a dead namespace is exported ALIVE_EVERY - 1 more times at most, then it is gone
+                # as an open by path finds it.
+                kept.unchecked += 1
+                if last is None or last[0] == stamp or kept.unchecked >= ALIVE_EVERY:
+                    kept.unchecked = 0
+                    if not kept.alive():
+                        raise ProcessLookupError(3, "gone", net)
                 if last is not None and last[0] == stamp and last[1].owner is owner:
                     socks = parser.sockstat(raw[3], self.sockstat_fields)
                     if raw[5] is not None and raw[6] is not None:

@@ -14,10 +14,10 @@ What it costs, and the limits on it:
 - Kernel memory: an open file keeps its struct file and its seq_file buffer (a page): ~5 KB a
   file, ~26 KB a namespace, counted in the agent's memory cgroup though not in its RSS.
 - An open file holds a reference on its namespace, and reads on after the process it was opened
-  through has exited, frozen. So where a namespace's kept files read the same bytes as last time
-  the collector checks that process in its /proc directory (Kept.alive: one more descriptor, a
-  lookup of 1-5 µs), as opening by path would (a namespace whose bytes moved was alive a moment
-  ago: its final figures are exported once, NetCollector._sample); it closes
+  through has exited. So where a namespace's kept files read the same bytes as last time, and
+  at every ALIVE_EVERY-th read where they changed, the collector checks that process in its /proc
+  directory (Kept.alive: one more descriptor, a lookup of 1-5 µs), as opening by path would
+  (NetCollector._sample); it closes
   a namespace's files at the first collection without it, and all of them when nothing was
   collected for `--collector.keep-files-idle` (2 minutes; NetCollector.release_idle, looked at
   by the agent every quarter of that, at most every 30 s): with nobody scraping, nothing is
@@ -119,7 +119,7 @@ class Kept:
 
     Not thread-safe: one collection reads a namespace at a time (the collector's lock)."""
 
-    __slots__ = ("budget", "fds", "memo", "pid_fd", "prefix", "reader")
+    __slots__ = ("budget", "fds", "memo", "pid_fd", "prefix", "reader", "unchecked")
 
     def __init__(self, prefix: str, reader: Reader, budget: Budget) -> None:
         self.prefix = prefix
@@ -128,6 +128,7 @@ class Kept:
         self.fds: dict[str, int] = {}
         self.pid_fd: int | None = None  # <procfs>/<pid>, for alive()
         self.memo: Any = None  # what the reader made of these files last time (NetCollector's)
+        self.unchecked = 0  # reads since alive() was last asked (NetCollector's)
 
     def read(self, name: str, single: bool = False) -> bytes:
         """The whole file, generated now; OSError naming the file where it cannot be read."""

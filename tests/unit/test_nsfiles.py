@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import fastproc
+from agent import fastproc, netstats
 from agent.collector import Registry
 from agent.docker.models import Container
 from agent.inventory import Snapshot
@@ -325,21 +325,13 @@ def test_a_process_gone_while_still_listed_is_vanished_not_frozen(tmp_path: Path
 
 
 def test_a_dead_namespace_s_last_moves_are_exported_once_then_it_is_vanished(tmp_path: Path) -> None:
-    """Only a namespace whose bytes did not change is looked up in /proc (a moving one was alive a
-    moment ago): counters that moved just before the process exited are its final figures, given
-    once; at the next collection the bytes are the same, the lookup fails, and it is gone."""
+    """Only a namespace whose bytes did not change is looked up in /proc at every read (a moving one
+    was alive a moment ago): counters that moved just before the process exited are its final
+    figures, given once; at the next collection the bytes are the same, the lookup fails, and it
+    is gone."""
     web = container(1, "web")
-    root = captured_procfs(tmp_path, {1: "host", web.pid: "container"})
-    fs = ScriptedFS(procfs=root, links={1: HOST_INO, web.pid: 11})
-    col = NetCollector(fs, mib_fields=names.MIB_FIELDS)
-    snap = Snapshot(containers={web.id: web})
-    (first,) = [s for s in col.collect(snap).samples if s.owner is web]
-    net = root / str(web.pid) / "net"
-    estab = first.mib["Tcp"]["CurrEstab"]
-    line = (net / "snmp").read_bytes().split(b"\nTcp: ")[2].split(b"\n")[0]
-    fields = line.split()
-    fields[8] = b"%d" % (estab + 5)  # CurrEstab: the 9th value of the Tcp line
-    rewrite(net / "snmp", b"Tcp: " + line, b"Tcp: " + b" ".join(fields))
+    col, snap, net, root = _one_container(tmp_path, web)
+    estab = _bump_estab(net, 5)
     shutil.rmtree(root / str(web.pid))  # ... and the process exits
     res = col.collect(snap)
     (last,) = [s for s in res.samples if s.owner is web]
@@ -347,6 +339,45 @@ def test_a_dead_namespace_s_last_moves_are_exported_once_then_it_is_vanished(tmp
     res = col.collect(snap)
     assert res.vanished == 1 and [s.owner for s in res.samples] == [None]
     assert not {p for p in fds_under(root) if f"/{web.pid}/" in p or p.endswith(f"/{web.pid}")}
+
+
+def test_a_dead_namespace_whose_counters_keep_moving_is_gone_within_alive_every_reads(
+    tmp_path: Path,
+) -> None:
+    """A namespace can outlive its process with counters moving (Docker's sandbox, its veth still on
+    the bridge while the engine is down): the process is looked up every ALIVE_EVERY reads anyway."""
+    web = container(1, "web")
+    col, snap, net, root = _one_container(tmp_path, web)
+    # The process is gone (its /proc lookup fails) while the files it opened live on.
+    moved = net.rename(net.with_name("net-of-the-namespace"))
+    exported = 0
+    for _ in range(netstats.ALIVE_EVERY + 1):
+        _bump_estab(moved, 1)  # moving, every time
+        res = col.collect(snap)
+        if res.vanished:
+            break
+        exported += 1
+    assert res.vanished == 1 and exported < netstats.ALIVE_EVERY
+
+
+def _one_container(tmp_path: Path, web: Container) -> tuple[NetCollector, Snapshot, Path, Path]:
+    """A collector that has read `web`'s namespace once (its files kept), and that namespace's files."""
+    root = captured_procfs(tmp_path, {1: "host", web.pid: "container"})
+    fs = ScriptedFS(procfs=root, links={1: HOST_INO, web.pid: 11})
+    col = NetCollector(fs, mib_fields=names.MIB_FIELDS)
+    snap = Snapshot(containers={web.id: web})
+    assert [s for s in col.collect(snap).samples if s.owner is web]
+    return col, snap, root / str(web.pid) / "net", root
+
+
+def _bump_estab(net: Path, by: int) -> int:
+    """Add `by` to Tcp CurrEstab (the 9th value of the Tcp line) in place; its value before."""
+    line = (net / "snmp").read_bytes().split(b"\nTcp: ")[2].split(b"\n")[0]
+    fields = line.split()
+    before = int(fields[8])
+    fields[8] = b"%d" % (before + by)
+    rewrite(net / "snmp", b"Tcp: " + line, b"Tcp: " + b" ".join(fields))
+    return before
 
 
 def test_alive_follows_a_real_process() -> None:
