@@ -361,7 +361,7 @@ class App:
         namespaces of removed containers are not held alive while nobody scrapes."""
         hold = self.cfg.collector_keep_files_idle
         while True:
-            await asyncio.sleep(min(RELEASE_EVERY, hold / 4))
+            await asyncio.sleep(max(1.0, min(RELEASE_EVERY, hold / 4)))
             closed = await asyncio.to_thread(self.collectors.release_idle, hold)
             if closed:
                 log.debug("collector idle for %gs: closed %d kept /proc files", hold, closed)

@@ -14,6 +14,7 @@ live in exporters/, so the composition root hands in a check (`load(..., checks=
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -65,7 +66,7 @@ def _parse_duration(v: Any) -> float:
         if not m:
             raise ValueError("expected a duration such as 500ms, 10s, 1m")
         seconds = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
-    if seconds <= 0:
+    if not seconds > 0 or math.isinf(seconds):  # NaN and infinity too (YAML's .nan, .inf)
         raise ValueError("expected a duration greater than zero")
     return seconds
 
@@ -78,7 +79,7 @@ def _parse_duration0(v: Any) -> float:
 
 def _parse_count0(v: Any) -> int:
     s = str(v).strip()
-    if isinstance(v, bool) or not s.isdigit():
+    if isinstance(v, bool) or not (s.isascii() and s.isdigit()):
         raise ValueError("expected a whole number, 0 or more")
     return int(s)
 
@@ -198,8 +199,9 @@ class Config:
         "web.max-connections",
         COUNT0,
         1024,
-        "Connections served at once; past it a new one is answered 503 and closed (an idle "
-        "connection costs ~7 KiB; a scraper keeps one). 0: no limit.",
+        "Connections open at once (after their TLS handshake). At the limit a new connection "
+        "closes the one idle the longest; if every one is in a request, it is answered 503 and "
+        "closed. An idle connection costs ~7 KiB; a scraper keeps one. 0: no limit.",
         "N",
     )
     web_config_file: str | None = key(

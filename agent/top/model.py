@@ -184,7 +184,8 @@ def rates_of(
     namespace's own interval where the source timed each namespace's read."""
     if prev is not None and dt is not None and cur.mono is not None and prev.mono is not None:
         dt = cur.mono - prev.mono if cur.mono > prev.mono else None
-        start, end = prev.wall, cur.wall or end
+        end = cur.wall or end
+        start = end - dt if dt is not None else None  # as in compute(): end - elapsed
     if prev is None or dt is None:
         prev, dt, start = None, None, None
     prev_ifaces = {i.name: i for i in prev.ifaces} if prev is not None else {}

@@ -181,7 +181,9 @@ class Server:
         self.head_timeout = head_timeout
         self.write_timeout = write_timeout
         self._server: asyncio.Server | None = None
-        self._conns: dict[asyncio.Task[Any], bool] = {}  # connection task → waiting for a request
+        # Connection task → waiting for a request (idle); in the order they last became idle.
+        self._conns: dict[asyncio.Task[Any], bool] = {}
+        self._evicted: set[asyncio.Task[Any]] = set()  # idle ones closed for a new connection
         self._closing = False
         self._date = (0, "")
 
@@ -214,44 +216,72 @@ class Server:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if self.max_connections and len(self._conns) >= self.max_connections:
-            self._refuse_over_limit(writer)
+        limit = self.max_connections
+        if limit and len(self._conns) >= limit and not self._evict_idle():
+            await self._refuse_over_limit(reader, writer)
             return
-        if self._refusals.down:
+        if self._refusals.down and len(self._conns) < 0.9 * limit:  # not at every freed slot
             self._refusals.recovered("serving new connections again")
+        self._conns[task] = True
         cancelled = False
         try:
             await self._connection(reader, writer, task)
         except (OSError, asyncio.IncompleteReadError, TimeoutError):
             pass  # the client went away or stalled: nothing to answer
         except asyncio.CancelledError:
-            cancelled = True  # close(): idle, or past its grace; no flush wait either
-            if not self._closing:
-                raise
-        finally:
-            self._conns.pop(task, None)
-            if cancelled:
-                writer.transport.abort()
+            if task in self._evicted:  # idle, closed for a new connection: a plain close (FIN)
+                self._evicted.discard(task)
+                task.uncancel()
             else:
-                await self._close(writer)
+                cancelled = True  # close(): idle, or past its grace; no flush wait either
+                if not self._closing:
+                    raise
+        finally:
+            try:
+                if cancelled:
+                    writer.transport.abort()
+                else:
+                    await self._close(writer)
+            finally:
+                # Counted until its socket is closed: the limit bounds descriptors too.
+                self._conns.pop(task, None)
+                self._evicted.discard(task)
 
-    def _refuse_over_limit(self, writer: asyncio.StreamWriter) -> None:
-        """A 503 written to the socket's buffer (never awaited) and the connection closed: each
-        connection past the limit costs a write and a close, whatever the client does."""
+    def _evict_idle(self) -> bool:
+        """At the limit: close the connection idle the longest (a keep-alive one between requests,
+        or one that never sent a request) for the new one, so that idle connections cannot lock
+        a scraper out. False when every connection is in a request."""
+        for task, idle in self._conns.items():
+            if idle and task not in self._evicted:
+                self._evicted.add(task)
+                task.cancel()
+                return True
+        return False
+
+    async def _refuse_over_limit(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Every connection is in a request: a 503, then the connection closed once the client's
+        request is read (for 1 s at most: closing with unread bytes would reset the connection,
+        and some clients then report the reset, not the 503)."""
         self.refused += 1
         self._refusals.failed(
             "too many connections",
-            f"HTTP server: {self.max_connections} connections open (web.max-connections): new ones "
-            "are answered 503 and closed",
+            f"HTTP server: {self.max_connections} connections in requests (web.max-connections): "
+            "new ones are answered 503 and closed",
         )
         body = b"503: too many connections\n"
         head = (
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
         )
-        with contextlib.suppress(OSError, RuntimeError):
+        try:
             writer.write(head.encode() + body)
-        writer.close()
+            if writer.can_write_eof():
+                writer.write_eof()
+            await asyncio.wait_for(reader.read(MAX_HEAD), 1.0)
+        except (OSError, RuntimeError, TimeoutError, ValueError):
+            pass
+        finally:
+            writer.close()
 
     async def _close(self, writer: asyncio.StreamWriter) -> None:
         """Flush what is buffered and close; a client that does not take it is cut off."""
@@ -270,7 +300,8 @@ class Server:
         # 1, not 0: the TLS transport pauses at a buffer >= its high mark, so 0 never resumed.
         writer.transport.set_write_buffer_limits(high=1)
         while not self._closing:
-            self._conns[task] = True
+            self._conns.pop(task, None)
+            self._conns[task] = True  # idle from now: at the end of the order
             try:
                 first = await asyncio.wait_for(reader.readline(), self.keepalive)
             except ValueError:  # longer than MAX_LINE

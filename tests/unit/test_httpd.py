@@ -334,28 +334,52 @@ async def test_close_drops_idle_connections_and_finishes_answers_in_progress(ser
     busy_w.close()
 
 
-async def test_past_the_connection_limit_a_new_one_is_a_503_and_served_again_once_one_goes(
+async def test_at_the_connection_limit_a_new_one_closes_the_one_idle_the_longest(serve: Serve) -> None:
+    """Idle keep-alive connections cannot lock a scraper out: the one idle the longest is closed
+    (a plain FIN, after its answers) and the new one served."""
+    server, port = await serve(max_connections=2)
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    for r, w in reversed(held):  # the second one (connected last) is answered first: idle the longest
+        w.write(b"GET / HTTP/1.1\r\n\r\n")
+        assert (await read_response(r))[0] == 200
+    assert (await exchange(port, b"GET /new HTTP/1.1\r\nConnection: close\r\n\r\n"))[0][0] == 200
+    assert await asyncio.wait_for(held[1][0].read(), 30) == b""  # closed for it
+    r, w = held[0]
+    w.write(b"GET / HTTP/1.1\r\n\r\n")  # the other one goes on
+    assert (await read_response(r))[0] == 200
+    assert server.refused == 0
+    for _, w in held:
+        w.close()
+
+
+async def test_when_every_connection_is_in_a_request_a_new_one_is_a_503(
     serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="exporters.prometheus.httpd")
-    server, port = await serve(max_connections=2)
-    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
-    for r, w in held:  # each one served: in the server's table
-        w.write(b"GET / HTTP/1.1\r\n\r\n")
-        assert (await read_response(r))[0] == 200
-    for _ in range(3):  # a third, and more: 503, closed, warned once
-        r, w = await asyncio.open_connection("127.0.0.1", port)
-        status, headers, body = await read_response(r)
+    release = asyncio.Event()
+
+    async def handler(request: Request) -> Response:
+        if request.path == "/slow":
+            await release.wait()
+        return await hello(request)
+
+    server, port = await serve(handler, max_connections=2)
+    busy = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    for _, w in busy:
+        w.write(b"GET /slow HTTP/1.1\r\n\r\n")
+    await until(lambda: len(server._conns) == 2 and not any(server._conns.values()), what="both in a request")
+    for _ in range(3):  # a request sent at once, as urllib does: still the 503, not a reset
+        status, headers, body = (await exchange(port, b"GET / HTTP/1.1\r\n\r\n"))[0]
         assert (status, headers["connection"], body) == (503, "close", b"503: too many connections\n")
-        assert await asyncio.wait_for(r.read(), 30) == b""
-        w.close()
     assert server.refused == 3
     assert len([r for r in caplog.records if "web.max-connections" in r.getMessage()]) == 1
-    held[0][1].close()  # one goes: a new one is served
-    await until(lambda: len(server._conns) == 1, what="the server to see it go")
+    release.set()
+    for r, w in busy:
+        assert (await read_response(r))[0] == 200
+        w.close()
+    await until(lambda: not server._conns, what="both gone")
     assert (await exchange(port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"))[0][0] == 200
     assert any("serving new connections again" in r.getMessage() for r in caplog.records)
-    held[1][1].close()
 
 
 # --- peers -------------------------------------------------------------------------------------------------

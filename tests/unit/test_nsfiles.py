@@ -347,7 +347,7 @@ def test_a_dead_namespace_whose_counters_keep_moving_is_gone_within_alive_every_
     """A namespace can outlive its process with counters moving (Docker's sandbox, its veth still on
     the bridge while the engine is down): the process is looked up every ALIVE_EVERY reads anyway."""
     web = container(1, "web")
-    col, snap, net, root = _one_container(tmp_path, web)
+    col, snap, net, _ = _one_container(tmp_path, web)
     # The process is gone (its /proc lookup fails) while the files it opened live on.
     moved = net.rename(net.with_name("net-of-the-namespace"))
     exported = 0

@@ -83,6 +83,12 @@ def test_the_span_shown_is_the_elapsed_time_even_if_the_wall_clock_was_stepped()
     assert f.rows[0].rx_bps == pytest.approx(1000)
     assert f.end_wall == b.wall and f.start_wall == pytest.approx(b.wall - 2.0)
     assert f.rows[0].start_wall == f.start_wall and f.rows[0].end_wall == f.end_wall
+    # A source that timed each namespace's read: that row's span is its own, end - elapsed too.
+    na = replace(a.namespaces[0], mono=10.1, wall=1_700_000_010.1)
+    nb = replace(b.namespaces[0], mono=12.3, wall=1_700_000_012.32)
+    (row,) = compute(replace(a, namespaces=(na,)), replace(b, namespaces=(nb,))).rows
+    assert row.elapsed == pytest.approx(2.2) and row.rx_bps == pytest.approx(2000 / 2.2)
+    assert nb.wall is not None and row.end_wall == nb.wall and row.start_wall == pytest.approx(nb.wall - 2.2)
 
 
 def test_interfaces_sum_and_networks_are_listed_once() -> None:
