@@ -229,7 +229,9 @@ class Server:
         except (OSError, asyncio.IncompleteReadError, TimeoutError):
             pass  # the client went away or stalled: nothing to answer
         except asyncio.CancelledError:
-            if task in self._evicted:  # idle, closed for a new connection: a plain close (FIN)
+            if task in self._evicted or (self._closing and self._conns.get(task)):
+                # Idle (or its last answer handed over), closed for a new connection or by close():
+                # a plain close, what is buffered flushed first (bounded by write_timeout).
                 self._evicted.discard(task)
                 task.uncancel()
             else:
@@ -241,11 +243,18 @@ class Server:
                 if cancelled:
                     writer.transport.abort()
                 else:
+                    if task in self._conns:  # done with requests: a new connection may cut the flush
+                        self._idle(task)
                     await self._close(writer)
             finally:
                 # Counted until its socket is closed: the limit bounds descriptors too.
                 self._conns.pop(task, None)
                 self._evicted.discard(task)
+
+    def _idle(self, task: asyncio.Task[Any]) -> None:
+        """`task`'s connection is between requests from now: at the end of the eviction order."""
+        self._conns.pop(task, None)
+        self._conns[task] = True
 
     def _evict_idle(self) -> bool:
         """At the limit: close the connection idle the longest (a keep-alive one between requests,
@@ -300,8 +309,7 @@ class Server:
         # 1, not 0: the TLS transport pauses at a buffer >= its high mark, so 0 never resumed.
         writer.transport.set_write_buffer_limits(high=1)
         while not self._closing:
-            self._conns.pop(task, None)
-            self._conns[task] = True  # idle from now: at the end of the order
+            self._idle(task)
             try:
                 first = await asyncio.wait_for(reader.readline(), self.keepalive)
             except ValueError:  # longer than MAX_LINE
@@ -326,7 +334,8 @@ class Server:
                 response = Response.text("500: Internal Server Error\n", 500)
             keep = request.keep_alive and not self._closing
             try:
-                await self._send(writer, response, request.method == "HEAD", keep, request.version)
+                head_only, answered = request.method == "HEAD", lambda: self._idle(task)
+                await self._send(writer, response, head_only, keep, request.version, answered)
             except ValueError as exc:  # a header that cannot be sent: nothing was written yet
                 log.error("%s %s: %s", request.method, request.path, exc)
                 response = Response.text("500: Internal Server Error\n", 500)
@@ -384,7 +393,10 @@ class Server:
         head_only: bool,
         keep: bool,
         version: tuple[int, int],
+        written: Callable[[], None] | None = None,
     ) -> None:
+        """`written`: called once the whole response is handed to the transport, before the last
+        drain (the client may have it all by then, and be back with its next request)."""
         length = sum(len(p) for p in response.body)
         try:
             phrase = http.HTTPStatus(response.status).phrase
@@ -410,4 +422,6 @@ class Server:
             for piece in slices(response.body):
                 writer.write(piece)
                 await asyncio.wait_for(writer.drain(), self.write_timeout)
+        if written is not None:
+            written()
         await asyncio.wait_for(writer.drain(), self.write_timeout)

@@ -352,6 +352,21 @@ async def test_at_the_connection_limit_a_new_one_closes_the_one_idle_the_longest
         w.close()
 
 
+async def test_a_connection_whose_answer_is_sent_does_not_hold_its_place(serve: Serve) -> None:
+    """Once a response is handed over, its connection is between requests: the client may have it
+    all and be back on a new connection before the server's task ran again (seen in CI: the
+    readiness check's connection got the next one a 503 at a limit of 1)."""
+
+    async def big(request: Request) -> Response:
+        return Response(200, [b"x" * (3 * SLICE)], {"Content-Type": "text/plain"})
+
+    server, port = await serve(big, max_connections=1)
+    for _ in range(20):
+        ((status, _, body),) = await exchange(port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert (status, len(body)) == (200, 3 * SLICE)
+    assert server.refused == 0
+
+
 async def test_when_every_connection_is_in_a_request_a_new_one_is_a_503(
     serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
