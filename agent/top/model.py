@@ -177,17 +177,16 @@ def _sum(values: Iterable[float | None]) -> float | None:
     return sum(known) if known else None
 
 
-def rates_of(
-    cur: NsCounters, prev: NsCounters | None, dt: float | None, start: float | None = None, end: float = 0.0
-) -> Row:
-    """`cur`'s rates since `prev` over `dt` seconds (the samples' interval), or over the
-    namespace's own interval where the source timed each namespace's read."""
+def rates_of(cur: NsCounters, prev: NsCounters | None, dt: float | None, end: float = 0.0) -> Row:
+    """`cur`'s rates since `prev` over `dt` seconds (the samples' interval, ending at wall time
+    `end`), or over the namespace's own interval where the source timed each namespace's read.
+    The span shown starts at end - elapsed (compute())."""
     if prev is not None and dt is not None and cur.mono is not None and prev.mono is not None:
         dt = cur.mono - prev.mono if cur.mono > prev.mono else None
         end = cur.wall or end
-        start = end - dt if dt is not None else None  # as in compute(): end - elapsed
     if prev is None or dt is None:
-        prev, dt, start = None, None, None
+        prev, dt = None, None
+    start = end - dt if dt is not None else None
     prev_ifaces = {i.name: i for i in prev.ifaces} if prev is not None else {}
     ifaces = tuple(_iface_rates(i, prev_ifaces.get(i.name), dt) for i in cur.ifaces)
     tcp: dict[str, float] = {}
@@ -222,7 +221,7 @@ def compute(prev: Sample | None, cur: Sample) -> Frame:
     # the previous sample: a wall clock stepped or slewed in between (NTP; 10 ms in 2 s was seen
     # on a test machine) would make "start -> end" disagree with the elapsed time shown beside it.
     start = cur.wall - dt if dt is not None else None
-    rows = tuple(rates_of(ns, before.get(ns.key), dt, start, cur.wall) for ns in cur.namespaces)
+    rows = tuple(rates_of(ns, before.get(ns.key), dt, cur.wall) for ns in cur.namespaces)
     return Frame(
         rows=rows,
         start_wall=start,

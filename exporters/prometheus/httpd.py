@@ -277,13 +277,10 @@ class Server:
             f"HTTP server: {self.max_connections} connections in requests (web.max-connections): "
             "new ones are answered 503 and closed",
         )
-        body = b"503: too many connections\n"
-        head = (
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
-        )
+        response = Response.text("503: too many connections\n", 503)
+        response.headers["Retry-After"] = "1"
         try:
-            writer.write(head.encode() + body)
+            await self._send(writer, response, False, False, (1, 1))
             if writer.can_write_eof():
                 writer.write_eof()
             await asyncio.wait_for(reader.read(MAX_HEAD), 1.0)
